@@ -1,0 +1,28 @@
+"""python -m gateway: run the web gateway."""
+
+from __future__ import annotations
+
+import sys
+
+from aiohttp import web
+
+from services.common.logging import configure_logging
+from services.common.settings import SettingsError, load_settings
+
+
+def main() -> None:
+    """Load settings and serve HTTP until SIGTERM."""
+    try:
+        settings = load_settings(service="gateway")
+    except SettingsError as exc:
+        print(f"onestop gateway: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(service="gateway", center=settings.center, log_format=settings.log_format)
+    from gateway.app import create_app
+
+    web.run_app(create_app(settings), host=settings.grpc_host, port=settings.http_port, print=None,
+                shutdown_timeout=10)
+
+
+if __name__ == "__main__":
+    main()

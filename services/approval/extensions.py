@@ -1,0 +1,92 @@
+"""Extensions (延期) and opinions: requested at the window, decided by the head (R7)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from onestop.approval.v1 import approval_pb2
+from onestop.events.v1 import events_pb2
+from services.approval import model, repository
+from services.approval.handlers import ApprovalContext, _due, actor_json, view, who
+from services.common.clock import aware
+from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.outbox import UnitOfWork
+
+
+async def request_extension(
+    uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.RequestExtensionRequest
+) -> dict[str, Any]:
+    """A window asks for more working days, with a reason."""
+    row = await repository.get_task(uow.conn, req.task_id, lock=True)
+    model.check_window_actor(view(row), who(req.by), action="extend")
+    pending = await repository.extensions(uow.conn, task_id=req.task_id, state="requested")
+    model.check_extension_request(days=req.days, reason=req.reason, pending=bool(pending), task=view(row))
+    ext = {
+        "extension_id": str(uuid.uuid4()), "task_id": req.task_id, "case_number": row["case_number"],
+        "department": row["department"], "days": req.days, "reason": req.reason.strip(), "state": "requested",
+        "requested_by": actor_json(req.by), "decided_by": None, "decision_reason": "",
+        "requested_at": ctx.clock.now(), "decided_at": None,
+    }
+    await repository.insert_extension(uow.conn, ext)
+    uow.emit(ctx.event(events_pb2.ExtensionRequested(task_id=req.task_id, extension_id=ext["extension_id"],
+                                                      days=req.days, reason=ext["reason"], by=req.by),
+                       case_id=row["case_id"], case_number=row["case_number"]))
+    return ext
+
+
+async def decide_extension(
+    uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.DecideExtensionRequest
+) -> dict[str, Any]:
+    """The department head approves (the clock moves, the applicant is told in writing) or refuses."""
+    ext = await repository.get_extension(uow.conn, req.extension_id)
+    if ext["state"] != "requested":
+        raise FailedPrecondition(f"extension {req.extension_id} was already {ext['state']}")
+    model.check_extension_decider(who=who(req.by), department=ext["department"])
+    if not req.approve and not req.reason.strip():
+        raise InvalidArgument("a refusal needs a reason", field="reason")
+    row = await repository.get_task(uow.conn, ext["task_id"], lock=True)
+    if row["status"] in model.DONE:
+        raise FailedPrecondition(f"task {row['task_id']} is already {model.state_name(row['status'])}")
+    now = ctx.clock.now()
+    ext.update(state="approved" if req.approve else "refused", decided_by=actor_json(req.by),
+               decision_reason=req.reason, decided_at=now)
+    await repository.update_extension(uow.conn, req.extension_id, state=ext["state"], decided_by=ext["decided_by"],
+                                      decision_reason=req.reason, decided_at=now)
+    if req.approve:
+        plan = await repository.get_plan(uow.conn, case_id=row["case_id"])
+        days = row["extension_days"] + ext["days"]
+        assert plan is not None
+        due = _due(ctx, aware(plan["accepted_at"]) or now, plan["promised_limit_days"] + days)
+        await repository.update_task(uow.conn, row["task_id"], extension_days=days, due_at=due)
+    uow.emit(ctx.event(events_pb2.ExtensionDecided(task_id=row["task_id"], extension_id=req.extension_id,
+                                                    approved=req.approve, days=ext["days"], by=req.by,
+                                                    reason=req.reason),
+                       case_id=row["case_id"], case_number=row["case_number"]))
+    return ext
+
+
+async def add_opinion(uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.AddOpinionRequest) -> dict[str, Any]:
+    """Add to the shared discussion record; any department of a joint review may speak."""
+    row = await repository.get_task(uow.conn, req.task_id)
+    if not req.text.strip():
+        raise InvalidArgument("an opinion needs text", field="text")
+    if req.by.role not in model.WINDOW_ROLES:
+        raise InvalidArgument("opinions come from department windows", field="by.role")
+    await repository.add_opinion(uow.conn, {"task_id": req.task_id, "case_id": row["case_id"],
+                                            "author": actor_json(req.by), "text": req.text.strip(),
+                                            "at": ctx.clock.now()})
+    return row
+
+
+def extension_message(ext: dict[str, Any]) -> approval_pb2.Extension:
+    """The protobuf view of an extension row."""
+    from google.protobuf import json_format
+
+    msg = approval_pb2.Extension(extension_id=ext["extension_id"], task_id=ext["task_id"], days=ext["days"],
+                                 reason=ext["reason"], state=ext["state"], case_number=ext["case_number"],
+                                 department=ext["department"])
+    json_format.ParseDict(ext["requested_by"] or {}, msg.requested_by)
+    if ext.get("decided_by"):
+        json_format.ParseDict(ext["decided_by"], msg.decided_by)
+    return msg

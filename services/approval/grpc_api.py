@@ -1,0 +1,101 @@
+"""ApprovalService over gRPC."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from onestop.approval.v1 import approval_pb2
+from onestop.common.v1 import common_pb2
+from services.approval import extensions, handlers, model, repository
+from services.approval.handlers import ApprovalContext, task_message
+from services.common.errors import InvalidArgument, NotFound
+from services.common.outbox import UnitOfWork
+from services.common.runtime import Runtime
+from services.common.seal import key_id, public_pem, verify
+
+OPEN_QUEUE = (model.PENDING, model.CLAIMED)
+ALL_STATES = (model.WAITING, model.PENDING, model.CLAIMED, model.SUPPLEMENT, model.APPROVED, model.REJECTED,
+              model.DEEMED, model.CANCELLED)
+
+
+class ApprovalApi:
+    """Implements onestop.approval.v1.ApprovalService."""
+
+    def __init__(self, *, runtime: Runtime, ctx: ApprovalContext) -> None:
+        self.rt = runtime
+        self.ctx = ctx
+
+    async def _in_uow(self, fn: Callable[[UnitOfWork], Awaitable[Any]]) -> Any:
+        async with self.rt.uow() as uow:
+            result = await fn(uow)
+            await uow.commit()
+        return result
+
+    async def ListQueue(self, req: approval_pb2.ListQueueRequest, _: Any) -> approval_pb2.ListQueueResponse:
+        limit = min(max(req.limit or 100, 1), 1000)
+        async with self.rt.engine.connect() as conn:
+            rows = await repository.queue(conn, department=req.department,
+                                          statuses=ALL_STATES if req.include_closed else OPEN_QUEUE, limit=limit)
+        return approval_pb2.ListQueueResponse(tasks=[task_message(r) for r in rows])
+
+    async def ListCaseTasks(self, req: approval_pb2.ListCaseTasksRequest, _: Any) -> approval_pb2.ListQueueResponse:
+        async with self.rt.engine.connect() as conn:
+            plan = await repository.get_plan(conn, case_id=req.case_id, case_number=req.case_number)
+            rows = await repository.case_tasks(conn, plan["case_id"]) if plan else []
+        return approval_pb2.ListQueueResponse(tasks=[task_message(r) for r in rows])
+
+    async def GetTask(self, req: approval_pb2.GetTaskRequest, _: Any) -> common_pb2.Task:
+        async with self.rt.engine.connect() as conn:
+            return task_message(await repository.get_task(conn, req.task_id))
+
+    async def ClaimTask(self, req: approval_pb2.ClaimTaskRequest, _: Any) -> common_pb2.Task:
+        return task_message(await self._in_uow(lambda uow: handlers.claim(uow, self.ctx, req, release=False)))
+
+    async def ReleaseTask(self, req: approval_pb2.ClaimTaskRequest, _: Any) -> common_pb2.Task:
+        return task_message(await self._in_uow(lambda uow: handlers.claim(uow, self.ctx, req, release=True)))
+
+    async def DecideTask(self, req: approval_pb2.DecideTaskRequest, _: Any) -> common_pb2.Task:
+        return task_message(await self._in_uow(lambda uow: handlers.decide(uow, self.ctx, req)))
+
+    async def DeemApprove(self, req: approval_pb2.DeemApproveRequest, _: Any) -> common_pb2.Task:
+        return task_message(await self._in_uow(lambda uow: handlers.deem_approve(uow, self.ctx, req)))
+
+    async def AddOpinion(self, req: approval_pb2.AddOpinionRequest, _: Any) -> common_pb2.Task:
+        return task_message(await self._in_uow(lambda uow: extensions.add_opinion(uow, self.ctx, req)))
+
+    async def RequestExtension(self, req: approval_pb2.RequestExtensionRequest, _: Any) -> approval_pb2.Extension:
+        ext = await self._in_uow(lambda uow: extensions.request_extension(uow, self.ctx, req))
+        return extensions.extension_message(ext)
+
+    async def DecideExtension(self, req: approval_pb2.DecideExtensionRequest, _: Any) -> approval_pb2.Extension:
+        ext = await self._in_uow(lambda uow: extensions.decide_extension(uow, self.ctx, req))
+        return extensions.extension_message(ext)
+
+    async def ListExtensions(
+        self, req: approval_pb2.ListExtensionsRequest, _: Any
+    ) -> approval_pb2.ListExtensionsResponse:
+        async with self.rt.engine.connect() as conn:
+            rows = await repository.extensions(conn, department=req.department, state=req.state)
+        return approval_pb2.ListExtensionsResponse(extensions=[extensions.extension_message(r) for r in rows])
+
+    async def GetCaseDecision(self, req: approval_pb2.GetCaseDecisionRequest, _: Any) -> common_pb2.SealedDecision:
+        if not req.case_number:
+            raise InvalidArgument("case_number is required", field="case_number")
+        async with self.rt.engine.connect() as conn:
+            data = await repository.case_decision(conn, req.case_number)
+        if data is None:
+            raise NotFound(f"case {req.case_number} has no decision yet")
+        return common_pb2.SealedDecision.FromString(data)
+
+    async def VerifySeal(self, req: approval_pb2.VerifySealRequest, _: Any) -> approval_pb2.VerifySealResponse:
+        valid, reason = verify(req.sealed, self.ctx.key.public_key())
+        return approval_pb2.VerifySealResponse(valid=valid, reason=reason)
+
+    async def GetSealKey(self, req: approval_pb2.GetSealKeyRequest, _: Any) -> approval_pb2.SealKey:
+        public = self.ctx.key.public_key()
+        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return approval_pb2.SealKey(center=self.ctx.center, key_id=key_id(public), public_key=raw,
+                                    public_key_pem=public_pem(public))

@@ -1,0 +1,140 @@
+"""Approval's rules, free of protobuf, SQL and the network: who may act, what opens, the join."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from services.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+
+# Task states (values of onestop.common.v1.TaskStatus; kept here so the rules stay pure).
+WAITING, PENDING, CLAIMED, SUPPLEMENT, APPROVED, REJECTED, DEEMED, CANCELLED = 1, 2, 3, 4, 5, 6, 7, 8
+OPEN = frozenset({PENDING, CLAIMED})
+DONE = frozenset({APPROVED, REJECTED, DEEMED, CANCELLED})
+POSITIVE = frozenset({APPROVED, DEEMED})
+# Case outcomes (values of onestop.common.v1.Outcome).
+OUTCOME_APPROVED, OUTCOME_REJECTED, OUTCOME_DEEMED = 1, 2, 3
+
+DECIDING_ROLES = frozenset({"chief_representative", "department_head"})
+WINDOW_ROLES = frozenset({"window_clerk", "chief_representative", "department_head"})
+EXTENSION_DECIDERS = frozenset({"department_head", "center_director"})
+MAX_EXTENSION_DAYS = 30
+KEY_PROJECT_PRIORITY = 10
+
+
+@dataclass(frozen=True)
+class Who:
+    """The person acting, as the gateway vouches for them."""
+
+    username: str
+    role: str
+    department: str
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """What the rules need of a task."""
+
+    task_id: str
+    department: str
+    status: int
+    prerequisites: tuple[str, ...]
+    claimed_by: str = ""
+
+
+def check_window_actor(task: TaskView, who: Who, *, action: str) -> None:
+    """Only staff of the task's department act on it (R15); another window's claim is theirs."""
+    if not who.username:
+        raise InvalidArgument("the acting staff member (by.username) is required", field="by.username")
+    if who.role not in WINDOW_ROLES:
+        raise PermissionDenied(f"role {who.role or '(none)'} may not {action} a department task")
+    if who.department != task.department:
+        raise PermissionDenied(
+            f"task {task.task_id} belongs to department {task.department}, not {who.department or '(none)'}"
+        )
+    if task.status == CLAIMED and task.claimed_by and task.claimed_by != who.username:
+        raise PermissionDenied(f"task {task.task_id} is claimed by {task.claimed_by}")
+
+
+def check_open(task: TaskView, *, action: str) -> None:
+    """A closed, waiting or paused task cannot be acted on."""
+    if task.status not in OPEN:
+        raise FailedPrecondition(f"cannot {action} task {task.task_id}: it is {state_name(task.status)}")
+
+
+def check_decision(*, verdict: str, who: Who, reasons: Sequence[str], items: Sequence[object]) -> None:
+    """Rejections need reasons, supplements need items, and only a chief representative decides."""
+    if verdict in ("approve", "reject") and who.role not in DECIDING_ROLES:
+        raise PermissionDenied("only the chief representative (or the department head) decides at the window")
+    if verdict == "reject" and not [r for r in reasons if r.strip()]:
+        raise InvalidArgument("a rejection needs at least one reason", field="reasons")
+    if verdict == "supplement" and not items:
+        raise InvalidArgument("a supplement request needs at least one item", field="items")
+
+
+def ready_to_open(tasks: Iterable[TaskView]) -> list[str]:
+    """Waiting tasks whose prerequisites are all approved (R8)."""
+    tasks = list(tasks)
+    positive = {t.department for t in tasks if t.status in POSITIVE}
+    return [
+        t.task_id for t in tasks if t.status == WAITING and all(p in positive for p in t.prerequisites)
+    ]
+
+
+def blocked(tasks: Iterable[TaskView]) -> list[str]:
+    """Waiting tasks that can never open because a prerequisite was rejected or cancelled."""
+    tasks = list(tasks)
+    dead = {t.department for t in tasks if t.status in (REJECTED, CANCELLED)}
+    return [t.task_id for t in tasks if t.status == WAITING and any(p in dead for p in t.prerequisites)]
+
+
+def round_complete(tasks: Iterable[TaskView]) -> bool:
+    """Every open task has spoken and at least one asked for a supplement: send one merged notice."""
+    tasks = list(tasks)
+    return any(t.status == SUPPLEMENT for t in tasks) and not any(t.status in OPEN for t in tasks)
+
+
+def join(tasks: Iterable[TaskView]) -> int | None:
+    """The case's outcome once every task is done; None while any is still in progress."""
+    tasks = list(tasks)
+    if any(t.status not in DONE for t in tasks):
+        return None
+    if any(t.status == REJECTED for t in tasks):
+        return OUTCOME_REJECTED
+    if any(t.status == DEEMED for t in tasks):
+        return OUTCOME_DEEMED
+    return OUTCOME_APPROVED
+
+
+def check_extension_request(*, days: int, reason: str, pending: bool, task: TaskView) -> None:
+    """An extension needs a reason and 1..30 days, on an open task without another pending one."""
+    if task.status in DONE:
+        raise FailedPrecondition(f"task {task.task_id} is already {state_name(task.status)}")
+    if days < 1 or days > MAX_EXTENSION_DAYS:
+        raise InvalidArgument(f"days must be between 1 and {MAX_EXTENSION_DAYS}", field="days")
+    if not reason.strip():
+        raise InvalidArgument("an extension needs a reason", field="reason")
+    if pending:
+        raise FailedPrecondition("an extension request for this task is already awaiting the head's decision")
+
+
+def check_extension_decider(*, who: Who, department: str) -> None:
+    """Only the department's head, or the center director for the city, decides an extension (R7)."""
+    if who.role == "center_director":
+        return
+    if who.role != "department_head" or who.department != department:
+        raise PermissionDenied("only the head of the department (or the center director) decides extensions")
+
+
+def state_name(status: int) -> str:
+    """A readable name of a task state for messages."""
+    return {
+        WAITING: "waiting for its prerequisites",
+        PENDING: "pending",
+        CLAIMED: "claimed",
+        SUPPLEMENT: "waiting for a supplement",
+        APPROVED: "approved",
+        REJECTED: "rejected",
+        DEEMED: "deemed approved",
+        CANCELLED: "cancelled",
+    }.get(status, str(status))

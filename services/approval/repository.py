@@ -1,0 +1,125 @@
+"""Approval's data access (SQLAlchemy Core on the unit of work's connection)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.approval import orm
+from services.common.errors import NotFound
+
+
+async def get_plan(conn: AsyncConnection, *, case_id: str = "", case_number: str = "") -> dict[str, Any] | None:
+    """A case plan by id or number."""
+    cond = orm.plans.c.case_id == case_id if case_id else orm.plans.c.case_number == case_number
+    row = (await conn.execute(select(orm.plans).where(cond))).mappings().first()
+    return dict(row) if row else None
+
+
+async def insert_plan(conn: AsyncConnection, row: dict[str, Any]) -> None:
+    """Insert a case plan."""
+    await conn.execute(orm.plans.insert().values(**row))
+
+
+async def update_plan(conn: AsyncConnection, case_id: str, **values: Any) -> None:
+    """Update a case plan."""
+    await conn.execute(update(orm.plans).where(orm.plans.c.case_id == case_id).values(**values))
+
+
+async def insert_tasks(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Insert the tasks of a plan."""
+    if rows:
+        await conn.execute(orm.tasks.insert(), rows)
+
+
+async def get_task(conn: AsyncConnection, task_id: str, *, lock: bool = False) -> dict[str, Any]:
+    """One task, or NOT_FOUND."""
+    stmt = select(orm.tasks).where(orm.tasks.c.task_id == task_id)
+    if lock and conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = (await conn.execute(stmt)).mappings().first()
+    if row is None:
+        raise NotFound(f"no task {task_id}")
+    return dict(row)
+
+
+async def case_tasks(conn: AsyncConnection, case_id: str, *, lock: bool = False) -> list[dict[str, Any]]:
+    """Every task of a case, in plan order."""
+    stmt = select(orm.tasks).where(orm.tasks.c.case_id == case_id).order_by(orm.tasks.c.grp, orm.tasks.c.department)
+    if lock and conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+
+
+async def update_task(conn: AsyncConnection, task_id: str, **values: Any) -> None:
+    """Update one task."""
+    await conn.execute(update(orm.tasks).where(orm.tasks.c.task_id == task_id).values(**values))
+
+
+async def queue(
+    conn: AsyncConnection, *, department: str, statuses: tuple[int, ...], limit: int
+) -> list[dict[str, Any]]:
+    """A window's queue: priority first, then the nearest due time."""
+    stmt = select(orm.tasks).where(orm.tasks.c.status.in_(statuses))
+    if department:
+        stmt = stmt.where(orm.tasks.c.department == department)
+    stmt = stmt.order_by(orm.tasks.c.priority.desc(), orm.tasks.c.due_at, orm.tasks.c.created_at).limit(limit)
+    return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+
+
+async def add_opinion(conn: AsyncConnection, row: dict[str, Any]) -> None:
+    """Record an opinion (the shared discussion record of a joint review)."""
+    await conn.execute(orm.opinions.insert().values(**row))
+
+
+async def insert_extension(conn: AsyncConnection, row: dict[str, Any]) -> None:
+    """Record an extension request."""
+    await conn.execute(orm.extensions.insert().values(**row))
+
+
+async def get_extension(conn: AsyncConnection, extension_id: str) -> dict[str, Any]:
+    """One extension, or NOT_FOUND."""
+    row = (
+        await conn.execute(select(orm.extensions).where(orm.extensions.c.extension_id == extension_id))
+    ).mappings().first()
+    if row is None:
+        raise NotFound(f"no extension request {extension_id}")
+    return dict(row)
+
+
+async def update_extension(conn: AsyncConnection, extension_id: str, **values: Any) -> None:
+    """Update an extension request."""
+    await conn.execute(
+        update(orm.extensions).where(orm.extensions.c.extension_id == extension_id).values(**values)
+    )
+
+
+async def extensions(conn: AsyncConnection, *, department: str = "", state: str = "", task_id: str = "") -> list[dict[str, Any]]:
+    """Extension requests, oldest first."""
+    stmt = select(orm.extensions)
+    if department:
+        stmt = stmt.where(orm.extensions.c.department == department)
+    if state:
+        stmt = stmt.where(orm.extensions.c.state == state)
+    if task_id:
+        stmt = stmt.where(orm.extensions.c.task_id == task_id)
+    return [dict(r) for r in (await conn.execute(stmt.order_by(orm.extensions.c.requested_at))).mappings()]
+
+
+async def add_decision(conn: AsyncConnection, row: dict[str, Any]) -> None:
+    """Keep a sealed decision."""
+    await conn.execute(orm.decisions.insert().values(**row))
+
+
+async def case_decision(conn: AsyncConnection, case_number: str) -> bytes | None:
+    """The sealed joined decision of a case."""
+    row = (
+        await conn.execute(
+            select(orm.decisions.c.sealed).where(
+                orm.decisions.c.case_number == case_number, orm.decisions.c.task_id == ""
+            )
+        )
+    ).first()
+    return bytes(row[0]) if row else None

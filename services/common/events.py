@@ -1,0 +1,88 @@
+"""Event envelopes: building them, naming their subjects, reading them back."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from google.protobuf.message import DecodeError, Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from onestop.events.v1 import events_pb2
+
+SUBJECT_PREFIX = "ev."
+DEAD_LETTER_PREFIX = "dlq."
+EVENT_KINDS: tuple[str, ...] = tuple(
+    f.name for f in events_pb2.Envelope.DESCRIPTOR.oneofs_by_name["body"].fields
+)
+
+
+class MalformedEvent(ValueError):
+    """A message that is not an Envelope, or carries no known body."""
+
+
+def timestamp(instant: datetime) -> Timestamp:
+    """A protobuf Timestamp for a timezone-aware instant."""
+    ts = Timestamp()
+    ts.FromDatetime(instant)
+    return ts
+
+
+def subject_for(kind: str) -> str:
+    """The JetStream subject of an event kind, e.g. ev.case_accepted."""
+    return SUBJECT_PREFIX + kind
+
+
+def new_event(
+    *,
+    center: str,
+    producer: str,
+    at: datetime,
+    body: Message,
+    case_id: str = "",
+    case_number: str = "",
+    trace: str = "",
+    event_id: str | None = None,
+) -> events_pb2.Envelope:
+    """Wrap `body` (one of the Envelope's oneof messages) into a new envelope."""
+    kind = _kind_of(body)
+    env = events_pb2.Envelope(
+        event_id=event_id or str(uuid.uuid4()),
+        center=center,
+        producer=producer,
+        case_id=case_id,
+        case_number=case_number,
+        trace=trace,
+    )
+    env.occurred_at.CopyFrom(timestamp(at))
+    getattr(env, kind).CopyFrom(body)
+    return env
+
+
+def _kind_of(body: Message) -> str:
+    name = body.DESCRIPTOR.name
+    for field in events_pb2.Envelope.DESCRIPTOR.oneofs_by_name["body"].fields:
+        if field.message_type.name == name:
+            return field.name
+    raise MalformedEvent(f"{name} is not an event body")
+
+
+def kind(env: events_pb2.Envelope) -> str:
+    """The envelope's body name, e.g. case_accepted."""
+    which = env.WhichOneof("body")
+    if not which:
+        raise MalformedEvent(f"event {env.event_id or '?'} has no body")
+    return which
+
+
+def decode(data: bytes) -> events_pb2.Envelope:
+    """Parse an envelope; MalformedEvent when it is not one or has no known body."""
+    env = events_pb2.Envelope()
+    try:
+        env.ParseFromString(data)
+    except DecodeError as exc:
+        raise MalformedEvent(f"not an event envelope: {exc}") from exc
+    if not env.event_id:
+        raise MalformedEvent("event without event_id")
+    kind(env)
+    return env

@@ -1,0 +1,189 @@
+"""JetStream setup and the idempotent event consumer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from onestop.events.v1 import events_pb2
+from services.common.errors import DomainError
+from services.common.events import (
+    DEAD_LETTER_PREFIX,
+    SUBJECT_PREFIX,
+    MalformedEvent,
+    decode,
+    kind,
+    subject_for,
+)
+from services.common.logging import get_logger
+from services.common.outbox import Outbox, UnitOfWork
+
+log = get_logger(__name__)
+
+Handler = Callable[[UnitOfWork, events_pb2.Envelope], Awaitable[None]]
+# Deliveries after which an event that keeps failing is treated as poison.
+MAX_DELIVERIES = 8
+DUPLICATE_WINDOW_S = 120.0
+
+
+async def connect(url: str, *, name: str) -> NATS:
+    """Connect to NATS, retrying forever in the background after the first success."""
+    return await nats.connect(
+        url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+        allow_reconnect=True,
+    )
+
+
+async def ensure_streams(js: Any, *, name: str, replicas: int = 1) -> None:
+    """Create (or update) the node's event stream and its dead-letter stream."""
+    for stream, subjects in ((name, [SUBJECT_PREFIX + ">"]), (f"{name}_DLQ", [DEAD_LETTER_PREFIX + ">"])):
+        config = StreamConfig(
+            name=stream,
+            subjects=subjects,
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+            duplicate_window=DUPLICATE_WINDOW_S,
+        )
+        try:
+            await js.stream_info(stream)
+            await js.update_stream(config)
+        except NotFoundError:
+            await js.add_stream(config)
+
+
+class EventConsumer:
+    """A durable pull consumer whose handlers run in one transaction with the inbox row.
+
+    Ack after commit; nak with a growing delay on transient errors; poison messages (not an
+    envelope, unknown body, a DomainError, or failing MAX_DELIVERIES times) go to the dead-letter
+    subject and are terminated so they never block the stream.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        js: Any,
+        stream: str,
+        engine: AsyncEngine,
+        outbox: Outbox,
+        inbox: Table,
+        handlers: Mapping[str, Handler],
+        batch: int = 128,
+    ) -> None:
+        self.name = name
+        self._js = js
+        self._stream = stream
+        self._engine = engine
+        self._outbox = outbox
+        self._inbox = inbox
+        self._handlers = dict(handlers)
+        self._batch = batch
+        self.processed = 0
+        self.dead_lettered = 0
+
+    async def _subscribe(self) -> Any:
+        config = ConsumerConfig(
+            durable_name=self.name,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=30,
+            max_ack_pending=10_000,
+            filter_subjects=sorted(subject_for(k) for k in self._handlers),
+        )
+        try:
+            await self._js.add_consumer(self._stream, config)
+        except Exception as exc:  # noqa: BLE001 - an existing consumer with other filters
+            log.info("consumer exists; updating", consumer=self.name, detail=str(exc))
+            await self._js.delete_consumer(self._stream, self.name)
+            await self._js.add_consumer(self._stream, config)
+        return await self._js.pull_subscribe_bind(durable=self.name, stream=self._stream)
+
+    async def run(self) -> None:
+        """Fetch and apply events forever."""
+        sub = await self._subscribe()
+        while True:
+            try:
+                msgs = await sub.fetch(self._batch, timeout=1.0)
+            except NatsTimeout:
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - connection trouble: wait and refetch
+                log.warning("fetch failed", consumer=self.name, error=str(exc))
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                await self.handle(msg)
+
+    async def handle(self, msg: Any) -> None:
+        """Apply one message exactly once (by its event id) and settle it."""
+        try:
+            env = decode(msg.data)
+            handler = self._handlers.get(kind(env))
+            if handler is None:
+                raise MalformedEvent(f"consumer {self.name} has no handler for {kind(env)}")
+        except MalformedEvent as exc:
+            await self._dead_letter(msg, str(exc))
+            return
+        try:
+            async with UnitOfWork(self._engine, self._outbox) as uow:
+                if await uow.mark_processed(self._inbox, consumer=self.name, event_id=env.event_id):
+                    await handler(uow, env)
+                await uow.commit()
+        except DomainError as exc:
+            await self._dead_letter(msg, f"{exc.reason}: {exc.message}", env)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - transient until proven poison
+            delivered = getattr(msg.metadata, "num_delivered", 1) or 1
+            if delivered >= MAX_DELIVERIES:
+                await self._dead_letter(msg, f"failed {delivered} times: {exc!r}", env)
+                return
+            log.warning(
+                "event failed; will redeliver",
+                consumer=self.name,
+                event_id=env.event_id,
+                case_number=env.case_number,
+                error=repr(exc),
+            )
+            await msg.nak(delay=min(0.2 * 2**delivered, 30.0))
+            return
+        await msg.ack()
+        self.processed += 1
+
+    async def _dead_letter(self, msg: Any, reason: str, env: events_pb2.Envelope | None = None) -> None:
+        log.warning(
+            "poison event dead-lettered",
+            consumer=self.name,
+            reason=reason,
+            event_id=env.event_id if env else "",
+            subject=msg.subject,
+        )
+        await self._js.publish(
+            f"{DEAD_LETTER_PREFIX}{self.name}",
+            msg.data,
+            headers={"Onestop-Reason": reason[:500], "Onestop-Subject": msg.subject},
+        )
+        await msg.term()
+        self.dead_lettered += 1

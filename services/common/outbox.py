@@ -1,0 +1,218 @@
+"""Transactional outbox, idempotent inbox and the unit of work that ties them to state changes.
+
+A handler changes its tables and records events in one transaction (`UnitOfWork`); the relay
+publishes the events afterwards with Nats-Msg-Id = event id and marks them sent only after the
+server's ack, so a crash between commit and publish replays instead of losing the event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from onestop.events.v1 import events_pb2
+from services.common.db import insert_ignore
+from services.common.events import kind, subject_for
+from services.common.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def outbox_table(metadata: MetaData, prefix: str) -> Table:
+    """The service's outbox: events waiting to be (or already) published."""
+    name = f"{prefix}_outbox"
+    table = Table(
+        name,
+        metadata,
+        Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column("event_id", String(36), nullable=False, unique=True),
+        Column("subject", String(128), nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("sent_at", DateTime(timezone=True), nullable=True),
+    )
+    Index(f"ix_{name}_unsent", table.c.seq, postgresql_where=table.c.sent_at.is_(None), sqlite_where=table.c.sent_at.is_(None))
+    return table
+
+
+def inbox_table(metadata: MetaData, prefix: str) -> Table:
+    """The service's inbox: (consumer, event id) pairs already applied."""
+    return Table(
+        f"{prefix}_inbox",
+        metadata,
+        Column("consumer", String(64), primary_key=True),
+        Column("event_id", String(36), primary_key=True),
+        Column("processed_at", DateTime(timezone=True), nullable=False),
+    )
+
+
+class Outbox:
+    """The outbox table of one service plus a way to wake its relay after a commit."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Tell the relay that new rows are committed."""
+        self._wake.set()
+
+    async def wait(self, timeout: float) -> None:
+        """Wait until woken or `timeout` seconds pass."""
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+    async def add(self, conn: AsyncConnection, events: Sequence[events_pb2.Envelope]) -> None:
+        """Insert events in the caller's transaction."""
+        if not events:
+            return
+        now = datetime.now(UTC)
+        await conn.execute(
+            self.table.insert(),
+            [
+                {
+                    "event_id": env.event_id,
+                    "subject": subject_for(kind(env)),
+                    "payload": env.SerializeToString(),
+                    "created_at": now,
+                }
+                for env in events
+            ],
+        )
+
+
+class UnitOfWork:
+    """One transaction: state changes plus the outbox rows of the events they record."""
+
+    def __init__(self, engine: AsyncEngine, outbox: Outbox) -> None:
+        self._engine = engine
+        self._outbox = outbox
+        self.events: list[events_pb2.Envelope] = []
+        self._conn: AsyncConnection | None = None
+        self._committed = False
+
+    @property
+    def conn(self) -> AsyncConnection:
+        """The open connection (inside `async with`)."""
+        if self._conn is None:
+            raise RuntimeError("UnitOfWork used outside 'async with'")
+        return self._conn
+
+    async def __aenter__(self) -> UnitOfWork:
+        self._conn = await self._engine.connect()
+        await self._conn.begin()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._conn is not None
+        try:
+            if not self._committed:
+                await self._conn.rollback()
+        finally:
+            await self._conn.close()
+            self._conn = None
+
+    def emit(self, *events: events_pb2.Envelope) -> None:
+        """Record events to be written with this transaction."""
+        self.events.extend(events)
+
+    async def mark_processed(self, inbox: Table, *, consumer: str, event_id: str) -> bool:
+        """Record that `consumer` applied `event_id`; False when it already had."""
+        return await insert_ignore(
+            self.conn,
+            inbox,
+            {"consumer": consumer, "event_id": event_id, "processed_at": datetime.now(UTC)},
+        )
+
+    async def commit(self) -> None:
+        """Write the outbox rows and commit, then wake the relay."""
+        await self._outbox.add(self.conn, self.events)
+        await self.conn.commit()
+        self._committed = True
+        if self.events:
+            self._outbox.wake()
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows to JetStream in batches, marking them sent after the ack."""
+
+    def __init__(self, *, engine: AsyncEngine, outbox: Outbox, js: Any, batch: int = 500) -> None:
+        self._engine = engine
+        self._outbox = outbox
+        self._js = js
+        self._batch = batch
+        self.published = 0
+
+    async def run_once(self) -> int:
+        """Publish one batch; the number of events published."""
+        table = self._outbox.table
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(table.c.seq, table.c.event_id, table.c.subject, table.c.payload)
+                    .where(table.c.sent_at.is_(None))
+                    .order_by(table.c.seq)
+                    .limit(self._batch)
+                )
+            ).all()
+            await conn.rollback()
+        if not rows:
+            return 0
+        futures = [
+            await self._js.publish_async(
+                row.subject, row.payload, headers={"Nats-Msg-Id": row.event_id}
+            )
+            for row in rows
+        ]
+        await asyncio.gather(*futures)
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(table)
+                .where(table.c.seq.in_([row.seq for row in rows]))
+                .values(sent_at=datetime.now(UTC))
+            )
+        self.published += len(rows)
+        return len(rows)
+
+    async def run(self, *, poll_interval: float = 1.0) -> None:
+        """Relay forever; on errors, back off and retry (the rows stay unsent)."""
+        backoff = 0.2
+        while True:
+            try:
+                sent = await self.run_once()
+                backoff = 0.2
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure is retried; the rows are safe
+                log.warning("outbox relay failed; will retry", error=str(exc), retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            if sent < self._batch:
+                await self._outbox.wait(poll_interval)

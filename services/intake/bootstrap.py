@@ -1,0 +1,86 @@
+"""Wires intake: settings → runtime → handlers, gRPC servicers and event consumers."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+
+from onestop.intake.v1 import intake_pb2
+from onestop.routing.v1 import routing_pb2, routing_pb2_grpc
+from services.common.errors import InvalidArgument, NotFound, Unavailable
+from services.common.rpc import insecure_channel
+from services.common.runtime import Runtime, ServiceParts
+from services.intake import handlers, model, orm
+from services.intake.documents import LocalDocumentStore
+from services.intake.grpc_api import IntakeApi
+
+# Facts from other services that change what the applicant sees.
+CONSUMED = (
+    "case_routed",
+    "case_forwarded",
+    "task_opened",
+    "task_decided",
+    "supplement_round_opened",
+    "extension_decided",
+    "case_concluded",
+    "task_urged",
+    "task_deemed_approved",
+    "case_delivered",
+)
+MATTER_TTL_S = 30.0
+
+
+class RoutingMatters:
+    """Looks matters up in routing's catalogue over gRPC, with a short cache."""
+
+    def __init__(self, address: str) -> None:
+        self._stub = routing_pb2_grpc.RoutingServiceStub(insecure_channel(address))
+        self._cache: dict[str, tuple[float, handlers.MatterView]] = {}
+
+    async def get(self, code: str) -> handlers.MatterView:
+        """The current version of matter `code`."""
+        hit = self._cache.get(code)
+        if hit and time.monotonic() - hit[0] < MATTER_TTL_S:
+            return hit[1]
+        try:
+            matter: routing_pb2.Matter = await self._stub.GetMatter(
+                routing_pb2.GetMatterRequest(code=code), timeout=5
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound(f"unknown matter code {code!r}", field="matter_code") from None
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidArgument(exc.details() or "bad matter code", field="matter_code") from None
+            raise Unavailable(f"the catalogue is not reachable: {exc.details()}") from None
+        view = handlers.MatterView(
+            code=matter.code,
+            version=matter.version,
+            on_the_spot=matter.on_the_spot,
+            materials=tuple(
+                model.MaterialRule(m.code, m.name_zh, m.mandatory, tuple(m.accepted_types), m.max_bytes)
+                for m in matter.materials
+            ),
+        )
+        self._cache[code] = (time.monotonic(), view)
+        return view
+
+
+async def build(runtime: Runtime, *, matters: Any = None) -> ServiceParts:
+    """Intake's servicers and handlers."""
+    settings = runtime.settings
+    ctx = handlers.IntakeContext(
+        center=settings.center,
+        matters=matters or RoutingMatters(settings.peer("routing")),
+        clock=runtime.clock,
+    )
+    store = LocalDocumentStore(settings.data_dir / "documents")
+    api = IntakeApi(runtime=runtime, ctx=ctx, store=store)
+    return ServiceParts(
+        servicers=[(api, intake_pb2.DESCRIPTOR.services_by_name["IntakeService"])],
+        handlers={name: handlers.on_event for name in CONSUMED},
+    )
+
+
+TABLES = (orm.outbox, orm.inbox)

@@ -1,0 +1,342 @@
+"""Intake's command and event handlers: each runs in one unit of work."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from onestop.common.v1 import common_pb2
+from onestop.events.v1 import events_pb2
+from onestop.intake.v1 import intake_pb2
+from services.common.clock import from_timestamp
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from services.common.events import kind, new_event
+from services.common.outbox import UnitOfWork
+from services.intake import model, repository
+from services.intake.convert import to_json
+from services.intake.timeline_text import describe
+
+CS = common_pb2
+OPEN_STATUSES = {CS.CASE_STATUS_SUBMITTED, CS.CASE_STATUS_SUPPLEMENT_REQUESTED, CS.CASE_STATUS_ACCEPTED,
+                 CS.CASE_STATUS_ROUTED, CS.CASE_STATUS_FORWARDED}
+
+
+@dataclass(frozen=True)
+class MatterView:
+    """What intake needs to know of a matter."""
+
+    code: str
+    version: int
+    on_the_spot: bool
+    materials: tuple[model.MaterialRule, ...]
+
+
+class MatterSource(Protocol):
+    """Where intake looks matters up (routing, over gRPC)."""
+
+    async def get(self, code: str) -> MatterView: ...
+
+
+@dataclass
+class IntakeContext:
+    """Intake's collaborators, wired in bootstrap."""
+
+    center: str
+    matters: MatterSource
+    clock: Any
+
+    def event(self, body: Any, row: dict[str, Any], **extra: Any) -> events_pb2.Envelope:
+        """A new event about the case in `row`."""
+        return new_event(
+            center=self.center,
+            producer="intake",
+            at=self.clock.now(),
+            body=body,
+            case_id=row["case_id"],
+            case_number=row["case_number"] or "",
+            **extra,
+        )
+
+
+async def _record(uow: UnitOfWork, ctx: IntakeContext, env: events_pb2.Envelope, row: dict[str, Any]) -> None:
+    uow.emit(env)
+    await _timeline(uow, env, row["case_id"])
+
+
+async def _timeline(uow: UnitOfWork, env: events_pb2.Envelope, case_id: str) -> None:
+    zh, en, actor, department = describe(env)
+    await repository.add_timeline(
+        uow.conn,
+        case_id=case_id,
+        event_id=env.event_id,
+        at=from_timestamp(env.occurred_at),
+        kind=kind(env),
+        summary_zh=zh,
+        summary_en=en,
+        actor=actor,
+        department=department,
+    )
+
+
+def _submitted(docs: Any, known: dict[str, dict[str, Any]]) -> list[model.Submitted]:
+    return [
+        model.Submitted(
+            material_code=d.material_code,
+            digest=d.digest,
+            content_type=known[d.digest]["content_type"] if d.digest in known else d.content_type,
+            size=int(known[d.digest]["size"]) if d.digest in known else d.size,
+            known=d.digest in known,
+        )
+        for d in docs
+    ]
+
+
+def _doc_rows(docs: Any, known: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for d in docs:
+        stored = known.get(d.digest, {})
+        rows.append(
+            to_json(
+                CS.Document(
+                    material_code=d.material_code,
+                    digest=d.digest,
+                    filename=stored.get("filename", d.filename),
+                    content_type=stored.get("content_type", d.content_type),
+                    size=int(stored.get("size", d.size)),
+                )
+            )
+        )
+    return rows
+
+
+def _validate_submission(req: intake_pb2.SubmitCaseRequest) -> None:
+    if not req.matter_code:
+        raise InvalidArgument("matter_code is required", field="matter_code")
+    if not req.applicant.name.strip():
+        raise InvalidArgument("applicant.name is required", field="applicant.name")
+    if req.channel == CS.CHANNEL_UNSPECIFIED:
+        raise InvalidArgument("channel is required", field="channel")
+    if len(req.client_request_id) > 128:
+        raise InvalidArgument("client_request_id is longer than 128 characters", field="client_request_id")
+    if len(req.title) > 256:
+        raise InvalidArgument("title is longer than 256 characters", field="title")
+    for d in req.documents:
+        if len(d.digest) != 64 or any(c not in "0123456789abcdef" for c in d.digest):
+            raise InvalidArgument(f"document digest {d.digest[:80]!r} is not a SHA-256 hex", field="documents.digest")
+
+
+async def submit_case(
+    uow: UnitOfWork, ctx: IntakeContext, req: intake_pb2.SubmitCaseRequest
+) -> tuple[dict[str, Any], list[model.Shortfall]]:
+    """Pre-review a submission and accept it when complete; a retry returns the same case."""
+    _validate_submission(req)
+    if req.client_request_id:
+        existing = await repository.get_by_request_id(uow.conn, req.client_request_id)
+        if existing:
+            if existing["matter_code"] != req.matter_code:
+                raise FailedPrecondition("client_request_id was already used for another matter",
+                                         field="client_request_id")
+            return existing, [model.Shortfall(**i) for i in existing["open_supplement"]]
+    matter = await ctx.matters.get(req.matter_code)
+    now = ctx.clock.now()
+    known = await repository.known_documents(uow.conn, [d.digest for d in req.documents])
+    row: dict[str, Any] = {
+        "case_id": str(uuid.uuid4()),
+        "case_number": None,
+        "client_request_id": req.client_request_id or None,
+        "query_code": model.new_query_code(),
+        "center": ctx.center,
+        "matter_code": matter.code,
+        "matter_version": matter.version,
+        "status": CS.CASE_STATUS_SUBMITTED,
+        "outcome": 0,
+        "channel": req.channel,
+        "applicant": to_json(req.applicant),
+        "documents": _doc_rows(req.documents, known),
+        "form": dict(req.form),
+        "title": req.title,
+        "submitted_by": to_json(req.submitted_by),
+        "submitted_at": now,
+        "accepted_at": None,
+        "concluded_at": None,
+        "key_project": False,
+        "promised_deadline": None,
+        "open_supplement": [],
+        "supplement_round": 0,
+        "reasons": [],
+        "origin_center": "",
+        "origin_case_id": "",
+        "sealed": None,
+        "updated_at": now,
+    }
+    await repository.insert_case(uow.conn, row)
+    await _record(uow, ctx, ctx.event(events_pb2.CaseSubmitted(
+        matter_code=matter.code, channel=req.channel, submitted_by=req.submitted_by), row), row)
+    shortfalls = model.pre_review(rules=matter.materials, submitted=_submitted(req.documents, known))
+    if shortfalls:
+        await _request_supplement(uow, ctx, row, shortfalls)
+    else:
+        await _accept(uow, ctx, row, matter, req.submitted_by)
+    return row, shortfalls
+
+
+async def _request_supplement(
+    uow: UnitOfWork, ctx: IntakeContext, row: dict[str, Any], shortfalls: list[model.Shortfall]
+) -> None:
+    items = [{"material_code": s.material_code, "reason": s.reason} for s in shortfalls]
+    row.update(status=CS.CASE_STATUS_SUPPLEMENT_REQUESTED, open_supplement=items,
+               supplement_round=row["supplement_round"] + 1, updated_at=ctx.clock.now())
+    await repository.update_case(uow.conn, row["case_id"], status=row["status"], open_supplement=items,
+                                 supplement_round=row["supplement_round"], updated_at=row["updated_at"])
+    body = events_pb2.SupplementRequested(round=row["supplement_round"])
+    for item in items:
+        body.items.add(**item)
+    await _record(uow, ctx, ctx.event(body, row), row)
+
+
+async def _accept(uow: UnitOfWork, ctx: IntakeContext, row: dict[str, Any], matter: MatterView,
+                  by: common_pb2.Actor) -> None:
+    now = ctx.clock.now()
+    seq = await repository.next_sequence(uow.conn, center=ctx.center, day=model.numbering_day(now))
+    row.update(case_number=model.case_number(center=ctx.center, accepted_at=now, seq=seq),
+               status=CS.CASE_STATUS_ACCEPTED, accepted_at=now, open_supplement=[], updated_at=now)
+    await repository.update_case(uow.conn, row["case_id"], case_number=row["case_number"], status=row["status"],
+                                 accepted_at=now, open_supplement=[], updated_at=now)
+    applicant = row["applicant"]
+    body = events_pb2.CaseAccepted(
+        matter_code=matter.code, matter_version=matter.version, channel=row["channel"], accepted_by=by,
+        on_the_spot=matter.on_the_spot, applicant_name=applicant.get("name", ""),
+        applicant_phone=applicant.get("phone", ""), applicant_email=applicant.get("email", ""),
+        applicant_language=applicant.get("language", "") or "zh-CN", origin_center=row["origin_center"],
+        origin_case_id=row["origin_case_id"], title=row["title"],
+    )
+    await _record(uow, ctx, ctx.event(body, row), row)
+
+
+async def supplement_case(
+    uow: UnitOfWork, ctx: IntakeContext, req: intake_pb2.SupplementCaseRequest
+) -> tuple[dict[str, Any], list[model.Shortfall]]:
+    """Answer the open supplement notice, before acceptance (pre-review) or during review."""
+    row = await _load(uow, req.case_id)
+    _check_code(row, req.query_code)
+    if row["status"] != CS.CASE_STATUS_SUPPLEMENT_REQUESTED:
+        raise FailedPrecondition(f"case {row['case_number'] or row['case_id']} has no open supplement notice")
+    if not req.documents:
+        raise InvalidArgument("a supplement needs at least one document", field="documents")
+    known = await repository.known_documents(uow.conn, [d.digest for d in req.documents])
+    missing = [d.digest for d in req.documents if d.digest not in known]
+    if missing:
+        raise FailedPrecondition(f"document {missing[0]} was not uploaded", field="documents.digest")
+    docs = model.merge_documents(row["documents"], _doc_rows(req.documents, known))
+    row.update(documents=docs, updated_at=ctx.clock.now())
+    await repository.update_case(uow.conn, row["case_id"], documents=docs, updated_at=row["updated_at"])
+    body = events_pb2.CaseSupplemented(round=row["supplement_round"])
+    for d in req.documents:
+        body.documents.add().CopyFrom(d)
+    await _record(uow, ctx, ctx.event(body, row), row)
+    if row["case_number"] is None:  # still in pre-review: check everything again, at once
+        matter = await ctx.matters.get(row["matter_code"])
+        stored = await repository.known_documents(uow.conn, [str(d["digest"]) for d in docs])
+        submitted = [model.Submitted(str(d["material_code"]), str(d["digest"]), str(d.get("content_type", "")),
+                                     int(str(d.get("size", 0))), str(d["digest"]) in stored) for d in docs]
+        shortfalls = model.pre_review(rules=matter.materials, submitted=submitted)
+        if shortfalls:
+            await _request_supplement(uow, ctx, row, shortfalls)
+        else:
+            await _accept(uow, ctx, row, matter, req.by)
+        return row, shortfalls
+    row.update(status=CS.CASE_STATUS_ROUTED, open_supplement=[])
+    await repository.update_case(uow.conn, row["case_id"], status=row["status"], open_supplement=[])
+    return row, []
+
+
+async def withdraw_case(uow: UnitOfWork, ctx: IntakeContext, req: intake_pb2.WithdrawCaseRequest) -> dict[str, Any]:
+    """The applicant withdraws a case before its conclusion."""
+    row = await _load(uow, req.case_id)
+    _check_code(row, req.query_code)
+    if row["status"] not in OPEN_STATUSES:
+        raise FailedPrecondition(f"case {row['case_number']} is already concluded and cannot be withdrawn")
+    now = ctx.clock.now()
+    row.update(status=CS.CASE_STATUS_CONCLUDED, outcome=CS.OUTCOME_WITHDRAWN, concluded_at=now, updated_at=now,
+               open_supplement=[])
+    await repository.update_case(uow.conn, row["case_id"], status=row["status"], outcome=row["outcome"],
+                                 concluded_at=now, updated_at=now, open_supplement=[])
+    await _record(uow, ctx, ctx.event(events_pb2.CaseWithdrawn(reason=req.reason, by=req.by), row), row)
+    return row
+
+
+async def designate_key_project(
+    uow: UnitOfWork, ctx: IntakeContext, req: intake_pb2.DesignateKeyProjectRequest
+) -> dict[str, Any]:
+    """An authorized department designates a case a key project with a promised deadline (R1)."""
+    row = await _load(uow, req.case_id)
+    if row["status"] not in OPEN_STATUSES:
+        raise FailedPrecondition("only an open case can become a key project")
+    if req.designated_by.role not in ("department_head", "chief_representative", "center_director"):
+        raise PermissionDenied("only an authorized department's head or chief representative may designate")
+    if not req.HasField("promised_deadline"):
+        raise InvalidArgument("promised_deadline is required", field="promised_deadline")
+    deadline = from_timestamp(req.promised_deadline)
+    row.update(key_project=True, promised_deadline=deadline)
+    await repository.update_case(uow.conn, row["case_id"], key_project=True, promised_deadline=deadline)
+    body = events_pb2.KeyProjectDesignated(designated_by=req.designated_by, tracker=req.tracker)
+    body.promised_deadline.CopyFrom(req.promised_deadline)
+    await _record(uow, ctx, ctx.event(body, row), row)
+    return row
+
+
+async def _load(uow: UnitOfWork, case_id: str) -> dict[str, Any]:
+    if not case_id:
+        raise InvalidArgument("case_id is required", field="case_id")
+    row = await repository.get_case(uow.conn, case_id=case_id)
+    if row is None:
+        raise NotFound(f"no case {case_id}")
+    return row
+
+
+def _check_code(row: dict[str, Any], code: str) -> None:
+    if code and not hmac.compare_digest(code.upper(), row["query_code"]):
+        raise PermissionDenied("the query code does not match this case")
+
+
+async def track_case(conn: AsyncConnection, case_number: str, query_code: str) -> dict[str, Any]:
+    """The applicant's lookup: number plus query code, or the same NOT_FOUND either way."""
+    row = await repository.get_case(conn, case_number=case_number) if case_number else None
+    if row is None or not hmac.compare_digest(query_code.strip().upper(), row["query_code"]):
+        raise NotFound("no case with this number and query code")
+    return row
+
+
+# -- events from other services ------------------------------------------------------------------
+
+_STATUS_ON = {
+    "case_routed": CS.CASE_STATUS_ROUTED,
+    "case_forwarded": CS.CASE_STATUS_FORWARDED,
+}
+
+
+async def on_event(uow: UnitOfWork, env: events_pb2.Envelope) -> None:
+    """Apply another service's fact to the case and its timeline."""
+    row = await repository.get_case(uow.conn, case_id=env.case_id)
+    if row is None:
+        raise NotFound(f"event {env.event_id} names unknown case {env.case_id}")
+    what = kind(env)
+    now = from_timestamp(env.occurred_at)
+    if what in _STATUS_ON and row["status"] in (CS.CASE_STATUS_ACCEPTED, CS.CASE_STATUS_ROUTED):
+        await repository.update_case(uow.conn, row["case_id"], status=_STATUS_ON[what], updated_at=now)
+    elif what == "supplement_round_opened" and row["status"] in OPEN_STATUSES:
+        items = [to_json(i) for i in env.supplement_round_opened.items]
+        await repository.update_case(uow.conn, row["case_id"], status=CS.CASE_STATUS_SUPPLEMENT_REQUESTED,
+                                     open_supplement=items, supplement_round=env.supplement_round_opened.round,
+                                     updated_at=now)
+    elif what == "case_concluded" and row["status"] in OPEN_STATUSES:
+        body = env.case_concluded
+        await repository.update_case(uow.conn, row["case_id"], status=CS.CASE_STATUS_CONCLUDED, outcome=body.outcome,
+                                     reasons=list(body.reasons), concluded_at=now, updated_at=now,
+                                     sealed=body.sealed.SerializeToString().hex(), open_supplement=[])
+    await _timeline(uow, env, row["case_id"])
+

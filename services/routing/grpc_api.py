@@ -1,0 +1,104 @@
+"""RoutingService over gRPC: the catalogue, the organisation and routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from onestop.routing.v1 import routing_pb2
+from services.common.errors import InvalidArgument, NotFound
+from services.common.events import timestamp
+from services.common.runtime import Runtime
+from services.routing import handlers
+from services.routing.convert import centers_message, matter_message
+from services.routing.handlers import RoutingContext
+
+MAX_CATALOGUE_BYTES = 4 * 1024 * 1024
+
+
+class RoutingApi:
+    """Implements onestop.routing.v1.RoutingService."""
+
+    def __init__(self, *, runtime: Runtime, ctx: RoutingContext) -> None:
+        self.rt = runtime
+        self.ctx = ctx
+
+    async def ListMatters(self, req: routing_pb2.ListMattersRequest, _: Any) -> routing_pb2.ListMattersResponse:
+        catalogue = self.ctx.catalogue(req.version)
+        query = req.query.strip().lower()
+        matters = [
+            m for m in catalogue.matters.values()
+            if (not req.category or str(m.category) == req.category)
+            and (not query or query in m.code.lower() or query in m.name_zh.lower() or query in m.name_en.lower())
+        ]
+        return routing_pb2.ListMattersResponse(
+            matters=[matter_message(m, catalogue.version) for m in matters], version=catalogue.version
+        )
+
+    async def GetMatter(self, req: routing_pb2.GetMatterRequest, _: Any) -> routing_pb2.Matter:
+        if not req.code:
+            raise InvalidArgument("code is required", field="code")
+        catalogue = self.ctx.catalogue(req.version)
+        try:
+            return matter_message(catalogue.matter(req.code), catalogue.version)
+        except KeyError:
+            raise NotFound(f"unknown matter code {req.code!r}", field="code") from None
+
+    async def ListCenters(self, req: routing_pb2.ListCentersRequest, _: Any) -> routing_pb2.ListCentersResponse:
+        if req.parent and req.parent not in self.ctx.org.centers:
+            raise NotFound(f"unknown center {req.parent!r}", field="parent")
+        return centers_message(self.ctx.org, req.parent)
+
+    async def ListDepartments(
+        self, req: routing_pb2.ListDepartmentsRequest, _: Any
+    ) -> routing_pb2.ListDepartmentsResponse:
+        return routing_pb2.ListDepartmentsResponse(departments=[
+            routing_pb2.Department(code=d.code, name_zh=d.name_zh, name_en=d.name_en)
+            for d in self.ctx.org.departments.values()
+        ])
+
+    async def ListWindows(self, req: routing_pb2.ListWindowsRequest, _: Any) -> routing_pb2.ListWindowsResponse:
+        center = req.center or self.ctx.center
+        return routing_pb2.ListWindowsResponse(windows=[
+            routing_pb2.Window(code=w.code, center=w.center, department=w.department,
+                               chief_representative=w.chief_representative)
+            for w in self.ctx.org.windows_at(center)
+        ])
+
+    async def ImportCatalogue(self, req: routing_pb2.ImportCatalogueRequest, _: Any) -> routing_pb2.CatalogueVersion:
+        if len(req.content) > MAX_CATALOGUE_BYTES:
+            raise InvalidArgument(f"catalogue larger than {MAX_CATALOGUE_BYTES} bytes", field="content")
+        try:
+            content = req.content.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidArgument("catalogue is not UTF-8 text", field="content") from None
+        async with self.rt.uow() as uow:
+            new, change = await handlers.import_catalogue(uow, self.ctx, content=content,
+                                                          source=req.source or "import.yaml",
+                                                          changed_by=req.changed_by)
+            await uow.commit()
+        self.ctx.versions[new.version] = new
+        return _version_message(new.version, new.changed_by, new.changed_at, change.added, change.removed,
+                                change.changed)
+
+    async def ListCatalogueVersions(
+        self, req: routing_pb2.ListCatalogueVersionsRequest, _: Any
+    ) -> routing_pb2.ListCatalogueVersionsResponse:
+        out = routing_pb2.ListCatalogueVersionsResponse()
+        for version in sorted(self.ctx.versions):
+            cat = self.ctx.versions[version]
+            out.versions.append(_version_message(version, cat.changed_by, cat.changed_at, (), (), ()))
+        return out
+
+    async def GetRoute(self, req: routing_pb2.GetRouteRequest, _: Any) -> routing_pb2.Route:
+        async with self.rt.engine.connect() as conn:
+            row = await handlers.get_route(conn, req.case_id)
+        return routing_pb2.Route(case_id=row["case_id"], case_number=row["case_number"],
+                                 decided_at_center=row["decided_at_center"], forwarded=row["forwarded"],
+                                 forward_state=row["forward_state"])
+
+
+def _version_message(version: int, by: str, at: Any, added: Any, removed: Any, changed: Any) -> routing_pb2.CatalogueVersion:
+    msg = routing_pb2.CatalogueVersion(version=version, changed_by=by, added=list(added), removed=list(removed),
+                                       changed=list(changed))
+    msg.changed_at.CopyFrom(timestamp(at))
+    return msg
