@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from onestop.routing.v1 import routing_pb2
 from services.routing.catalogue import Matter
-from services.routing.org import Organisation
+from services.routing.org import Organisation, Staff
 
 
 def matter_message(matter: Matter, version: int) -> routing_pb2.Matter:
@@ -38,4 +38,14 @@ def centers_message(org: Organisation, parent: str) -> routing_pb2.ListCentersRe
     return routing_pb2.ListCentersResponse(
         centers=[routing_pb2.Center(code=c.code, name_zh=c.name_zh, name_en=c.name_en, level=str(c.level),
                                     parent=c.parent or "") for c in centers]
+    )
+
+
+def staff_message(staff: Staff) -> routing_pb2.Staff:
+    """A staff member with every role grant."""
+    return routing_pb2.Staff(
+        username=staff.username,
+        display_name=staff.display_name,
+        roles=[routing_pb2.RoleGrant(role=str(g.role), center=g.center, department=g.department or "",
+                                     service_point=g.service_point or "") for g in staff.roles],
     )

@@ -9,7 +9,7 @@ from services.common.errors import InvalidArgument, NotFound
 from services.common.events import timestamp
 from services.common.runtime import Runtime
 from services.routing import handlers
-from services.routing.convert import centers_message, matter_message
+from services.routing.convert import centers_message, matter_message, staff_message
 from services.routing.handlers import RoutingContext
 
 MAX_CATALOGUE_BYTES = 4 * 1024 * 1024
@@ -95,6 +95,30 @@ class RoutingApi:
         return routing_pb2.Route(case_id=row["case_id"], case_number=row["case_number"],
                                  decided_at_center=row["decided_at_center"], forwarded=row["forwarded"],
                                  forward_state=row["forward_state"])
+
+    async def GetStaff(self, req: routing_pb2.GetStaffRequest, _: Any) -> routing_pb2.Staff:
+        staff = self.ctx.org.staff.get(req.username)
+        if staff is None:
+            raise NotFound(f"no staff member {req.username!r}", field="username")
+        return staff_message(staff)
+
+    async def ListStaff(self, req: routing_pb2.ListStaffRequest, _: Any) -> routing_pb2.ListStaffResponse:
+        out = routing_pb2.ListStaffResponse()
+        for staff in self.ctx.org.staff.values():
+            grants = [g for g in staff.roles if (not req.center or g.center == req.center)
+                      and (not req.role or str(g.role) == req.role)]
+            if grants:
+                out.staff.append(staff_message(staff))
+        return out
+
+    async def ListServicePoints(
+        self, req: routing_pb2.ListServicePointsRequest, _: Any
+    ) -> routing_pb2.ListServicePointsResponse:
+        points = self.ctx.org.service_points_of(req.center) if req.center else self.ctx.org.service_points.values()
+        return routing_pb2.ListServicePointsResponse(service_points=[
+            routing_pb2.ServicePoint(code=p.code, name_zh=p.name_zh, name_en=p.name_en, kind=str(p.kind), center=p.center)
+            for p in points
+        ])
 
 
 def _version_message(version: int, by: str, at: Any, added: Any, removed: Any, changed: Any) -> routing_pb2.CatalogueVersion:

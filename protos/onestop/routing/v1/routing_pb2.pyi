@@ -20,6 +20,191 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class RoleGrant(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROLE_FIELD_NUMBER: _builtins.int
+    CENTER_FIELD_NUMBER: _builtins.int
+    DEPARTMENT_FIELD_NUMBER: _builtins.int
+    SERVICE_POINT_FIELD_NUMBER: _builtins.int
+    role: _builtins.str
+    center: _builtins.str
+    department: _builtins.str
+    service_point: _builtins.str
+    def __init__(
+        self,
+        *,
+        role: _builtins.str = ...,
+        center: _builtins.str = ...,
+        department: _builtins.str = ...,
+        service_point: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["center", b"center", "department", b"department", "role", b"role", "service_point", b"service_point"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoleGrant: _TypeAlias = RoleGrant  # noqa: Y015
+
+@_typing.final
+class Staff(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERNAME_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    ROLES_FIELD_NUMBER: _builtins.int
+    username: _builtins.str
+    display_name: _builtins.str
+    @_builtins.property
+    def roles(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoleGrant]: ...
+    def __init__(
+        self,
+        *,
+        username: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        roles: _abc.Iterable[Global___RoleGrant] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "roles", b"roles", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Staff: _TypeAlias = Staff  # noqa: Y015
+
+@_typing.final
+class GetStaffRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERNAME_FIELD_NUMBER: _builtins.int
+    username: _builtins.str
+    def __init__(
+        self,
+        *,
+        username: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStaffRequest: _TypeAlias = GetStaffRequest  # noqa: Y015
+
+@_typing.final
+class ListStaffRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CENTER_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    center: _builtins.str
+    role: _builtins.str
+    def __init__(
+        self,
+        *,
+        center: _builtins.str = ...,
+        role: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["center", b"center", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStaffRequest: _TypeAlias = ListStaffRequest  # noqa: Y015
+
+@_typing.final
+class ListStaffResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STAFF_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def staff(self) -> _containers.RepeatedCompositeFieldContainer[Global___Staff]: ...
+    def __init__(
+        self,
+        *,
+        staff: _abc.Iterable[Global___Staff] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["staff", b"staff"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStaffResponse: _TypeAlias = ListStaffResponse  # noqa: Y015
+
+@_typing.final
+class ServicePoint(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    NAME_ZH_FIELD_NUMBER: _builtins.int
+    NAME_EN_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    CENTER_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    name_zh: _builtins.str
+    name_en: _builtins.str
+    kind: _builtins.str
+    center: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        name_zh: _builtins.str = ...,
+        name_en: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        center: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["center", b"center", "code", b"code", "kind", b"kind", "name_en", b"name_en", "name_zh", b"name_zh"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServicePoint: _TypeAlias = ServicePoint  # noqa: Y015
+
+@_typing.final
+class ListServicePointsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CENTER_FIELD_NUMBER: _builtins.int
+    center: _builtins.str
+    def __init__(
+        self,
+        *,
+        center: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["center", b"center"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListServicePointsRequest: _TypeAlias = ListServicePointsRequest  # noqa: Y015
+
+@_typing.final
+class ListServicePointsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_POINTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def service_points(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServicePoint]: ...
+    def __init__(
+        self,
+        *,
+        service_points: _abc.Iterable[Global___ServicePoint] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["service_points", b"service_points"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListServicePointsResponse: _TypeAlias = ListServicePointsResponse  # noqa: Y015
+
+@_typing.final
 class Material(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

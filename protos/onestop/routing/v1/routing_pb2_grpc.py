@@ -74,6 +74,21 @@ class RoutingServiceStub:
                 request_serializer=onestop_dot_routing_dot_v1_dot_routing__pb2.GetRouteRequest.SerializeToString,
                 response_deserializer=onestop_dot_routing_dot_v1_dot_routing__pb2.Route.FromString,
                 _registered_method=True)
+        self.GetStaff = channel.unary_unary(
+                '/onestop.routing.v1.RoutingService/GetStaff',
+                request_serializer=onestop_dot_routing_dot_v1_dot_routing__pb2.GetStaffRequest.SerializeToString,
+                response_deserializer=onestop_dot_routing_dot_v1_dot_routing__pb2.Staff.FromString,
+                _registered_method=True)
+        self.ListStaff = channel.unary_unary(
+                '/onestop.routing.v1.RoutingService/ListStaff',
+                request_serializer=onestop_dot_routing_dot_v1_dot_routing__pb2.ListStaffRequest.SerializeToString,
+                response_deserializer=onestop_dot_routing_dot_v1_dot_routing__pb2.ListStaffResponse.FromString,
+                _registered_method=True)
+        self.ListServicePoints = channel.unary_unary(
+                '/onestop.routing.v1.RoutingService/ListServicePoints',
+                request_serializer=onestop_dot_routing_dot_v1_dot_routing__pb2.ListServicePointsRequest.SerializeToString,
+                response_deserializer=onestop_dot_routing_dot_v1_dot_routing__pb2.ListServicePointsResponse.FromString,
+                _registered_method=True)
 
 
 class RoutingServiceServicer:
@@ -127,6 +142,25 @@ class RoutingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStaff(self, request, context):
+        """Staff and their role grants (the gateway signs people in and scopes them with these).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListStaff(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListServicePoints(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RoutingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -169,6 +203,21 @@ def add_RoutingServiceServicer_to_server(servicer, server):
                     servicer.GetRoute,
                     request_deserializer=onestop_dot_routing_dot_v1_dot_routing__pb2.GetRouteRequest.FromString,
                     response_serializer=onestop_dot_routing_dot_v1_dot_routing__pb2.Route.SerializeToString,
+            ),
+            'GetStaff': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStaff,
+                    request_deserializer=onestop_dot_routing_dot_v1_dot_routing__pb2.GetStaffRequest.FromString,
+                    response_serializer=onestop_dot_routing_dot_v1_dot_routing__pb2.Staff.SerializeToString,
+            ),
+            'ListStaff': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStaff,
+                    request_deserializer=onestop_dot_routing_dot_v1_dot_routing__pb2.ListStaffRequest.FromString,
+                    response_serializer=onestop_dot_routing_dot_v1_dot_routing__pb2.ListStaffResponse.SerializeToString,
+            ),
+            'ListServicePoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListServicePoints,
+                    request_deserializer=onestop_dot_routing_dot_v1_dot_routing__pb2.ListServicePointsRequest.FromString,
+                    response_serializer=onestop_dot_routing_dot_v1_dot_routing__pb2.ListServicePointsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -387,6 +436,87 @@ class RoutingService:
             '/onestop.routing.v1.RoutingService/GetRoute',
             onestop_dot_routing_dot_v1_dot_routing__pb2.GetRouteRequest.SerializeToString,
             onestop_dot_routing_dot_v1_dot_routing__pb2.Route.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStaff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onestop.routing.v1.RoutingService/GetStaff',
+            onestop_dot_routing_dot_v1_dot_routing__pb2.GetStaffRequest.SerializeToString,
+            onestop_dot_routing_dot_v1_dot_routing__pb2.Staff.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStaff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onestop.routing.v1.RoutingService/ListStaff',
+            onestop_dot_routing_dot_v1_dot_routing__pb2.ListStaffRequest.SerializeToString,
+            onestop_dot_routing_dot_v1_dot_routing__pb2.ListStaffResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListServicePoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onestop.routing.v1.RoutingService/ListServicePoints',
+            onestop_dot_routing_dot_v1_dot_routing__pb2.ListServicePointsRequest.SerializeToString,
+            onestop_dot_routing_dot_v1_dot_routing__pb2.ListServicePointsResponse.FromString,
             options,
             channel_credentials,
             insecure,

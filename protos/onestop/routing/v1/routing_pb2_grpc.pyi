@@ -39,6 +39,10 @@ class RoutingServiceStub:
     ImportCatalogue: _grpc.UnaryUnaryMultiCallable[_routing_pb2.ImportCatalogueRequest, _routing_pb2.CatalogueVersion]
     ListCatalogueVersions: _grpc.UnaryUnaryMultiCallable[_routing_pb2.ListCatalogueVersionsRequest, _routing_pb2.ListCatalogueVersionsResponse]
     GetRoute: _grpc.UnaryUnaryMultiCallable[_routing_pb2.GetRouteRequest, _routing_pb2.Route]
+    GetStaff: _grpc.UnaryUnaryMultiCallable[_routing_pb2.GetStaffRequest, _routing_pb2.Staff]
+    """Staff and their role grants (the gateway signs people in and scopes them with these)."""
+    ListStaff: _grpc.UnaryUnaryMultiCallable[_routing_pb2.ListStaffRequest, _routing_pb2.ListStaffResponse]
+    ListServicePoints: _grpc.UnaryUnaryMultiCallable[_routing_pb2.ListServicePointsRequest, _routing_pb2.ListServicePointsResponse]
 
 @_typing.type_check_only
 class RoutingServiceAsyncStub(RoutingServiceStub):
@@ -51,6 +55,10 @@ class RoutingServiceAsyncStub(RoutingServiceStub):
     ImportCatalogue: _aio.UnaryUnaryMultiCallable[_routing_pb2.ImportCatalogueRequest, _routing_pb2.CatalogueVersion]  # type: ignore[assignment]
     ListCatalogueVersions: _aio.UnaryUnaryMultiCallable[_routing_pb2.ListCatalogueVersionsRequest, _routing_pb2.ListCatalogueVersionsResponse]  # type: ignore[assignment]
     GetRoute: _aio.UnaryUnaryMultiCallable[_routing_pb2.GetRouteRequest, _routing_pb2.Route]  # type: ignore[assignment]
+    GetStaff: _aio.UnaryUnaryMultiCallable[_routing_pb2.GetStaffRequest, _routing_pb2.Staff]  # type: ignore[assignment]
+    """Staff and their role grants (the gateway signs people in and scopes them with these)."""
+    ListStaff: _aio.UnaryUnaryMultiCallable[_routing_pb2.ListStaffRequest, _routing_pb2.ListStaffResponse]  # type: ignore[assignment]
+    ListServicePoints: _aio.UnaryUnaryMultiCallable[_routing_pb2.ListServicePointsRequest, _routing_pb2.ListServicePointsResponse]  # type: ignore[assignment]
 
 class RoutingServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -108,5 +116,27 @@ class RoutingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _routing_pb2.GetRouteRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_routing_pb2.Route, _abc.Awaitable[_routing_pb2.Route]]: ...
+
+    @_abc_1.abstractmethod
+    def GetStaff(
+        self,
+        request: _routing_pb2.GetStaffRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_routing_pb2.Staff, _abc.Awaitable[_routing_pb2.Staff]]:
+        """Staff and their role grants (the gateway signs people in and scopes them with these)."""
+
+    @_abc_1.abstractmethod
+    def ListStaff(
+        self,
+        request: _routing_pb2.ListStaffRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_routing_pb2.ListStaffResponse, _abc.Awaitable[_routing_pb2.ListStaffResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListServicePoints(
+        self,
+        request: _routing_pb2.ListServicePointsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_routing_pb2.ListServicePointsResponse, _abc.Awaitable[_routing_pb2.ListServicePointsResponse]]: ...
 
 def add_RoutingServiceServicer_to_server(servicer: RoutingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,120 @@
+"""The outbox relay and the idempotent consumer against real PostgreSQL and a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import nats
+import pytest
+from sqlalchemy import Column, MetaData, String, Table, func, select
+
+from onestop.events.v1 import events_pb2
+from services.common.db import create_engine
+from services.common.events import new_event
+from services.common.jetstream import EventConsumer, ensure_streams
+from services.common.outbox import Outbox, OutboxRelay, UnitOfWork, inbox_table, outbox_table
+
+pytestmark = pytest.mark.postgres
+
+metadata = MetaData()
+effects = Table("probe_effects", metadata, Column("event_id", String(36), primary_key=True),
+                Column("case_number", String(64)))
+outbox_t = outbox_table(metadata, "probe")
+inbox_t = inbox_table(metadata, "probe")
+
+
+def _event(number: str) -> events_pb2.Envelope:
+    return new_event(center="210200", producer="probe", at=datetime.now(UTC), case_id=number, case_number=number,
+                     body=events_pb2.CaseWithdrawn(reason="probe"))
+
+
+async def test_events_committed_with_state_are_published_once_and_applied_once(postgres_db, nats_server) -> None:
+    engine = create_engine(postgres_db)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    nc = await nats.connect(nats_server)
+    js = nc.jetstream()
+    await ensure_streams(js, name="ONESTOP")
+    outbox = Outbox(outbox_t)
+
+    async with UnitOfWork(engine, outbox) as uow:  # a rolled-back unit of work publishes nothing
+        uow.emit(_event("ROLLED-BACK"))
+    async with UnitOfWork(engine, outbox) as uow:
+        uow.emit(*[_event(f"C-{i}") for i in range(50)])
+        await uow.commit()
+
+    relay = OutboxRelay(engine=engine, outbox=outbox, js=js, batch=20)
+    assert await relay.run_once() == 20
+    assert await relay.run_once() == 20
+    assert await relay.run_once() == 10
+    assert await relay.run_once() == 0
+    # A crash after publishing but before marking sent replays the batch: the broker de-duplicates.
+    async with engine.begin() as conn:
+        await conn.execute(outbox_t.update().values(sent_at=None))
+    assert await relay.run_once() == 20
+    info = await js.stream_info("ONESTOP")
+    assert info.state.messages == 50
+
+    async def apply(uow: UnitOfWork, env: events_pb2.Envelope) -> None:
+        await uow.conn.execute(effects.insert().values(event_id=env.event_id, case_number=env.case_number))
+
+    consumer = EventConsumer(name="probe", js=js, stream="ONESTOP", engine=engine, outbox=outbox, inbox=inbox_t,
+                             handlers={"case_withdrawn": apply})
+    task = asyncio.create_task(consumer.run())
+    for _ in range(200):
+        if consumer.processed >= 50:
+            break
+        await asyncio.sleep(0.05)
+    # The same event delivered again (a redelivery or a replayed outbox) has no second effect.
+    await js.publish("ev.case_withdrawn", _event("X").SerializeToString())
+    dup = _event("DUP")
+    for _ in range(2):
+        await js.publish("ev.case_withdrawn", dup.SerializeToString())
+    for _ in range(100):
+        if consumer.processed >= 53:
+            break
+        await asyncio.sleep(0.05)
+    task.cancel()
+    async with engine.connect() as conn:
+        count = (await conn.execute(select(func.count()).select_from(effects))).scalar_one()
+        dups = (await conn.execute(select(func.count()).select_from(effects).where(
+            effects.c.case_number == "DUP"))).scalar_one()
+    assert count == 52
+    assert dups == 1
+    await nc.close()
+    await engine.dispose()
+
+
+async def test_poison_messages_go_to_the_dead_letter_subject_and_do_not_block(postgres_db, nats_server) -> None:
+    engine = create_engine(postgres_db)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    nc = await nats.connect(nats_server)
+    js = nc.jetstream()
+    await ensure_streams(js, name="ONESTOP")
+    outbox = Outbox(outbox_t)
+    seen: list[str] = []
+
+    async def apply(uow: UnitOfWork, env: events_pb2.Envelope) -> None:
+        seen.append(env.case_number)
+
+    consumer = EventConsumer(name="probe", js=js, stream="ONESTOP", engine=engine, outbox=outbox, inbox=inbox_t,
+                             handlers={"case_withdrawn": apply})
+    dlq = await js.subscribe("dlq.probe")
+    task = asyncio.create_task(consumer.run())
+    await js.publish("ev.case_withdrawn", b"\x0a\xff not an envelope")
+    no_body = events_pb2.Envelope(event_id="no-body")
+    await js.publish("ev.case_withdrawn", no_body.SerializeToString())
+    await js.publish("ev.case_withdrawn", _event("GOOD").SerializeToString())
+    dead = [await dlq.next_msg(timeout=10), await dlq.next_msg(timeout=10)]
+    for _ in range(100):
+        if seen:
+            break
+        await asyncio.sleep(0.05)
+    task.cancel()
+    assert seen == ["GOOD"]
+    assert all(m.headers and m.headers.get("Onestop-Reason") for m in dead)
+    assert consumer.dead_lettered == 2
+    await nc.close()
+    await engine.dispose()
