@@ -70,16 +70,18 @@ def nats_server(tmp_path: Path) -> Iterator[str]:
         proc.wait(10)
 
 
-@pytest.fixture
-def node_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Node]]:
-    """Start whole nodes as processes; each gets its own PostgreSQL database unless sqlite=True."""
-    nodes: list[Node] = []
-    databases: list[str] = []
-    base = Path(tempfile.mkdtemp(prefix="onestop-e2e-"))
+class NodePool:
+    """Nodes started by one fixture; each gets its own PostgreSQL database unless sqlite=True."""
 
-    def start(center: str = "210200", *, level: str = "city", sqlite: bool = False, parent: str = "",
+    def __init__(self) -> None:
+        self.nodes: list[Node] = []
+        self.databases: list[str] = []
+        self.base = Path(tempfile.mkdtemp(prefix="onestop-e2e-"))
+
+    def start(self, center: str = "210200", *, level: str = "city", sqlite: bool = False, parent: str = "",
               env: dict[str, str] | None = None, services: tuple[str, ...] | None = None,
               gateway: bool = False) -> Node:
+        """Start a node and wait until it is healthy."""
         if sqlite:
             database = "sqlite"
         else:
@@ -89,24 +91,41 @@ def node_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Node]
                 pytest.skip("PostgreSQL not reachable")
             name = f"onestop_e2e_{uuid.uuid4().hex[:10]}"
             database = pg_create_database(name)
-            databases.append(name)
-        config = NodeConfig(center=center, level=level, data_dir=base / f"{center}-{len(nodes)}",
+            self.databases.append(name)
+        config = NodeConfig(center=center, level=level, data_dir=self.base / f"{center}-{len(self.nodes)}",
                             database=database, parent=parent, env=env or {})
         node = Node(config, **({"services": services} if services else {}), gateway=gateway)
-        nodes.append(node)
+        self.nodes.append(node)
         node.start()
         return node
 
-    yield start
-    failed = getattr(request.node, "rep_call", None)
-    for node in reversed(nodes):
-        node.stop()
-        if failed is not None and failed.failed:
-            dest = ARTIFACTS / "logs" / request.node.name / node.config.center
-            shutil.copytree(node.logs, dest, dirs_exist_ok=True)
-    for name in databases:
-        pg_drop_database(name)
-    shutil.rmtree(base, ignore_errors=True)
+    def close(self, *, keep_logs_as: str = "") -> None:
+        """Stop every node, keep logs of a failed test, drop the databases."""
+        for node in reversed(self.nodes):
+            node.stop()
+            if keep_logs_as:
+                shutil.copytree(node.logs, ARTIFACTS / "logs" / keep_logs_as / node.config.center, dirs_exist_ok=True)
+        for name in self.databases:
+            pg_drop_database(name)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+@pytest.fixture
+def node_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Node]]:
+    """Start whole nodes as processes for one test."""
+    pool = NodePool()
+    yield pool.start
+    rep = getattr(request.node, "rep_call", None)
+    pool.close(keep_logs_as=request.node.name if rep is not None and rep.failed else "")
+
+
+@pytest.fixture(scope="module")
+def module_node_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Node]]:
+    """Start whole nodes shared by the tests of one module."""
+    pool = NodePool()
+    yield pool.start
+    failed = request.session.testsfailed > 0
+    pool.close(keep_logs_as=request.module.__name__ if failed else "")
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
