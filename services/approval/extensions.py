@@ -40,12 +40,13 @@ async def decide_extension(
 ) -> dict[str, Any]:
     """The department head approves (the clock moves, the applicant is told in writing) or refuses."""
     ext = await repository.get_extension(uow.conn, req.extension_id)
+    row = await repository.get_task(uow.conn, ext["task_id"], lock=True)
+    ext = await repository.get_extension(uow.conn, req.extension_id)  # re-read under the case lock
     if ext["state"] != "requested":
         raise FailedPrecondition(f"extension {req.extension_id} was already {ext['state']}")
     model.check_extension_decider(who=who(req.by), department=ext["department"])
     if not req.approve and not req.reason.strip():
         raise InvalidArgument("a refusal needs a reason", field="reason")
-    row = await repository.get_task(uow.conn, ext["task_id"], lock=True)
     if row["status"] in model.DONE:
         raise FailedPrecondition(f"task {row['task_id']} is already {model.state_name(row['status'])}")
     now = ctx.clock.now()

@@ -12,7 +12,7 @@ from onestop.common.v1 import common_pb2
 from services.approval import extensions, handlers, model, repository
 from services.approval.handlers import ApprovalContext, task_message
 from services.common.errors import InvalidArgument, NotFound
-from services.common.outbox import UnitOfWork
+from services.common.outbox import UnitOfWork, transact
 from services.common.runtime import Runtime
 from services.common.seal import key_id, public_pem, verify
 
@@ -29,10 +29,7 @@ class ApprovalApi:
         self.ctx = ctx
 
     async def _in_uow(self, fn: Callable[[UnitOfWork], Awaitable[Any]]) -> Any:
-        async with self.rt.uow() as uow:
-            result = await fn(uow)
-            await uow.commit()
-        return result
+        return await transact(self.rt.uow, fn)
 
     async def ListQueue(self, req: approval_pb2.ListQueueRequest, _: Any) -> approval_pb2.ListQueueResponse:
         limit = min(max(req.limit or 100, 1), 1000)

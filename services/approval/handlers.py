@@ -147,10 +147,10 @@ async def on_case_supplemented(uow: UnitOfWork, ctx: ApprovalContext, env: event
 
 async def on_case_withdrawn(uow: UnitOfWork, ctx: ApprovalContext, env: events_pb2.Envelope) -> None:
     """Withdrawal cancels every task still in progress."""
-    plan = await repository.get_plan(uow.conn, case_id=env.case_id)
+    plan = await repository.lock_case(uow.conn, env.case_id)
     if plan is None or plan["state"] != "open":
         return
-    for row in await repository.case_tasks(uow.conn, env.case_id, lock=True):
+    for row in await repository.case_tasks(uow.conn, env.case_id):
         if row["status"] not in model.DONE:
             await repository.update_task(uow.conn, row["task_id"], status=model.CANCELLED)
     await repository.update_plan(uow.conn, env.case_id, state="withdrawn", outcome=4, updated_at=ctx.clock.now())
@@ -158,11 +158,11 @@ async def on_case_withdrawn(uow: UnitOfWork, ctx: ApprovalContext, env: events_p
 
 async def on_key_project(uow: UnitOfWork, ctx: ApprovalContext, env: events_pb2.Envelope) -> None:
     """A key project jumps every queue and opens all departments at once (joint review, R2)."""
-    plan = await repository.get_plan(uow.conn, case_id=env.case_id)
+    plan = await repository.lock_case(uow.conn, env.case_id)
     if plan is None:
         return
     await repository.update_plan(uow.conn, env.case_id, key_project=True)
-    for row in await repository.case_tasks(uow.conn, env.case_id, lock=True):
+    for row in await repository.case_tasks(uow.conn, env.case_id):
         await repository.update_task(uow.conn, row["task_id"], priority=model.KEY_PROJECT_PRIORITY)
         row["priority"] = model.KEY_PROJECT_PRIORITY
         if row["status"] == model.WAITING:
@@ -214,8 +214,7 @@ async def decide(uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.Decide
     verdict = VERDICTS.get(req.verdict)
     if verdict is None:
         raise InvalidArgument("verdict must be APPROVE, REJECT or REQUEST_SUPPLEMENT", field="verdict")
-    row = await repository.get_task(uow.conn, req.task_id, lock=True)
-    await repository.case_tasks(uow.conn, row["case_id"], lock=True)  # serialize deciders of one case
+    row = await repository.get_task(uow.conn, req.task_id, lock=True)  # one decider of a case at a time
     task = view(row)
     model.check_window_actor(task, who(req.by), action="decide")
     model.check_open(task, action="decide")
@@ -241,7 +240,6 @@ async def decide(uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.Decide
 async def deem_approve(uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.DeemApproveRequest) -> dict[str, Any]:
     """Apply the management office's seal to a silent task (R6): it counts as approved."""
     row = await repository.get_task(uow.conn, req.task_id, lock=True)
-    await repository.case_tasks(uow.conn, row["case_id"], lock=True)
     if row["status"] not in model.OPEN:
         raise FailedPrecondition(f"task {req.task_id} is {model.state_name(row['status'])}; only a silent open task "
                                  "can be deemed approved")

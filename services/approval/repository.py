@@ -18,6 +18,15 @@ async def get_plan(conn: AsyncConnection, *, case_id: str = "", case_number: str
     return dict(row) if row else None
 
 
+async def lock_case(conn: AsyncConnection, case_id: str) -> dict[str, Any] | None:
+    """Lock a case's plan row: the one mutex every change to a case's tasks takes first."""
+    stmt = select(orm.plans).where(orm.plans.c.case_id == case_id)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = (await conn.execute(stmt)).mappings().first()
+    return dict(row) if row else None
+
+
 async def insert_plan(conn: AsyncConnection, row: dict[str, Any]) -> None:
     """Insert a case plan."""
     await conn.execute(orm.plans.insert().values(**row))
@@ -35,21 +44,23 @@ async def insert_tasks(conn: AsyncConnection, rows: list[dict[str, Any]]) -> Non
 
 
 async def get_task(conn: AsyncConnection, task_id: str, *, lock: bool = False) -> dict[str, Any]:
-    """One task, or NOT_FOUND."""
+    """One task, or NOT_FOUND; with lock=True its case is locked first (see lock_case)."""
     stmt = select(orm.tasks).where(orm.tasks.c.task_id == task_id)
-    if lock and conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
     row = (await conn.execute(stmt)).mappings().first()
     if row is None:
         raise NotFound(f"no task {task_id}")
+    if lock:
+        await lock_case(conn, row["case_id"])
+        row = (await conn.execute(stmt)).mappings().first()
+        assert row is not None
     return dict(row)
 
 
 async def case_tasks(conn: AsyncConnection, case_id: str, *, lock: bool = False) -> list[dict[str, Any]]:
-    """Every task of a case, in plan order."""
+    """Every task of a case, in plan order; with lock=True the case is locked first."""
+    if lock:
+        await lock_case(conn, case_id)
     stmt = select(orm.tasks).where(orm.tasks.c.case_id == case_id).order_by(orm.tasks.c.grp, orm.tasks.c.department)
-    if lock and conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
     return [dict(r) for r in (await conn.execute(stmt)).mappings()]
 
 

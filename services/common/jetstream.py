@@ -124,7 +124,7 @@ class EventConsumer:
         while True:
             try:
                 msgs = await sub.fetch(self._batch, timeout=1.0)
-            except NatsTimeout:
+            except (NatsTimeout, TimeoutError):
                 continue
             except asyncio.CancelledError:
                 raise

@@ -8,10 +8,10 @@ server's ack, so a crash between commit and publish replays instead of losing th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -26,6 +26,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from onestop.events.v1 import events_pb2
@@ -111,6 +112,7 @@ class UnitOfWork:
         self.events: list[events_pb2.Envelope] = []
         self._conn: AsyncConnection | None = None
         self._committed = False
+        self._on_commit: list[Callable[[], None]] = []
 
     @property
     def conn(self) -> AsyncConnection:
@@ -150,13 +152,46 @@ class UnitOfWork:
             {"consumer": consumer, "event_id": event_id, "processed_at": datetime.now(UTC)},
         )
 
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` after this unit of work commits (never on rollback)."""
+        self._on_commit.append(callback)
+
     async def commit(self) -> None:
-        """Write the outbox rows and commit, then wake the relay."""
+        """Write the outbox rows and commit, then wake the relay and run the after-commit callbacks."""
         await self._outbox.add(self.conn, self.events)
         await self.conn.commit()
         self._committed = True
         if self.events:
             self._outbox.wake()
+        for callback in self._on_commit:
+            callback()
+
+
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+T = TypeVar("T")
+
+
+def _retryable(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+    return code in RETRYABLE_SQLSTATES or "deadlock detected" in str(exc)
+
+
+async def transact(
+    make_uow: Callable[[], UnitOfWork], fn: Callable[[UnitOfWork], Awaitable[T]], *, attempts: int = 4
+) -> T:
+    """Run `fn` in a unit of work and commit; a deadlock or serialization failure is retried whole."""
+    for attempt in range(1, attempts + 1):
+        try:
+            async with make_uow() as uow:
+                result = await fn(uow)
+                await uow.commit()
+            return result
+        except DBAPIError as exc:
+            if attempt == attempts or not _retryable(exc):
+                raise
+            await asyncio.sleep(0.005 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 class OutboxRelay:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +51,7 @@ class ServiceParts:
 
     servicers: list[tuple[object, ServiceDescriptor]]
     handlers: Mapping[str, Handler] = field(default_factory=dict)
-    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     extra_servers: list[Callable[[], Awaitable[grpc.aio.Server | None]]] = field(default_factory=list)
 
 

@@ -1,0 +1,154 @@
+"""Single-center parallel approval: N cases of a 3-department matter, decided by a bot over gRPC.
+
+Run: .venv/bin/python bench/bench_single_node.py [--cases 2000] [--concurrency 64] [--json bench/results.json]
+Starts a whole node as processes on a fresh PostgreSQL database (or --sqlite), submits cases of
+TR-001 (4 departments in parallel), decides every task as the departments' chief representatives,
+and measures conclusions from the node's own NATS (ev.case_concluded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import nats
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import CpuMeter, merge_results, metric, percentile  # noqa: E402
+from onestop.approval.v1 import approval_pb2, approval_pb2_grpc  # noqa: E402
+from onestop.common.v1 import common_pb2  # noqa: E402
+from onestop.events.v1 import events_pb2  # noqa: E402
+from onestop.intake.v1 import intake_pb2, intake_pb2_grpc  # noqa: E402
+from onestop.routing.v1 import routing_pb2, routing_pb2_grpc  # noqa: E402
+from services.cli.node import Node, NodeConfig  # noqa: E402
+from tests.harness import pg_create_database, pg_drop_database  # noqa: E402
+
+COMMAND = ".venv/bin/python bench/bench_single_node.py --cases 2000 --json bench/results.json"
+MATTER = "TR-001"
+TARGET_CASES_PER_S = 300.0
+TARGET_CPU_MS = 6.6
+
+
+async def run(node: Node, *, cases: int, concurrency: int) -> dict[str, float]:
+    """Drive the workload; figures of one run."""
+    intake = intake_pb2_grpc.IntakeServiceStub(grpc.aio.insecure_channel(node.address("intake")))
+    approval = approval_pb2_grpc.ApprovalServiceStub(grpc.aio.insecure_channel(node.address("approval")))
+    routing = routing_pb2_grpc.RoutingServiceStub(grpc.aio.insecure_channel(node.address("routing")))
+    matter = await routing.GetMatter(routing_pb2.GetMatterRequest(code=MATTER))
+    docs = []
+    for m in matter.materials:  # content-addressed: one upload serves every case
+        docs.append(await intake.UploadDocument(iter([intake_pb2.DocumentChunk(
+            filename=f"{m.code}.pdf", content_type="application/pdf", material_code=m.code,
+            data=b"%PDF-1.4 bench " + m.code.encode())])))
+    departments = [s.department for s in matter.workflow]
+    submitted: dict[str, float] = {}
+    latencies: list[float] = []
+    done = asyncio.Event()
+    nc = await nats.connect(node.nats_url)
+
+    async def on_concluded(msg: nats.aio.msg.Msg) -> None:
+        env = events_pb2.Envelope.FromString(msg.data)
+        start = submitted.pop(env.case_number, None)
+        if start is not None:
+            latencies.append(time.perf_counter() - start)
+            if len(latencies) >= cases:
+                done.set()
+
+    await nc.subscribe("ev.case_concluded", cb=on_concluded)
+    sem = asyncio.Semaphore(concurrency)
+
+    async def submit(i: int) -> None:
+        async with sem:
+            t0 = time.perf_counter()
+            reply = await intake.SubmitCase(intake_pb2.SubmitCaseRequest(
+                client_request_id=f"bench-{uuid.uuid4()}", matter_code=MATTER, channel=common_pb2.CHANNEL_ONLINE,
+                documents=docs, applicant=common_pb2.Applicant(name=f"申请人{i}"),
+                submitted_by=common_pb2.Actor(username="bench", role="window_clerk")))
+            submitted[reply.case.case_number] = t0
+
+    async def bot(department: str) -> None:
+        by = common_pb2.Actor(username=f"chief.{department.lower()}", role="chief_representative",
+                              department=department)
+        while not done.is_set():
+            queue = await approval.ListQueue(approval_pb2.ListQueueRequest(department=department, limit=200))
+            if not queue.tasks:
+                await asyncio.sleep(0.02)
+                continue
+            await asyncio.gather(*(approval.DecideTask(approval_pb2.DecideTaskRequest(
+                task_id=t.task_id, verdict=approval_pb2.VERDICT_APPROVE, by=by)) for t in queue.tasks
+                if t.status == common_pb2.TASK_STATUS_PENDING))
+
+    meter = CpuMeter([p.popen.pid for p in node.procs.values() if p.popen])
+    meter.start()
+    t0 = time.perf_counter()
+    bots = [asyncio.create_task(bot(d)) for d in departments]
+    last = 0
+    progress_at = time.perf_counter()
+
+    async def report() -> None:
+        nonlocal last, progress_at
+        while not done.is_set():
+            await asyncio.sleep(2)
+            print(f"  progress: {len(latencies)}/{cases} concluded, {len(latencies) / (time.perf_counter() - t0):.0f} cases/s",
+                  flush=True)
+
+    reporter = asyncio.create_task(report())
+    await asyncio.gather(*(submit(i) for i in range(cases)))
+    await asyncio.wait_for(done.wait(), timeout=600)
+    elapsed = time.perf_counter() - t0
+    cpu = meter.stop()
+    for task in [*bots, reporter]:
+        task.cancel()
+    await nc.close()
+    return {
+        "cases": cases,
+        "cases_per_s": cases / elapsed,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "cpu_ms_per_case": cpu / cases * 1000,
+        "elapsed_s": elapsed,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--sqlite", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    db_name = f"onestop_bench_{uuid.uuid4().hex[:8]}"
+    database = "sqlite" if args.sqlite else pg_create_database(db_name)
+    node = Node(NodeConfig(center="210200", data_dir=Path(tempfile.mkdtemp(prefix="onestop-bench-")),
+                           database=database, env={"ONESTOP_LOG_LEVEL": "WARNING"}),
+                services=("routing", "intake", "approval"), gateway=False)
+    try:
+        node.start()
+        print(f"single-node parallel approval: {args.cases} cases of {MATTER}, {args.concurrency} in flight")
+        figures = asyncio.run(run(node, cases=args.cases, concurrency=args.concurrency))
+    finally:
+        node.stop()
+        if not args.sqlite:
+            pg_drop_database(db_name)
+    print(f"  cases/s            {figures['cases_per_s']:8.1f}   (target >= {TARGET_CASES_PER_S})")
+    print(f"  CPU per case (ms)  {figures['cpu_ms_per_case']:8.2f}   (target <= {TARGET_CPU_MS}; all node processes + PostgreSQL)")
+    print(f"  p50 / p99 (ms)     {figures['p50_ms']:8.1f} / {figures['p99_ms']:.1f}")
+    print(f"rerun: {COMMAND}")
+    merge_results(args.json, {
+        "single_node_cases_per_s": metric(figures["cases_per_s"], "cases/s", TARGET_CASES_PER_S, "higher"),
+        "single_node_cpu_ms_per_case": metric(figures["cpu_ms_per_case"], "ms", TARGET_CPU_MS, "lower"),
+        "single_node_p99_ms": metric(figures["p99_ms"], "ms", None, "lower"),
+    })
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""Shared pieces of the benchmarks: CPU accounting from /proc, result files, percentiles."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def pids_named(name: str) -> list[int]:
+    """Processes whose command name is `name` (e.g. every postgres backend)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    out.append(int(entry.name))
+            except OSError:
+                continue
+    return out
+
+
+class CpuMeter:
+    """CPU seconds spent by a set of processes between start() and stop()."""
+
+    def __init__(self, pids: list[int], *, include_postgres: bool = True, include_self: bool = True) -> None:
+        self.pids = list(pids)
+        if include_self:
+            self.pids.append(os.getpid())
+        self.include_postgres = include_postgres
+        self.before: dict[int, float] = {}
+
+    def _sample(self) -> dict[int, float]:
+        pids = self.pids + (pids_named("postgres") if self.include_postgres else [])
+        return {pid: process_cpu_seconds(pid) for pid in pids}
+
+    def start(self) -> None:
+        """Take the first sample."""
+        self.before = self._sample()
+
+    def stop(self) -> float:
+        """CPU seconds used since start()."""
+        after = self._sample()
+        return sum(after[p] - self.before.get(p, 0.0) for p in after)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100) by nearest rank."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def merge_results(path: Path | None, results: dict[str, dict[str, Any]]) -> None:
+    """Merge {"metric": {"value", "unit", "target", "better"}} into a JSON file."""
+    if path is None:
+        return
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            data = {}
+    data.update(results)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def metric(value: float, unit: str, target: float | None, better: str) -> dict[str, Any]:
+    """One entry of bench/results.json."""
+    return {"value": round(value, 3), "unit": unit, "target": target, "better": better}
