@@ -105,6 +105,9 @@ async def run(node: Node, *, cases: int, concurrency: int) -> dict[str, float]:
     await asyncio.wait_for(done.wait(), timeout=600)
     elapsed = time.perf_counter() - t0
     cpu = meter.stop()
+    names = {p.popen.pid: name for name, p in node.procs.items() if p.popen}
+    for name, seconds in sorted(meter.breakdown(names).items(), key=lambda kv: -kv[1]):
+        print(f"  CPU {name:16s} {seconds / cases * 1000:7.2f} ms/case")
     for task in [*bots, reporter]:
         task.cancel()
     await nc.close()

@@ -41,6 +41,7 @@ class CpuMeter:
             self.pids.append(os.getpid())
         self.include_postgres = include_postgres
         self.before: dict[int, float] = {}
+        self.by_pid: dict[int, float] = {}
 
     def _sample(self) -> dict[int, float]:
         pids = self.pids + (pids_named("postgres") if self.include_postgres else [])
@@ -53,7 +54,16 @@ class CpuMeter:
     def stop(self) -> float:
         """CPU seconds used since start()."""
         after = self._sample()
-        return sum(after[p] - self.before.get(p, 0.0) for p in after)
+        self.by_pid = {p: after[p] - self.before.get(p, 0.0) for p in after}
+        return sum(self.by_pid.values())
+
+    def breakdown(self, names: dict[int, str]) -> dict[str, float]:
+        """CPU seconds per named process (postgres backends summed, this process as 'load generator')."""
+        out: dict[str, float] = {}
+        for pid, cpu in self.by_pid.items():
+            name = names.get(pid) or ("load generator" if pid == os.getpid() else "postgres")
+            out[name] = out.get(name, 0.0) + cpu
+        return out
 
 
 def percentile(values: list[float], q: float) -> float:
