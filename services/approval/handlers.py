@@ -124,7 +124,9 @@ async def on_case_routed(uow: UnitOfWork, ctx: ApprovalContext, env: events_pb2.
     if body.on_the_spot:
         for row in rows:
             await _conclude_task(uow, ctx, row, status=model.APPROVED, by=body.accepted_by, reasons=[])
-        await _advance(uow, ctx, env.case_id)
+        plan = await repository.get_plan(uow.conn, case_id=env.case_id)
+        assert plan is not None
+        await _advance(uow, ctx, plan, rows)
         return
     for row in rows:
         if row["status"] == model.PENDING:
@@ -214,7 +216,8 @@ async def decide(uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.Decide
     verdict = VERDICTS.get(req.verdict)
     if verdict is None:
         raise InvalidArgument("verdict must be APPROVE, REJECT or REQUEST_SUPPLEMENT", field="verdict")
-    row = await repository.get_task(uow.conn, req.task_id, lock=True)  # one decider of a case at a time
+    plan, rows = await repository.lock_case_of_task(uow.conn, req.task_id)  # one decider of a case at a time
+    row = next(r for r in rows if r["task_id"] == req.task_id)
     task = view(row)
     model.check_window_actor(task, who(req.by), action="decide")
     model.check_open(task, action="decide")
@@ -233,13 +236,14 @@ async def decide(uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.Decide
     else:
         status = model.APPROVED if verdict == "approve" else model.REJECTED
         await _conclude_task(uow, ctx, row, status=status, by=req.by, reasons=[r for r in req.reasons if r.strip()])
-    await _advance(uow, ctx, row["case_id"])
+    await _advance(uow, ctx, plan, rows)
     return row
 
 
 async def deem_approve(uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.DeemApproveRequest) -> dict[str, Any]:
     """Apply the management office's seal to a silent task (R6): it counts as approved."""
-    row = await repository.get_task(uow.conn, req.task_id, lock=True)
+    plan, rows = await repository.lock_case_of_task(uow.conn, req.task_id)
+    row = next(r for r in rows if r["task_id"] == req.task_id)
     if row["status"] not in model.OPEN:
         raise FailedPrecondition(f"task {req.task_id} is {model.state_name(row['status'])}; only a silent open task "
                                  "can be deemed approved")
@@ -249,7 +253,7 @@ async def deem_approve(uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.
     await _conclude_task(uow, ctx, row, status=model.DEEMED, by=by, reasons=[])
     uow.emit(ctx.event(events_pb2.TaskDeemedApproved(task_id=row["task_id"], department=row["department"]),
                        case_id=row["case_id"], case_number=row["case_number"]))
-    await _advance(uow, ctx, row["case_id"])
+    await _advance(uow, ctx, plan, rows)
     return row
 
 
@@ -269,12 +273,12 @@ async def _conclude_task(uow: UnitOfWork, ctx: ApprovalContext, row: dict[str, A
                        case_id=row["case_id"], case_number=row["case_number"]))
 
 
-async def _advance(uow: UnitOfWork, ctx: ApprovalContext, case_id: str) -> None:
-    """After any change: cancel what can never open, open what may, merge supplements, join."""
-    plan = await repository.get_plan(uow.conn, case_id=case_id)
-    if plan is None or plan["state"] != "open":
+async def _advance(uow: UnitOfWork, ctx: ApprovalContext, plan: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """After any change (rows hold the case's tasks as changed in memory): cancel what can never open,
+    open what may, merge supplements, join."""
+    if plan["state"] != "open":
         return
-    rows = await repository.case_tasks(uow.conn, case_id)
+    case_id = plan["case_id"]
     by_id = {r["task_id"]: r for r in rows}
     for task_id in model.blocked(view(r) for r in rows):
         by_id[task_id]["status"] = model.CANCELLED

@@ -27,6 +27,18 @@ async def lock_case(conn: AsyncConnection, case_id: str) -> dict[str, Any] | Non
     return dict(row) if row else None
 
 
+async def lock_case_of_task(conn: AsyncConnection, task_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Lock the case a task belongs to and load its plan and every task: two round trips."""
+    owner = select(orm.tasks.c.case_id).where(orm.tasks.c.task_id == task_id).scalar_subquery()
+    stmt = select(orm.plans).where(orm.plans.c.case_id == owner)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    plan = (await conn.execute(stmt)).mappings().first()
+    if plan is None:
+        raise NotFound(f"no task {task_id}")
+    return dict(plan), await case_tasks(conn, plan["case_id"])
+
+
 async def insert_plan(conn: AsyncConnection, row: dict[str, Any]) -> None:
     """Insert a case plan."""
     await conn.execute(orm.plans.insert().values(**row))
