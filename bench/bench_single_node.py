@@ -37,7 +37,22 @@ TARGET_CASES_PER_S = 300.0
 TARGET_CPU_MS = 6.6
 
 
-async def run(node: Node, *, cases: int, concurrency: int) -> dict[str, float]:
+def peak_rss_mb(node: Node) -> dict[str, float]:
+    """Peak resident memory (VmHWM) of each process of the node, in MB."""
+    out = {}
+    for name, proc in node.procs.items():
+        if proc.popen is None:
+            continue
+        try:
+            for line in Path(f"/proc/{proc.popen.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    out[name] = int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return out
+
+
+async def run(node: Node, *, cases: int, concurrency: int, rate: float = 0.0) -> dict[str, float]:
     """Drive the workload; figures of one run."""
     intake = intake_pb2_grpc.IntakeServiceStub(grpc.aio.insecure_channel(node.address("intake")))
     approval = approval_pb2_grpc.ApprovalServiceStub(grpc.aio.insecure_channel(node.address("approval")))
@@ -63,16 +78,19 @@ async def run(node: Node, *, cases: int, concurrency: int) -> dict[str, float]:
                 done.set()
 
     await nc.subscribe("ev.case_concluded", cb=on_concluded)
-    sem = asyncio.Semaphore(concurrency)
+    sem = asyncio.Semaphore(concurrency if not rate else 10_000)
+    t0 = time.perf_counter()
 
     async def submit(i: int) -> None:
+        if rate:  # open loop: case i is due at i / rate, whatever the system is doing
+            await asyncio.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
         async with sem:
-            t0 = time.perf_counter()
+            started = time.perf_counter()
             reply = await intake.SubmitCase(intake_pb2.SubmitCaseRequest(
                 client_request_id=f"bench-{uuid.uuid4()}", matter_code=MATTER, channel=common_pb2.CHANNEL_ONLINE,
                 documents=docs, applicant=common_pb2.Applicant(name=f"申请人{i}"),
                 submitted_by=common_pb2.Actor(username="bench", role="window_clerk")))
-            submitted[reply.case.case_number] = t0
+            submitted[reply.case.case_number] = started
 
     async def bot(department: str) -> None:
         by = common_pb2.Actor(username=f"chief.{department.lower()}", role="chief_representative",
@@ -88,7 +106,6 @@ async def run(node: Node, *, cases: int, concurrency: int) -> dict[str, float]:
 
     meter = CpuMeter([p.popen.pid for p in node.procs.values() if p.popen])
     meter.start()
-    t0 = time.perf_counter()
     bots = [asyncio.create_task(bot(d)) for d in departments]
     last = 0
     progress_at = time.perf_counter()
@@ -132,11 +149,12 @@ def main() -> int:
     database = "sqlite" if args.sqlite else pg_create_database(db_name)
     node = Node(NodeConfig(center="210200", data_dir=Path(tempfile.mkdtemp(prefix="onestop-bench-")),
                            database=database, env={"ONESTOP_LOG_LEVEL": "WARNING"}),
-                services=("routing", "intake", "approval"), gateway=False)
+                gateway=False)
     try:
         node.start()
         print(f"single-node parallel approval: {args.cases} cases of {MATTER}, {args.concurrency} in flight")
         figures = asyncio.run(run(node, cases=args.cases, concurrency=args.concurrency))
+        rss = peak_rss_mb(node)
     finally:
         node.stop()
         if not args.sqlite:
@@ -144,11 +162,15 @@ def main() -> int:
     print(f"  cases/s            {figures['cases_per_s']:8.1f}   (target >= {TARGET_CASES_PER_S})")
     print(f"  CPU per case (ms)  {figures['cpu_ms_per_case']:8.2f}   (target <= {TARGET_CPU_MS}; all node processes + PostgreSQL)")
     print(f"  p50 / p99 (ms)     {figures['p50_ms']:8.1f} / {figures['p99_ms']:.1f}")
+    for name, mb in sorted(rss.items()):
+        print(f"  peak RSS {name:14s} {mb:7.1f} MB   (target <= 200 MB per service)")
     print(f"rerun: {COMMAND}")
     merge_results(args.json, {
         "single_node_cases_per_s": metric(figures["cases_per_s"], "cases/s", TARGET_CASES_PER_S, "higher"),
         "single_node_cpu_ms_per_case": metric(figures["cpu_ms_per_case"], "ms", TARGET_CPU_MS, "lower"),
         "single_node_p99_ms": metric(figures["p99_ms"], "ms", None, "lower"),
+        "peak_rss_max_service_mb": metric(max(v for k, v in rss.items() if k != "nats"), "MB", 200, "lower"),
+        **{f"peak_rss_{k}_mb": metric(v, "MB", 200 if k != "nats" else None, "lower") for k, v in rss.items()},
     })
     return 0
 

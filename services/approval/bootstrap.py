@@ -18,11 +18,22 @@ from services.common.seal import load_or_create_key
 async def build(runtime: Runtime) -> ServiceParts:
     """Approval's servicer and event handlers."""
     settings = runtime.settings
-    key_file = Path(settings.seal_key_file) if settings.seal_key_file else settings.data_dir / "seal" / "ed25519.pem"
-    ctx = handlers.ApprovalContext(center=settings.center, clock=runtime.clock, key=load_or_create_key(key_file),
-                                   calendar=default_calendar())
+    key_file = (
+        Path(settings.seal_key_file) if settings.seal_key_file else settings.data_dir / "seal" / "ed25519.pem"
+    )
+    ctx = handlers.ApprovalContext(
+        center=settings.center,
+        clock=runtime.clock,
+        key=load_or_create_key(key_file),
+        calendar=default_calendar(),
+    )
     return ServiceParts(
-        servicers=[(ApprovalApi(runtime=runtime, ctx=ctx), approval_pb2.DESCRIPTOR.services_by_name["ApprovalService"])],
+        servicers=[
+            (
+                ApprovalApi(runtime=runtime, ctx=ctx),
+                approval_pb2.DESCRIPTOR.services_by_name["ApprovalService"],
+            )
+        ],
         handlers=dict.fromkeys(handlers.EVENT_HANDLERS, partial(_on_event, ctx)),
     )
 

@@ -23,15 +23,33 @@ async def request_extension(
     pending = await repository.extensions(uow.conn, task_id=req.task_id, state="requested")
     model.check_extension_request(days=req.days, reason=req.reason, pending=bool(pending), task=view(row))
     ext = {
-        "extension_id": str(uuid.uuid4()), "task_id": req.task_id, "case_number": row["case_number"],
-        "department": row["department"], "days": req.days, "reason": req.reason.strip(), "state": "requested",
-        "requested_by": actor_json(req.by), "decided_by": None, "decision_reason": "",
-        "requested_at": ctx.clock.now(), "decided_at": None,
+        "extension_id": str(uuid.uuid4()),
+        "task_id": req.task_id,
+        "case_number": row["case_number"],
+        "department": row["department"],
+        "days": req.days,
+        "reason": req.reason.strip(),
+        "state": "requested",
+        "requested_by": actor_json(req.by),
+        "decided_by": None,
+        "decision_reason": "",
+        "requested_at": ctx.clock.now(),
+        "decided_at": None,
     }
     await repository.insert_extension(uow.conn, ext)
-    uow.emit(ctx.event(events_pb2.ExtensionRequested(task_id=req.task_id, extension_id=ext["extension_id"],
-                                                      days=req.days, reason=ext["reason"], by=req.by),
-                       case_id=row["case_id"], case_number=row["case_number"]))
+    uow.emit(
+        ctx.event(
+            events_pb2.ExtensionRequested(
+                task_id=req.task_id,
+                extension_id=ext["extension_id"],
+                days=req.days,
+                reason=ext["reason"],
+                by=req.by,
+            ),
+            case_id=row["case_id"],
+            case_number=row["case_number"],
+        )
+    )
     return ext
 
 
@@ -50,33 +68,62 @@ async def decide_extension(
     if row["status"] in model.DONE:
         raise FailedPrecondition(f"task {row['task_id']} is already {model.state_name(row['status'])}")
     now = ctx.clock.now()
-    ext.update(state="approved" if req.approve else "refused", decided_by=actor_json(req.by),
-               decision_reason=req.reason, decided_at=now)
-    await repository.update_extension(uow.conn, req.extension_id, state=ext["state"], decided_by=ext["decided_by"],
-                                      decision_reason=req.reason, decided_at=now)
+    ext.update(
+        state="approved" if req.approve else "refused",
+        decided_by=actor_json(req.by),
+        decision_reason=req.reason,
+        decided_at=now,
+    )
+    await repository.update_extension(
+        uow.conn,
+        req.extension_id,
+        state=ext["state"],
+        decided_by=ext["decided_by"],
+        decision_reason=req.reason,
+        decided_at=now,
+    )
     if req.approve:
         plan = await repository.get_plan(uow.conn, case_id=row["case_id"])
         days = row["extension_days"] + ext["days"]
         assert plan is not None
         due = _due(ctx, aware(plan["accepted_at"]) or now, plan["promised_limit_days"] + days)
         await repository.update_task(uow.conn, row["task_id"], extension_days=days, due_at=due)
-    uow.emit(ctx.event(events_pb2.ExtensionDecided(task_id=row["task_id"], extension_id=req.extension_id,
-                                                    approved=req.approve, days=ext["days"], by=req.by,
-                                                    reason=req.reason),
-                       case_id=row["case_id"], case_number=row["case_number"]))
+    uow.emit(
+        ctx.event(
+            events_pb2.ExtensionDecided(
+                task_id=row["task_id"],
+                extension_id=req.extension_id,
+                approved=req.approve,
+                days=ext["days"],
+                by=req.by,
+                reason=req.reason,
+            ),
+            case_id=row["case_id"],
+            case_number=row["case_number"],
+        )
+    )
     return ext
 
 
-async def add_opinion(uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.AddOpinionRequest) -> dict[str, Any]:
+async def add_opinion(
+    uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.AddOpinionRequest
+) -> dict[str, Any]:
     """Add to the shared discussion record; any department of a joint review may speak."""
     row = await repository.get_task(uow.conn, req.task_id)
     if not req.text.strip():
         raise InvalidArgument("an opinion needs text", field="text")
     if req.by.role not in model.WINDOW_ROLES:
         raise InvalidArgument("opinions come from department windows", field="by.role")
-    await repository.add_opinion(uow.conn, {"task_id": req.task_id, "case_id": row["case_id"],
-                                            "author": actor_json(req.by), "text": req.text.strip(),
-                                            "at": ctx.clock.now()})
+    await repository.add_opinion(
+        uow.conn,
+        {
+            "task_id": req.task_id,
+            "case_id": row["case_id"],
+            "author": actor_json(req.by),
+            "text": req.text.strip(),
+            "at": ctx.clock.now(),
+        },
+    )
     return row
 
 
@@ -84,9 +131,15 @@ def extension_message(ext: dict[str, Any]) -> approval_pb2.Extension:
     """The protobuf view of an extension row."""
     from google.protobuf import json_format
 
-    msg = approval_pb2.Extension(extension_id=ext["extension_id"], task_id=ext["task_id"], days=ext["days"],
-                                 reason=ext["reason"], state=ext["state"], case_number=ext["case_number"],
-                                 department=ext["department"])
+    msg = approval_pb2.Extension(
+        extension_id=ext["extension_id"],
+        task_id=ext["task_id"],
+        days=ext["days"],
+        reason=ext["reason"],
+        state=ext["state"],
+        case_number=ext["case_number"],
+        department=ext["department"],
+    )
     json_format.ParseDict(ext["requested_by"] or {}, msg.requested_by)
     if ext.get("decided_by"):
         json_format.ParseDict(ext["decided_by"], msg.decided_by)

@@ -17,8 +17,16 @@ from services.common.runtime import Runtime
 from services.common.seal import key_id, public_pem, verify
 
 OPEN_QUEUE = (model.PENDING, model.CLAIMED)
-ALL_STATES = (model.WAITING, model.PENDING, model.CLAIMED, model.SUPPLEMENT, model.APPROVED, model.REJECTED,
-              model.DEEMED, model.CANCELLED)
+ALL_STATES = (
+    model.WAITING,
+    model.PENDING,
+    model.CLAIMED,
+    model.SUPPLEMENT,
+    model.APPROVED,
+    model.REJECTED,
+    model.DEEMED,
+    model.CANCELLED,
+)
 
 
 class ApprovalApi:
@@ -34,11 +42,17 @@ class ApprovalApi:
     async def ListQueue(self, req: approval_pb2.ListQueueRequest, _: Any) -> approval_pb2.ListQueueResponse:
         limit = min(max(req.limit or 100, 1), 1000)
         async with self.rt.engine.connect() as conn:
-            rows = await repository.queue(conn, department=req.department,
-                                          statuses=ALL_STATES if req.include_closed else OPEN_QUEUE, limit=limit)
+            rows = await repository.queue(
+                conn,
+                department=req.department,
+                statuses=ALL_STATES if req.include_closed else OPEN_QUEUE,
+                limit=limit,
+            )
         return approval_pb2.ListQueueResponse(tasks=[task_message(r) for r in rows])
 
-    async def ListCaseTasks(self, req: approval_pb2.ListCaseTasksRequest, _: Any) -> approval_pb2.ListQueueResponse:
+    async def ListCaseTasks(
+        self, req: approval_pb2.ListCaseTasksRequest, _: Any
+    ) -> approval_pb2.ListQueueResponse:
         async with self.rt.engine.connect() as conn:
             plan = await repository.get_plan(conn, case_id=req.case_id, case_number=req.case_number)
             rows = await repository.case_tasks(conn, plan["case_id"]) if plan else []
@@ -63,11 +77,15 @@ class ApprovalApi:
     async def AddOpinion(self, req: approval_pb2.AddOpinionRequest, _: Any) -> common_pb2.Task:
         return task_message(await self._in_uow(lambda uow: extensions.add_opinion(uow, self.ctx, req)))
 
-    async def RequestExtension(self, req: approval_pb2.RequestExtensionRequest, _: Any) -> approval_pb2.Extension:
+    async def RequestExtension(
+        self, req: approval_pb2.RequestExtensionRequest, _: Any
+    ) -> approval_pb2.Extension:
         ext = await self._in_uow(lambda uow: extensions.request_extension(uow, self.ctx, req))
         return extensions.extension_message(ext)
 
-    async def DecideExtension(self, req: approval_pb2.DecideExtensionRequest, _: Any) -> approval_pb2.Extension:
+    async def DecideExtension(
+        self, req: approval_pb2.DecideExtensionRequest, _: Any
+    ) -> approval_pb2.Extension:
         ext = await self._in_uow(lambda uow: extensions.decide_extension(uow, self.ctx, req))
         return extensions.extension_message(ext)
 
@@ -78,7 +96,9 @@ class ApprovalApi:
             rows = await repository.extensions(conn, department=req.department, state=req.state)
         return approval_pb2.ListExtensionsResponse(extensions=[extensions.extension_message(r) for r in rows])
 
-    async def GetCaseDecision(self, req: approval_pb2.GetCaseDecisionRequest, _: Any) -> common_pb2.SealedDecision:
+    async def GetCaseDecision(
+        self, req: approval_pb2.GetCaseDecisionRequest, _: Any
+    ) -> common_pb2.SealedDecision:
         if not req.case_number:
             raise InvalidArgument("case_number is required", field="case_number")
         async with self.rt.engine.connect() as conn:
@@ -87,12 +107,15 @@ class ApprovalApi:
             raise NotFound(f"case {req.case_number} has no decision yet")
         return common_pb2.SealedDecision.FromString(data)
 
-    async def VerifySeal(self, req: approval_pb2.VerifySealRequest, _: Any) -> approval_pb2.VerifySealResponse:
+    async def VerifySeal(
+        self, req: approval_pb2.VerifySealRequest, _: Any
+    ) -> approval_pb2.VerifySealResponse:
         valid, reason = verify(req.sealed, self.ctx.key.public_key())
         return approval_pb2.VerifySealResponse(valid=valid, reason=reason)
 
     async def GetSealKey(self, req: approval_pb2.GetSealKeyRequest, _: Any) -> approval_pb2.SealKey:
         public = self.ctx.key.public_key()
         raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        return approval_pb2.SealKey(center=self.ctx.center, key_id=key_id(public), public_key=raw,
-                                    public_key_pem=public_pem(public))
+        return approval_pb2.SealKey(
+            center=self.ctx.center, key_id=key_id(public), public_key=raw, public_key_pem=public_pem(public)
+        )

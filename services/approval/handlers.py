@@ -37,8 +37,14 @@ class ApprovalContext:
 
     def event(self, body: Any, *, case_id: str, case_number: str) -> events_pb2.Envelope:
         """A new event about a case."""
-        return new_event(center=self.center, producer="approval", at=self.clock.now(), body=body,
-                         case_id=case_id, case_number=case_number)
+        return new_event(
+            center=self.center,
+            producer="approval",
+            at=self.clock.now(),
+            body=body,
+            case_id=case_id,
+            case_number=case_number,
+        )
 
 
 def actor_json(actor: common_pb2.Actor) -> dict[str, Any]:
@@ -54,17 +60,29 @@ def who(actor: common_pb2.Actor) -> Who:
 def view(row: dict[str, Any]) -> model.TaskView:
     """The rules' view of a task row."""
     claimed = (row.get("claimed_by") or {}).get("username", "")
-    return model.TaskView(row["task_id"], row["department"], row["status"], tuple(row["prerequisites"]), claimed)
+    return model.TaskView(
+        row["task_id"], row["department"], row["status"], tuple(row["prerequisites"]), claimed
+    )
 
 
 def task_message(row: dict[str, Any]) -> common_pb2.Task:
     """The protobuf view of a task row."""
     msg = common_pb2.Task(
-        task_id=row["task_id"], case_id=row["case_id"], case_number=row["case_number"],
-        matter_code=row["matter_code"], department=row["department"], window=row["window"], group=row["grp"],
-        prerequisites=list(row["prerequisites"]), lead=row["lead"], status=row["status"],
-        priority=row["priority"], opinion=row["opinion"] or "", reasons=list(row["reasons"] or []),
-        key_project=row["priority"] >= model.KEY_PROJECT_PRIORITY, extension_days=row["extension_days"],
+        task_id=row["task_id"],
+        case_id=row["case_id"],
+        case_number=row["case_number"],
+        matter_code=row["matter_code"],
+        department=row["department"],
+        window=row["window"],
+        group=row["grp"],
+        prerequisites=list(row["prerequisites"]),
+        lead=row["lead"],
+        status=row["status"],
+        priority=row["priority"],
+        opinion=row["opinion"] or "",
+        reasons=list(row["reasons"] or []),
+        key_project=row["priority"] >= model.KEY_PROJECT_PRIORITY,
+        extension_days=row["extension_days"],
     )
     for name in ("claimed_by", "decided_by"):
         if row.get(name):
@@ -84,39 +102,83 @@ def _due(ctx: ApprovalContext, accepted_at: datetime, days: int) -> datetime | N
         return None
 
 
-def _sealed(ctx: ApprovalContext, *, case_number: str, matter_code: str, task_id: str, department: str,
-            outcome: int, reasons: list[str], by: str) -> common_pb2.SealedDecision:
-    decision = common_pb2.Decision(center=ctx.center, case_number=case_number, task_id=task_id,
-                                   department=department, outcome=outcome, reasons=reasons, decided_by=by,
-                                   matter_code=matter_code)
+def _sealed(
+    ctx: ApprovalContext,
+    *,
+    case_number: str,
+    matter_code: str,
+    task_id: str,
+    department: str,
+    outcome: int,
+    reasons: list[str],
+    by: str,
+) -> common_pb2.SealedDecision:
+    decision = common_pb2.Decision(
+        center=ctx.center,
+        case_number=case_number,
+        task_id=task_id,
+        department=department,
+        outcome=outcome,
+        reasons=reasons,
+        decided_by=by,
+        matter_code=matter_code,
+    )
     decision.decided_at.CopyFrom(timestamp(ctx.clock.now()))
     return seal(decision, ctx.key)
 
 
 # -- events from other services ------------------------------------------------------------------
 
+
 async def on_case_routed(uow: UnitOfWork, ctx: ApprovalContext, env: events_pb2.Envelope) -> None:
     """Create the case's tasks; the first ones open at once, prerequisites wait (R4, R8, R11)."""
     body = env.case_routed
     if await repository.get_plan(uow.conn, case_id=env.case_id):
         return
-    accepted_at = from_timestamp(body.accepted_at) if body.HasField("accepted_at") else from_timestamp(env.occurred_at)
+    accepted_at = (
+        from_timestamp(body.accepted_at) if body.HasField("accepted_at") else from_timestamp(env.occurred_at)
+    )
     now = ctx.clock.now()
-    await repository.insert_plan(uow.conn, {
-        "case_id": env.case_id, "case_number": env.case_number, "matter_code": body.matter_code,
-        "accepted_at": accepted_at, "promised_limit_days": body.promised_limit_days,
-        "key_project": body.key_project, "supplement_round": 0, "state": "open", "outcome": 0, "updated_at": now,
-    })
+    await repository.insert_plan(
+        uow.conn,
+        {
+            "case_id": env.case_id,
+            "case_number": env.case_number,
+            "matter_code": body.matter_code,
+            "accepted_at": accepted_at,
+            "promised_limit_days": body.promised_limit_days,
+            "key_project": body.key_project,
+            "supplement_round": 0,
+            "state": "open",
+            "outcome": 0,
+            "updated_at": now,
+        },
+    )
     due = _due(ctx, accepted_at, body.promised_limit_days)
     priority = model.KEY_PROJECT_PRIORITY if body.key_project else 0
     rows = [
         {
-            "task_id": t.task_id, "case_id": env.case_id, "case_number": env.case_number,
-            "matter_code": body.matter_code, "department": t.department, "window": t.window, "grp": t.group,
-            "prerequisites": list(t.prerequisites), "lead": t.lead,
+            "task_id": t.task_id,
+            "case_id": env.case_id,
+            "case_number": env.case_number,
+            "matter_code": body.matter_code,
+            "department": t.department,
+            "window": t.window,
+            "grp": t.group,
+            "prerequisites": list(t.prerequisites),
+            "lead": t.lead,
             "status": model.PENDING if not t.prerequisites or body.key_project else model.WAITING,
-            "priority": priority, "due_at": due, "claimed_by": None, "decided_by": None, "opinion": "",
-            "reasons": [], "items": [], "extension_days": 0, "created_at": now, "opened_at": None, "decided_at": None,
+            "priority": priority,
+            "due_at": due,
+            "claimed_by": None,
+            "decided_by": None,
+            "opinion": "",
+            "reasons": [],
+            "items": [],
+            "extension_days": 0,
+            "created_at": now,
+            "opened_at": None,
+            "decided_at": None,
         }
         for t in body.tasks
     ]
@@ -135,9 +197,16 @@ async def on_case_routed(uow: UnitOfWork, ctx: ApprovalContext, env: events_pb2.
 
 async def _open(uow: UnitOfWork, ctx: ApprovalContext, row: dict[str, Any]) -> None:
     row.update(status=model.PENDING, opened_at=ctx.clock.now(), items=[])
-    await repository.update_task(uow.conn, row["task_id"], status=model.PENDING, opened_at=row["opened_at"], items=[])
-    uow.emit(ctx.event(events_pb2.TaskOpened(task=task_message(row)), case_id=row["case_id"],
-                       case_number=row["case_number"]))
+    await repository.update_task(
+        uow.conn, row["task_id"], status=model.PENDING, opened_at=row["opened_at"], items=[]
+    )
+    uow.emit(
+        ctx.event(
+            events_pb2.TaskOpened(task=task_message(row)),
+            case_id=row["case_id"],
+            case_number=row["case_number"],
+        )
+    )
 
 
 async def on_case_supplemented(uow: UnitOfWork, ctx: ApprovalContext, env: events_pb2.Envelope) -> None:
@@ -155,7 +224,9 @@ async def on_case_withdrawn(uow: UnitOfWork, ctx: ApprovalContext, env: events_p
     for row in await repository.case_tasks(uow.conn, env.case_id):
         if row["status"] not in model.DONE:
             await repository.update_task(uow.conn, row["task_id"], status=model.CANCELLED)
-    await repository.update_plan(uow.conn, env.case_id, state="withdrawn", outcome=4, updated_at=ctx.clock.now())
+    await repository.update_plan(
+        uow.conn, env.case_id, state="withdrawn", outcome=4, updated_at=ctx.clock.now()
+    )
 
 
 async def on_key_project(uow: UnitOfWork, ctx: ApprovalContext, env: events_pb2.Envelope) -> None:
@@ -186,7 +257,10 @@ async def on_event(uow: UnitOfWork, ctx: ApprovalContext, env: events_pb2.Envelo
 
 # -- commands ----------------------------------------------------------------------------------
 
-async def claim(uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.ClaimTaskRequest, *, release: bool) -> dict[str, Any]:
+
+async def claim(
+    uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.ClaimTaskRequest, *, release: bool
+) -> dict[str, Any]:
     """Claim a pending task for oneself, or release one's claim."""
     row = await repository.get_task(uow.conn, req.task_id, lock=True)
     task = view(row)
@@ -207,11 +281,16 @@ async def claim(uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.ClaimTa
     return row
 
 
-VERDICTS = {approval_pb2.VERDICT_APPROVE: "approve", approval_pb2.VERDICT_REJECT: "reject",
-            approval_pb2.VERDICT_REQUEST_SUPPLEMENT: "supplement"}
+VERDICTS = {
+    approval_pb2.VERDICT_APPROVE: "approve",
+    approval_pb2.VERDICT_REJECT: "reject",
+    approval_pb2.VERDICT_REQUEST_SUPPLEMENT: "supplement",
+}
 
 
-async def decide(uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.DecideTaskRequest) -> dict[str, Any]:
+async def decide(
+    uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.DecideTaskRequest
+) -> dict[str, Any]:
     """Approve, reject (with reasons) or ask for a supplement (with items), then advance the case."""
     verdict = VERDICTS.get(req.verdict)
     if verdict is None:
@@ -226,54 +305,113 @@ async def decide(uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.Decide
         row["opinion"] = req.opinion
         await repository.update_task(uow.conn, req.task_id, opinion=req.opinion)
     if verdict == "supplement":
-        items = [json_format.MessageToDict(i, preserving_proto_field_name=True) | {"department": row["department"]}
-                 for i in req.items]
+        items = [
+            json_format.MessageToDict(i, preserving_proto_field_name=True) | {"department": row["department"]}
+            for i in req.items
+        ]
         row.update(status=model.SUPPLEMENT, items=items, claimed_by=None)
-        await repository.update_task(uow.conn, req.task_id, status=model.SUPPLEMENT, items=items, claimed_by=None)
-        uow.emit(ctx.event(events_pb2.TaskDecided(task_id=row["task_id"], department=row["department"],
-                                                   status=model.SUPPLEMENT, by=req.by),
-                           case_id=row["case_id"], case_number=row["case_number"]))
+        await repository.update_task(
+            uow.conn, req.task_id, status=model.SUPPLEMENT, items=items, claimed_by=None
+        )
+        uow.emit(
+            ctx.event(
+                events_pb2.TaskDecided(
+                    task_id=row["task_id"], department=row["department"], status=model.SUPPLEMENT, by=req.by
+                ),
+                case_id=row["case_id"],
+                case_number=row["case_number"],
+            )
+        )
     else:
         status = model.APPROVED if verdict == "approve" else model.REJECTED
-        await _conclude_task(uow, ctx, row, status=status, by=req.by, reasons=[r for r in req.reasons if r.strip()])
+        await _conclude_task(
+            uow, ctx, row, status=status, by=req.by, reasons=[r for r in req.reasons if r.strip()]
+        )
     await _advance(uow, ctx, plan, rows)
     return row
 
 
-async def deem_approve(uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.DeemApproveRequest) -> dict[str, Any]:
+async def deem_approve(
+    uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.DeemApproveRequest
+) -> dict[str, Any]:
     """Apply the management office's seal to a silent task (R6): it counts as approved."""
     plan, rows = await repository.lock_case_of_task(uow.conn, req.task_id)
     row = next(r for r in rows if r["task_id"] == req.task_id)
     if row["status"] not in model.OPEN:
-        raise FailedPrecondition(f"task {req.task_id} is {model.state_name(row['status'])}; only a silent open task "
-                                 "can be deemed approved")
+        raise FailedPrecondition(
+            f"task {req.task_id} is {model.state_name(row['status'])}; only a silent open task "
+            "can be deemed approved"
+        )
     if row["extension_days"]:
-        raise FailedPrecondition(f"task {req.task_id} has an approved extension; it cannot be deemed approved")
+        raise FailedPrecondition(
+            f"task {req.task_id} has an approved extension; it cannot be deemed approved"
+        )
     by = common_pb2.Actor(username=req.by.username or MANAGEMENT_OFFICE, role=req.by.role or "supervisor")
     await _conclude_task(uow, ctx, row, status=model.DEEMED, by=by, reasons=[])
-    uow.emit(ctx.event(events_pb2.TaskDeemedApproved(task_id=row["task_id"], department=row["department"]),
-                       case_id=row["case_id"], case_number=row["case_number"]))
+    uow.emit(
+        ctx.event(
+            events_pb2.TaskDeemedApproved(task_id=row["task_id"], department=row["department"]),
+            case_id=row["case_id"],
+            case_number=row["case_number"],
+        )
+    )
     await _advance(uow, ctx, plan, rows)
     return row
 
 
-async def _conclude_task(uow: UnitOfWork, ctx: ApprovalContext, row: dict[str, Any], *, status: int,
-                         by: common_pb2.Actor, reasons: list[str]) -> None:
+async def _conclude_task(
+    uow: UnitOfWork,
+    ctx: ApprovalContext,
+    row: dict[str, Any],
+    *,
+    status: int,
+    by: common_pb2.Actor,
+    reasons: list[str],
+) -> None:
     outcome = {model.APPROVED: 1, model.REJECTED: 2, model.DEEMED: 3}[status]
-    sealed = _sealed(ctx, case_number=row["case_number"], matter_code=row["matter_code"], task_id=row["task_id"],
-                     department=row["department"], outcome=outcome, reasons=reasons, by=by.username)
+    sealed = _sealed(
+        ctx,
+        case_number=row["case_number"],
+        matter_code=row["matter_code"],
+        task_id=row["task_id"],
+        department=row["department"],
+        outcome=outcome,
+        reasons=reasons,
+        by=by.username,
+    )
     now = ctx.clock.now()
     row.update(status=status, decided_by=actor_json(by), reasons=reasons, decided_at=now)
-    await repository.update_task(uow.conn, row["task_id"], status=status, decided_by=row["decided_by"],
-                                 reasons=reasons, decided_at=now)
-    await repository.add_decision(uow.conn, {"case_number": row["case_number"], "task_id": row["task_id"],
-                                             "sealed": sealed.SerializeToString(), "at": now})
-    uow.emit(ctx.event(events_pb2.TaskDecided(task_id=row["task_id"], department=row["department"], status=status,
-                                              by=by, reasons=reasons, sealed=sealed),
-                       case_id=row["case_id"], case_number=row["case_number"]))
+    await repository.update_task(
+        uow.conn, row["task_id"], status=status, decided_by=row["decided_by"], reasons=reasons, decided_at=now
+    )
+    await repository.add_decision(
+        uow.conn,
+        {
+            "case_number": row["case_number"],
+            "task_id": row["task_id"],
+            "sealed": sealed.SerializeToString(),
+            "at": now,
+        },
+    )
+    uow.emit(
+        ctx.event(
+            events_pb2.TaskDecided(
+                task_id=row["task_id"],
+                department=row["department"],
+                status=status,
+                by=by,
+                reasons=reasons,
+                sealed=sealed,
+            ),
+            case_id=row["case_id"],
+            case_number=row["case_number"],
+        )
+    )
 
 
-async def _advance(uow: UnitOfWork, ctx: ApprovalContext, plan: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+async def _advance(
+    uow: UnitOfWork, ctx: ApprovalContext, plan: dict[str, Any], rows: list[dict[str, Any]]
+) -> None:
     """After any change (rows hold the case's tasks as changed in memory): cancel what can never open,
     open what may, merge supplements, join."""
     if plan["state"] != "open":
@@ -299,12 +437,32 @@ async def _advance(uow: UnitOfWork, ctx: ApprovalContext, plan: dict[str, Any], 
     outcome = model.join(views)
     if outcome is None:
         return
-    reasons = [f"{r['department']}: {reason}" for r in rows if r["status"] == model.REJECTED for reason in r["reasons"]]
-    sealed = _sealed(ctx, case_number=plan["case_number"], matter_code=plan["matter_code"], task_id="",
-                     department="", outcome=outcome, reasons=reasons, by=MANAGEMENT_OFFICE)
+    reasons = [
+        f"{r['department']}: {reason}"
+        for r in rows
+        if r["status"] == model.REJECTED
+        for reason in r["reasons"]
+    ]
+    sealed = _sealed(
+        ctx,
+        case_number=plan["case_number"],
+        matter_code=plan["matter_code"],
+        task_id="",
+        department="",
+        outcome=outcome,
+        reasons=reasons,
+        by=MANAGEMENT_OFFICE,
+    )
     now = ctx.clock.now()
     await repository.update_plan(uow.conn, case_id, state="concluded", outcome=outcome, updated_at=now)
-    await repository.add_decision(uow.conn, {"case_number": plan["case_number"], "task_id": "",
-                                             "sealed": sealed.SerializeToString(), "at": now})
-    uow.emit(ctx.event(events_pb2.CaseConcluded(outcome=outcome, reasons=reasons, sealed=sealed),
-                       case_id=case_id, case_number=plan["case_number"]))
+    await repository.add_decision(
+        uow.conn,
+        {"case_number": plan["case_number"], "task_id": "", "sealed": sealed.SerializeToString(), "at": now},
+    )
+    uow.emit(
+        ctx.event(
+            events_pb2.CaseConcluded(outcome=outcome, reasons=reasons, sealed=sealed),
+            case_id=case_id,
+            case_number=plan["case_number"],
+        )
+    )

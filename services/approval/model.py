@@ -76,9 +76,7 @@ def ready_to_open(tasks: Iterable[TaskView]) -> list[str]:
     """Waiting tasks whose prerequisites are all approved (R8)."""
     tasks = list(tasks)
     positive = {t.department for t in tasks if t.status in POSITIVE}
-    return [
-        t.task_id for t in tasks if t.status == WAITING and all(p in positive for p in t.prerequisites)
-    ]
+    return [t.task_id for t in tasks if t.status == WAITING and all(p in positive for p in t.prerequisites)]
 
 
 def blocked(tasks: Iterable[TaskView]) -> list[str]:

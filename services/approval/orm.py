@@ -7,7 +7,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    DateTime,
     Index,
     Integer,
     LargeBinary,
@@ -17,6 +16,7 @@ from sqlalchemy import (
     Text,
 )
 
+from services.common.db import Instant
 from services.common.outbox import inbox_table, outbox_table
 
 metadata = MetaData()
@@ -27,13 +27,13 @@ plans = Table(
     Column("case_id", String(36), primary_key=True),
     Column("case_number", String(64), nullable=False, unique=True),
     Column("matter_code", String(64), nullable=False),
-    Column("accepted_at", DateTime(timezone=True), nullable=False),
+    Column("accepted_at", Instant, nullable=False),
     Column("promised_limit_days", Integer, nullable=False),
     Column("key_project", Boolean, nullable=False, default=False),
     Column("supplement_round", Integer, nullable=False, default=0),
     Column("state", String(16), nullable=False),  # open | concluded | withdrawn
     Column("outcome", Integer, nullable=False, default=0),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", Instant, nullable=False),
 )
 
 tasks = Table(
@@ -50,16 +50,16 @@ tasks = Table(
     Column("lead", Boolean, nullable=False),
     Column("status", Integer, nullable=False),
     Column("priority", Integer, nullable=False, default=0),
-    Column("due_at", DateTime(timezone=True), nullable=True),
+    Column("due_at", Instant, nullable=True),
     Column("claimed_by", JSON, nullable=True),
     Column("decided_by", JSON, nullable=True),
     Column("opinion", Text, nullable=False, default=""),
     Column("reasons", JSON, nullable=False),
     Column("items", JSON, nullable=False),  # supplement items this task asked for
     Column("extension_days", Integer, nullable=False, default=0),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("opened_at", DateTime(timezone=True), nullable=True),
-    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", Instant, nullable=False),
+    Column("opened_at", Instant, nullable=True),
+    Column("decided_at", Instant, nullable=True),
 )
 Index("ix_approval_tasks_queue", tasks.c.department, tasks.c.status, tasks.c.priority, tasks.c.due_at)
 
@@ -71,7 +71,7 @@ opinions = Table(
     Column("case_id", String(36), nullable=False),
     Column("author", JSON, nullable=False),
     Column("text", Text, nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", Instant, nullable=False),
 )
 
 extensions = Table(
@@ -87,8 +87,8 @@ extensions = Table(
     Column("requested_by", JSON, nullable=False),
     Column("decided_by", JSON, nullable=True),
     Column("decision_reason", Text, nullable=False, default=""),
-    Column("requested_at", DateTime(timezone=True), nullable=False),
-    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("requested_at", Instant, nullable=False),
+    Column("decided_at", Instant, nullable=True),
 )
 
 decisions = Table(
@@ -98,7 +98,7 @@ decisions = Table(
     Column("case_number", String(64), nullable=False, index=True),
     Column("task_id", String(36), nullable=False, default=""),  # empty: the case's joined decision
     Column("sealed", LargeBinary, nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", Instant, nullable=False),
 )
 
 outbox = outbox_table(metadata, "approval")

@@ -11,7 +11,9 @@ from services.approval import orm
 from services.common.errors import NotFound
 
 
-async def get_plan(conn: AsyncConnection, *, case_id: str = "", case_number: str = "") -> dict[str, Any] | None:
+async def get_plan(
+    conn: AsyncConnection, *, case_id: str = "", case_number: str = ""
+) -> dict[str, Any] | None:
     """A case plan by id or number."""
     cond = orm.plans.c.case_id == case_id if case_id else orm.plans.c.case_number == case_number
     row = (await conn.execute(select(orm.plans).where(cond))).mappings().first()
@@ -27,7 +29,9 @@ async def lock_case(conn: AsyncConnection, case_id: str) -> dict[str, Any] | Non
     return dict(row) if row else None
 
 
-async def lock_case_of_task(conn: AsyncConnection, task_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+async def lock_case_of_task(
+    conn: AsyncConnection, task_id: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Lock the case a task belongs to and load its plan and every task: two round trips."""
     owner = select(orm.tasks.c.case_id).where(orm.tasks.c.task_id == task_id).scalar_subquery()
     stmt = select(orm.plans).where(orm.plans.c.case_id == owner)
@@ -72,7 +76,11 @@ async def case_tasks(conn: AsyncConnection, case_id: str, *, lock: bool = False)
     """Every task of a case, in plan order; with lock=True the case is locked first."""
     if lock:
         await lock_case(conn, case_id)
-    stmt = select(orm.tasks).where(orm.tasks.c.case_id == case_id).order_by(orm.tasks.c.grp, orm.tasks.c.department)
+    stmt = (
+        select(orm.tasks)
+        .where(orm.tasks.c.case_id == case_id)
+        .order_by(orm.tasks.c.grp, orm.tasks.c.department)
+    )
     return [dict(r) for r in (await conn.execute(stmt)).mappings()]
 
 
@@ -105,8 +113,10 @@ async def insert_extension(conn: AsyncConnection, row: dict[str, Any]) -> None:
 async def get_extension(conn: AsyncConnection, extension_id: str) -> dict[str, Any]:
     """One extension, or NOT_FOUND."""
     row = (
-        await conn.execute(select(orm.extensions).where(orm.extensions.c.extension_id == extension_id))
-    ).mappings().first()
+        (await conn.execute(select(orm.extensions).where(orm.extensions.c.extension_id == extension_id)))
+        .mappings()
+        .first()
+    )
     if row is None:
         raise NotFound(f"no extension request {extension_id}")
     return dict(row)
@@ -119,7 +129,9 @@ async def update_extension(conn: AsyncConnection, extension_id: str, **values: A
     )
 
 
-async def extensions(conn: AsyncConnection, *, department: str = "", state: str = "", task_id: str = "") -> list[dict[str, Any]]:
+async def extensions(
+    conn: AsyncConnection, *, department: str = "", state: str = "", task_id: str = ""
+) -> list[dict[str, Any]]:
     """Extension requests, oldest first."""
     stmt = select(orm.extensions)
     if department:

@@ -148,9 +148,7 @@ class YearData:
         # certainly a typo for a neighbouring weekend date.
         weekday_work = sorted(d for d in work if d.weekday() < 5)
         if weekday_work:
-            raise CalendarDataError(
-                f"{source}: adjusted workdays must be weekend days: {weekday_work[:3]}"
-            )
+            raise CalendarDataError(f"{source}: adjusted workdays must be weekend days: {weekday_work[:3]}")
         return cls(year, dict(sorted(named.items())), work, source)
 
 
@@ -236,9 +234,7 @@ class WorkingCalendar:
         source: str = "admin",
     ) -> None:
         """Load (or replace) one year's published holidays and adjusted workdays."""
-        self.add_year(
-            YearData.build(year, holidays=holidays, workdays=workdays, source=source)
-        )
+        self.add_year(YearData.build(year, holidays=holidays, workdays=workdays, source=source))
 
     def add_year(self, data: YearData) -> None:
         """Load (or replace) one year from validated data."""
@@ -300,9 +296,7 @@ class WorkingCalendar:
             return DayInfo(d, False, DayKind.WEEKEND)
         return DayInfo(d, True, DayKind.WORKDAY)
 
-    def is_working_day(
-        self, day: date | datetime, *, center: str | None = None
-    ) -> bool:
+    def is_working_day(self, day: date | datetime, *, center: str | None = None) -> bool:
         """True if the (Asia/Shanghai) day is a working day."""
         d = _local_date(day)
         seg = self._segments(center).get(d.year)
@@ -312,9 +306,7 @@ class WorkingCalendar:
         prev = seg.rank[i - 1] if i else 0
         return seg.rank[i] != prev
 
-    def add_working_days(
-        self, day: date | datetime, n: int, *, center: str | None = None
-    ) -> date:
+    def add_working_days(self, day: date | datetime, n: int, *, center: str | None = None) -> date:
         """The n-th working day after ``day`` (n = 0 returns ``day`` itself)."""
         if n < 0:
             raise ValueError(f"working days must be >= 0, got {n}")
@@ -375,9 +367,7 @@ class WorkingCalendar:
             raise CalendarMissing(seg.last_year + 1)
         return seg.eod[t - 1]
 
-    def remaining_working_days(
-        self, now: datetime, due: datetime, *, center: str | None = None
-    ) -> int:
+    def remaining_working_days(self, now: datetime, due: datetime, *, center: str | None = None) -> int:
         """Working days left from now's date to due's date (0 = due today, < 0 = late).
 
         Whole days only: compare the instants themselves to decide "overdue".
@@ -485,9 +475,7 @@ def package_years() -> list[YearData]:
         if d.year >= FIRST_PACKAGE_YEAR:
             work.setdefault(d.year, []).append(d)
     return [
-        YearData.build(
-            y, holidays=h, workdays=work.get(y, ()), source="chinese-calendar"
-        )
+        YearData.build(y, holidays=h, workdays=work.get(y, ()), source="chinese-calendar")
         for y, h in sorted(by_year.items())
     ]
 
@@ -508,11 +496,7 @@ def load_year_file(path: str | os.PathLike[str]) -> list[YearData]:
         workdays = item.get("workdays", [])
         if not isinstance(holidays, list | dict) or not isinstance(workdays, list):
             raise CalendarDataError(f"{p}: holidays/workdays must be lists of dates")
-        out.append(
-            YearData.build(
-                item["year"], holidays=holidays, workdays=workdays, source=str(p)
-            )
-        )
+        out.append(YearData.build(item["year"], holidays=holidays, workdays=workdays, source=str(p)))
     return out
 
 
@@ -539,6 +523,4 @@ def load_year(
     source: str = "admin",
 ) -> None:
     """Admin call: load a newly published year into the process-wide calendar."""
-    default_calendar().load_year(
-        year, holidays=holidays, workdays=workdays, source=source
-    )
+    default_calendar().load_year(year, holidays=holidays, workdays=workdays, source=source)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, event
+from sqlalchemy import DateTime, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.types import TypeDecorator
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -39,3 +41,35 @@ async def insert_ignore(conn: AsyncConnection, table: Table, values: dict[str, A
         stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing()
     result = await conn.execute(stmt)
     return bool(result.rowcount)
+
+
+class Instant(TypeDecorator[datetime]):
+    """A timezone-aware instant stored as UTC.
+
+    PostgreSQL's timestamptz needs nothing, but SQLite keeps the wall-clock text and drops the zone,
+    so the calendar's Asia/Shanghai instants must become UTC first. Migrations render it as
+    ``sa.DateTime(timezone=True)``: the column is the same.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> datetime | None:
+        """Aware instants go in as UTC; naive ones are taken to be UTC already."""
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            return value.astimezone(UTC)
+        return value  # type: ignore[no-any-return]
+
+    def process_result_value(self, value: Any, dialect: Any) -> datetime | None:
+        """Instants come back aware (UTC)."""
+        if isinstance(value, datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value  # type: ignore[no-any-return]
+
+    def bind_processor(self, dialect: Any) -> Any:
+        """No conversion on PostgreSQL (asyncpg sends aware instants as they are)."""
+        return None if dialect.name == "postgresql" else super().bind_processor(dialect)
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        """No conversion on PostgreSQL (timestamptz comes back aware): hot paths read thousands."""
+        return None if dialect.name == "postgresql" else super().result_processor(dialect, coltype)

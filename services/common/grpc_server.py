@@ -168,9 +168,7 @@ class Health:
     async def set(self, serving: bool) -> None:
         """Report every service as SERVING or NOT_SERVING."""
         status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         )
         for name in self._services:
             await self.servicer.set(name, status)

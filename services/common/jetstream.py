@@ -132,8 +132,42 @@ class EventConsumer:
                 log.warning("fetch failed", consumer=self.name, error=str(exc))
                 await asyncio.sleep(0.5)
                 continue
-            for msg in msgs:
+            await self.handle_batch(msgs)
+
+    async def handle_batch(self, msgs: list[Any]) -> None:
+        """Apply a fetched batch in one transaction (one commit, one fsync); on any failure fall back to
+        one message at a time so a bad message cannot hold the others back."""
+        if len(msgs) == 1:
+            await self.handle(msgs[0])
+            return
+        good: list[tuple[Any, events_pb2.Envelope, Handler]] = []
+        for msg in msgs:
+            try:
+                env = decode(msg.data)
+                handler = self._handlers.get(kind(env))
+                if handler is None:
+                    raise MalformedEvent(f"consumer {self.name} has no handler for {kind(env)}")
+            except MalformedEvent as exc:
+                await self._dead_letter(msg, str(exc))
+                continue
+            good.append((msg, env, handler))
+        if not good:
+            return
+        try:
+            async with UnitOfWork(self._engine, self._outbox) as uow:
+                for _, env, handler in good:
+                    if await uow.mark_processed(self._inbox, consumer=self.name, event_id=env.event_id):
+                        await handler(uow, env)
+                await uow.commit()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - retried one by one, where each failure is classified
+            for msg, _, _ in good:
                 await self.handle(msg)
+            return
+        for msg, _, _ in good:
+            await msg.ack()
+        self.processed += len(good)
 
     async def handle(self, msg: Any) -> None:
         """Apply one message exactly once (by its event id) and settle it."""

@@ -11,6 +11,8 @@ from sqlalchemy import MetaData, pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import async_engine_from_config
 
+from services.common.db import Instant
+
 SERVICES_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -42,6 +44,11 @@ def run_env(*, metadata: MetaData) -> None:
     def include_name(name: str | None, type_: str, _: object) -> bool:
         return type_ != "table" or bool(name and name.startswith(prefix))
 
+    def render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
+        if type_ == "type" and isinstance(obj, Instant):
+            return "sa.DateTime(timezone=True)"
+        return False
+
     def do_run(connection: Connection) -> None:
         context.configure(
             connection=connection,
@@ -50,13 +57,15 @@ def run_env(*, metadata: MetaData) -> None:
             include_name=include_name,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            render_item=render_item,
         )
         with context.begin_transaction():
             context.run_migrations()
 
     async def run_async() -> None:
         engine = async_engine_from_config(
-            cfg.get_section(cfg.config_ini_section, {}) | {"sqlalchemy.url": cfg.get_main_option("sqlalchemy.url") or ""},
+            cfg.get_section(cfg.config_ini_section, {})
+            | {"sqlalchemy.url": cfg.get_main_option("sqlalchemy.url") or ""},
             prefix="sqlalchemy.",
             poolclass=pool.NullPool,
         )

@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     BigInteger,
     Column,
-    DateTime,
     Index,
     Integer,
     LargeBinary,
@@ -30,7 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from onestop.events.v1 import events_pb2
-from services.common.db import insert_ignore
+from services.common.db import Instant, insert_ignore
 from services.common.events import kind, subject_for
 from services.common.logging import get_logger
 
@@ -47,10 +46,15 @@ def outbox_table(metadata: MetaData, prefix: str) -> Table:
         Column("event_id", String(36), nullable=False, unique=True),
         Column("subject", String(128), nullable=False),
         Column("payload", LargeBinary, nullable=False),
-        Column("created_at", DateTime(timezone=True), nullable=False),
-        Column("sent_at", DateTime(timezone=True), nullable=True),
+        Column("created_at", Instant, nullable=False),
+        Column("sent_at", Instant, nullable=True),
     )
-    Index(f"ix_{name}_unsent", table.c.seq, postgresql_where=table.c.sent_at.is_(None), sqlite_where=table.c.sent_at.is_(None))
+    Index(
+        f"ix_{name}_unsent",
+        table.c.seq,
+        postgresql_where=table.c.sent_at.is_(None),
+        sqlite_where=table.c.sent_at.is_(None),
+    )
     return table
 
 
@@ -61,7 +65,7 @@ def inbox_table(metadata: MetaData, prefix: str) -> Table:
         metadata,
         Column("consumer", String(64), primary_key=True),
         Column("event_id", String(36), primary_key=True),
-        Column("processed_at", DateTime(timezone=True), nullable=False),
+        Column("processed_at", Instant, nullable=False),
     )
 
 
@@ -220,9 +224,7 @@ class OutboxRelay:
         if not rows:
             return 0
         futures = [
-            await self._js.publish_async(
-                row.subject, row.payload, headers={"Nats-Msg-Id": row.event_id}
-            )
+            await self._js.publish_async(row.subject, row.payload, headers={"Nats-Msg-Id": row.event_id})
             for row in rows
         ]
         await asyncio.gather(*futures)

@@ -93,7 +93,9 @@ async def serve(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(settings.database_url)
     outbox = Outbox(outbox_table)
-    runtime = Runtime(settings=settings, engine=engine, outbox=outbox, clock=clock_from_settings(settings.test_clock_file))
+    runtime = Runtime(
+        settings=settings, engine=engine, outbox=outbox, clock=clock_from_settings(settings.test_clock_file)
+    )
     runtime.nc = await _wait_for_nats(settings)
     runtime.js = runtime.nc.jetstream()
     await ensure_streams(runtime.js, name=settings.stream_name, replicas=settings.stream_replicas)
@@ -106,7 +108,9 @@ async def serve(
     server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
     await server.start()
 
-    tasks = [asyncio.create_task(OutboxRelay(engine=engine, outbox=outbox, js=runtime.js).run(), name="relay")]
+    tasks = [
+        asyncio.create_task(OutboxRelay(engine=engine, outbox=outbox, js=runtime.js).run(), name="relay")
+    ]
     if parts.handlers:
         consumer = EventConsumer(
             name=settings.service,

@@ -29,7 +29,9 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
         return key
     key = Ed25519PrivateKey.generate()
     path.parent.mkdir(parents=True, exist_ok=True)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     path.touch(mode=0o600)
     path.write_bytes(pem)
     return key
@@ -37,7 +39,9 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
 
 def public_pem(public: Ed25519PublicKey) -> str:
     """The public key as PEM text, for anyone who wants to verify a seal."""
-    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
 
 
 def canonical(decision: common_pb2.Decision) -> bytes:
@@ -52,7 +56,10 @@ def seal(decision: common_pb2.Decision, key: Ed25519PrivateKey) -> common_pb2.Se
         decision=decision,
         canonical=data,
         seal=common_pb2.Seal(
-            center=decision.center, key_id=key_id(key.public_key()), algorithm=ALGORITHM, signature=key.sign(data)
+            center=decision.center,
+            key_id=key_id(key.public_key()),
+            algorithm=ALGORITHM,
+            signature=key.sign(data),
         ),
     )
 

@@ -8,6 +8,7 @@ import pytest
 from onestop.approval.v1 import approval_pb2
 from onestop.common.v1 import common_pb2
 from onestop.intake.v1 import intake_pb2
+from onestop.notification.v1 import notification_pb2, notification_pb2_grpc
 from tests.harness import NodeClients, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -15,7 +16,7 @@ CORE = ("routing", "intake", "approval")
 
 
 def test_case_is_concluded_end_to_end_with_the_event_trail_in_order(node_factory) -> None:
-    node = node_factory(services=CORE)
+    node = node_factory()
     for name in node.services:
         assert node.health(name) == "SERVING"
     c = NodeClients.of(node)
@@ -34,10 +35,15 @@ def test_case_is_concluded_end_to_end_with_the_event_trail_in_order(node_factory
     assert trail[-1] == "case_concluded"
     assert trail.count("task_opened") == 4 and trail.count("task_decided") == 4
     assert trail.index("task_decided") > max(i for i, k in enumerate(trail) if k == "task_opened")
+    inbox = notification_pb2_grpc.NotificationServiceStub(grpc.insecure_channel(node.address("notification")))
+    told = wait_for(lambda: [m.kind for m in inbox.ListInbox(notification_pb2.ListInboxRequest(
+        recipient=f"case:{case.case_number}"), timeout=5).messages if "decision" in m.kind],
+        what="the applicant's decision message")
+    assert told
 
 
 def test_approval_killed_mid_way_still_concludes_the_case_exactly_once(node_factory) -> None:
-    node = node_factory(services=CORE)
+    node = node_factory()
     c = NodeClients.of(node)
     number = c.submit("TR-001").case.case_number
     tasks = c.wait_tasks(number, count=4)

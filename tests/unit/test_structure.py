@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from services.common.ports import SERVICES as PORT_SERVICES
+
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = sorted(p.name for p in (ROOT / "services").iterdir() if (p / "__main__.py").exists() and p.name != "cli")
+SERVICES = sorted(PORT_SERVICES)
 
 
 def _imports(path: Path) -> set[str]:

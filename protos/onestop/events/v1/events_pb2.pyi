@@ -56,6 +56,8 @@ class Envelope(_message.Message):
     PARENT_RESULT_RECEIVED_FIELD_NUMBER: _builtins.int
     EVALUATION_SUBMITTED_FIELD_NUMBER: _builtins.int
     CALENDAR_MISSING_FIELD_NUMBER: _builtins.int
+    SPECIAL_PROCEDURE_STARTED_FIELD_NUMBER: _builtins.int
+    SPECIAL_PROCEDURE_ENDED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """UUID; also the Nats-Msg-Id"""
     center: _builtins.str
@@ -112,6 +114,10 @@ class Envelope(_message.Message):
     def evaluation_submitted(self) -> Global___EvaluationSubmitted: ...
     @_builtins.property
     def calendar_missing(self) -> Global___CalendarMissing: ...
+    @_builtins.property
+    def special_procedure_started(self) -> Global___SpecialProcedureStarted: ...
+    @_builtins.property
+    def special_procedure_ended(self) -> Global___SpecialProcedureEnded: ...
     def __init__(
         self,
         *,
@@ -145,12 +151,14 @@ class Envelope(_message.Message):
         parent_result_received: Global___ParentResultReceived | None = ...,
         evaluation_submitted: Global___EvaluationSubmitted | None = ...,
         calendar_missing: Global___CalendarMissing | None = ...,
+        special_procedure_started: Global___SpecialProcedureStarted | None = ...,
+        special_procedure_ended: Global___SpecialProcedureEnded | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "calendar_missing", b"calendar_missing", "case_accepted", b"case_accepted", "case_concluded", b"case_concluded", "case_delivered", b"case_delivered", "case_forwarded", b"case_forwarded", "case_routed", b"case_routed", "case_submitted", b"case_submitted", "case_supplemented", b"case_supplemented", "case_withdrawn", b"case_withdrawn", "clock_warned", b"clock_warned", "evaluation_submitted", b"evaluation_submitted", "extension_decided", b"extension_decided", "extension_requested", b"extension_requested", "key_project_designated", b"key_project_designated", "occurred_at", b"occurred_at", "parent_result_received", b"parent_result_received", "supplement_requested", b"supplement_requested", "supplement_round_opened", b"supplement_round_opened", "task_claimed", b"task_claimed", "task_decided", b"task_decided", "task_deemed_approved", b"task_deemed_approved", "task_opened", b"task_opened", "task_released", b"task_released", "task_urged", b"task_urged"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "calendar_missing", b"calendar_missing", "case_accepted", b"case_accepted", "case_concluded", b"case_concluded", "case_delivered", b"case_delivered", "case_forwarded", b"case_forwarded", "case_routed", b"case_routed", "case_submitted", b"case_submitted", "case_supplemented", b"case_supplemented", "case_withdrawn", b"case_withdrawn", "clock_warned", b"clock_warned", "evaluation_submitted", b"evaluation_submitted", "extension_decided", b"extension_decided", "extension_requested", b"extension_requested", "key_project_designated", b"key_project_designated", "occurred_at", b"occurred_at", "parent_result_received", b"parent_result_received", "special_procedure_ended", b"special_procedure_ended", "special_procedure_started", b"special_procedure_started", "supplement_requested", b"supplement_requested", "supplement_round_opened", b"supplement_round_opened", "task_claimed", b"task_claimed", "task_decided", b"task_decided", "task_deemed_approved", b"task_deemed_approved", "task_opened", b"task_opened", "task_released", b"task_released", "task_urged", b"task_urged"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "calendar_missing", b"calendar_missing", "case_accepted", b"case_accepted", "case_concluded", b"case_concluded", "case_delivered", b"case_delivered", "case_forwarded", b"case_forwarded", "case_id", b"case_id", "case_number", b"case_number", "case_routed", b"case_routed", "case_submitted", b"case_submitted", "case_supplemented", b"case_supplemented", "case_withdrawn", b"case_withdrawn", "center", b"center", "clock_warned", b"clock_warned", "evaluation_submitted", b"evaluation_submitted", "event_id", b"event_id", "extension_decided", b"extension_decided", "extension_requested", b"extension_requested", "key_project_designated", b"key_project_designated", "occurred_at", b"occurred_at", "parent_result_received", b"parent_result_received", "producer", b"producer", "supplement_requested", b"supplement_requested", "supplement_round_opened", b"supplement_round_opened", "task_claimed", b"task_claimed", "task_decided", b"task_decided", "task_deemed_approved", b"task_deemed_approved", "task_opened", b"task_opened", "task_released", b"task_released", "task_urged", b"task_urged", "trace", b"trace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "calendar_missing", b"calendar_missing", "case_accepted", b"case_accepted", "case_concluded", b"case_concluded", "case_delivered", b"case_delivered", "case_forwarded", b"case_forwarded", "case_id", b"case_id", "case_number", b"case_number", "case_routed", b"case_routed", "case_submitted", b"case_submitted", "case_supplemented", b"case_supplemented", "case_withdrawn", b"case_withdrawn", "center", b"center", "clock_warned", b"clock_warned", "evaluation_submitted", b"evaluation_submitted", "event_id", b"event_id", "extension_decided", b"extension_decided", "extension_requested", b"extension_requested", "key_project_designated", b"key_project_designated", "occurred_at", b"occurred_at", "parent_result_received", b"parent_result_received", "producer", b"producer", "special_procedure_ended", b"special_procedure_ended", "special_procedure_started", b"special_procedure_started", "supplement_requested", b"supplement_requested", "supplement_round_opened", b"supplement_round_opened", "task_claimed", b"task_claimed", "task_decided", b"task_decided", "task_deemed_approved", b"task_deemed_approved", "task_opened", b"task_opened", "task_released", b"task_released", "task_urged", b"task_urged", "trace", b"trace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["case_submitted", "supplement_requested", "case_supplemented", "case_accepted", "case_routed", "case_forwarded", "task_opened", "task_claimed", "task_released", "task_decided", "supplement_round_opened", "extension_requested", "extension_decided", "case_concluded", "case_withdrawn", "case_delivered", "key_project_designated", "clock_warned", "task_urged", "task_deemed_approved", "parent_result_received", "evaluation_submitted", "calendar_missing"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["case_submitted", "supplement_requested", "case_supplemented", "case_accepted", "case_routed", "case_forwarded", "task_opened", "task_claimed", "task_released", "task_decided", "supplement_round_opened", "extension_requested", "extension_decided", "case_concluded", "case_withdrawn", "case_delivered", "key_project_designated", "clock_warned", "task_urged", "task_deemed_approved", "parent_result_received", "evaluation_submitted", "calendar_missing", "special_procedure_started", "special_procedure_ended"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -250,6 +258,7 @@ class CaseAccepted(_message.Message):
     ORIGIN_CENTER_FIELD_NUMBER: _builtins.int
     ORIGIN_CASE_ID_FIELD_NUMBER: _builtins.int
     TITLE_FIELD_NUMBER: _builtins.int
+    QUERY_CODE_DIGEST_FIELD_NUMBER: _builtins.int
     matter_code: _builtins.str
     matter_version: _builtins.int
     channel: _common_pb2.Channel.ValueType
@@ -262,6 +271,8 @@ class CaseAccepted(_message.Message):
     origin_center: _builtins.str
     origin_case_id: _builtins.str
     title: _builtins.str
+    query_code_digest: _builtins.str
+    """lowercase hex SHA-256 of the query code"""
     @_builtins.property
     def accepted_by(self) -> _common_pb2.Actor: ...
     def __init__(
@@ -279,10 +290,11 @@ class CaseAccepted(_message.Message):
         origin_center: _builtins.str = ...,
         origin_case_id: _builtins.str = ...,
         title: _builtins.str = ...,
+        query_code_digest: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_by", b"accepted_by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_by", b"accepted_by", "applicant_email", b"applicant_email", "applicant_language", b"applicant_language", "applicant_name", b"applicant_name", "applicant_phone", b"applicant_phone", "channel", b"channel", "matter_code", b"matter_code", "matter_version", b"matter_version", "on_the_spot", b"on_the_spot", "origin_case_id", b"origin_case_id", "origin_center", b"origin_center", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_by", b"accepted_by", "applicant_email", b"applicant_email", "applicant_language", b"applicant_language", "applicant_name", b"applicant_name", "applicant_phone", b"applicant_phone", "channel", b"channel", "matter_code", b"matter_code", "matter_version", b"matter_version", "on_the_spot", b"on_the_spot", "origin_case_id", b"origin_case_id", "origin_center", b"origin_center", "query_code_digest", b"query_code_digest", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -844,3 +856,61 @@ class CalendarMissing(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CalendarMissing: _TypeAlias = CalendarMissing  # noqa: Y015
+
+@_typing.final
+class SpecialProcedureStarted(_message.Message):
+    """Time for a hearing, expert review, inspection... is not counted (行政许可法 Art. 45)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    PROCEDURE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    EXPECTED_END_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    procedure: _builtins.str
+    reason: _builtins.str
+    @_builtins.property
+    def expected_end(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def by(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        procedure: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        expected_end: _timestamp_pb2.Timestamp | None = ...,
+        by: _common_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "expected_end", b"expected_end"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "expected_end", b"expected_end", "procedure", b"procedure", "reason", b"reason", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpecialProcedureStarted: _TypeAlias = SpecialProcedureStarted  # noqa: Y015
+
+@_typing.final
+class SpecialProcedureEnded(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    @_builtins.property
+    def by(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        by: _common_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["by", b"by"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpecialProcedureEnded: _TypeAlias = SpecialProcedureEnded  # noqa: Y015

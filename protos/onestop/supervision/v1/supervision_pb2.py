@@ -26,45 +26,61 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from onestop.common.v1 import common_pb2 as onestop_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(onestop/supervision/v1/supervision.proto\x12\x16onestop.supervision.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eonestop/common/v1/common.proto\"\'\n\x10GetClocksRequest\x12\x13\n\x0b\x63\x61se_number\x18\x01 \x01(\t\"=\n\x11GetClocksResponse\x12(\n\x06\x63locks\x18\x01 \x03(\x0b\x32\x18.onestop.common.v1.Clock\"[\n\x13ListWarningsRequest\x12\x12\n\ndepartment\x18\x01 \x01(\t\x12\x30\n\tmin_level\x18\x02 \x01(\x0e\x32\x1d.onestop.common.v1.ClockState\"\x8f\x01\n\x07Warning\x12\'\n\x05\x63lock\x18\x01 \x01(\x0b\x32\x18.onestop.common.v1.Clock\x12,\n\x05level\x18\x02 \x01(\x0e\x32\x1d.onestop.common.v1.ClockState\x12-\n\traised_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\x14ListWarningsResponse\x12\x31\n\x08warnings\x18\x01 \x03(\x0b\x32\x1f.onestop.supervision.v1.Warning\")\n\x16ListKeyProjectsRequest\x12\x0f\n\x07tracker\x18\x01 \x01(\t\"\xf8\x01\n\x14\x41\x63\x63ountabilityRecord\x12\x13\n\x0b\x63\x61se_number\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x12\n\ndepartment\x18\x03 \x01(\t\x12\x0e\n\x06window\x18\x04 \x01(\t\x12\r\n\x05staff\x18\x05 \x03(\t\x12*\n\x06\x64ue_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08urged_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tdeemed_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"/\n\x19ListAccountabilityRequest\x12\x12\n\ndepartment\x18\x01 \x01(\t\"[\n\x1aListAccountabilityResponse\x12=\n\x07records\x18\x01 \x03(\x0b\x32,.onestop.supervision.v1.AccountabilityRecord\"u\n\x17SubmitEvaluationRequest\x12\x13\n\x0b\x63\x61se_number\x18\x01 \x01(\t\x12\x19\n\x11query_code_digest\x18\x02 \x01(\t\x12\x0e\n\x06rating\x18\x03 \x01(\x05\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\"\xc9\x01\n\nEvaluation\x12\x15\n\revaluation_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61se_number\x18\x02 \x01(\t\x12\x0e\n\x06rating\x18\x03 \x01(\x05\x12\x1c\n\x14rectification_opened\x18\x04 \x01(\x08\x12\x30\n\x0c\x63\x61llback_due\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brectify_due\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"z\n\x14GetStatisticsRequest\x12\x10\n\x08group_by\x18\x01 \x01(\t\x12(\n\x04\x66rom\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02to\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfe\x01\n\rStatisticsRow\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x03\x12\x11\n\tconcluded\x18\x03 \x01(\x03\x12\x0f\n\x07on_time\x18\x04 \x01(\x03\x12\x14\n\x0con_time_rate\x18\x05 \x01(\x01\x12\x18\n\x10\x61vg_working_days\x18\x06 \x01(\x01\x12\x18\n\x10p90_working_days\x18\x07 \x01(\x01\x12\x0f\n\x07overdue\x18\x08 \x01(\x03\x12\r\n\x05urged\x18\t \x01(\x03\x12\x17\n\x0f\x64\x65\x65med_approved\x18\n \x01(\x03\x12\x13\n\x0b\x65valuations\x18\x0b \x01(\x03\x12\x12\n\navg_rating\x18\x0c \x01(\x01\"A\n\nStatistics\x12\x33\n\x04rows\x18\x01 \x03(\x0b\x32%.onestop.supervision.v1.StatisticsRow\"\r\n\x0bTickRequest\"f\n\x0cTickResponse\x12\x0e\n\x06warned\x18\x01 \x01(\x05\x12\r\n\x05urged\x18\x02 \x01(\x05\x12\x0e\n\x06\x64\x65\x65med\x18\x03 \x01(\x05\x12\'\n\x03now\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xeb\x05\n\x12SupervisionService\x12`\n\tGetClocks\x12(.onestop.supervision.v1.GetClocksRequest\x1a).onestop.supervision.v1.GetClocksResponse\x12i\n\x0cListWarnings\x12+.onestop.supervision.v1.ListWarningsRequest\x1a,.onestop.supervision.v1.ListWarningsResponse\x12l\n\x0fListKeyProjects\x12..onestop.supervision.v1.ListKeyProjectsRequest\x1a).onestop.supervision.v1.GetClocksResponse\x12{\n\x12ListAccountability\x12\x31.onestop.supervision.v1.ListAccountabilityRequest\x1a\x32.onestop.supervision.v1.ListAccountabilityResponse\x12g\n\x10SubmitEvaluation\x12/.onestop.supervision.v1.SubmitEvaluationRequest\x1a\".onestop.supervision.v1.Evaluation\x12\x61\n\rGetStatistics\x12,.onestop.supervision.v1.GetStatisticsRequest\x1a\".onestop.supervision.v1.Statistics\x12Q\n\x04Tick\x12#.onestop.supervision.v1.TickRequest\x1a$.onestop.supervision.v1.TickResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(onestop/supervision/v1/supervision.proto\x12\x16onestop.supervision.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eonestop/common/v1/common.proto\"\xf1\x01\n\x17LoadCalendarYearRequest\x12\x0c\n\x04year\x18\x01 \x01(\x05\x12O\n\x08holidays\x18\x02 \x03(\x0b\x32=.onestop.supervision.v1.LoadCalendarYearRequest.HolidaysEntry\x12\x10\n\x08workdays\x18\x03 \x03(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12$\n\x02\x62y\x18\x05 \x01(\x0b\x32\x18.onestop.common.v1.Actor\x1a/\n\rHolidaysEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"0\n\x18LoadCalendarYearResponse\x12\x14\n\x0cmoved_clocks\x18\x01 \x01(\x05\"g\n\x1aRecordRectificationRequest\x12\x15\n\revaluation_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12$\n\x02\x62y\x18\x03 \x01(\x0b\x32\x18.onestop.common.v1.Actor\"5\n\x14GetAssessmentRequest\x12\x0c\n\x04year\x18\x01 \x01(\x05\x12\x0f\n\x07quarter\x18\x02 \x01(\x05\"\x8d\x01\n\x10WindowAssessment\x12\x0e\n\x06window\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\r\n\x05grade\x18\x03 \x01(\t\x12\x0c\n\x04veto\x18\x04 \x01(\x08\x12\x14\n\x0cveto_reasons\x18\x05 \x03(\t\x12\x14\n\x0con_time_rate\x18\x06 \x01(\x01\x12\x11\n\tconcluded\x18\x07 \x01(\x03\"a\n\nAssessment\x12\x39\n\x07windows\x18\x01 \x03(\x0b\x32(.onestop.supervision.v1.WindowAssessment\x12\x18\n\x10red_flag_windows\x18\x02 \x03(\t\"\'\n\x10GetClocksRequest\x12\x13\n\x0b\x63\x61se_number\x18\x01 \x01(\t\"=\n\x11GetClocksResponse\x12(\n\x06\x63locks\x18\x01 \x03(\x0b\x32\x18.onestop.common.v1.Clock\"[\n\x13ListWarningsRequest\x12\x12\n\ndepartment\x18\x01 \x01(\t\x12\x30\n\tmin_level\x18\x02 \x01(\x0e\x32\x1d.onestop.common.v1.ClockState\"\x8f\x01\n\x07Warning\x12\'\n\x05\x63lock\x18\x01 \x01(\x0b\x32\x18.onestop.common.v1.Clock\x12,\n\x05level\x18\x02 \x01(\x0e\x32\x1d.onestop.common.v1.ClockState\x12-\n\traised_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\x14ListWarningsResponse\x12\x31\n\x08warnings\x18\x01 \x03(\x0b\x32\x1f.onestop.supervision.v1.Warning\")\n\x16ListKeyProjectsRequest\x12\x0f\n\x07tracker\x18\x01 \x01(\t\"\xf8\x01\n\x14\x41\x63\x63ountabilityRecord\x12\x13\n\x0b\x63\x61se_number\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x12\n\ndepartment\x18\x03 \x01(\t\x12\x0e\n\x06window\x18\x04 \x01(\t\x12\r\n\x05staff\x18\x05 \x03(\t\x12*\n\x06\x64ue_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08urged_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tdeemed_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"/\n\x19ListAccountabilityRequest\x12\x12\n\ndepartment\x18\x01 \x01(\t\"[\n\x1aListAccountabilityResponse\x12=\n\x07records\x18\x01 \x03(\x0b\x32,.onestop.supervision.v1.AccountabilityRecord\"u\n\x17SubmitEvaluationRequest\x12\x13\n\x0b\x63\x61se_number\x18\x01 \x01(\t\x12\x19\n\x11query_code_digest\x18\x02 \x01(\t\x12\x0e\n\x06rating\x18\x03 \x01(\x05\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\"\xc9\x01\n\nEvaluation\x12\x15\n\revaluation_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61se_number\x18\x02 \x01(\t\x12\x0e\n\x06rating\x18\x03 \x01(\x05\x12\x1c\n\x14rectification_opened\x18\x04 \x01(\x08\x12\x30\n\x0c\x63\x61llback_due\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brectify_due\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"z\n\x14GetStatisticsRequest\x12\x10\n\x08group_by\x18\x01 \x01(\t\x12(\n\x04\x66rom\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02to\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfe\x01\n\rStatisticsRow\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x03\x12\x11\n\tconcluded\x18\x03 \x01(\x03\x12\x0f\n\x07on_time\x18\x04 \x01(\x03\x12\x14\n\x0con_time_rate\x18\x05 \x01(\x01\x12\x18\n\x10\x61vg_working_days\x18\x06 \x01(\x01\x12\x18\n\x10p90_working_days\x18\x07 \x01(\x01\x12\x0f\n\x07overdue\x18\x08 \x01(\x03\x12\r\n\x05urged\x18\t \x01(\x03\x12\x17\n\x0f\x64\x65\x65med_approved\x18\n \x01(\x03\x12\x13\n\x0b\x65valuations\x18\x0b \x01(\x03\x12\x12\n\navg_rating\x18\x0c \x01(\x01\"A\n\nStatistics\x12\x33\n\x04rows\x18\x01 \x03(\x0b\x32%.onestop.supervision.v1.StatisticsRow\"\r\n\x0bTickRequest\"f\n\x0cTickResponse\x12\x0e\n\x06warned\x18\x01 \x01(\x05\x12\r\n\x05urged\x18\x02 \x01(\x05\x12\x0e\n\x06\x64\x65\x65med\x18\x03 \x01(\x05\x12\'\n\x03now\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xb4\x08\n\x12SupervisionService\x12`\n\tGetClocks\x12(.onestop.supervision.v1.GetClocksRequest\x1a).onestop.supervision.v1.GetClocksResponse\x12i\n\x0cListWarnings\x12+.onestop.supervision.v1.ListWarningsRequest\x1a,.onestop.supervision.v1.ListWarningsResponse\x12l\n\x0fListKeyProjects\x12..onestop.supervision.v1.ListKeyProjectsRequest\x1a).onestop.supervision.v1.GetClocksResponse\x12{\n\x12ListAccountability\x12\x31.onestop.supervision.v1.ListAccountabilityRequest\x1a\x32.onestop.supervision.v1.ListAccountabilityResponse\x12g\n\x10SubmitEvaluation\x12/.onestop.supervision.v1.SubmitEvaluationRequest\x1a\".onestop.supervision.v1.Evaluation\x12\x61\n\rGetStatistics\x12,.onestop.supervision.v1.GetStatisticsRequest\x1a\".onestop.supervision.v1.Statistics\x12Q\n\x04Tick\x12#.onestop.supervision.v1.TickRequest\x1a$.onestop.supervision.v1.TickResponse\x12u\n\x10LoadCalendarYear\x12/.onestop.supervision.v1.LoadCalendarYearRequest\x1a\x30.onestop.supervision.v1.LoadCalendarYearResponse\x12m\n\x13RecordRectification\x12\x32.onestop.supervision.v1.RecordRectificationRequest\x1a\".onestop.supervision.v1.Evaluation\x12\x61\n\rGetAssessment\x12,.onestop.supervision.v1.GetAssessmentRequest\x1a\".onestop.supervision.v1.Assessmentb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'onestop.supervision.v1.supervision_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETCLOCKSREQUEST']._serialized_start=133
-  _globals['_GETCLOCKSREQUEST']._serialized_end=172
-  _globals['_GETCLOCKSRESPONSE']._serialized_start=174
-  _globals['_GETCLOCKSRESPONSE']._serialized_end=235
-  _globals['_LISTWARNINGSREQUEST']._serialized_start=237
-  _globals['_LISTWARNINGSREQUEST']._serialized_end=328
-  _globals['_WARNING']._serialized_start=331
-  _globals['_WARNING']._serialized_end=474
-  _globals['_LISTWARNINGSRESPONSE']._serialized_start=476
-  _globals['_LISTWARNINGSRESPONSE']._serialized_end=549
-  _globals['_LISTKEYPROJECTSREQUEST']._serialized_start=551
-  _globals['_LISTKEYPROJECTSREQUEST']._serialized_end=592
-  _globals['_ACCOUNTABILITYRECORD']._serialized_start=595
-  _globals['_ACCOUNTABILITYRECORD']._serialized_end=843
-  _globals['_LISTACCOUNTABILITYREQUEST']._serialized_start=845
-  _globals['_LISTACCOUNTABILITYREQUEST']._serialized_end=892
-  _globals['_LISTACCOUNTABILITYRESPONSE']._serialized_start=894
-  _globals['_LISTACCOUNTABILITYRESPONSE']._serialized_end=985
-  _globals['_SUBMITEVALUATIONREQUEST']._serialized_start=987
-  _globals['_SUBMITEVALUATIONREQUEST']._serialized_end=1104
-  _globals['_EVALUATION']._serialized_start=1107
-  _globals['_EVALUATION']._serialized_end=1308
-  _globals['_GETSTATISTICSREQUEST']._serialized_start=1310
-  _globals['_GETSTATISTICSREQUEST']._serialized_end=1432
-  _globals['_STATISTICSROW']._serialized_start=1435
-  _globals['_STATISTICSROW']._serialized_end=1689
-  _globals['_STATISTICS']._serialized_start=1691
-  _globals['_STATISTICS']._serialized_end=1756
-  _globals['_TICKREQUEST']._serialized_start=1758
-  _globals['_TICKREQUEST']._serialized_end=1771
-  _globals['_TICKRESPONSE']._serialized_start=1773
-  _globals['_TICKRESPONSE']._serialized_end=1875
-  _globals['_SUPERVISIONSERVICE']._serialized_start=1878
-  _globals['_SUPERVISIONSERVICE']._serialized_end=2625
+  _globals['_LOADCALENDARYEARREQUEST_HOLIDAYSENTRY']._loaded_options = None
+  _globals['_LOADCALENDARYEARREQUEST_HOLIDAYSENTRY']._serialized_options = b'8\001'
+  _globals['_LOADCALENDARYEARREQUEST']._serialized_start=134
+  _globals['_LOADCALENDARYEARREQUEST']._serialized_end=375
+  _globals['_LOADCALENDARYEARREQUEST_HOLIDAYSENTRY']._serialized_start=328
+  _globals['_LOADCALENDARYEARREQUEST_HOLIDAYSENTRY']._serialized_end=375
+  _globals['_LOADCALENDARYEARRESPONSE']._serialized_start=377
+  _globals['_LOADCALENDARYEARRESPONSE']._serialized_end=425
+  _globals['_RECORDRECTIFICATIONREQUEST']._serialized_start=427
+  _globals['_RECORDRECTIFICATIONREQUEST']._serialized_end=530
+  _globals['_GETASSESSMENTREQUEST']._serialized_start=532
+  _globals['_GETASSESSMENTREQUEST']._serialized_end=585
+  _globals['_WINDOWASSESSMENT']._serialized_start=588
+  _globals['_WINDOWASSESSMENT']._serialized_end=729
+  _globals['_ASSESSMENT']._serialized_start=731
+  _globals['_ASSESSMENT']._serialized_end=828
+  _globals['_GETCLOCKSREQUEST']._serialized_start=830
+  _globals['_GETCLOCKSREQUEST']._serialized_end=869
+  _globals['_GETCLOCKSRESPONSE']._serialized_start=871
+  _globals['_GETCLOCKSRESPONSE']._serialized_end=932
+  _globals['_LISTWARNINGSREQUEST']._serialized_start=934
+  _globals['_LISTWARNINGSREQUEST']._serialized_end=1025
+  _globals['_WARNING']._serialized_start=1028
+  _globals['_WARNING']._serialized_end=1171
+  _globals['_LISTWARNINGSRESPONSE']._serialized_start=1173
+  _globals['_LISTWARNINGSRESPONSE']._serialized_end=1246
+  _globals['_LISTKEYPROJECTSREQUEST']._serialized_start=1248
+  _globals['_LISTKEYPROJECTSREQUEST']._serialized_end=1289
+  _globals['_ACCOUNTABILITYRECORD']._serialized_start=1292
+  _globals['_ACCOUNTABILITYRECORD']._serialized_end=1540
+  _globals['_LISTACCOUNTABILITYREQUEST']._serialized_start=1542
+  _globals['_LISTACCOUNTABILITYREQUEST']._serialized_end=1589
+  _globals['_LISTACCOUNTABILITYRESPONSE']._serialized_start=1591
+  _globals['_LISTACCOUNTABILITYRESPONSE']._serialized_end=1682
+  _globals['_SUBMITEVALUATIONREQUEST']._serialized_start=1684
+  _globals['_SUBMITEVALUATIONREQUEST']._serialized_end=1801
+  _globals['_EVALUATION']._serialized_start=1804
+  _globals['_EVALUATION']._serialized_end=2005
+  _globals['_GETSTATISTICSREQUEST']._serialized_start=2007
+  _globals['_GETSTATISTICSREQUEST']._serialized_end=2129
+  _globals['_STATISTICSROW']._serialized_start=2132
+  _globals['_STATISTICSROW']._serialized_end=2386
+  _globals['_STATISTICS']._serialized_start=2388
+  _globals['_STATISTICS']._serialized_end=2453
+  _globals['_TICKREQUEST']._serialized_start=2455
+  _globals['_TICKREQUEST']._serialized_end=2468
+  _globals['_TICKRESPONSE']._serialized_start=2470
+  _globals['_TICKRESPONSE']._serialized_end=2572
+  _globals['_SUPERVISIONSERVICE']._serialized_start=2575
+  _globals['_SUPERVISIONSERVICE']._serialized_end=3651
 # @@protoc_insertion_point(module_scope)

@@ -21,6 +21,197 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class LoadCalendarYearRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class HolidaysEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    YEAR_FIELD_NUMBER: _builtins.int
+    HOLIDAYS_FIELD_NUMBER: _builtins.int
+    WORKDAYS_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    year: _builtins.int
+    source: _builtins.str
+    @_builtins.property
+    def holidays(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """ISO date -> holiday name"""
+
+    @_builtins.property
+    def workdays(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """adjusted working weekends (调休), ISO dates"""
+
+    @_builtins.property
+    def by(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        year: _builtins.int = ...,
+        holidays: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        workdays: _abc.Iterable[_builtins.str] | None = ...,
+        source: _builtins.str = ...,
+        by: _common_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["by", b"by"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "holidays", b"holidays", "source", b"source", "workdays", b"workdays", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoadCalendarYearRequest: _TypeAlias = LoadCalendarYearRequest  # noqa: Y015
+
+@_typing.final
+class LoadCalendarYearResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MOVED_CLOCKS_FIELD_NUMBER: _builtins.int
+    moved_clocks: _builtins.int
+    def __init__(
+        self,
+        *,
+        moved_clocks: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["moved_clocks", b"moved_clocks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoadCalendarYearResponse: _TypeAlias = LoadCalendarYearResponse  # noqa: Y015
+
+@_typing.final
+class RecordRectificationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVALUATION_ID_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    evaluation_id: _builtins.str
+    step: _builtins.str
+    """called_back | rectified"""
+    @_builtins.property
+    def by(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        evaluation_id: _builtins.str = ...,
+        step: _builtins.str = ...,
+        by: _common_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["by", b"by"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "evaluation_id", b"evaluation_id", "step", b"step"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordRectificationRequest: _TypeAlias = RecordRectificationRequest  # noqa: Y015
+
+@_typing.final
+class GetAssessmentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    YEAR_FIELD_NUMBER: _builtins.int
+    QUARTER_FIELD_NUMBER: _builtins.int
+    year: _builtins.int
+    quarter: _builtins.int
+    """0 = the whole year, with red-flag windows"""
+    def __init__(
+        self,
+        *,
+        year: _builtins.int = ...,
+        quarter: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quarter", b"quarter", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAssessmentRequest: _TypeAlias = GetAssessmentRequest  # noqa: Y015
+
+@_typing.final
+class WindowAssessment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    GRADE_FIELD_NUMBER: _builtins.int
+    VETO_FIELD_NUMBER: _builtins.int
+    VETO_REASONS_FIELD_NUMBER: _builtins.int
+    ON_TIME_RATE_FIELD_NUMBER: _builtins.int
+    CONCLUDED_FIELD_NUMBER: _builtins.int
+    window: _builtins.str
+    score: _builtins.float
+    grade: _builtins.str
+    """excellent | good | pass | fail"""
+    veto: _builtins.bool
+    """one-vote veto for poor service (R16)"""
+    on_time_rate: _builtins.float
+    concluded: _builtins.int
+    @_builtins.property
+    def veto_reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        window: _builtins.str = ...,
+        score: _builtins.float = ...,
+        grade: _builtins.str = ...,
+        veto: _builtins.bool = ...,
+        veto_reasons: _abc.Iterable[_builtins.str] | None = ...,
+        on_time_rate: _builtins.float = ...,
+        concluded: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concluded", b"concluded", "grade", b"grade", "on_time_rate", b"on_time_rate", "score", b"score", "veto", b"veto", "veto_reasons", b"veto_reasons", "window", b"window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WindowAssessment: _TypeAlias = WindowAssessment  # noqa: Y015
+
+@_typing.final
+class Assessment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOWS_FIELD_NUMBER: _builtins.int
+    RED_FLAG_WINDOWS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def windows(self) -> _containers.RepeatedCompositeFieldContainer[Global___WindowAssessment]: ...
+    @_builtins.property
+    def red_flag_windows(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        windows: _abc.Iterable[Global___WindowAssessment] | None = ...,
+        red_flag_windows: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["red_flag_windows", b"red_flag_windows", "windows", b"windows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Assessment: _TypeAlias = Assessment  # noqa: Y015
+
+@_typing.final
 class GetClocksRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

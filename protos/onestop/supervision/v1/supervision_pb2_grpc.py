@@ -69,6 +69,21 @@ class SupervisionServiceStub:
                 request_serializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.TickRequest.SerializeToString,
                 response_deserializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.TickResponse.FromString,
                 _registered_method=True)
+        self.LoadCalendarYear = channel.unary_unary(
+                '/onestop.supervision.v1.SupervisionService/LoadCalendarYear',
+                request_serializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.LoadCalendarYearRequest.SerializeToString,
+                response_deserializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.LoadCalendarYearResponse.FromString,
+                _registered_method=True)
+        self.RecordRectification = channel.unary_unary(
+                '/onestop.supervision.v1.SupervisionService/RecordRectification',
+                request_serializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.RecordRectificationRequest.SerializeToString,
+                response_deserializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.Evaluation.FromString,
+                _registered_method=True)
+        self.GetAssessment = channel.unary_unary(
+                '/onestop.supervision.v1.SupervisionService/GetAssessment',
+                request_serializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.GetAssessmentRequest.SerializeToString,
+                response_deserializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.Assessment.FromString,
+                _registered_method=True)
 
 
 class SupervisionServiceServicer:
@@ -117,6 +132,27 @@ class SupervisionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LoadCalendarYear(self, request, context):
+        """Admin: load (or replace) a calendar year; open clocks are recomputed and the changes recorded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordRectification(self, request, context):
+        """A bad review's rectification steps: the call back, then the rectification itself.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAssessment(self, request, context):
+        """Quarterly grades (quarter 1-4) or the year with its red-flag windows (quarter 0), per window.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SupervisionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -154,6 +190,21 @@ def add_SupervisionServiceServicer_to_server(servicer, server):
                     servicer.Tick,
                     request_deserializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.TickRequest.FromString,
                     response_serializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.TickResponse.SerializeToString,
+            ),
+            'LoadCalendarYear': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadCalendarYear,
+                    request_deserializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.LoadCalendarYearRequest.FromString,
+                    response_serializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.LoadCalendarYearResponse.SerializeToString,
+            ),
+            'RecordRectification': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordRectification,
+                    request_deserializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.RecordRectificationRequest.FromString,
+                    response_serializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.Evaluation.SerializeToString,
+            ),
+            'GetAssessment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAssessment,
+                    request_deserializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.GetAssessmentRequest.FromString,
+                    response_serializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.Assessment.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -345,6 +396,87 @@ class SupervisionService:
             '/onestop.supervision.v1.SupervisionService/Tick',
             onestop_dot_supervision_dot_v1_dot_supervision__pb2.TickRequest.SerializeToString,
             onestop_dot_supervision_dot_v1_dot_supervision__pb2.TickResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadCalendarYear(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onestop.supervision.v1.SupervisionService/LoadCalendarYear',
+            onestop_dot_supervision_dot_v1_dot_supervision__pb2.LoadCalendarYearRequest.SerializeToString,
+            onestop_dot_supervision_dot_v1_dot_supervision__pb2.LoadCalendarYearResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordRectification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onestop.supervision.v1.SupervisionService/RecordRectification',
+            onestop_dot_supervision_dot_v1_dot_supervision__pb2.RecordRectificationRequest.SerializeToString,
+            onestop_dot_supervision_dot_v1_dot_supervision__pb2.Evaluation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAssessment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onestop.supervision.v1.SupervisionService/GetAssessment',
+            onestop_dot_supervision_dot_v1_dot_supervision__pb2.GetAssessmentRequest.SerializeToString,
+            onestop_dot_supervision_dot_v1_dot_supervision__pb2.Assessment.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,12 @@ class SupervisionServiceStub:
     GetStatistics: _grpc.UnaryUnaryMultiCallable[_supervision_pb2.GetStatisticsRequest, _supervision_pb2.Statistics]
     Tick: _grpc.UnaryUnaryMultiCallable[_supervision_pb2.TickRequest, _supervision_pb2.TickResponse]
     """Runs one supervision tick now (operators and tests); the service also ticks on its own."""
+    LoadCalendarYear: _grpc.UnaryUnaryMultiCallable[_supervision_pb2.LoadCalendarYearRequest, _supervision_pb2.LoadCalendarYearResponse]
+    """Admin: load (or replace) a calendar year; open clocks are recomputed and the changes recorded."""
+    RecordRectification: _grpc.UnaryUnaryMultiCallable[_supervision_pb2.RecordRectificationRequest, _supervision_pb2.Evaluation]
+    """A bad review's rectification steps: the call back, then the rectification itself."""
+    GetAssessment: _grpc.UnaryUnaryMultiCallable[_supervision_pb2.GetAssessmentRequest, _supervision_pb2.Assessment]
+    """Quarterly grades (quarter 1-4) or the year with its red-flag windows (quarter 0), per window."""
 
 @_typing.type_check_only
 class SupervisionServiceAsyncStub(SupervisionServiceStub):
@@ -51,6 +57,12 @@ class SupervisionServiceAsyncStub(SupervisionServiceStub):
     GetStatistics: _aio.UnaryUnaryMultiCallable[_supervision_pb2.GetStatisticsRequest, _supervision_pb2.Statistics]  # type: ignore[assignment]
     Tick: _aio.UnaryUnaryMultiCallable[_supervision_pb2.TickRequest, _supervision_pb2.TickResponse]  # type: ignore[assignment]
     """Runs one supervision tick now (operators and tests); the service also ticks on its own."""
+    LoadCalendarYear: _aio.UnaryUnaryMultiCallable[_supervision_pb2.LoadCalendarYearRequest, _supervision_pb2.LoadCalendarYearResponse]  # type: ignore[assignment]
+    """Admin: load (or replace) a calendar year; open clocks are recomputed and the changes recorded."""
+    RecordRectification: _aio.UnaryUnaryMultiCallable[_supervision_pb2.RecordRectificationRequest, _supervision_pb2.Evaluation]  # type: ignore[assignment]
+    """A bad review's rectification steps: the call back, then the rectification itself."""
+    GetAssessment: _aio.UnaryUnaryMultiCallable[_supervision_pb2.GetAssessmentRequest, _supervision_pb2.Assessment]  # type: ignore[assignment]
+    """Quarterly grades (quarter 1-4) or the year with its red-flag windows (quarter 0), per window."""
 
 class SupervisionServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -102,5 +114,29 @@ class SupervisionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_supervision_pb2.TickResponse, _abc.Awaitable[_supervision_pb2.TickResponse]]:
         """Runs one supervision tick now (operators and tests); the service also ticks on its own."""
+
+    @_abc_1.abstractmethod
+    def LoadCalendarYear(
+        self,
+        request: _supervision_pb2.LoadCalendarYearRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supervision_pb2.LoadCalendarYearResponse, _abc.Awaitable[_supervision_pb2.LoadCalendarYearResponse]]:
+        """Admin: load (or replace) a calendar year; open clocks are recomputed and the changes recorded."""
+
+    @_abc_1.abstractmethod
+    def RecordRectification(
+        self,
+        request: _supervision_pb2.RecordRectificationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supervision_pb2.Evaluation, _abc.Awaitable[_supervision_pb2.Evaluation]]:
+        """A bad review's rectification steps: the call back, then the rectification itself."""
+
+    @_abc_1.abstractmethod
+    def GetAssessment(
+        self,
+        request: _supervision_pb2.GetAssessmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supervision_pb2.Assessment, _abc.Awaitable[_supervision_pb2.Assessment]]:
+        """Quarterly grades (quarter 1-4) or the year with its red-flag windows (quarter 0), per window."""
 
 def add_SupervisionServiceServicer_to_server(servicer: SupervisionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

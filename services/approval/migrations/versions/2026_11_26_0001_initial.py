@@ -2,7 +2,7 @@
 
 Revision ID: 2026_11_26_0001
 Revises: 
-Create Date: 2026-11-26 16:38:50.451258
+Create Date: 2026-11-26 17:12:44.395988
 """
 from __future__ import annotations
 

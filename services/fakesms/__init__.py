@@ -1,0 +1,1 @@
+"""A fake SMS gateway for demos and tests (never deployed in production)."""

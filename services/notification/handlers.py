@@ -1,0 +1,104 @@
+"""Notification's event and command handlers: each runs in one unit of work."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from onestop.events.v1 import events_pb2
+from services.common.clock import Clock
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.common.logging import get_logger
+from services.common.outbox import UnitOfWork
+from services.notification import audience, convert, repository
+from services.notification.live import LIVE_ONLY, CaseHub, after_commit, live_update
+from services.notification.model import DEFAULT_LANGUAGE, PENDING, SKIPPED, Channels, Outgoing, mask_address
+
+log = get_logger(__name__)
+
+EVENT_KINDS: tuple[str, ...] = (*audience.PLANNERS, *LIVE_ONLY)
+
+
+@dataclass
+class NotificationContext:
+    """Notification's collaborators, wired in bootstrap."""
+
+    clock: Clock
+    channels: Channels
+    hub: CaseHub
+    wake: Callable[[], None]
+    new_id: Callable[[], str] = lambda: str(uuid.uuid4())
+
+
+def _row(out: Outgoing, *, env: events_pb2.Envelope, ctx: NotificationContext, now: Any) -> dict[str, Any]:
+    state = SKIPPED if out.skip_reason else PENDING
+    return {
+        "delivery_id": ctx.new_id(),
+        "event_id": env.event_id,
+        "kind": out.kind,
+        "case_number": env.case_number,
+        "channel": out.channel,
+        "recipient": out.recipient,
+        # A skipped delivery will never be sent: keep no raw address for it.
+        "address": "" if out.skip_reason else out.address,
+        "address_masked": mask_address(out.channel, out.address),
+        "language": out.language,
+        "context": out.context,
+        "notice_kind": out.notice_kind,
+        "notice_id": out.notice_id,
+        "state": state,
+        "attempts": 0,
+        "last_error": out.skip_reason,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+        "sent_at": None,
+    }
+
+
+async def on_event(uow: UnitOfWork, ctx: NotificationContext, env: events_pb2.Envelope) -> None:
+    """Plan every delivery an event causes, in the consumer's transaction; feed open pages after commit."""
+    conn = uow.conn
+    fact = convert.fact(env)
+    now = ctx.clock.now()
+    if fact.kind == "case_accepted" and env.case_number:
+        await repository.save_recipient(conn, convert.recipient(env), now=now)
+    if fact.kind == "task_opened":
+        await repository.save_task(conn, convert.task(env))
+    recipient = await repository.get_recipient(conn, case_number=env.case_number, case_id=env.case_id)
+    task = await repository.get_task(conn, str(audience.get(fact.data, "task_id")))
+    planned = audience.plan(fact, recipient=recipient, task=task, channels=ctx.channels, new_id=ctx.new_id)
+    created = 0
+    for out in planned:
+        created += await repository.add_delivery(conn, _row(out, env=env, ctx=ctx, now=now))
+    skipped = [f"{o.channel}→{o.recipient}: {o.skip_reason}" for o in planned if o.skip_reason]
+    if planned:
+        log.info("deliveries planned", event_id=env.event_id, case_number=env.case_number, kind=fact.kind,
+                 planned=len(planned), created=created, skipped=skipped)
+    update = live_update(fact, language=recipient.language if recipient else DEFAULT_LANGUAGE)
+
+    def after() -> None:
+        if update is not None:
+            ctx.hub.publish(update)
+        if created:
+            ctx.wake()
+
+    after_commit(uow, after)
+
+
+async def retry_dead_letter(uow: UnitOfWork, ctx: NotificationContext, delivery_id: str) -> dict[str, Any]:
+    """Put a dead delivery back in the queue (after staff fixed the address, template or gateway)."""
+    if not delivery_id:
+        raise InvalidArgument("delivery_id is required", field="delivery_id")
+    row = await repository.get_delivery(uow.conn, delivery_id)
+    if row is None:
+        raise NotFound(f"no delivery {delivery_id}")
+    if not await repository.requeue(uow.conn, delivery_id, now=ctx.clock.now()):
+        raise FailedPrecondition(f"delivery {delivery_id} is {row['state']}, not dead; only dead letters are retried")
+    log.info("dead letter re-queued", delivery_id=delivery_id, case_number=row["case_number"])
+    after_commit(uow, ctx.wake)
+    fresh = await repository.get_delivery(uow.conn, delivery_id)
+    assert fresh is not None
+    return fresh

@@ -1,0 +1,137 @@
+"""Applicant evaluations (好差评, GB/T 39734-2020): ratings, and rectification of bad reviews.
+
+Five levels: 1 very dissatisfied, 2 dissatisfied, 3 neutral, 4 satisfied, 5 very satisfied.  A bad
+review (1-2) opens a rectification: call the applicant back within 1 working day and rectify within 15
+working days; the applicant may then give one follow-up rating (a second SubmitEvaluation on the case).
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from onestop.events.v1 import events_pb2
+from services.common.calendar import CalendarMissing
+from services.common.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from services.common.outbox import UnitOfWork
+from services.supervision import orm, repository
+from services.supervision.clocks import SupervisionContext, raise_calendar_missing
+
+BAD_REVIEW_MAX = 2
+CALLBACK_DAYS = 1
+RECTIFY_DAYS = 15
+MAX_TAGS, MAX_TAG_CHARS, MAX_TEXT_CHARS = 10, 32, 2000
+
+
+def _row(raw: Any) -> dict[str, Any]:
+    return dict(raw)
+
+
+def _validate(*, case_number: str, rating: int, tags: list[str], text: str) -> None:
+    if not case_number:
+        raise InvalidArgument("case_number is required", field="case_number")
+    if rating < 1 or rating > 5:
+        raise InvalidArgument("rating must be 1 (very dissatisfied) to 5 (very satisfied)", field="rating")
+    if len(tags) > MAX_TAGS or any(len(t) > MAX_TAG_CHARS for t in tags):
+        raise InvalidArgument(f"at most {MAX_TAGS} tags of {MAX_TAG_CHARS} characters", field="tags")
+    if len(text) > MAX_TEXT_CHARS:
+        raise InvalidArgument(f"text is limited to {MAX_TEXT_CHARS} characters", field="text")
+
+
+async def _case(uow: UnitOfWork, case_number: str, query_code_digest: str) -> dict[str, Any]:
+    case = await repository.get_case(uow.conn, case_number=case_number, lock=True)
+    if case is None:
+        raise NotFound(f"no case {case_number} is known here")
+    stored = case["query_code_digest"]
+    if stored and not hmac.compare_digest(stored, query_code_digest.strip().lower()):
+        raise PermissionDenied("the query code does not match this case")
+    if case["status"] not in ("concluded", "withdrawn"):
+        raise FailedPrecondition(f"case {case_number} is not concluded yet; it can be evaluated afterwards")
+    return case
+
+
+async def submit(uow: UnitOfWork, ctx: SupervisionContext, *, case_number: str, query_code_digest: str,
+                 rating: int, tags: list[str], text: str) -> dict[str, Any]:
+    """Rate a concluded case; a bad review opens a rectification; a second rating is its follow-up."""
+    tags = [t.strip() for t in tags if t.strip()]
+    text = text.strip()
+    _validate(case_number=case_number, rating=rating, tags=tags, text=text)
+    case = await _case(uow, case_number, query_code_digest)
+    now = ctx.clock.now()
+    existing = (await uow.conn.execute(
+        select(orm.evaluations).where(orm.evaluations.c.case_id == case["case_id"]))).mappings().first()
+    if existing is not None:
+        return await _follow_up(uow, _row(existing), rating=rating, now=now)
+    if not case["query_code_digest"] and query_code_digest:
+        # Until events carry the digest, the first evaluator's digest guards the follow-up.
+        await repository.upsert_case(uow.conn, case_id=case["case_id"], now=now,
+                                     query_code_digest=query_code_digest.strip().lower())
+    bad = rating <= BAD_REVIEW_MAX
+    callback_due = rectify_due = None
+    if bad:
+        try:
+            callback_due = ctx.calendar.due_instant(now, CALLBACK_DAYS, center=ctx.center)
+            rectify_due = ctx.calendar.due_instant(now, RECTIFY_DAYS, center=ctx.center)
+        except CalendarMissing as exc:
+            await raise_calendar_missing(uow, ctx, exc.year, detail=f"rectification of case {case_number}")
+    row = {
+        "evaluation_id": str(uuid.uuid4()), "case_id": case["case_id"], "case_number": case_number,
+        "center": case["center"], "matter_code": case["matter_code"], "rating": rating, "tags": tags, "text": text,
+        "submitted_at": now, "rectification": bad, "callback_due": callback_due, "rectify_due": rectify_due,
+        "called_back_at": None, "rectified_at": None, "follow_up_rating": None, "follow_up_at": None,
+    }
+    await uow.conn.execute(orm.evaluations.insert().values(**row))
+    uow.emit(ctx.event(events_pb2.EvaluationSubmitted(rating=rating, tags=tags, text=text), case_id=case["case_id"],
+                       case_number=case_number))
+    return row
+
+
+async def _follow_up(uow: UnitOfWork, row: dict[str, Any], *, rating: int, now: datetime) -> dict[str, Any]:
+    if not row["rectification"]:
+        raise AlreadyExists(f"case {row['case_number']} has already been evaluated")
+    if row["follow_up_rating"] is not None:
+        raise AlreadyExists(f"case {row['case_number']} already has its follow-up rating")
+    await uow.conn.execute(update(orm.evaluations).where(orm.evaluations.c.evaluation_id == row["evaluation_id"])
+                           .values(follow_up_rating=rating, follow_up_at=now))
+    row.update(follow_up_rating=rating, follow_up_at=now)
+    return row
+
+
+async def record_progress(uow: UnitOfWork, ctx: SupervisionContext, *, evaluation_id: str,
+                          step: str) -> dict[str, Any]:
+    """Mark a rectification's call back ("called_back") or its completion ("rectified")."""
+    column = {"called_back": "called_back_at", "rectified": "rectified_at"}.get(step)
+    if column is None:
+        raise InvalidArgument("step must be called_back or rectified", field="step")
+    raw = (await uow.conn.execute(
+        select(orm.evaluations).where(orm.evaluations.c.evaluation_id == evaluation_id))).mappings().first()
+    if raw is None:
+        raise NotFound(f"no evaluation {evaluation_id}")
+    row = _row(raw)
+    if not row["rectification"]:
+        raise FailedPrecondition("only a bad review has a rectification")
+    if row[column] is None:
+        now = ctx.clock.now()
+        await uow.conn.execute(update(orm.evaluations).where(orm.evaluations.c.evaluation_id == evaluation_id)
+                               .values({column: now}))
+        row[column] = now
+    return row
+
+
+async def overdue_rectifications(uow: UnitOfWork, *, now: datetime) -> list[dict[str, Any]]:
+    """Bad reviews whose call back or rectification is late."""
+    e = orm.evaluations
+    stmt = select(e).where(e.c.rectification.is_(True),
+                           ((e.c.called_back_at.is_(None)) & (e.c.callback_due < now))
+                           | ((e.c.rectified_at.is_(None)) & (e.c.rectify_due < now)))
+    return [_row(r) for r in (await uow.conn.execute(stmt.order_by(e.c.submitted_at))).mappings()]

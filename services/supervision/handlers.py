@@ -1,0 +1,275 @@
+"""Supervision's event handlers: facts from intake, routing and approval start, pause, move and stop clocks."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from onestop.common.v1 import common_pb2
+from onestop.events.v1 import events_pb2
+from services.common.clock import from_timestamp
+from services.common.events import kind
+from services.common.logging import get_logger
+from services.common.outbox import UnitOfWork
+from services.supervision import clocks, deem, model, repository
+from services.supervision.clocks import SupervisionContext
+
+log = get_logger(__name__)
+DEFAULT_THRESHOLD_DAYS = 1
+
+
+class NotReadyYet(RuntimeError):
+    """An event arrived before the one it depends on; the consumer redelivers it later."""
+
+
+def _at(env: events_pb2.Envelope) -> datetime:
+    return from_timestamp(env.occurred_at)
+
+
+async def on_case_accepted(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
+    """Remember the case: accepted here (or uploaded from a child center)."""
+    body = env.case_accepted
+    await repository.upsert_case(uow.conn, case_id=env.case_id, now=ctx.clock.now(), case_number=env.case_number,
+                                 center=body.origin_center or env.center, matter_code=body.matter_code,
+                                 accepted_at=_at(env), on_the_spot=body.on_the_spot)
+    await repository.advance_case(uow.conn, case_id=env.case_id, status="accepted", now=ctx.clock.now())
+    # The routing may have overtaken the acceptance (replicas share the consumer): give its clocks the center.
+    await repository.fill_clock_center(uow.conn, case_id=env.case_id, center=body.origin_center or env.center)
+
+
+async def on_case_routed(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
+    """The matter's limits are known: start the case's own clock from acceptance."""
+    body = env.case_routed
+    accepted_at = from_timestamp(body.accepted_at) if body.HasField("accepted_at") else _at(env)
+    threshold = body.warning_threshold_days or DEFAULT_THRESHOLD_DAYS
+    await repository.upsert_case(uow.conn, case_id=env.case_id, now=ctx.clock.now(), case_number=env.case_number,
+                                 matter_code=body.matter_code, accepted_at=accepted_at, routed=True,
+                                 on_the_spot=body.on_the_spot, promised_days=body.promised_limit_days,
+                                 statutory_days=body.statutory_limit_days, threshold_days=threshold,
+                                 deemed_allowed=body.deemed_approval_allowed)
+    await repository.advance_case(uow.conn, case_id=env.case_id, status="routed", now=ctx.clock.now())
+    case = await repository.get_case(uow.conn, case_id=env.case_id)
+    assert case is not None
+    row = _new_clock(case, clock_id=repository.case_clock_id(env.case_id), task_id="", department="", window="",
+                     started_at=accepted_at, now=ctx.clock.now())
+    await clocks.start(uow, ctx, row, event_id=env.event_id)
+    if case["status"] in ("concluded", "withdrawn"):  # the conclusion overtook the routing
+        await clocks.stop(uow, ctx, row, at=case["concluded_at"] or accepted_at, outcome=case["outcome"],
+                          cause=case["status"], event_id=env.event_id)
+
+
+def _new_clock(case: dict[str, Any], *, clock_id: str, task_id: str, department: str, window: str,
+               started_at: datetime, now: datetime) -> dict[str, Any]:
+    return {
+        "clock_id": clock_id, "case_id": case["case_id"], "case_number": case["case_number"] or "",
+        "task_id": task_id, "center": case["center"], "matter_code": case["matter_code"],
+        "department": department, "window": window, "accepted_at": case["accepted_at"] or started_at,
+        "started_at": started_at, "limit_days": case["promised_days"], "statutory_days": case["statutory_days"],
+        "key_deadline": case["key_deadline"], "extension_days": 0, "threshold_days": case["threshold_days"],
+        "deemed_allowed": case["deemed_allowed"], "pauses": [], "paused": False, "due_at": None,
+        "calendar_missing": 0, "warned_level": 0, "urged_at": None, "deem_state": "", "claimants": [],
+        "decided_by": "", "stopped_at": None, "outcome": 0, "working_days": None, "next_action_at": None,
+        "updated_at": now,
+    }
+
+
+async def on_task_opened(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
+    """A department task opened: its clock starts now (a re-opening after a supplement changes nothing)."""
+    task = env.task_opened.task
+    if await repository.get_clock(uow.conn, repository.task_clock_id(task.task_id)):
+        return
+    case = await repository.get_case(uow.conn, case_id=task.case_id or env.case_id)
+    if case is None or not case["routed"]:
+        raise NotReadyYet(f"task {task.task_id} opened before case {env.case_number} was routed")
+    if case["status"] in ("concluded", "withdrawn"):
+        return
+    row = _new_clock(case, clock_id=repository.task_clock_id(task.task_id), task_id=task.task_id,
+                     department=task.department, window=task.window, started_at=_at(env), now=ctx.clock.now())
+    await clocks.start(uow, ctx, row, event_id=env.event_id)
+    case_row = await repository.get_clock(uow.conn, repository.case_clock_id(case["case_id"]))
+    if case_row and case_row["paused"] and any(p["to"] is None and p["kind"] == model.SUPPLEMENT
+                                               for p in case_row["pauses"]):
+        # A task opening while the case waits for the applicant also waits.
+        await clocks.save(uow, ctx, row, model.pause(repository.to_model(row), kind=model.SUPPLEMENT, at=_at(env)),
+                          cause="supplement_pause", at=_at(env), event_id=env.event_id)
+
+
+async def on_task_claimed(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
+    """Remember who held the task (named in accountability records, R22)."""
+    body = env.task_claimed
+    row = await repository.get_clock(uow.conn, repository.task_clock_id(body.task_id), lock=True)
+    if row is None or not body.by.username or body.by.username in row["claimants"]:
+        return
+    await repository.update_clock(uow.conn, row["clock_id"], claimants=[*row["claimants"], body.by.username])
+
+
+async def _task_clock(uow: UnitOfWork, env: events_pb2.Envelope, task_id: str) -> dict[str, Any] | None:
+    """The task's clock; None for an on-the-spot or closed case; NotReadyYet while the opening is unseen."""
+    # Replicas share the consumer, so a decision can overtake the task's opening: it is redelivered later.
+    row = await repository.get_clock(uow.conn, repository.task_clock_id(task_id), lock=True)
+    if row is not None:
+        return row
+    case = await repository.get_case(uow.conn, case_id=env.case_id)
+    if case is not None and (case["on_the_spot"] or case["status"] in ("concluded", "withdrawn")):
+        return None
+    raise NotReadyYet(f"{kind(env)} for task {task_id} arrived before the task opened")
+
+
+async def on_task_decided(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
+    """A decision stops the task's clock; a supplement request pauses it until the applicant answers."""
+    body = env.task_decided
+    row = await _task_clock(uow, env, body.task_id)
+    if row is None:
+        return
+    at, who = _at(env), body.by.username
+    if body.status == common_pb2.TASK_STATUS_SUPPLEMENT_REQUESTED:
+        # The department has spoken; waiting for the merged notice and the applicant is not its delay.
+        if who and who not in row["claimants"]:
+            await repository.update_clock(uow.conn, row["clock_id"], claimants=[*row["claimants"], who])
+        await clocks.save(uow, ctx, row, model.pause(repository.to_model(row), kind=model.SUPPLEMENT, at=at),
+                          cause="supplement_pause", at=at, detail="the department asked for a supplement",
+                          event_id=env.event_id)
+        return
+    outcome = {common_pb2.TASK_STATUS_APPROVED: model.APPROVED, common_pb2.TASK_STATUS_REJECTED: model.REJECTED,
+               common_pb2.TASK_STATUS_DEEMED_APPROVED: model.DEEMED_APPROVED}.get(body.status)
+    if outcome is None:
+        return
+    await clocks.stop(uow, ctx, row, at=at, outcome=outcome, decided_by=who, cause="decided", event_id=env.event_id)
+    if outcome == model.DEEMED_APPROVED and row["deem_state"] == "pending":
+        # Approval sealed it but our own record of the call was lost (e.g. a crash): finish it here.
+        await deem.settle(uow, ctx, row, deemed=True, note="confirmed by task_decided", at=at)
+
+
+async def _pause_case(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope, *, kind_: str,
+                      detail: str) -> None:
+    at = _at(env)
+    for row in await repository.case_clocks(uow.conn, case_id=env.case_id, open_only=True, lock=True):
+        clock = repository.to_model(row)
+        paused = model.pause(clock, kind=kind_, at=at)
+        if paused != clock:
+            await clocks.save(uow, ctx, row, paused, cause=f"{kind_}_pause", at=at, detail=detail,
+                              event_id=env.event_id)
+
+
+async def _resume_case(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope, *, kind_: str,
+                       detail: str) -> None:
+    at = _at(env)
+    for row in await repository.case_clocks(uow.conn, case_id=env.case_id, open_only=True, lock=True):
+        clock = repository.to_model(row)
+        resumed = model.resume(clock, kind=kind_, at=at)
+        if resumed != clock:
+            await clocks.save(uow, ctx, row, resumed, cause=f"{kind_}_resume", at=at, detail=detail,
+                              event_id=env.event_id)
+
+
+async def on_supplement_round_opened(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
+    """The merged supplement notice went out: every running clock of the case pauses (§8)."""
+    await _pause_case(uow, ctx, env, kind_=model.SUPPLEMENT,
+                      detail=f"supplement notice round {env.supplement_round_opened.round}")
+
+
+async def on_supplement_requested(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
+    """A pre-review notice starts no clock; one raised during review pauses them like a round."""
+    if env.supplement_requested.during_review:
+        await _pause_case(uow, ctx, env, kind_=model.SUPPLEMENT,
+                          detail=f"supplement notice round {env.supplement_requested.round}")
+        return
+    await repository.upsert_case(uow.conn, case_id=env.case_id, now=ctx.clock.now())
+
+
+async def on_case_supplemented(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
+    """The applicant answered: the clocks restart the day after (the calendar's pause convention)."""
+    await _resume_case(uow, ctx, env, kind_=model.SUPPLEMENT,
+                       detail=f"supplement round {env.case_supplemented.round} answered")
+
+
+async def pause_special_procedure(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
+    """Hearings, testing, expert review ... are not counted (Art. 45); wired once an event carries them."""
+    await _pause_case(uow, ctx, env, kind_=model.SPECIAL_PROCEDURE, detail="special procedure started")
+
+
+async def resume_special_procedure(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
+    """The special procedure ended: the clocks run again."""
+    await _resume_case(uow, ctx, env, kind_=model.SPECIAL_PROCEDURE, detail="special procedure ended")
+
+
+async def on_extension_decided(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
+    """An approved extension moves the task's due date, and the case's by its longest extension."""
+    body = env.extension_decided
+    if not body.approved or body.days <= 0:
+        return
+    at = _at(env)
+    row = await _task_clock(uow, env, body.task_id)
+    if row is None or row["stopped_at"] is not None:
+        return
+    clock = repository.to_model(row)
+    detail = f"extension {body.extension_id}: +{body.days} working days ({body.reason or 'approved'})"
+    await clocks.save(uow, ctx, row, replace(clock, extension_days=clock.extension_days + body.days),
+                      cause="extension", at=at, detail=detail, event_id=env.event_id)
+    rows = await repository.case_clocks(uow.conn, case_id=row["case_id"], lock=True)
+    longest = max((r["extension_days"] for r in rows if r["task_id"]), default=0)
+    for case_row in rows:
+        if not case_row["task_id"] and case_row["stopped_at"] is None and case_row["extension_days"] < longest:
+            case_clock = repository.to_model(case_row)
+            await clocks.save(uow, ctx, case_row, replace(case_clock, extension_days=longest), cause="extension",
+                              at=at, detail=detail, event_id=env.event_id)
+
+
+async def on_key_project_designated(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
+    """A key project's public deadline caps every clock of the case; the tracker follows it (R1, R5)."""
+    body = env.key_project_designated
+    deadline = from_timestamp(body.promised_deadline) if body.HasField("promised_deadline") else None
+    await repository.upsert_case(uow.conn, case_id=env.case_id, now=ctx.clock.now(), key_project=True,
+                                 key_deadline=deadline, tracker=body.tracker or body.designated_by.username)
+    if env.case_number:
+        await repository.upsert_case(uow.conn, case_id=env.case_id, now=ctx.clock.now(),
+                                     case_number=env.case_number)
+    at = _at(env)
+    for row in await repository.case_clocks(uow.conn, case_id=env.case_id, open_only=True, lock=True):
+        clock = replace(repository.to_model(row), key_deadline=deadline)
+        await clocks.save(uow, ctx, row, clock, cause="key_project", at=at,
+                          detail=f"key project, promised deadline {deadline.isoformat() if deadline else '-'}",
+                          event_id=env.event_id)
+
+
+async def _conclude(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope, *, status: str,
+                    outcome: int) -> None:
+    at = _at(env)
+    await repository.upsert_case(uow.conn, case_id=env.case_id, now=ctx.clock.now(), status=status,
+                                 outcome=outcome, concluded_at=at)
+    for row in await repository.case_clocks(uow.conn, case_id=env.case_id, open_only=True, lock=True):
+        # A task still open here was cancelled by the join or the withdrawal: no outcome of its own.
+        await clocks.stop(uow, ctx, row, at=at, outcome=0 if row["task_id"] else outcome, cause=status,
+                          event_id=env.event_id)
+
+
+async def on_case_concluded(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
+    """The case is decided: every clock of it stops."""
+    await _conclude(uow, ctx, env, status="concluded", outcome=env.case_concluded.outcome)
+
+
+async def on_case_withdrawn(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
+    """The applicant withdrew: every clock stops without a decision."""
+    await _conclude(uow, ctx, env, status="withdrawn", outcome=model.WITHDRAWN)
+
+
+EVENT_HANDLERS = {
+    "case_accepted": on_case_accepted,
+    "case_routed": on_case_routed,
+    "task_opened": on_task_opened,
+    "task_claimed": on_task_claimed,
+    "task_decided": on_task_decided,
+    "supplement_requested": on_supplement_requested,
+    "supplement_round_opened": on_supplement_round_opened,
+    "case_supplemented": on_case_supplemented,
+    "extension_decided": on_extension_decided,
+    "key_project_designated": on_key_project_designated,
+    "case_concluded": on_case_concluded,
+    "case_withdrawn": on_case_withdrawn,
+}
+
+
+async def on_event(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
+    """Dispatch a consumed event."""
+    await EVENT_HANDLERS[kind(env)](uow, ctx, env)

@@ -1,0 +1,92 @@
+"""Applicant evaluations (好差评): ratings of concluded cases, and the rectification of bad reviews."""
+
+from __future__ import annotations
+
+import pytest
+
+from onestop.common.v1 import common_pb2
+from onestop.supervision.v1 import supervision_pb2
+from services.common.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from services.supervision import evaluations, orm
+from tests.unit.supervision.harness import Supervision, at, eod
+
+DIGEST = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+
+def rating(number: str, value: int, *, digest: str = DIGEST, tags: tuple[str, ...] = ()) -> (
+        supervision_pb2.SubmitEvaluationRequest):
+    return supervision_pb2.SubmitEvaluationRequest(case_number=number, query_code_digest=digest, rating=value,
+                                                   tags=list(tags), text="窗口服务")
+
+
+async def concluded(sup: Supervision, number: str) -> None:
+    case = await sup.case(number).accept(at(2025, 9, 22), "PLAN")
+    await case.decide("PLAN", common_pb2.TASK_STATUS_APPROVED, at(2025, 9, 29, 10))
+    await case.conclude(common_pb2.OUTCOME_APPROVED, at(2025, 9, 29, 10))
+
+
+async def test_satisfied_applicant_rates_once(sup: Supervision) -> None:
+    await concluded(sup, "EV-1")
+    api = sup.api()
+    reply = await api.SubmitEvaluation(rating("EV-1", 5, tags=("快捷", "热情")), None)
+    assert (reply.rating, reply.rectification_opened) == (5, False)
+    assert not reply.HasField("callback_due")
+    [event] = await sup.emitted("evaluation_submitted")
+    assert (event.case_number, event.evaluation_submitted.rating, list(event.evaluation_submitted.tags)) == \
+        ("EV-1", 5, ["快捷", "热情"])
+    with pytest.raises(AlreadyExists):
+        await api.SubmitEvaluation(rating("EV-1", 4), None)
+
+
+async def test_bad_review_opens_a_rectification_across_national_day(sup: Supervision) -> None:
+    await concluded(sup, "EV-2")
+    sup.clock.set(at(2025, 9, 30, 10))
+    reply = await sup.api().SubmitEvaluation(rating("EV-2", 2), None)
+    assert reply.rectification_opened
+    # The next working day after Sep 30 is Oct 9; fifteen working days end on Oct 28 (Sat Oct 11 counts).
+    assert reply.callback_due.seconds == int(eod(2025, 10, 9).timestamp())
+    assert reply.rectify_due.seconds == int(eod(2025, 10, 28).timestamp())
+
+    async with sup.uow() as uow:
+        late = await evaluations.overdue_rectifications(uow, now=at(2025, 10, 10))
+        assert [r["case_number"] for r in late] == ["EV-2"]
+        await evaluations.record_progress(uow, sup.ctx, evaluation_id=reply.evaluation_id, step="called_back")
+        assert not await evaluations.overdue_rectifications(uow, now=at(2025, 10, 10))
+        await uow.commit()
+
+    # The applicant's one follow-up rating, after the rectification.
+    follow = await sup.api().SubmitEvaluation(rating("EV-2", 4), None)
+    assert (follow.evaluation_id, follow.rating, follow.rectification_opened) == (reply.evaluation_id, 4, True)
+    with pytest.raises(AlreadyExists):
+        await sup.api().SubmitEvaluation(rating("EV-2", 5), None)
+    [row] = await sup.rows(orm.evaluations)
+    assert (row["rating"], row["follow_up_rating"]) == (2, 4)
+
+
+async def test_evaluation_needs_a_known_concluded_case_and_a_rating_of_one_to_five(sup: Supervision) -> None:
+    api = sup.api()
+    with pytest.raises(NotFound):
+        await api.SubmitEvaluation(rating("NOPE", 3), None)
+    await sup.case("EV-3").accept(at(2025, 9, 22), "PLAN")
+    with pytest.raises(FailedPrecondition):
+        await api.SubmitEvaluation(rating("EV-3", 3), None)
+    await concluded(sup, "EV-4")
+    for bad in (0, 6):
+        with pytest.raises(InvalidArgument) as err:
+            await api.SubmitEvaluation(rating("EV-4", bad), None)
+        assert err.value.field == "rating"
+    with pytest.raises(InvalidArgument):
+        await api.SubmitEvaluation(rating("", 3), None)
+
+
+async def test_the_first_query_code_digest_guards_the_follow_up(sup: Supervision) -> None:
+    await concluded(sup, "EV-5")
+    await sup.api().SubmitEvaluation(rating("EV-5", 1), None)
+    with pytest.raises(PermissionDenied):
+        await sup.api().SubmitEvaluation(rating("EV-5", 4, digest="0" * 64), None)
