@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from onestop.common.v1 import common_pb2 as onestop_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*onestop/interconnect/v1/interconnect.proto\x12\x17onestop.interconnect.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eonestop/common/v1/common.proto\"\xaa\x03\n\x11UploadCaseRequest\x12\x15\n\rchild_case_id\x18\x01 \x01(\t\x12\x19\n\x11\x63hild_case_number\x18\x02 \x01(\t\x12\x13\n\x0bmatter_code\x18\x03 \x01(\t\x12/\n\tapplicant\x18\x04 \x01(\x0b\x32\x1c.onestop.common.v1.Applicant\x12.\n\tdocuments\x18\x05 \x03(\x0b\x32\x1b.onestop.common.v1.Document\x12\x36\n\x14preliminary_reviewer\x18\x06 \x01(\x0b\x32\x18.onestop.common.v1.Actor\x12\x35\n\x11\x61\x63\x63\x65pted_at_child\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05title\x18\x08 \x01(\t\x12\x42\n\x04\x66orm\x18\t \x03(\x0b\x32\x34.onestop.interconnect.v1.UploadCaseRequest.FormEntry\x1a+\n\tFormEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8a\x01\n\x12UploadCaseResponse\x12\x16\n\x0eparent_case_id\x18\x01 \x01(\t\x12\x1a\n\x12parent_case_number\x18\x02 \x01(\t\x12-\n\x06status\x18\x03 \x01(\x0e\x32\x1d.onestop.common.v1.CaseStatus\x12\x11\n\tduplicate\x18\x04 \x01(\x08\"y\n\rDocumentChunk\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x12\n\ntotal_size\x18\x04 \x01(\x03\x12\x10\n\x08\x66ilename\x18\x05 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x06 \x01(\t\"*\n\x18GetDocumentStatusRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\"D\n\x0e\x44ocumentStatus\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x10\n\x08received\x18\x02 \x01(\x03\x12\x10\n\x08\x63omplete\x18\x03 \x01(\x08\"^\n\x15SupplementCaseRequest\x12\x15\n\rchild_case_id\x18\x01 \x01(\t\x12.\n\tdocuments\x18\x02 \x03(\x0b\x32\x1b.onestop.common.v1.Document\"<\n\x13WithdrawCaseRequest\x12\x15\n\rchild_case_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"+\n\x13WatchResultsRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\x03\"\xaf\x02\n\x0cResultUpdate\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\x12\x15\n\rchild_case_id\x18\x02 \x01(\t\x12\x1a\n\x12parent_case_number\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12+\n\x07outcome\x18\x05 \x01(\x0e\x32\x1a.onestop.common.v1.Outcome\x12\x35\n\nsupplement\x18\x06 \x03(\x0b\x32!.onestop.common.v1.SupplementItem\x12\x0f\n\x07reasons\x18\x07 \x03(\t\x12\x31\n\x06sealed\x18\x08 \x01(\x0b\x32!.onestop.common.v1.SealedDecision\x12&\n\x02\x61t\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"#\n\x11\x41\x63kResultsRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\"*\n\x12\x41\x63kResultsResponse\x12\x14\n\x0c\x61\x63knowledged\x18\x01 \x01(\x03\x32\xf3\x05\n\x0cInterconnect\x12\x65\n\nUploadCase\x12*.onestop.interconnect.v1.UploadCaseRequest\x1a+.onestop.interconnect.v1.UploadCaseResponse\x12\x63\n\x0eUploadDocument\x12&.onestop.interconnect.v1.DocumentChunk\x1a\'.onestop.interconnect.v1.DocumentStatus(\x01\x12o\n\x11GetDocumentStatus\x12\x31.onestop.interconnect.v1.GetDocumentStatusRequest\x1a\'.onestop.interconnect.v1.DocumentStatus\x12m\n\x0eSupplementCase\x12..onestop.interconnect.v1.SupplementCaseRequest\x1a+.onestop.interconnect.v1.UploadCaseResponse\x12i\n\x0cWithdrawCase\x12,.onestop.interconnect.v1.WithdrawCaseRequest\x1a+.onestop.interconnect.v1.UploadCaseResponse\x12\x65\n\x0cWatchResults\x12,.onestop.interconnect.v1.WatchResultsRequest\x1a%.onestop.interconnect.v1.ResultUpdate0\x01\x12\x65\n\nAckResults\x12*.onestop.interconnect.v1.AckResultsRequest\x1a+.onestop.interconnect.v1.AckResultsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*onestop/interconnect/v1/interconnect.proto\x12\x17onestop.interconnect.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eonestop/common/v1/common.proto\"\xea\x03\n\x11UploadCaseRequest\x12\x15\n\rchild_case_id\x18\x01 \x01(\t\x12\x19\n\x11\x63hild_case_number\x18\x02 \x01(\t\x12\x13\n\x0bmatter_code\x18\x03 \x01(\t\x12/\n\tapplicant\x18\x04 \x01(\x0b\x32\x1c.onestop.common.v1.Applicant\x12.\n\tdocuments\x18\x05 \x03(\x0b\x32\x1b.onestop.common.v1.Document\x12\x36\n\x14preliminary_reviewer\x18\x06 \x01(\x0b\x32\x18.onestop.common.v1.Actor\x12\x35\n\x11\x61\x63\x63\x65pted_at_child\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05title\x18\x08 \x01(\t\x12\x42\n\x04\x66orm\x18\t \x03(\x0b\x32\x34.onestop.interconnect.v1.UploadCaseRequest.FormEntry\x12>\n\x13preliminary_opinion\x18\n \x01(\x0b\x32!.onestop.common.v1.SealedDecision\x1a+\n\tFormEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc1\x01\n\x12UploadCaseResponse\x12\x16\n\x0eparent_case_id\x18\x01 \x01(\t\x12\x1a\n\x12parent_case_number\x18\x02 \x01(\t\x12-\n\x06status\x18\x03 \x01(\x0e\x32\x1d.onestop.common.v1.CaseStatus\x12\x11\n\tduplicate\x18\x04 \x01(\x08\x12\x35\n\nsupplement\x18\x05 \x03(\x0b\x32!.onestop.common.v1.SupplementItem\"y\n\rDocumentChunk\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x12\n\ntotal_size\x18\x04 \x01(\x03\x12\x10\n\x08\x66ilename\x18\x05 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x06 \x01(\t\"*\n\x18GetDocumentStatusRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\"D\n\x0e\x44ocumentStatus\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x10\n\x08received\x18\x02 \x01(\x03\x12\x10\n\x08\x63omplete\x18\x03 \x01(\x08\"t\n\x15SupplementCaseRequest\x12\x15\n\rchild_case_id\x18\x01 \x01(\t\x12.\n\tdocuments\x18\x02 \x03(\x0b\x32\x1b.onestop.common.v1.Document\x12\x14\n\x0coperation_id\x18\x03 \x01(\t\"R\n\x13WithdrawCaseRequest\x12\x15\n\rchild_case_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x14\n\x0coperation_id\x18\x03 \x01(\t\"+\n\x13WatchResultsRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\x03\"\xb4\x03\n\x0cResultUpdate\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\x12\x15\n\rchild_case_id\x18\x02 \x01(\t\x12\x1a\n\x12parent_case_number\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12+\n\x07outcome\x18\x05 \x01(\x0e\x32\x1a.onestop.common.v1.Outcome\x12\x35\n\nsupplement\x18\x06 \x03(\x0b\x32!.onestop.common.v1.SupplementItem\x12\x0f\n\x07reasons\x18\x07 \x03(\t\x12\x31\n\x06sealed\x18\x08 \x01(\x0b\x32!.onestop.common.v1.SealedDecision\x12&\n\x02\x61t\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eparent_case_id\x18\n \x01(\t\x12\x18\n\x10supplement_round\x18\x0b \x01(\x05\x12\x12\n\ndepartment\x18\x0c \x01(\t\x12\x15\n\rparent_center\x18\r \x01(\t\x12\x12\n\nsummary_zh\x18\x0e \x01(\t\x12\x12\n\nsummary_en\x18\x0f \x01(\t\"#\n\x11\x41\x63kResultsRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\"*\n\x12\x41\x63kResultsResponse\x12\x14\n\x0c\x61\x63knowledged\x18\x01 \x01(\x03\"/\n\x16GetUploadedCaseRequest\x12\x15\n\rchild_case_id\x18\x01 \x01(\t\"\xf1\x01\n\x0cUploadedCase\x12\x15\n\rchild_case_id\x18\x01 \x01(\t\x12\x16\n\x0eparent_case_id\x18\x02 \x01(\t\x12\x1a\n\x12parent_case_number\x18\x03 \x01(\t\x12-\n\x06status\x18\x04 \x01(\x0e\x32\x1d.onestop.common.v1.CaseStatus\x12+\n\x07outcome\x18\x05 \x01(\x0e\x32\x1a.onestop.common.v1.Outcome\x12:\n\x0fopen_supplement\x18\x06 \x03(\x0b\x32!.onestop.common.v1.SupplementItem\"4\n\x14ListForwardedRequest\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"\xb6\x02\n\rForwardedCase\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61se_number\x18\x02 \x01(\t\x12\x15\n\rparent_center\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x31\n\rwaiting_since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x61ge_seconds\x18\x06 \x01(\x01\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x05\x12\x12\n\nlast_error\x18\x08 \x01(\t\x12\x33\n\x0fnext_attempt_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12parent_case_number\x18\n \x01(\t\x12\x1a\n\x12pending_operations\x18\x0b \x01(\x05\"N\n\x15ListForwardedResponse\x12\x35\n\x05\x63\x61ses\x18\x01 \x03(\x0b\x32&.onestop.interconnect.v1.ForwardedCase\"\x10\n\x0eGetLinkRequest\"\xaf\x01\n\x04Link\x12\x16\n\x0eparent_address\x18\x01 \x01(\t\x12\x15\n\rparent_center\x18\x02 \x01(\t\x12\x11\n\tconnected\x18\x03 \x01(\x08\x12\x16\n\x0e\x61pplied_cursor\x18\x04 \x01(\x03\x12\x12\n\nlast_error\x18\x05 \x01(\t\x12\x19\n\x11waiting_to_upload\x18\x06 \x01(\x05\x12\x1e\n\x16oldest_waiting_seconds\x18\x07 \x01(\x01\x32\xde\x06\n\x0cInterconnect\x12\x65\n\nUploadCase\x12*.onestop.interconnect.v1.UploadCaseRequest\x1a+.onestop.interconnect.v1.UploadCaseResponse\x12\x63\n\x0eUploadDocument\x12&.onestop.interconnect.v1.DocumentChunk\x1a\'.onestop.interconnect.v1.DocumentStatus(\x01\x12o\n\x11GetDocumentStatus\x12\x31.onestop.interconnect.v1.GetDocumentStatusRequest\x1a\'.onestop.interconnect.v1.DocumentStatus\x12m\n\x0eSupplementCase\x12..onestop.interconnect.v1.SupplementCaseRequest\x1a+.onestop.interconnect.v1.UploadCaseResponse\x12i\n\x0cWithdrawCase\x12,.onestop.interconnect.v1.WithdrawCaseRequest\x1a+.onestop.interconnect.v1.UploadCaseResponse\x12\x65\n\x0cWatchResults\x12,.onestop.interconnect.v1.WatchResultsRequest\x1a%.onestop.interconnect.v1.ResultUpdate0\x01\x12\x65\n\nAckResults\x12*.onestop.interconnect.v1.AckResultsRequest\x1a+.onestop.interconnect.v1.AckResultsResponse\x12i\n\x0fGetUploadedCase\x12/.onestop.interconnect.v1.GetUploadedCaseRequest\x1a%.onestop.interconnect.v1.UploadedCase2\xd7\x01\n\x12InterconnectStatus\x12n\n\rListForwarded\x12-.onestop.interconnect.v1.ListForwardedRequest\x1a..onestop.interconnect.v1.ListForwardedResponse\x12Q\n\x07GetLink\x12\'.onestop.interconnect.v1.GetLinkRequest\x1a\x1d.onestop.interconnect.v1.Linkb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,29 +36,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPLOADCASEREQUEST_FORMENTRY']._loaded_options = None
   _globals['_UPLOADCASEREQUEST_FORMENTRY']._serialized_options = b'8\001'
   _globals['_UPLOADCASEREQUEST']._serialized_start=137
-  _globals['_UPLOADCASEREQUEST']._serialized_end=563
-  _globals['_UPLOADCASEREQUEST_FORMENTRY']._serialized_start=520
-  _globals['_UPLOADCASEREQUEST_FORMENTRY']._serialized_end=563
-  _globals['_UPLOADCASERESPONSE']._serialized_start=566
-  _globals['_UPLOADCASERESPONSE']._serialized_end=704
-  _globals['_DOCUMENTCHUNK']._serialized_start=706
-  _globals['_DOCUMENTCHUNK']._serialized_end=827
-  _globals['_GETDOCUMENTSTATUSREQUEST']._serialized_start=829
-  _globals['_GETDOCUMENTSTATUSREQUEST']._serialized_end=871
-  _globals['_DOCUMENTSTATUS']._serialized_start=873
-  _globals['_DOCUMENTSTATUS']._serialized_end=941
-  _globals['_SUPPLEMENTCASEREQUEST']._serialized_start=943
-  _globals['_SUPPLEMENTCASEREQUEST']._serialized_end=1037
-  _globals['_WITHDRAWCASEREQUEST']._serialized_start=1039
-  _globals['_WITHDRAWCASEREQUEST']._serialized_end=1099
-  _globals['_WATCHRESULTSREQUEST']._serialized_start=1101
-  _globals['_WATCHRESULTSREQUEST']._serialized_end=1144
-  _globals['_RESULTUPDATE']._serialized_start=1147
-  _globals['_RESULTUPDATE']._serialized_end=1450
-  _globals['_ACKRESULTSREQUEST']._serialized_start=1452
-  _globals['_ACKRESULTSREQUEST']._serialized_end=1487
-  _globals['_ACKRESULTSRESPONSE']._serialized_start=1489
-  _globals['_ACKRESULTSRESPONSE']._serialized_end=1531
-  _globals['_INTERCONNECT']._serialized_start=1534
-  _globals['_INTERCONNECT']._serialized_end=2289
+  _globals['_UPLOADCASEREQUEST']._serialized_end=627
+  _globals['_UPLOADCASEREQUEST_FORMENTRY']._serialized_start=584
+  _globals['_UPLOADCASEREQUEST_FORMENTRY']._serialized_end=627
+  _globals['_UPLOADCASERESPONSE']._serialized_start=630
+  _globals['_UPLOADCASERESPONSE']._serialized_end=823
+  _globals['_DOCUMENTCHUNK']._serialized_start=825
+  _globals['_DOCUMENTCHUNK']._serialized_end=946
+  _globals['_GETDOCUMENTSTATUSREQUEST']._serialized_start=948
+  _globals['_GETDOCUMENTSTATUSREQUEST']._serialized_end=990
+  _globals['_DOCUMENTSTATUS']._serialized_start=992
+  _globals['_DOCUMENTSTATUS']._serialized_end=1060
+  _globals['_SUPPLEMENTCASEREQUEST']._serialized_start=1062
+  _globals['_SUPPLEMENTCASEREQUEST']._serialized_end=1178
+  _globals['_WITHDRAWCASEREQUEST']._serialized_start=1180
+  _globals['_WITHDRAWCASEREQUEST']._serialized_end=1262
+  _globals['_WATCHRESULTSREQUEST']._serialized_start=1264
+  _globals['_WATCHRESULTSREQUEST']._serialized_end=1307
+  _globals['_RESULTUPDATE']._serialized_start=1310
+  _globals['_RESULTUPDATE']._serialized_end=1746
+  _globals['_ACKRESULTSREQUEST']._serialized_start=1748
+  _globals['_ACKRESULTSREQUEST']._serialized_end=1783
+  _globals['_ACKRESULTSRESPONSE']._serialized_start=1785
+  _globals['_ACKRESULTSRESPONSE']._serialized_end=1827
+  _globals['_GETUPLOADEDCASEREQUEST']._serialized_start=1829
+  _globals['_GETUPLOADEDCASEREQUEST']._serialized_end=1876
+  _globals['_UPLOADEDCASE']._serialized_start=1879
+  _globals['_UPLOADEDCASE']._serialized_end=2120
+  _globals['_LISTFORWARDEDREQUEST']._serialized_start=2122
+  _globals['_LISTFORWARDEDREQUEST']._serialized_end=2174
+  _globals['_FORWARDEDCASE']._serialized_start=2177
+  _globals['_FORWARDEDCASE']._serialized_end=2487
+  _globals['_LISTFORWARDEDRESPONSE']._serialized_start=2489
+  _globals['_LISTFORWARDEDRESPONSE']._serialized_end=2567
+  _globals['_GETLINKREQUEST']._serialized_start=2569
+  _globals['_GETLINKREQUEST']._serialized_end=2585
+  _globals['_LINK']._serialized_start=2588
+  _globals['_LINK']._serialized_end=2763
+  _globals['_INTERCONNECT']._serialized_start=2766
+  _globals['_INTERCONNECT']._serialized_end=3628
+  _globals['_INTERCONNECTSTATUS']._serialized_start=3631
+  _globals['_INTERCONNECTSTATUS']._serialized_end=3846
 # @@protoc_insertion_point(module_scope)

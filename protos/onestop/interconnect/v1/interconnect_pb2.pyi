@@ -56,6 +56,7 @@ class UploadCaseRequest(_message.Message):
     ACCEPTED_AT_CHILD_FIELD_NUMBER: _builtins.int
     TITLE_FIELD_NUMBER: _builtins.int
     FORM_FIELD_NUMBER: _builtins.int
+    PRELIMINARY_OPINION_FIELD_NUMBER: _builtins.int
     child_case_id: _builtins.str
     child_case_number: _builtins.str
     matter_code: _builtins.str
@@ -70,6 +71,10 @@ class UploadCaseRequest(_message.Message):
     def accepted_at_child(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def form(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def preliminary_opinion(self) -> _common_pb2.SealedDecision:
+        """The child's sealed preliminary-review decision, when it reviewed the case first (R3)."""
+
     def __init__(
         self,
         *,
@@ -82,10 +87,11 @@ class UploadCaseRequest(_message.Message):
         accepted_at_child: _timestamp_pb2.Timestamp | None = ...,
         title: _builtins.str = ...,
         form: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        preliminary_opinion: _common_pb2.SealedDecision | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_at_child", b"accepted_at_child", "applicant", b"applicant", "preliminary_reviewer", b"preliminary_reviewer"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_at_child", b"accepted_at_child", "applicant", b"applicant", "preliminary_opinion", b"preliminary_opinion", "preliminary_reviewer", b"preliminary_reviewer"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at_child", b"accepted_at_child", "applicant", b"applicant", "child_case_id", b"child_case_id", "child_case_number", b"child_case_number", "documents", b"documents", "form", b"form", "matter_code", b"matter_code", "preliminary_reviewer", b"preliminary_reviewer", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at_child", b"accepted_at_child", "applicant", b"applicant", "child_case_id", b"child_case_id", "child_case_number", b"child_case_number", "documents", b"documents", "form", b"form", "matter_code", b"matter_code", "preliminary_opinion", b"preliminary_opinion", "preliminary_reviewer", b"preliminary_reviewer", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -99,11 +105,16 @@ class UploadCaseResponse(_message.Message):
     PARENT_CASE_NUMBER_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     DUPLICATE_FIELD_NUMBER: _builtins.int
+    SUPPLEMENT_FIELD_NUMBER: _builtins.int
     parent_case_id: _builtins.str
     parent_case_number: _builtins.str
     status: _common_pb2.CaseStatus.ValueType
     duplicate: _builtins.bool
     """true when this child case was already uploaded"""
+    @_builtins.property
+    def supplement(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.SupplementItem]:
+        """Pre-review at the parent found these shortfalls; the notice also arrives on WatchResults."""
+
     def __init__(
         self,
         *,
@@ -111,10 +122,11 @@ class UploadCaseResponse(_message.Message):
         parent_case_number: _builtins.str = ...,
         status: _common_pb2.CaseStatus.ValueType = ...,
         duplicate: _builtins.bool = ...,
+        supplement: _abc.Iterable[_common_pb2.SupplementItem] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "parent_case_id", b"parent_case_id", "parent_case_number", b"parent_case_number", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "parent_case_id", b"parent_case_id", "parent_case_number", b"parent_case_number", "status", b"status", "supplement", b"supplement"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -205,7 +217,10 @@ class SupplementCaseRequest(_message.Message):
 
     CHILD_CASE_ID_FIELD_NUMBER: _builtins.int
     DOCUMENTS_FIELD_NUMBER: _builtins.int
+    OPERATION_ID_FIELD_NUMBER: _builtins.int
     child_case_id: _builtins.str
+    operation_id: _builtins.str
+    """unique per child operation: a retry is not applied twice"""
     @_builtins.property
     def documents(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Document]: ...
     def __init__(
@@ -213,10 +228,11 @@ class SupplementCaseRequest(_message.Message):
         *,
         child_case_id: _builtins.str = ...,
         documents: _abc.Iterable[_common_pb2.Document] | None = ...,
+        operation_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_case_id", b"child_case_id", "documents", b"documents"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_case_id", b"child_case_id", "documents", b"documents", "operation_id", b"operation_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -228,17 +244,21 @@ class WithdrawCaseRequest(_message.Message):
 
     CHILD_CASE_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    OPERATION_ID_FIELD_NUMBER: _builtins.int
     child_case_id: _builtins.str
     reason: _builtins.str
+    operation_id: _builtins.str
+    """unique per child operation: a retry is not applied twice"""
     def __init__(
         self,
         *,
         child_case_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        operation_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_case_id", b"child_case_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_case_id", b"child_case_id", "operation_id", b"operation_id", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -276,12 +296,27 @@ class ResultUpdate(_message.Message):
     REASONS_FIELD_NUMBER: _builtins.int
     SEALED_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
+    PARENT_CASE_ID_FIELD_NUMBER: _builtins.int
+    SUPPLEMENT_ROUND_FIELD_NUMBER: _builtins.int
+    DEPARTMENT_FIELD_NUMBER: _builtins.int
+    PARENT_CENTER_FIELD_NUMBER: _builtins.int
+    SUMMARY_ZH_FIELD_NUMBER: _builtins.int
+    SUMMARY_EN_FIELD_NUMBER: _builtins.int
     cursor: _builtins.int
     child_case_id: _builtins.str
     parent_case_number: _builtins.str
     kind: _builtins.str
     """accepted | supplement_requested | concluded | ..."""
     outcome: _common_pb2.Outcome.ValueType
+    parent_case_id: _builtins.str
+    supplement_round: _builtins.int
+    department: _builtins.str
+    """for task-level updates (deemed approval)"""
+    parent_center: _builtins.str
+    """the center that sent the update"""
+    summary_zh: _builtins.str
+    """how the update reads on the child's timeline"""
+    summary_en: _builtins.str
     @_builtins.property
     def supplement(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.SupplementItem]: ...
     @_builtins.property
@@ -302,10 +337,16 @@ class ResultUpdate(_message.Message):
         reasons: _abc.Iterable[_builtins.str] | None = ...,
         sealed: _common_pb2.SealedDecision | None = ...,
         at: _timestamp_pb2.Timestamp | None = ...,
+        parent_case_id: _builtins.str = ...,
+        supplement_round: _builtins.int = ...,
+        department: _builtins.str = ...,
+        parent_center: _builtins.str = ...,
+        summary_zh: _builtins.str = ...,
+        summary_en: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "sealed", b"sealed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "child_case_id", b"child_case_id", "cursor", b"cursor", "kind", b"kind", "outcome", b"outcome", "parent_case_number", b"parent_case_number", "reasons", b"reasons", "sealed", b"sealed", "supplement", b"supplement"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "child_case_id", b"child_case_id", "cursor", b"cursor", "department", b"department", "kind", b"kind", "outcome", b"outcome", "parent_case_id", b"parent_case_id", "parent_case_number", b"parent_case_number", "parent_center", b"parent_center", "reasons", b"reasons", "sealed", b"sealed", "summary_en", b"summary_en", "summary_zh", b"summary_zh", "supplement", b"supplement", "supplement_round", b"supplement_round"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -348,3 +389,205 @@ class AckResultsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AckResultsResponse: _TypeAlias = AckResultsResponse  # noqa: Y015
+
+@_typing.final
+class GetUploadedCaseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHILD_CASE_ID_FIELD_NUMBER: _builtins.int
+    child_case_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        child_case_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_case_id", b"child_case_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUploadedCaseRequest: _TypeAlias = GetUploadedCaseRequest  # noqa: Y015
+
+@_typing.final
+class UploadedCase(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHILD_CASE_ID_FIELD_NUMBER: _builtins.int
+    PARENT_CASE_ID_FIELD_NUMBER: _builtins.int
+    PARENT_CASE_NUMBER_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    OPEN_SUPPLEMENT_FIELD_NUMBER: _builtins.int
+    child_case_id: _builtins.str
+    parent_case_id: _builtins.str
+    parent_case_number: _builtins.str
+    status: _common_pb2.CaseStatus.ValueType
+    outcome: _common_pb2.Outcome.ValueType
+    @_builtins.property
+    def open_supplement(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.SupplementItem]: ...
+    def __init__(
+        self,
+        *,
+        child_case_id: _builtins.str = ...,
+        parent_case_id: _builtins.str = ...,
+        parent_case_number: _builtins.str = ...,
+        status: _common_pb2.CaseStatus.ValueType = ...,
+        outcome: _common_pb2.Outcome.ValueType = ...,
+        open_supplement: _abc.Iterable[_common_pb2.SupplementItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_case_id", b"child_case_id", "open_supplement", b"open_supplement", "outcome", b"outcome", "parent_case_id", b"parent_case_id", "parent_case_number", b"parent_case_number", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadedCase: _TypeAlias = UploadedCase  # noqa: Y015
+
+@_typing.final
+class ListForwardedRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    state: _builtins.str
+    """preliminary_review | waiting_to_upload | uploaded | result_received | failed | cancelled; empty = all open"""
+    limit: _builtins.int
+    def __init__(
+        self,
+        *,
+        state: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListForwardedRequest: _TypeAlias = ListForwardedRequest  # noqa: Y015
+
+@_typing.final
+class ForwardedCase(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    CASE_NUMBER_FIELD_NUMBER: _builtins.int
+    PARENT_CENTER_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    WAITING_SINCE_FIELD_NUMBER: _builtins.int
+    AGE_SECONDS_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
+    PARENT_CASE_NUMBER_FIELD_NUMBER: _builtins.int
+    PENDING_OPERATIONS_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.str
+    case_number: _builtins.str
+    parent_center: _builtins.str
+    state: _builtins.str
+    age_seconds: _builtins.float
+    attempts: _builtins.int
+    last_error: _builtins.str
+    parent_case_number: _builtins.str
+    pending_operations: _builtins.int
+    """uploads, supplements and withdrawals not yet delivered"""
+    @_builtins.property
+    def waiting_since(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def next_attempt_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.str = ...,
+        case_number: _builtins.str = ...,
+        parent_center: _builtins.str = ...,
+        state: _builtins.str = ...,
+        waiting_since: _timestamp_pb2.Timestamp | None = ...,
+        age_seconds: _builtins.float = ...,
+        attempts: _builtins.int = ...,
+        last_error: _builtins.str = ...,
+        next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
+        parent_case_number: _builtins.str = ...,
+        pending_operations: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["next_attempt_at", b"next_attempt_at", "waiting_since", b"waiting_since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["age_seconds", b"age_seconds", "attempts", b"attempts", "case_id", b"case_id", "case_number", b"case_number", "last_error", b"last_error", "next_attempt_at", b"next_attempt_at", "parent_case_number", b"parent_case_number", "parent_center", b"parent_center", "pending_operations", b"pending_operations", "state", b"state", "waiting_since", b"waiting_since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForwardedCase: _TypeAlias = ForwardedCase  # noqa: Y015
+
+@_typing.final
+class ListForwardedResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def cases(self) -> _containers.RepeatedCompositeFieldContainer[Global___ForwardedCase]: ...
+    def __init__(
+        self,
+        *,
+        cases: _abc.Iterable[Global___ForwardedCase] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cases", b"cases"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListForwardedResponse: _TypeAlias = ListForwardedResponse  # noqa: Y015
+
+@_typing.final
+class GetLinkRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLinkRequest: _TypeAlias = GetLinkRequest  # noqa: Y015
+
+@_typing.final
+class Link(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_ADDRESS_FIELD_NUMBER: _builtins.int
+    PARENT_CENTER_FIELD_NUMBER: _builtins.int
+    CONNECTED_FIELD_NUMBER: _builtins.int
+    APPLIED_CURSOR_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    WAITING_TO_UPLOAD_FIELD_NUMBER: _builtins.int
+    OLDEST_WAITING_SECONDS_FIELD_NUMBER: _builtins.int
+    parent_address: _builtins.str
+    parent_center: _builtins.str
+    connected: _builtins.bool
+    """the WatchResults stream is open"""
+    applied_cursor: _builtins.int
+    last_error: _builtins.str
+    waiting_to_upload: _builtins.int
+    oldest_waiting_seconds: _builtins.float
+    def __init__(
+        self,
+        *,
+        parent_address: _builtins.str = ...,
+        parent_center: _builtins.str = ...,
+        connected: _builtins.bool = ...,
+        applied_cursor: _builtins.int = ...,
+        last_error: _builtins.str = ...,
+        waiting_to_upload: _builtins.int = ...,
+        oldest_waiting_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_cursor", b"applied_cursor", "connected", b"connected", "last_error", b"last_error", "oldest_waiting_seconds", b"oldest_waiting_seconds", "parent_address", b"parent_address", "parent_center", b"parent_center", "waiting_to_upload", b"waiting_to_upload"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Link: _TypeAlias = Link  # noqa: Y015

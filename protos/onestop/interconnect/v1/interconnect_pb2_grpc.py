@@ -69,6 +69,11 @@ class InterconnectStub:
                 request_serializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.AckResultsRequest.SerializeToString,
                 response_deserializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.AckResultsResponse.FromString,
                 _registered_method=True)
+        self.GetUploadedCase = channel.unary_unary(
+                '/onestop.interconnect.v1.Interconnect/GetUploadedCase',
+                request_serializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.GetUploadedCaseRequest.SerializeToString,
+                response_deserializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.UploadedCase.FromString,
+                _registered_method=True)
 
 
 class InterconnectServicer:
@@ -121,6 +126,13 @@ class InterconnectServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUploadedCase(self, request, context):
+        """The parent's view of one of the caller's uploaded cases (PERMISSION_DENIED for another center's).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InterconnectServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -158,6 +170,11 @@ def add_InterconnectServicer_to_server(servicer, server):
                     servicer.AckResults,
                     request_deserializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.AckResultsRequest.FromString,
                     response_serializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.AckResultsResponse.SerializeToString,
+            ),
+            'GetUploadedCase': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUploadedCase,
+                    request_deserializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.GetUploadedCaseRequest.FromString,
+                    response_serializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.UploadedCase.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -349,6 +366,156 @@ class Interconnect:
             '/onestop.interconnect.v1.Interconnect/AckResults',
             onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.AckResultsRequest.SerializeToString,
             onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.AckResultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUploadedCase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onestop.interconnect.v1.Interconnect/GetUploadedCase',
+            onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.GetUploadedCaseRequest.SerializeToString,
+            onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.UploadedCase.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class InterconnectStatusStub:
+    """A node's own view of its link upward; served on the node's internal gRPC port (not the
+    interconnect port), for staff consoles and operators.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListForwarded = channel.unary_unary(
+                '/onestop.interconnect.v1.InterconnectStatus/ListForwarded',
+                request_serializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.ListForwardedRequest.SerializeToString,
+                response_deserializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.ListForwardedResponse.FromString,
+                _registered_method=True)
+        self.GetLink = channel.unary_unary(
+                '/onestop.interconnect.v1.InterconnectStatus/GetLink',
+                request_serializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.GetLinkRequest.SerializeToString,
+                response_deserializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.Link.FromString,
+                _registered_method=True)
+
+
+class InterconnectStatusServicer:
+    """A node's own view of its link upward; served on the node's internal gRPC port (not the
+    interconnect port), for staff consoles and operators.
+    """
+
+    def ListForwarded(self, request, context):
+        """Cases decided above this center: in preliminary review, waiting to upload (with their age),
+        uploaded, or back with the parent's result.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLink(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_InterconnectStatusServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListForwarded': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListForwarded,
+                    request_deserializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.ListForwardedRequest.FromString,
+                    response_serializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.ListForwardedResponse.SerializeToString,
+            ),
+            'GetLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLink,
+                    request_deserializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.GetLinkRequest.FromString,
+                    response_serializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.Link.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'onestop.interconnect.v1.InterconnectStatus', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('onestop.interconnect.v1.InterconnectStatus', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class InterconnectStatus:
+    """A node's own view of its link upward; served on the node's internal gRPC port (not the
+    interconnect port), for staff consoles and operators.
+    """
+
+    @staticmethod
+    def ListForwarded(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onestop.interconnect.v1.InterconnectStatus/ListForwarded',
+            onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.ListForwardedRequest.SerializeToString,
+            onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.ListForwardedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onestop.interconnect.v1.InterconnectStatus/GetLink',
+            onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.GetLinkRequest.SerializeToString,
+            onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.Link.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,8 @@ class InterconnectStub:
     """Updates for the caller's own cases after `after_cursor`, until the caller hangs up."""
     AckResults: _grpc.UnaryUnaryMultiCallable[_interconnect_pb2.AckResultsRequest, _interconnect_pb2.AckResultsResponse]
     """The child acknowledges every update up to `cursor`; the parent keeps the rest."""
+    GetUploadedCase: _grpc.UnaryUnaryMultiCallable[_interconnect_pb2.GetUploadedCaseRequest, _interconnect_pb2.UploadedCase]
+    """The parent's view of one of the caller's uploaded cases (PERMISSION_DENIED for another center's)."""
 
 @_typing.type_check_only
 class InterconnectAsyncStub(InterconnectStub):
@@ -62,6 +64,8 @@ class InterconnectAsyncStub(InterconnectStub):
     """Updates for the caller's own cases after `after_cursor`, until the caller hangs up."""
     AckResults: _aio.UnaryUnaryMultiCallable[_interconnect_pb2.AckResultsRequest, _interconnect_pb2.AckResultsResponse]  # type: ignore[assignment]
     """The child acknowledges every update up to `cursor`; the parent keeps the rest."""
+    GetUploadedCase: _aio.UnaryUnaryMultiCallable[_interconnect_pb2.GetUploadedCaseRequest, _interconnect_pb2.UploadedCase]  # type: ignore[assignment]
+    """The parent's view of one of the caller's uploaded cases (PERMISSION_DENIED for another center's)."""
 
 class InterconnectServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -118,4 +122,64 @@ class InterconnectServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_interconnect_pb2.AckResultsResponse, _abc.Awaitable[_interconnect_pb2.AckResultsResponse]]:
         """The child acknowledges every update up to `cursor`; the parent keeps the rest."""
 
+    @_abc_1.abstractmethod
+    def GetUploadedCase(
+        self,
+        request: _interconnect_pb2.GetUploadedCaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_interconnect_pb2.UploadedCase, _abc.Awaitable[_interconnect_pb2.UploadedCase]]:
+        """The parent's view of one of the caller's uploaded cases (PERMISSION_DENIED for another center's)."""
+
 def add_InterconnectServicer_to_server(servicer: InterconnectServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class InterconnectStatusStub:
+    """A node's own view of its link upward; served on the node's internal gRPC port (not the
+    interconnect port), for staff consoles and operators.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> InterconnectStatusAsyncStub: ...
+    ListForwarded: _grpc.UnaryUnaryMultiCallable[_interconnect_pb2.ListForwardedRequest, _interconnect_pb2.ListForwardedResponse]
+    """Cases decided above this center: in preliminary review, waiting to upload (with their age),
+    uploaded, or back with the parent's result.
+    """
+    GetLink: _grpc.UnaryUnaryMultiCallable[_interconnect_pb2.GetLinkRequest, _interconnect_pb2.Link]
+
+@_typing.type_check_only
+class InterconnectStatusAsyncStub(InterconnectStatusStub):
+    """A node's own view of its link upward; served on the node's internal gRPC port (not the
+    interconnect port), for staff consoles and operators.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    ListForwarded: _aio.UnaryUnaryMultiCallable[_interconnect_pb2.ListForwardedRequest, _interconnect_pb2.ListForwardedResponse]  # type: ignore[assignment]
+    """Cases decided above this center: in preliminary review, waiting to upload (with their age),
+    uploaded, or back with the parent's result.
+    """
+    GetLink: _aio.UnaryUnaryMultiCallable[_interconnect_pb2.GetLinkRequest, _interconnect_pb2.Link]  # type: ignore[assignment]
+
+class InterconnectStatusServicer(metaclass=_abc_1.ABCMeta):
+    """A node's own view of its link upward; served on the node's internal gRPC port (not the
+    interconnect port), for staff consoles and operators.
+    """
+
+    @_abc_1.abstractmethod
+    def ListForwarded(
+        self,
+        request: _interconnect_pb2.ListForwardedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_interconnect_pb2.ListForwardedResponse, _abc.Awaitable[_interconnect_pb2.ListForwardedResponse]]:
+        """Cases decided above this center: in preliminary review, waiting to upload (with their age),
+        uploaded, or back with the parent's result.
+        """
+
+    @_abc_1.abstractmethod
+    def GetLink(
+        self,
+        request: _interconnect_pb2.GetLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_interconnect_pb2.Link, _abc.Awaitable[_interconnect_pb2.Link]]: ...
+
+def add_InterconnectStatusServicer_to_server(servicer: InterconnectStatusServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

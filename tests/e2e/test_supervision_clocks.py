@@ -1,0 +1,161 @@
+"""Supervision over real processes on a shared test clock, moved across National Day 2025.
+
+KP-001 (7 working days promised, silence is consent) accepted on Friday 2025-09-26: the working days
+after it are Sun 09-28 (调休), 09-29, 09-30, then the holiday 10-01..10-08, then 10-09, 10-10,
+Sat 10-11 (调休), 10-13 — due at the end of 2025-10-13.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import grpc
+import pytest
+
+from onestop.approval.v1 import approval_pb2
+from onestop.common.v1 import common_pb2
+from onestop.intake.v1 import intake_pb2
+from onestop.supervision.v1 import supervision_pb2, supervision_pb2_grpc
+from services.common.calendar import default_calendar
+from services.common.clock import FileClock
+from tests.harness import NodeClients, actor, wait_for
+
+pytestmark = pytest.mark.e2e
+SH = ZoneInfo("Asia/Shanghai")
+CS = common_pb2
+
+
+@pytest.fixture(scope="module")
+def clock_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("clock") / "now.json"
+    FileClock.write(path, datetime(2025, 9, 26, 9, 0, tzinfo=SH))
+    return path
+
+
+@pytest.fixture(scope="module")
+def node(module_node_factory, clock_file):
+    return module_node_factory(env={"ONESTOP_TEST_CLOCK_FILE": str(clock_file), "ONESTOP_SUPERVISION_TICK_S": "0"})
+
+
+@pytest.fixture(scope="module")
+def sup(node):
+    return supervision_pb2_grpc.SupervisionServiceStub(grpc.insecure_channel(node.address("supervision")))
+
+
+def at(clock_file: Path, *args: int) -> datetime:
+    instant = datetime(*args, tzinfo=SH)
+    FileClock.write(clock_file, instant)
+    return instant
+
+
+def task_clock(sup, number: str, department: str) -> common_pb2.Clock:
+    clocks = sup.GetClocks(supervision_pb2.GetClocksRequest(case_number=number), timeout=5).clocks
+    return next(c for c in clocks if c.department == department and c.task_id)
+
+
+def start_case(c: NodeClients, sup, matter: str, silent: str) -> tuple[str, list[common_pb2.Task]]:
+    number = c.submit(matter).case.case_number
+    tasks = c.wait_tasks(number, count=1)
+    wait_for(lambda: len(sup.GetClocks(supervision_pb2.GetClocksRequest(case_number=number)).clocks) > len(tasks),
+             what="clocks of the case and its tasks")
+    for task in tasks:
+        if task.department != silent:
+            c.decide(task)
+    return number, tasks
+
+
+def test_yellow_red_urge_then_deemed_approval_five_working_days_later_across_national_day(node, sup, clock_file):
+    at(clock_file, 2025, 9, 26, 9, 0)
+    c = NodeClients.of(node)
+    number, _ = start_case(c, sup, "KP-001", silent="FIRE")
+    fire = task_clock(sup, number, "FIRE")
+    due = fire.due_at.ToDatetime().replace(tzinfo=ZoneInfo("UTC")).astimezone(SH)
+    assert due.date().isoformat() == "2025-10-13"
+    assert due == default_calendar().due_instant(datetime(2025, 9, 26, 9, 0, tzinfo=SH), 7)
+    at(clock_file, 2025, 10, 8, 10, 0)  # still a holiday: days left, green
+    sup.Tick(supervision_pb2.TickRequest())
+    assert task_clock(sup, number, "FIRE").state == CS.CLOCK_STATE_GREEN
+    at(clock_file, 2025, 10, 13, 10, 0)  # the due day: yellow
+    sup.Tick(supervision_pb2.TickRequest())
+    assert task_clock(sup, number, "FIRE").state == CS.CLOCK_STATE_YELLOW
+    at(clock_file, 2025, 10, 14, 9, 0)  # overdue: red, and the office urges
+    sup.Tick(supervision_pb2.TickRequest())
+    fire = task_clock(sup, number, "FIRE")
+    assert fire.state == CS.CLOCK_STATE_RED and fire.urged
+    wait_for(lambda: "task_urged" in c.timeline(number), what="the urge on the timeline")
+    at(clock_file, 2025, 10, 20, 12, 0)  # four working days after the urge: still waiting
+    sup.Tick(supervision_pb2.TickRequest())
+    assert c.case(number).status != CS.CASE_STATUS_CONCLUDED
+    at(clock_file, 2025, 10, 22, 9, 0)  # five working days after the urge have passed
+    sup.Tick(supervision_pb2.TickRequest())
+    case = c.wait_case(number, CS.CASE_STATUS_CONCLUDED)
+    assert case.outcome == CS.OUTCOME_DEEMED_APPROVED
+    fire_task = next(t for t in c.tasks(number) if t.department == "FIRE")
+    assert fire_task.status == CS.TASK_STATUS_DEEMED_APPROVED
+    records = wait_for(lambda: [r for r in sup.ListAccountability(supervision_pb2.ListAccountabilityRequest(
+        department="FIRE")).records if r.case_number == number], what="the accountability record")
+    assert records[0].window
+    sealed = c.approval.GetCaseDecision(approval_pb2.GetCaseDecisionRequest(case_number=number))
+    assert c.approval.VerifySeal(approval_pb2.VerifySealRequest(sealed=sealed)).valid
+    c.close()
+
+
+def test_no_deemed_approval_for_a_matter_that_forbids_it(node, sup, clock_file):
+    at(clock_file, 2025, 11, 3, 9, 0)
+    c = NodeClients.of(node)
+    number, _ = start_case(c, sup, "FI-001", silent="FTRADE")  # foreign investment: silence is not consent
+    at(clock_file, 2026, 1, 30, 9, 0)  # far past any deadline
+    sup.Tick(supervision_pb2.TickRequest())
+    at(clock_file, 2026, 3, 2, 9, 0)
+    sup.Tick(supervision_pb2.TickRequest())
+    clock = task_clock(sup, number, "FTRADE")
+    assert clock.urged and not clock.deemed_approval_allowed
+    assert c.case(number).status != CS.CASE_STATUS_CONCLUDED
+    assert next(t for t in c.tasks(number) if t.department == "FTRADE").status == CS.TASK_STATUS_PENDING
+    c.close()
+
+
+def test_no_deemed_approval_after_an_approved_extension(node, sup, clock_file):
+    at(clock_file, 2026, 3, 2, 9, 0)
+    c = NodeClients.of(node)
+    number, tasks = start_case(c, sup, "KP-001", silent="ENV")
+    env = next(t for t in tasks if t.department == "ENV")
+    before = task_clock(sup, number, "ENV").due_at.ToDatetime()
+    ask = c.approval.RequestExtension(approval_pb2.RequestExtensionRequest(
+        task_id=env.task_id, days=10, reason="专家评审 / expert review", by=actor("clerk.env", "window_clerk", "ENV")))
+    c.approval.DecideExtension(approval_pb2.DecideExtensionRequest(
+        extension_id=ask.extension_id, approve=True, by=actor("head.env", "department_head", "ENV")))
+    wait_for(lambda: task_clock(sup, number, "ENV").extension_days == 10, what="the clock to move")
+    assert task_clock(sup, number, "ENV").due_at.ToDatetime() > before
+    at(clock_file, 2026, 5, 20, 9, 0)  # long past even the extended deadline
+    sup.Tick(supervision_pb2.TickRequest())
+    at(clock_file, 2026, 6, 30, 9, 0)
+    sup.Tick(supervision_pb2.TickRequest())
+    assert c.case(number).status != CS.CASE_STATUS_CONCLUDED
+    assert next(t for t in c.tasks(number) if t.department == "ENV").status == CS.TASK_STATUS_PENDING
+    c.close()
+
+
+def test_a_supplement_pause_moves_the_due_date(node, sup, clock_file):
+    at(clock_file, 2026, 7, 1, 9, 0)  # Wednesday
+    c = NodeClients.of(node)
+    reply = c.submit("PL-001")
+    number = reply.case.case_number
+    (task,) = c.wait_tasks(number)
+    wait_for(lambda: sup.GetClocks(supervision_pb2.GetClocksRequest(case_number=number)).clocks,
+             what="the clocks")
+    due_before = task_clock(sup, number, "PLAN").due_at.ToDatetime()
+    at(clock_file, 2026, 7, 2, 9, 0)
+    c.decide(task, approval_pb2.VERDICT_REQUEST_SUPPLEMENT,
+             items=[CS.SupplementItem(material_code="SITE-PLAN", reason="比例尺错误 / wrong scale")])
+    c.wait_case(number, CS.CASE_STATUS_SUPPLEMENT_REQUESTED)
+    at(clock_file, 2026, 7, 9, 15, 0)  # the applicant answers a week later
+    c.intake.SupplementCase(intake_pb2.SupplementCaseRequest(case_id=reply.case.case_id, query_code=reply.query_code,
+                                                             documents=[c.upload("SITE-PLAN")]), timeout=10)
+    c.wait_tasks(number)
+    due_after = wait_for(lambda: (d := task_clock(sup, number, "PLAN").due_at.ToDatetime()) > due_before and d,
+                         what="the due date to move by the paused days")
+    assert timedelta(days=5) <= due_after - due_before <= timedelta(days=9)
+    c.close()
