@@ -17,11 +17,24 @@ def main() -> None:
     except SettingsError as exc:
         print(f"onestop gateway: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    configure_logging(service="gateway", center=settings.center, log_format=settings.log_format)
-    from gateway.app import create_app
+    from gateway.config import load_config
 
-    web.run_app(create_app(settings), host=settings.grpc_host, port=settings.http_port, print=None,
-                shutdown_timeout=10)
+    try:
+        config = load_config(settings)
+    except SettingsError as exc:
+        print(f"onestop gateway: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(service="gateway", center=settings.center, log_format=settings.log_format)
+    from gateway.app import AccessLogger, create_app
+
+    web.run_app(
+        create_app(settings, config=config),
+        host=settings.grpc_host,
+        port=settings.http_port,
+        print=None,
+        shutdown_timeout=5,
+        access_log_class=AccessLogger,
+    )
 
 
 if __name__ == "__main__":

@@ -6,12 +6,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
+from google.protobuf import json_format
 
 from onestop.approval.v1 import approval_pb2
 from onestop.common.v1 import common_pb2
 from services.approval import extensions, handlers, model, repository
 from services.approval.handlers import ApprovalContext, task_message
 from services.common.errors import InvalidArgument, NotFound
+from services.common.events import timestamp
 from services.common.outbox import UnitOfWork, transact
 from services.common.runtime import Runtime
 from services.common.seal import key_id, public_pem, verify
@@ -76,6 +78,19 @@ class ApprovalApi:
 
     async def AddOpinion(self, req: approval_pb2.AddOpinionRequest, _: Any) -> common_pb2.Task:
         return task_message(await self._in_uow(lambda uow: extensions.add_opinion(uow, self.ctx, req)))
+
+    async def ListOpinions(
+        self, req: approval_pb2.ListCaseTasksRequest, _: Any
+    ) -> approval_pb2.ListOpinionsResponse:
+        async with self.rt.engine.connect() as conn:
+            plan = await repository.get_plan(conn, case_id=req.case_id, case_number=req.case_number)
+            rows = await repository.opinions(conn, plan["case_id"]) if plan else []
+        out = approval_pb2.ListOpinionsResponse()
+        for row in rows:
+            op = out.opinions.add(task_id=row["task_id"], text=row["text"], department=row["department"])
+            json_format.ParseDict(row["author"] or {}, op.author)
+            op.at.CopyFrom(timestamp(row["at"]))
+        return out
 
     async def RequestExtension(
         self, req: approval_pb2.RequestExtensionRequest, _: Any

@@ -118,7 +118,7 @@ def _sealed(
         case_number=case_number,
         task_id=task_id,
         department=department,
-        outcome=outcome,
+        outcome=common_pb2.Outcome.ValueType(outcome),
         reasons=reasons,
         decided_by=by,
         matter_code=matter_code,
@@ -309,14 +309,21 @@ async def decide(
             json_format.MessageToDict(i, preserving_proto_field_name=True) | {"department": row["department"]}
             for i in req.items
         ]
-        row.update(status=model.SUPPLEMENT, items=items, claimed_by=None)
+        row.update(status=common_pb2.TaskStatus.ValueType(model.SUPPLEMENT), items=items, claimed_by=None)
         await repository.update_task(
-            uow.conn, req.task_id, status=model.SUPPLEMENT, items=items, claimed_by=None
+            uow.conn,
+            req.task_id,
+            status=common_pb2.TaskStatus.ValueType(model.SUPPLEMENT),
+            items=items,
+            claimed_by=None,
         )
         uow.emit(
             ctx.event(
                 events_pb2.TaskDecided(
-                    task_id=row["task_id"], department=row["department"], status=model.SUPPLEMENT, by=req.by
+                    task_id=row["task_id"],
+                    department=row["department"],
+                    status=common_pb2.TaskStatus.ValueType(model.SUPPLEMENT),
+                    by=req.by,
                 ),
                 case_id=row["case_id"],
                 case_number=row["case_number"],
@@ -325,7 +332,12 @@ async def decide(
     else:
         status = model.APPROVED if verdict == "approve" else model.REJECTED
         await _conclude_task(
-            uow, ctx, row, status=status, by=req.by, reasons=[r for r in req.reasons if r.strip()]
+            uow,
+            ctx,
+            row,
+            status=common_pb2.TaskStatus.ValueType(status),
+            by=req.by,
+            reasons=[r for r in req.reasons if r.strip()],
         )
     await _advance(uow, ctx, plan, rows)
     return row
@@ -375,14 +387,24 @@ async def _conclude_task(
         matter_code=row["matter_code"],
         task_id=row["task_id"],
         department=row["department"],
-        outcome=outcome,
+        outcome=common_pb2.Outcome.ValueType(outcome),
         reasons=reasons,
         by=by.username,
     )
     now = ctx.clock.now()
-    row.update(status=status, decided_by=actor_json(by), reasons=reasons, decided_at=now)
+    row.update(
+        status=common_pb2.TaskStatus.ValueType(status),
+        decided_by=actor_json(by),
+        reasons=reasons,
+        decided_at=now,
+    )
     await repository.update_task(
-        uow.conn, row["task_id"], status=status, decided_by=row["decided_by"], reasons=reasons, decided_at=now
+        uow.conn,
+        row["task_id"],
+        status=common_pb2.TaskStatus.ValueType(status),
+        decided_by=row["decided_by"],
+        reasons=reasons,
+        decided_at=now,
     )
     await repository.add_decision(
         uow.conn,
@@ -398,7 +420,7 @@ async def _conclude_task(
             events_pb2.TaskDecided(
                 task_id=row["task_id"],
                 department=row["department"],
-                status=status,
+                status=common_pb2.TaskStatus.ValueType(status),
                 by=by,
                 reasons=reasons,
                 sealed=sealed,
@@ -449,19 +471,23 @@ async def _advance(
         matter_code=plan["matter_code"],
         task_id="",
         department="",
-        outcome=outcome,
+        outcome=common_pb2.Outcome.ValueType(outcome),
         reasons=reasons,
         by=MANAGEMENT_OFFICE,
     )
     now = ctx.clock.now()
-    await repository.update_plan(uow.conn, case_id, state="concluded", outcome=outcome, updated_at=now)
+    await repository.update_plan(
+        uow.conn, case_id, state="concluded", outcome=common_pb2.Outcome.ValueType(outcome), updated_at=now
+    )
     await repository.add_decision(
         uow.conn,
         {"case_number": plan["case_number"], "task_id": "", "sealed": sealed.SerializeToString(), "at": now},
     )
     uow.emit(
         ctx.event(
-            events_pb2.CaseConcluded(outcome=outcome, reasons=reasons, sealed=sealed),
+            events_pb2.CaseConcluded(
+                outcome=common_pb2.Outcome.ValueType(outcome), reasons=reasons, sealed=sealed
+            ),
             case_id=case_id,
             case_number=plan["case_number"],
         )

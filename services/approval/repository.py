@@ -158,3 +158,14 @@ async def case_decision(conn: AsyncConnection, case_number: str) -> bytes | None
         )
     ).first()
     return bytes(row[0]) if row else None
+
+
+async def opinions(conn: AsyncConnection, case_id: str) -> list[dict[str, Any]]:
+    """A case's opinions in the order they were given."""
+    stmt = (
+        select(orm.opinions, orm.tasks.c.department)
+        .join(orm.tasks, orm.tasks.c.task_id == orm.opinions.c.task_id)
+        .where(orm.opinions.c.case_id == case_id)
+        .order_by(orm.opinions.c.at, orm.opinions.c.id)
+    )
+    return [dict(r) for r in (await conn.execute(stmt)).mappings()]

@@ -18,7 +18,7 @@ DISTRICT = ("210211", "district", "甘井子区行政服务中心 Ganjingzi Dist
 # Demo staff (the organisation file defines their roles); passwords are made fresh for each demo.
 DEMO_LOGINS = {
     "210200": ["clerk.plan", "chief.plan", "head.plan", "director", "supervisor", "tracker", "admin"],
-    "210211": ["liaison1", "agent1", "fee1", "director", "admin"],
+    "210211": ["clerk.gjz.plan", "chief.gjz.plan", "supervisor.gjz", "director.gjz", "admin.gjz"],
 }
 
 
@@ -37,8 +37,17 @@ def _accounts(base: Path, center: str) -> Path:
 def _node(base: Path, spec: tuple[str, str, str], parent: str = "") -> Node:
     center, level, name = spec
     env = {"ONESTOP_DEMO_ACCOUNTS_FILE": str(_accounts(base, center)), "ONESTOP_DEMO": "1"}
-    return Node(NodeConfig(center=center, level=level, name=name, data_dir=base / center, database="sqlite",
-                           parent=parent, env=env))
+    return Node(
+        NodeConfig(
+            center=center,
+            level=level,
+            name=name,
+            data_dir=base / center,
+            database="sqlite",
+            parent=parent,
+            env=env,
+        )
+    )
 
 
 def _check(node: Node) -> None:

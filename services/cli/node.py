@@ -88,8 +88,9 @@ class Proc:
     def start(self) -> None:
         """Start (or restart) the process, appending to its log."""
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(self.args, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+        self.popen = subprocess.Popen(
+            self.args, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def alive(self) -> bool:
         """Whether the process is running."""
@@ -119,7 +120,9 @@ class Proc:
 class Node:
     """Starts and stops one node's processes; tests use it to kill and restart them."""
 
-    def __init__(self, config: NodeConfig, *, services: tuple[str, ...] = SERVICES, gateway: bool = True) -> None:
+    def __init__(
+        self, config: NodeConfig, *, services: tuple[str, ...] = SERVICES, gateway: bool = True
+    ) -> None:
         self.config = config
         self.services = services
         self.with_gateway = gateway
@@ -156,25 +159,29 @@ class Node:
     def service_env(self, name: str) -> dict[str, str]:
         """The environment of one process."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("ONESTOP_")}
-        env.update({
-            "ONESTOP_ENV": env.get("ONESTOP_ENV", "development"),
-            "ONESTOP_CENTER": self.config.center,
-            "ONESTOP_CENTER_LEVEL": self.config.level,
-            "ONESTOP_NATS_URL": self.nats_url,
-            "ONESTOP_DATA_DIR": str(self.data_dir / "files" / name),
-            "ONESTOP_GRPC_HOST": self.config.host,
-            "ONESTOP_METRICS_PORT": str(self.metrics_ports[name]),
-            "ONESTOP_HTTP_PORT": str(self.http_port),
-            "ONESTOP_INTERCONNECT_PORT": str(self.interconnect_port),
-            "ONESTOP_LOG_FORMAT": "json",
-            "ONESTOP_SEAL_KEY_FILE": str(self.data_dir / "keys" / "seal-ed25519.pem"),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "ONESTOP_ENV": env.get("ONESTOP_ENV", "development"),
+                "ONESTOP_CENTER": self.config.center,
+                "ONESTOP_CENTER_LEVEL": self.config.level,
+                "ONESTOP_NATS_URL": self.nats_url,
+                "ONESTOP_DATA_DIR": str(self.data_dir / "files" / name),
+                "ONESTOP_GRPC_HOST": self.config.host,
+                "ONESTOP_METRICS_PORT": str(self.metrics_ports[name]),
+                "ONESTOP_HTTP_PORT": str(self.http_port),
+                "ONESTOP_INTERCONNECT_PORT": str(self.interconnect_port),
+                "ONESTOP_LOG_FORMAT": "json",
+                "ONESTOP_SEAL_KEY_FILE": str(self.data_dir / "keys" / "seal-ed25519.pem"),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         if name != "gateway":
             env["ONESTOP_GRPC_PORT"] = str(self.ports[name])
             env["ONESTOP_DATABASE_URL"] = self.database_url(name)
-        for svc in SERVICES:
+        for svc in self.services:
             env[f"ONESTOP_{svc.upper()}_ADDR"] = self.address(svc)
+        if name == "gateway" and self.config.database != "sqlite":
+            env["ONESTOP_GATEWAY_DATABASE_URL"] = self.config.database
         if self.config.parent:
             env["ONESTOP_PARENT_ADDR"] = self.config.parent
         env.update(self.config.env)
@@ -187,7 +194,7 @@ class Node:
         conf = self.data_dir / "nats.conf"
         # fsync every write: a single broker must not drop acknowledged events (DESIGN.md §8).
         conf.write_text(
-            f'listen: {self.config.host}:{self.nats_port}\n'
+            f"listen: {self.config.host}:{self.nats_port}\n"
             f'server_name: "onestop-{self.config.center}"\n'
             f'jetstream {{\n  store_dir: "{self.data_dir / "nats"}"\n  sync_interval: always\n}}\n',
             encoding="utf-8",
@@ -280,11 +287,16 @@ class Node:
             self._wait_tcp(self.config.host, self.nats_port, "nats", timeout)
 
     def stop(self) -> None:
-        """Stop the gateway, the services, then NATS."""
-        for name in ["gateway", *reversed(SERVICES), "nats"]:
-            if name in self.procs:
-                self.procs[name].stop()
+        """SIGTERM the gateway and the services together (each drains on its own), then stop NATS."""
+        first = [proc for name, proc in self.procs.items() if name != "nats"]
+        for proc in first:
+            proc.signal(signal.SIGTERM)
+        for proc in first:
+            proc.stop()
+        if "nats" in self.procs:
+            self.procs["nats"].stop()
 
     def urls(self) -> list[str]:
         """What this node serves to people."""
-        return [f"{self.gateway_url}/"]
+        paths = ("/", "/track", "/staff/login", "/statistics", "/api/openapi.json")
+        return [f"{self.gateway_url}{path}" for path in paths]

@@ -62,7 +62,7 @@ def new_event(
 def _kind_of(body: Message) -> str:
     name = body.DESCRIPTOR.name
     for field in events_pb2.Envelope.DESCRIPTOR.oneofs_by_name["body"].fields:
-        if field.message_type.name == name:
+        if field.message_type is not None and field.message_type.name == name:
             return field.name
     raise MalformedEvent(f"{name} is not an event body")
 

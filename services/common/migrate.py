@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from alembic import command, context
 from alembic.config import Config
@@ -44,7 +45,7 @@ def run_env(*, metadata: MetaData) -> None:
     def include_name(name: str | None, type_: str, _: object) -> bool:
         return type_ != "table" or bool(name and name.startswith(prefix))
 
-    def render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
+    def render_item(type_: str, obj: Any, autogen_context: Any) -> Any:
         if type_ == "type" and isinstance(obj, Instant):
             return "sa.DateTime(timezone=True)"
         return False

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +51,7 @@ class ServiceParts:
 
     servicers: list[tuple[object, ServiceDescriptor]]
     handlers: Mapping[str, Handler] = field(default_factory=dict)
-    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     extra_servers: list[Callable[[], Awaitable[grpc.aio.Server | None]]] = field(default_factory=list)
 
 
@@ -122,7 +122,7 @@ async def serve(
             handlers=parts.handlers,
         )
         tasks.append(asyncio.create_task(consumer.run(), name="consumer"))
-    tasks += [asyncio.create_task(fn(), name=getattr(fn, "__name__", "task")) for fn in parts.background]
+    tasks += [asyncio.ensure_future(fn()) for fn in parts.background]
     extra = [s for s in [await make() for make in parts.extra_servers] if s is not None]
 
     stop = asyncio.Event()
@@ -147,9 +147,12 @@ async def serve(
     await asyncio.gather(server.stop(grace=5.0), *(s.stop(grace=5.0) for s in extra))
     for task in tasks:
         task.cancel()
+    # Bounded: NATS may be gone (a whole node stopping at once), and a drain would wait for it forever.
     with contextlib.suppress(BaseException):
-        await asyncio.gather(*tasks, return_exceptions=True)
-    with contextlib.suppress(Exception):
-        await runtime.nc.drain()
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5.0)
+    with contextlib.suppress(BaseException):
+        await asyncio.wait_for(runtime.nc.drain(), 3.0)
+    with contextlib.suppress(BaseException):
+        await asyncio.wait_for(runtime.nc.close(), 2.0)
     await engine.dispose()
     log.info("stopped")

@@ -28,7 +28,8 @@ from services.common import ports
 
 REPO = Path(__file__).resolve().parents[2]
 GATEWAY = "gateway"
-EXCLUDED_SERVICE_DIRS = {"common", "cli"}
+# fakesms stands in for a real SMS gateway in the demo and tests; it is never deployed.
+EXCLUDED_SERVICE_DIRS = {"common", "cli", "fakesms"}
 
 Obj = dict[str, Any]
 

@@ -22,54 +22,59 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from onestop.common.v1 import common_pb2 as onestop_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"onestop/approval/v1/approval.proto\x12\x13onestop.approval.v1\x1a\x1eonestop/common/v1/common.proto\"]\n\x10ListQueueRequest\x12\x0e\n\x06\x63\x65nter\x18\x01 \x01(\t\x12\x12\n\ndepartment\x18\x02 \x01(\t\x12\x16\n\x0einclude_closed\x18\x03 \x01(\x08\x12\r\n\x05limit\x18\x04 \x01(\x05\";\n\x11ListQueueResponse\x12&\n\x05tasks\x18\x01 \x03(\x0b\x32\x17.onestop.common.v1.Task\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"<\n\x14ListCaseTasksRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61se_number\x18\x02 \x01(\t\"I\n\x10\x43laimTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x02\x62y\x18\x02 \x01(\x0b\x32\x18.onestop.common.v1.Actor\"\xcd\x01\n\x11\x44\x65\x63ideTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12-\n\x07verdict\x18\x02 \x01(\x0e\x32\x1c.onestop.approval.v1.Verdict\x12\x0f\n\x07reasons\x18\x03 \x03(\t\x12\x30\n\x05items\x18\x04 \x03(\x0b\x32!.onestop.common.v1.SupplementItem\x12\x0f\n\x07opinion\x18\x05 \x01(\t\x12$\n\x02\x62y\x18\x06 \x01(\x0b\x32\x18.onestop.common.v1.Actor\"X\n\x11\x41\x64\x64OpinionRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12$\n\x02\x62y\x18\x03 \x01(\x0b\x32\x18.onestop.common.v1.Actor\"\xe6\x01\n\tExtension\x12\x14\n\x0c\x65xtension_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ys\x18\x03 \x01(\x05\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12.\n\x0crequested_by\x18\x06 \x01(\x0b\x32\x18.onestop.common.v1.Actor\x12,\n\ndecided_by\x18\x07 \x01(\x0b\x32\x18.onestop.common.v1.Actor\x12\x13\n\x0b\x63\x61se_number\x18\x08 \x01(\t\x12\x12\n\ndepartment\x18\t \x01(\t\"n\n\x17RequestExtensionRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ys\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12$\n\x02\x62y\x18\x04 \x01(\x0b\x32\x18.onestop.common.v1.Actor\"u\n\x16\x44\x65\x63ideExtensionRequest\x12\x14\n\x0c\x65xtension_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12$\n\x02\x62y\x18\x04 \x01(\x0b\x32\x18.onestop.common.v1.Actor\":\n\x15ListExtensionsRequest\x12\x12\n\ndepartment\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\"L\n\x16ListExtensionsResponse\x12\x32\n\nextensions\x18\x01 \x03(\x0b\x32\x1e.onestop.approval.v1.Extension\"K\n\x12\x44\x65\x65mApproveRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x02\x62y\x18\x02 \x01(\x0b\x32\x18.onestop.common.v1.Actor\"-\n\x16GetCaseDecisionRequest\x12\x13\n\x0b\x63\x61se_number\x18\x01 \x01(\t\"F\n\x11VerifySealRequest\x12\x31\n\x06sealed\x18\x01 \x01(\x0b\x32!.onestop.common.v1.SealedDecision\"3\n\x12VerifySealResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x13\n\x11GetSealKeyRequest\"U\n\x07SealKey\x12\x0e\n\x06\x63\x65nter\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12\x16\n\x0epublic_key_pem\x18\x04 \x01(\t*k\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x13\n\x0fVERDICT_APPROVE\x10\x01\x12\x12\n\x0eVERDICT_REJECT\x10\x02\x12\x1e\n\x1aVERDICT_REQUEST_SUPPLEMENT\x10\x03\x32\xe8\t\n\x0f\x41pprovalService\x12Z\n\tListQueue\x12%.onestop.approval.v1.ListQueueRequest\x1a&.onestop.approval.v1.ListQueueResponse\x12G\n\x07GetTask\x12#.onestop.approval.v1.GetTaskRequest\x1a\x17.onestop.common.v1.Task\x12\x62\n\rListCaseTasks\x12).onestop.approval.v1.ListCaseTasksRequest\x1a&.onestop.approval.v1.ListQueueResponse\x12K\n\tClaimTask\x12%.onestop.approval.v1.ClaimTaskRequest\x1a\x17.onestop.common.v1.Task\x12M\n\x0bReleaseTask\x12%.onestop.approval.v1.ClaimTaskRequest\x1a\x17.onestop.common.v1.Task\x12M\n\nDecideTask\x12&.onestop.approval.v1.DecideTaskRequest\x1a\x17.onestop.common.v1.Task\x12M\n\nAddOpinion\x12&.onestop.approval.v1.AddOpinionRequest\x1a\x17.onestop.common.v1.Task\x12`\n\x10RequestExtension\x12,.onestop.approval.v1.RequestExtensionRequest\x1a\x1e.onestop.approval.v1.Extension\x12^\n\x0f\x44\x65\x63ideExtension\x12+.onestop.approval.v1.DecideExtensionRequest\x1a\x1e.onestop.approval.v1.Extension\x12i\n\x0eListExtensions\x12*.onestop.approval.v1.ListExtensionsRequest\x1a+.onestop.approval.v1.ListExtensionsResponse\x12O\n\x0b\x44\x65\x65mApprove\x12\'.onestop.approval.v1.DeemApproveRequest\x1a\x17.onestop.common.v1.Task\x12\x61\n\x0fGetCaseDecision\x12+.onestop.approval.v1.GetCaseDecisionRequest\x1a!.onestop.common.v1.SealedDecision\x12]\n\nVerifySeal\x12&.onestop.approval.v1.VerifySealRequest\x1a\'.onestop.approval.v1.VerifySealResponse\x12R\n\nGetSealKey\x12&.onestop.approval.v1.GetSealKeyRequest\x1a\x1c.onestop.approval.v1.SealKeyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"onestop/approval/v1/approval.proto\x12\x13onestop.approval.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eonestop/common/v1/common.proto\"]\n\x10ListQueueRequest\x12\x0e\n\x06\x63\x65nter\x18\x01 \x01(\t\x12\x12\n\ndepartment\x18\x02 \x01(\t\x12\x16\n\x0einclude_closed\x18\x03 \x01(\x08\x12\r\n\x05limit\x18\x04 \x01(\x05\";\n\x11ListQueueResponse\x12&\n\x05tasks\x18\x01 \x03(\x0b\x32\x17.onestop.common.v1.Task\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"<\n\x14ListCaseTasksRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61se_number\x18\x02 \x01(\t\"I\n\x10\x43laimTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x02\x62y\x18\x02 \x01(\x0b\x32\x18.onestop.common.v1.Actor\"\xcd\x01\n\x11\x44\x65\x63ideTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12-\n\x07verdict\x18\x02 \x01(\x0e\x32\x1c.onestop.approval.v1.Verdict\x12\x0f\n\x07reasons\x18\x03 \x03(\t\x12\x30\n\x05items\x18\x04 \x03(\x0b\x32!.onestop.common.v1.SupplementItem\x12\x0f\n\x07opinion\x18\x05 \x01(\t\x12$\n\x02\x62y\x18\x06 \x01(\x0b\x32\x18.onestop.common.v1.Actor\"X\n\x11\x41\x64\x64OpinionRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12$\n\x02\x62y\x18\x03 \x01(\x0b\x32\x18.onestop.common.v1.Actor\"\xe6\x01\n\tExtension\x12\x14\n\x0c\x65xtension_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ys\x18\x03 \x01(\x05\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12.\n\x0crequested_by\x18\x06 \x01(\x0b\x32\x18.onestop.common.v1.Actor\x12,\n\ndecided_by\x18\x07 \x01(\x0b\x32\x18.onestop.common.v1.Actor\x12\x13\n\x0b\x63\x61se_number\x18\x08 \x01(\t\x12\x12\n\ndepartment\x18\t \x01(\t\"n\n\x17RequestExtensionRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ys\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12$\n\x02\x62y\x18\x04 \x01(\x0b\x32\x18.onestop.common.v1.Actor\"u\n\x16\x44\x65\x63ideExtensionRequest\x12\x14\n\x0c\x65xtension_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12$\n\x02\x62y\x18\x04 \x01(\x0b\x32\x18.onestop.common.v1.Actor\":\n\x15ListExtensionsRequest\x12\x12\n\ndepartment\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\"L\n\x16ListExtensionsResponse\x12\x32\n\nextensions\x18\x01 \x03(\x0b\x32\x1e.onestop.approval.v1.Extension\"K\n\x12\x44\x65\x65mApproveRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x02\x62y\x18\x02 \x01(\x0b\x32\x18.onestop.common.v1.Actor\"-\n\x16GetCaseDecisionRequest\x12\x13\n\x0b\x63\x61se_number\x18\x01 \x01(\t\"F\n\x11VerifySealRequest\x12\x31\n\x06sealed\x18\x01 \x01(\x0b\x32!.onestop.common.v1.SealedDecision\"3\n\x12VerifySealResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x13\n\x11GetSealKeyRequest\"U\n\x07SealKey\x12\x0e\n\x06\x63\x65nter\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12\x16\n\x0epublic_key_pem\x18\x04 \x01(\t\"\x8e\x01\n\x07Opinion\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12(\n\x06\x61uthor\x18\x02 \x01(\x0b\x32\x18.onestop.common.v1.Actor\x12\x0c\n\x04text\x18\x03 \x01(\t\x12&\n\x02\x61t\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ndepartment\x18\x05 \x01(\t\"F\n\x14ListOpinionsResponse\x12.\n\x08opinions\x18\x01 \x03(\x0b\x32\x1c.onestop.approval.v1.Opinion*k\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x13\n\x0fVERDICT_APPROVE\x10\x01\x12\x12\n\x0eVERDICT_REJECT\x10\x02\x12\x1e\n\x1aVERDICT_REQUEST_SUPPLEMENT\x10\x03\x32\xce\n\n\x0f\x41pprovalService\x12Z\n\tListQueue\x12%.onestop.approval.v1.ListQueueRequest\x1a&.onestop.approval.v1.ListQueueResponse\x12G\n\x07GetTask\x12#.onestop.approval.v1.GetTaskRequest\x1a\x17.onestop.common.v1.Task\x12\x62\n\rListCaseTasks\x12).onestop.approval.v1.ListCaseTasksRequest\x1a&.onestop.approval.v1.ListQueueResponse\x12K\n\tClaimTask\x12%.onestop.approval.v1.ClaimTaskRequest\x1a\x17.onestop.common.v1.Task\x12M\n\x0bReleaseTask\x12%.onestop.approval.v1.ClaimTaskRequest\x1a\x17.onestop.common.v1.Task\x12M\n\nDecideTask\x12&.onestop.approval.v1.DecideTaskRequest\x1a\x17.onestop.common.v1.Task\x12M\n\nAddOpinion\x12&.onestop.approval.v1.AddOpinionRequest\x1a\x17.onestop.common.v1.Task\x12\x64\n\x0cListOpinions\x12).onestop.approval.v1.ListCaseTasksRequest\x1a).onestop.approval.v1.ListOpinionsResponse\x12`\n\x10RequestExtension\x12,.onestop.approval.v1.RequestExtensionRequest\x1a\x1e.onestop.approval.v1.Extension\x12^\n\x0f\x44\x65\x63ideExtension\x12+.onestop.approval.v1.DecideExtensionRequest\x1a\x1e.onestop.approval.v1.Extension\x12i\n\x0eListExtensions\x12*.onestop.approval.v1.ListExtensionsRequest\x1a+.onestop.approval.v1.ListExtensionsResponse\x12O\n\x0b\x44\x65\x65mApprove\x12\'.onestop.approval.v1.DeemApproveRequest\x1a\x17.onestop.common.v1.Task\x12\x61\n\x0fGetCaseDecision\x12+.onestop.approval.v1.GetCaseDecisionRequest\x1a!.onestop.common.v1.SealedDecision\x12]\n\nVerifySeal\x12&.onestop.approval.v1.VerifySealRequest\x1a\'.onestop.approval.v1.VerifySealResponse\x12R\n\nGetSealKey\x12&.onestop.approval.v1.GetSealKeyRequest\x1a\x1c.onestop.approval.v1.SealKeyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'onestop.approval.v1.approval_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VERDICT']._serialized_start=1676
-  _globals['_VERDICT']._serialized_end=1783
-  _globals['_LISTQUEUEREQUEST']._serialized_start=91
-  _globals['_LISTQUEUEREQUEST']._serialized_end=184
-  _globals['_LISTQUEUERESPONSE']._serialized_start=186
-  _globals['_LISTQUEUERESPONSE']._serialized_end=245
-  _globals['_GETTASKREQUEST']._serialized_start=247
-  _globals['_GETTASKREQUEST']._serialized_end=280
-  _globals['_LISTCASETASKSREQUEST']._serialized_start=282
-  _globals['_LISTCASETASKSREQUEST']._serialized_end=342
-  _globals['_CLAIMTASKREQUEST']._serialized_start=344
-  _globals['_CLAIMTASKREQUEST']._serialized_end=417
-  _globals['_DECIDETASKREQUEST']._serialized_start=420
-  _globals['_DECIDETASKREQUEST']._serialized_end=625
-  _globals['_ADDOPINIONREQUEST']._serialized_start=627
-  _globals['_ADDOPINIONREQUEST']._serialized_end=715
-  _globals['_EXTENSION']._serialized_start=718
-  _globals['_EXTENSION']._serialized_end=948
-  _globals['_REQUESTEXTENSIONREQUEST']._serialized_start=950
-  _globals['_REQUESTEXTENSIONREQUEST']._serialized_end=1060
-  _globals['_DECIDEEXTENSIONREQUEST']._serialized_start=1062
-  _globals['_DECIDEEXTENSIONREQUEST']._serialized_end=1179
-  _globals['_LISTEXTENSIONSREQUEST']._serialized_start=1181
-  _globals['_LISTEXTENSIONSREQUEST']._serialized_end=1239
-  _globals['_LISTEXTENSIONSRESPONSE']._serialized_start=1241
-  _globals['_LISTEXTENSIONSRESPONSE']._serialized_end=1317
-  _globals['_DEEMAPPROVEREQUEST']._serialized_start=1319
-  _globals['_DEEMAPPROVEREQUEST']._serialized_end=1394
-  _globals['_GETCASEDECISIONREQUEST']._serialized_start=1396
-  _globals['_GETCASEDECISIONREQUEST']._serialized_end=1441
-  _globals['_VERIFYSEALREQUEST']._serialized_start=1443
-  _globals['_VERIFYSEALREQUEST']._serialized_end=1513
-  _globals['_VERIFYSEALRESPONSE']._serialized_start=1515
-  _globals['_VERIFYSEALRESPONSE']._serialized_end=1566
-  _globals['_GETSEALKEYREQUEST']._serialized_start=1568
-  _globals['_GETSEALKEYREQUEST']._serialized_end=1587
-  _globals['_SEALKEY']._serialized_start=1589
-  _globals['_SEALKEY']._serialized_end=1674
-  _globals['_APPROVALSERVICE']._serialized_start=1786
-  _globals['_APPROVALSERVICE']._serialized_end=3042
+  _globals['_VERDICT']._serialized_start=1926
+  _globals['_VERDICT']._serialized_end=2033
+  _globals['_LISTQUEUEREQUEST']._serialized_start=124
+  _globals['_LISTQUEUEREQUEST']._serialized_end=217
+  _globals['_LISTQUEUERESPONSE']._serialized_start=219
+  _globals['_LISTQUEUERESPONSE']._serialized_end=278
+  _globals['_GETTASKREQUEST']._serialized_start=280
+  _globals['_GETTASKREQUEST']._serialized_end=313
+  _globals['_LISTCASETASKSREQUEST']._serialized_start=315
+  _globals['_LISTCASETASKSREQUEST']._serialized_end=375
+  _globals['_CLAIMTASKREQUEST']._serialized_start=377
+  _globals['_CLAIMTASKREQUEST']._serialized_end=450
+  _globals['_DECIDETASKREQUEST']._serialized_start=453
+  _globals['_DECIDETASKREQUEST']._serialized_end=658
+  _globals['_ADDOPINIONREQUEST']._serialized_start=660
+  _globals['_ADDOPINIONREQUEST']._serialized_end=748
+  _globals['_EXTENSION']._serialized_start=751
+  _globals['_EXTENSION']._serialized_end=981
+  _globals['_REQUESTEXTENSIONREQUEST']._serialized_start=983
+  _globals['_REQUESTEXTENSIONREQUEST']._serialized_end=1093
+  _globals['_DECIDEEXTENSIONREQUEST']._serialized_start=1095
+  _globals['_DECIDEEXTENSIONREQUEST']._serialized_end=1212
+  _globals['_LISTEXTENSIONSREQUEST']._serialized_start=1214
+  _globals['_LISTEXTENSIONSREQUEST']._serialized_end=1272
+  _globals['_LISTEXTENSIONSRESPONSE']._serialized_start=1274
+  _globals['_LISTEXTENSIONSRESPONSE']._serialized_end=1350
+  _globals['_DEEMAPPROVEREQUEST']._serialized_start=1352
+  _globals['_DEEMAPPROVEREQUEST']._serialized_end=1427
+  _globals['_GETCASEDECISIONREQUEST']._serialized_start=1429
+  _globals['_GETCASEDECISIONREQUEST']._serialized_end=1474
+  _globals['_VERIFYSEALREQUEST']._serialized_start=1476
+  _globals['_VERIFYSEALREQUEST']._serialized_end=1546
+  _globals['_VERIFYSEALRESPONSE']._serialized_start=1548
+  _globals['_VERIFYSEALRESPONSE']._serialized_end=1599
+  _globals['_GETSEALKEYREQUEST']._serialized_start=1601
+  _globals['_GETSEALKEYREQUEST']._serialized_end=1620
+  _globals['_SEALKEY']._serialized_start=1622
+  _globals['_SEALKEY']._serialized_end=1707
+  _globals['_OPINION']._serialized_start=1710
+  _globals['_OPINION']._serialized_end=1852
+  _globals['_LISTOPINIONSRESPONSE']._serialized_start=1854
+  _globals['_LISTOPINIONSRESPONSE']._serialized_end=1924
+  _globals['_APPROVALSERVICE']._serialized_start=2036
+  _globals['_APPROVALSERVICE']._serialized_end=3394
 # @@protoc_insertion_point(module_scope)

@@ -70,6 +70,11 @@ class ApprovalServiceStub:
                 request_serializer=onestop_dot_approval_dot_v1_dot_approval__pb2.AddOpinionRequest.SerializeToString,
                 response_deserializer=onestop_dot_common_dot_v1_dot_common__pb2.Task.FromString,
                 _registered_method=True)
+        self.ListOpinions = channel.unary_unary(
+                '/onestop.approval.v1.ApprovalService/ListOpinions',
+                request_serializer=onestop_dot_approval_dot_v1_dot_approval__pb2.ListCaseTasksRequest.SerializeToString,
+                response_deserializer=onestop_dot_approval_dot_v1_dot_approval__pb2.ListOpinionsResponse.FromString,
+                _registered_method=True)
         self.RequestExtension = channel.unary_unary(
                 '/onestop.approval.v1.ApprovalService/RequestExtension',
                 request_serializer=onestop_dot_approval_dot_v1_dot_approval__pb2.RequestExtensionRequest.SerializeToString,
@@ -149,6 +154,13 @@ class ApprovalServiceServicer:
 
     def AddOpinion(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOpinions(self, request, context):
+        """The shared discussion record of a case (joint review): every opinion of every department.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -233,6 +245,11 @@ def add_ApprovalServiceServicer_to_server(servicer, server):
                     servicer.AddOpinion,
                     request_deserializer=onestop_dot_approval_dot_v1_dot_approval__pb2.AddOpinionRequest.FromString,
                     response_serializer=onestop_dot_common_dot_v1_dot_common__pb2.Task.SerializeToString,
+            ),
+            'ListOpinions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOpinions,
+                    request_deserializer=onestop_dot_approval_dot_v1_dot_approval__pb2.ListCaseTasksRequest.FromString,
+                    response_serializer=onestop_dot_approval_dot_v1_dot_approval__pb2.ListOpinionsResponse.SerializeToString,
             ),
             'RequestExtension': grpc.unary_unary_rpc_method_handler(
                     servicer.RequestExtension,
@@ -459,6 +476,33 @@ class ApprovalService:
             '/onestop.approval.v1.ApprovalService/AddOpinion',
             onestop_dot_approval_dot_v1_dot_approval__pb2.AddOpinionRequest.SerializeToString,
             onestop_dot_common_dot_v1_dot_common__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOpinions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onestop.approval.v1.ApprovalService/ListOpinions',
+            onestop_dot_approval_dot_v1_dot_approval__pb2.ListCaseTasksRequest.SerializeToString,
+            onestop_dot_approval_dot_v1_dot_approval__pb2.ListOpinionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,8 @@ class ApprovalServiceStub:
     ReleaseTask: _grpc.UnaryUnaryMultiCallable[_approval_pb2.ClaimTaskRequest, _common_pb2.Task]
     DecideTask: _grpc.UnaryUnaryMultiCallable[_approval_pb2.DecideTaskRequest, _common_pb2.Task]
     AddOpinion: _grpc.UnaryUnaryMultiCallable[_approval_pb2.AddOpinionRequest, _common_pb2.Task]
+    ListOpinions: _grpc.UnaryUnaryMultiCallable[_approval_pb2.ListCaseTasksRequest, _approval_pb2.ListOpinionsResponse]
+    """The shared discussion record of a case (joint review): every opinion of every department."""
     RequestExtension: _grpc.UnaryUnaryMultiCallable[_approval_pb2.RequestExtensionRequest, _approval_pb2.Extension]
     DecideExtension: _grpc.UnaryUnaryMultiCallable[_approval_pb2.DecideExtensionRequest, _approval_pb2.Extension]
     ListExtensions: _grpc.UnaryUnaryMultiCallable[_approval_pb2.ListExtensionsRequest, _approval_pb2.ListExtensionsResponse]
@@ -60,6 +62,8 @@ class ApprovalServiceAsyncStub(ApprovalServiceStub):
     ReleaseTask: _aio.UnaryUnaryMultiCallable[_approval_pb2.ClaimTaskRequest, _common_pb2.Task]  # type: ignore[assignment]
     DecideTask: _aio.UnaryUnaryMultiCallable[_approval_pb2.DecideTaskRequest, _common_pb2.Task]  # type: ignore[assignment]
     AddOpinion: _aio.UnaryUnaryMultiCallable[_approval_pb2.AddOpinionRequest, _common_pb2.Task]  # type: ignore[assignment]
+    ListOpinions: _aio.UnaryUnaryMultiCallable[_approval_pb2.ListCaseTasksRequest, _approval_pb2.ListOpinionsResponse]  # type: ignore[assignment]
+    """The shared discussion record of a case (joint review): every opinion of every department."""
     RequestExtension: _aio.UnaryUnaryMultiCallable[_approval_pb2.RequestExtensionRequest, _approval_pb2.Extension]  # type: ignore[assignment]
     DecideExtension: _aio.UnaryUnaryMultiCallable[_approval_pb2.DecideExtensionRequest, _approval_pb2.Extension]  # type: ignore[assignment]
     ListExtensions: _aio.UnaryUnaryMultiCallable[_approval_pb2.ListExtensionsRequest, _approval_pb2.ListExtensionsResponse]  # type: ignore[assignment]
@@ -119,6 +123,14 @@ class ApprovalServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _approval_pb2.AddOpinionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.Task, _abc.Awaitable[_common_pb2.Task]]: ...
+
+    @_abc_1.abstractmethod
+    def ListOpinions(
+        self,
+        request: _approval_pb2.ListCaseTasksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_approval_pb2.ListOpinionsResponse, _abc.Awaitable[_approval_pb2.ListOpinionsResponse]]:
+        """The shared discussion record of a case (joint review): every opinion of every department."""
 
     @_abc_1.abstractmethod
     def RequestExtension(

@@ -436,3 +436,29 @@ class Timeline(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Timeline: _TypeAlias = Timeline  # noqa: Y015
+
+@_typing.final
+class DownloadDocumentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.str
+    digest: _builtins.str
+    @_builtins.property
+    def by(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.str = ...,
+        digest: _builtins.str = ...,
+        by: _common_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["by", b"by"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "case_id", b"case_id", "digest", b"digest"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadDocumentRequest: _TypeAlias = DownloadDocumentRequest  # noqa: Y015

@@ -80,6 +80,11 @@ class IntakeServiceStub:
                 request_serializer=onestop_dot_intake_dot_v1_dot_intake__pb2.GetCaseRequest.SerializeToString,
                 response_deserializer=onestop_dot_intake_dot_v1_dot_intake__pb2.Timeline.FromString,
                 _registered_method=True)
+        self.DownloadDocument = channel.unary_stream(
+                '/onestop.intake.v1.IntakeService/DownloadDocument',
+                request_serializer=onestop_dot_intake_dot_v1_dot_intake__pb2.DownloadDocumentRequest.SerializeToString,
+                response_deserializer=onestop_dot_intake_dot_v1_dot_intake__pb2.DocumentChunk.FromString,
+                _registered_method=True)
 
 
 class IntakeServiceServicer:
@@ -143,6 +148,13 @@ class IntakeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DownloadDocument(self, request, context):
+        """Staff read a case's document; only a digest the case refers to is served.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IntakeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -190,6 +202,11 @@ def add_IntakeServiceServicer_to_server(servicer, server):
                     servicer.GetTimeline,
                     request_deserializer=onestop_dot_intake_dot_v1_dot_intake__pb2.GetCaseRequest.FromString,
                     response_serializer=onestop_dot_intake_dot_v1_dot_intake__pb2.Timeline.SerializeToString,
+            ),
+            'DownloadDocument': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadDocument,
+                    request_deserializer=onestop_dot_intake_dot_v1_dot_intake__pb2.DownloadDocumentRequest.FromString,
+                    response_serializer=onestop_dot_intake_dot_v1_dot_intake__pb2.DocumentChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -435,6 +452,33 @@ class IntakeService:
             '/onestop.intake.v1.IntakeService/GetTimeline',
             onestop_dot_intake_dot_v1_dot_intake__pb2.GetCaseRequest.SerializeToString,
             onestop_dot_intake_dot_v1_dot_intake__pb2.Timeline.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/onestop.intake.v1.IntakeService/DownloadDocument',
+            onestop_dot_intake_dot_v1_dot_intake__pb2.DownloadDocumentRequest.SerializeToString,
+            onestop_dot_intake_dot_v1_dot_intake__pb2.DocumentChunk.FromString,
             options,
             channel_credentials,
             insecure,

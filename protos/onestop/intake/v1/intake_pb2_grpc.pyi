@@ -45,6 +45,8 @@ class IntakeServiceStub:
     """Streamed, content-addressed upload; the reply's digest is what a submission refers to."""
     DesignateKeyProject: _grpc.UnaryUnaryMultiCallable[_intake_pb2.DesignateKeyProjectRequest, _common_pb2.Case]
     GetTimeline: _grpc.UnaryUnaryMultiCallable[_intake_pb2.GetCaseRequest, _intake_pb2.Timeline]
+    DownloadDocument: _grpc.UnaryStreamMultiCallable[_intake_pb2.DownloadDocumentRequest, _intake_pb2.DocumentChunk]
+    """Staff read a case's document; only a digest the case refers to is served."""
 
 @_typing.type_check_only
 class IntakeServiceAsyncStub(IntakeServiceStub):
@@ -62,6 +64,8 @@ class IntakeServiceAsyncStub(IntakeServiceStub):
     """Streamed, content-addressed upload; the reply's digest is what a submission refers to."""
     DesignateKeyProject: _aio.UnaryUnaryMultiCallable[_intake_pb2.DesignateKeyProjectRequest, _common_pb2.Case]  # type: ignore[assignment]
     GetTimeline: _aio.UnaryUnaryMultiCallable[_intake_pb2.GetCaseRequest, _intake_pb2.Timeline]  # type: ignore[assignment]
+    DownloadDocument: _aio.UnaryStreamMultiCallable[_intake_pb2.DownloadDocumentRequest, _intake_pb2.DocumentChunk]  # type: ignore[assignment]
+    """Staff read a case's document; only a digest the case refers to is served."""
 
 class IntakeServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -130,5 +134,13 @@ class IntakeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _intake_pb2.GetCaseRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_intake_pb2.Timeline, _abc.Awaitable[_intake_pb2.Timeline]]: ...
+
+    @_abc_1.abstractmethod
+    def DownloadDocument(
+        self,
+        request: _intake_pb2.DownloadDocumentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_intake_pb2.DocumentChunk], _abc.AsyncIterator[_intake_pb2.DocumentChunk]]:
+        """Staff read a case's document; only a digest the case refers to is served."""
 
 def add_IntakeServiceServicer_to_server(servicer: IntakeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

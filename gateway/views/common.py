@@ -1,0 +1,127 @@
+"""Helpers shared by the views: rendering, form fields, cached reference data and scope checks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from gateway.i18n import language_of, translator
+from gateway.keys import CACHES, clients, settings
+from onestop.common.v1 import common_pb2
+from onestop.routing.v1 import routing_pb2
+from services.common.calendar import CalendarError, default_calendar
+
+MATTER_TTL = 60.0
+
+
+def render(
+    request: web.Request, template: str, context: Mapping[str, Any], *, status: int = 200
+) -> web.Response:
+    """Render a template with the shared context."""
+    return aiohttp_jinja2.render_template(template, request, dict(context), status=status)
+
+
+def tr(request: web.Request) -> Callable[[str, str], str]:
+    """t(zh, en) for the visitor's language."""
+    return translator(language_of(request))
+
+
+async def form_data(request: web.Request) -> Mapping[str, Any]:
+    """The posted form (already parsed, and cached, by the CSRF check)."""
+    return await request.post()
+
+
+def text(data: Mapping[str, Any], name: str, *, max_len: int = 200, required: bool = False) -> str:
+    """A trimmed text field, length-limited; 400 when required and empty."""
+    value = data.get(name, "")
+    value = value.strip() if isinstance(value, str) else ""
+    if len(value) > max_len:
+        raise web.HTTPBadRequest(reason=f"field {name} is longer than {max_len} characters")
+    if required and not value:
+        raise web.HTTPBadRequest(reason=f"field {name} is required")
+    return value
+
+
+def lines(value: str, *, max_items: int = 20) -> list[str]:
+    """Non-empty lines of a textarea."""
+    return [line.strip()[:500] for line in value.splitlines() if line.strip()][:max_items]
+
+
+def redirect(location: str) -> web.HTTPSeeOther:
+    """303 to a local path."""
+    return web.HTTPSeeOther(location)
+
+
+async def matter(request: web.Request, code: str) -> routing_pb2.Matter:
+    """A matter of the current catalogue, cached for a minute."""
+    cache = request.app[CACHES].matters
+    hit = cache.get(code)
+    if hit and time.monotonic() - hit[0] < MATTER_TTL:
+        return hit[1]  # type: ignore[no-any-return]
+    reply = await clients(request).routing.GetMatter(routing_pb2.GetMatterRequest(code=code), timeout=5)
+    cache[code] = (time.monotonic(), reply)
+    return reply
+
+
+async def departments(request: web.Request) -> dict[str, tuple[str, str]]:
+    """Department names by code (cached for the process; the organisation changes rarely)."""
+    cache = request.app[CACHES]
+    if not cache.departments:
+        reply = await clients(request).routing.ListDepartments(
+            routing_pb2.ListDepartmentsRequest(), timeout=5
+        )
+        cache.departments = {d.code: (d.name_zh, d.name_en) for d in reply.departments}
+    return cache.departments
+
+
+async def own_centers(request: web.Request) -> frozenset[str]:
+    """This node's center and every center below it (service points work in their node's gateway)."""
+    cache = request.app[CACHES]
+    if cache.own_centers:
+        return cache.own_centers
+    root = settings(request).center
+    found = {root}
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        reply = await clients(request).routing.ListCenters(
+            routing_pb2.ListCentersRequest(parent=parent), timeout=5
+        )
+        for c in reply.centers:
+            if c.code not in found:
+                found.add(c.code)
+                frontier.append(c.code)
+    cache.own_centers = frozenset(found)
+    return cache.own_centers
+
+
+def online_actor(request: web.Request, name: str = "") -> common_pb2.Actor:
+    """The applicant acting for themselves through the portal."""
+    return common_pb2.Actor(
+        username="online", display_name=name[:64], role="applicant", center=settings(request).center
+    )
+
+
+def remaining_days(due: Timestamp, now: datetime) -> int | None:
+    """Working days left until a due time by the calendar (None when unset or beyond the loaded years)."""
+    if not due.seconds:
+        return None
+    try:
+        return default_calendar().remaining_working_days(now, due.ToDatetime(tzinfo=UTC))
+    except CalendarError:
+        return None
+
+
+def light(days: int | None, due: Timestamp, now: datetime, threshold: int = 1) -> int:
+    """A ClockState value computed locally when supervision cannot say: green, yellow or red."""
+    if days is None:
+        return common_pb2.CLOCK_STATE_UNSPECIFIED
+    if due.seconds and due.ToDatetime(tzinfo=UTC) < now:
+        return common_pb2.CLOCK_STATE_RED
+    return common_pb2.CLOCK_STATE_YELLOW if days <= threshold else common_pb2.CLOCK_STATE_GREEN

@@ -1,0 +1,152 @@
+"""Staff sign-in and sign-out, the role switch, and the console's start page."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.auth import (
+    ADMIN_ROLES,
+    CARRIER_ROLES,
+    EXTENSION_DECIDERS,
+    SUPERVISING_ROLES,
+    TRACKING_ROLES,
+    WINDOW_ROLES,
+    SignInError,
+    check_password,
+    open_session,
+    principal_of,
+    require,
+)
+from gateway.keys import CONFIG, LIMITS, PASSWORDS, clients, now, store
+from gateway.security import SESSION_COOKIE, check_rate, clear_cookie, set_cookie
+from gateway.views.common import form_data, own_centers, redirect, render, text, tr
+from onestop.routing.v1 import routing_pb2
+
+routes = web.RouteTableDef()
+
+
+def _safe_next(value: str) -> str:
+    return value if value.startswith("/") and not value.startswith("//") and "\\" not in value else "/staff"
+
+
+@routes.get("/staff/login", name="login")
+async def login_form(request: web.Request) -> web.Response:
+    """The sign-in form."""
+    return render(
+        request,
+        "staff/login.html",
+        {"next": _safe_next(request.query.get("next", "/staff")), "error": "", "username": ""},
+    )
+
+
+@routes.post("/staff/login")
+async def login(request: web.Request) -> web.StreamResponse:
+    """Check the password (argon2, lockout), load the role grants from routing, open a session."""
+    check_rate(request, request.app[LIMITS].sign_in)
+    data = await form_data(request)
+    username = text(data, "username", max_len=64)
+    password = data.get("password", "")
+    password = password if isinstance(password, str) else ""
+    target = _safe_next(text(data, "next", max_len=300) or "/staff")
+    t = tr(request)
+    instant = now(request)
+
+    def refused(message: str) -> web.Response:
+        return render(
+            request, "staff/login.html", {"next": target, "error": message, "username": username}, status=401
+        )
+
+    if not username or not password or len(password) > 256:
+        return refused(t("请输入用户名和密码", "Enter your username and password"))
+    try:
+        await check_password(
+            store(request),
+            request.app[PASSWORDS],
+            request.app[CONFIG],
+            username=username,
+            password=password,
+            now=instant,
+        )
+    except SignInError as exc:
+        return refused(t(exc.zh, exc.en))
+    staff = await clients(request).routing.GetStaff(routing_pb2.GetStaffRequest(username=username), timeout=5)
+    centers = await own_centers(request)
+    grants = [
+        {"role": g.role, "center": g.center, "department": g.department, "service_point": g.service_point}
+        for g in staff.roles
+        if g.center in centers
+    ]
+    if not grants:
+        return refused(t("您在本中心没有任何岗位权限", "You hold no role at this center"))
+    token = await open_session(
+        store(request),
+        request.app[CONFIG],
+        username=username,
+        display_name=staff.display_name or username,
+        grants=grants,
+        now=instant,
+    )
+    response = web.HTTPSeeOther(target)
+    set_cookie(response, SESSION_COOKIE, token)
+    raise response
+
+
+@routes.post("/staff/logout", name="logout")
+async def logout(request: web.Request) -> web.StreamResponse:
+    """End the session on the server and drop the cookie."""
+    who = principal_of(request)
+    if who is not None:
+        await store(request).delete_session(who.token_hash)
+    response = web.HTTPSeeOther("/staff/login")
+    clear_cookie(response, SESSION_COOKIE)
+    raise response
+
+
+@routes.post("/staff/role", name="switch_role")
+@require()
+async def switch_role(request: web.Request) -> web.StreamResponse:
+    """Act under another of one's own role grants."""
+    who = principal_of(request)
+    assert who is not None
+    try:
+        index = int(text(await form_data(request), "grant", max_len=3, required=True))
+    except ValueError:
+        raise web.HTTPBadRequest(reason="unknown role grant") from None
+    if not 0 <= index < len(who.grants):
+        raise web.HTTPBadRequest(reason="unknown role grant")
+    await store(request).touch_session(who.token_hash, now=now(request), active=index)
+    raise redirect("/staff")
+
+
+@routes.get("/staff", name="staff_home")
+@require()
+async def home(request: web.Request) -> web.Response:
+    """What the signed-in person can do, by role."""
+    who = principal_of(request)
+    assert who is not None
+    t = tr(request)
+    links: list[tuple[str, str]] = []
+    if who.role in WINDOW_ROLES:
+        links += [
+            ("/staff/queue", t("本窗口待办队列", "My window's queue")),
+            ("/staff/questions", t("群众咨询", "Citizens' questions")),
+        ]
+    if who.role in EXTENSION_DECIDERS:
+        links.append(("/staff/extensions", t("延期申请审批", "Extension requests")))
+    if who.role in TRACKING_ROLES:
+        links.append(("/staff/key-projects", t("重点项目督办", "Key projects")))
+    if who.role in SUPERVISING_ROLES:
+        links += [
+            ("/staff/warnings", t("预警督办看板", "Warning board")),
+            ("/staff/accountability", t("超时默许与问责", "Deemed approvals and accountability")),
+            ("/staff/dashboard", t("统计分析", "Dashboard")),
+        ]
+    if who.role in CARRIER_ROLES:
+        links.append(("/staff/carried", t("我代办的报件", "Cases I carry")))
+    if who.role in ADMIN_ROLES:
+        links += [
+            ("/staff/admin/users", t("用户与岗位", "Users and roles")),
+            ("/staff/admin/catalogue", t("事项目录版本", "Catalogue versions")),
+            ("/staff/admin/calendar", t("工作日历", "Working calendar")),
+        ]
+    return render(request, "staff/home.html", {"links": links})

@@ -1,0 +1,168 @@
+"""The portal and the console in a real browser (Debian's chromium via Playwright) against a running node."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.cli.node import Node
+from tests.e2e.browser_helpers import browser, context, pdf, reload_until, shot, sign_in, web_node
+from tests.harness import NodeClients
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+__all__ = ["browser", "web_node"]  # fixtures
+PL_MATERIALS = ("APPLICATION", "LAND-CERT", "SITE-PLAN", "DRAWINGS")
+
+
+def _apply(page: Any, base: str, tmp_path: Path) -> tuple[str, str]:
+    """A citizen finds the planning permit's guide and applies online with uploads; (number, code)."""
+    page.goto(f"{base}/")
+    page.fill("input[name=q]", "规划许可")
+    page.click("form.search button[type=submit]")
+    page.click("text=建设工程规划许可证核发")
+    page.wait_for_selector("h1:has-text('建设工程规划许可证核发')")
+    assert page.locator("a[href='/guide/PL-001/forms/APPLICATION']").count() == 1
+    shot(page, "01-guide")
+    page.click("a.button:has-text('在线申请')")
+    page.fill("#applicant-name", "张三")
+    page.fill("#applicant-phone", "13800001111")
+    page.fill("input[name=title]", "星海湾商务楼建设工程")
+    for i, code in enumerate(PL_MATERIALS):
+        page.set_input_files(f"#file-{code}", str(pdf(tmp_path / f"{code}.pdf", 300_000 if i == 3 else 4096)))
+    for code in PL_MATERIALS:
+        page.wait_for_selector(f"[data-status='{code}'].ok")
+        assert page.locator(f"[data-progress='{code}']").get_attribute("value") == "100"
+    shot(page, "02-apply-uploaded")
+    page.click("#submit-application")
+    number = page.text_content("#case-number") or ""
+    code = page.text_content("#query-code") or ""
+    assert re.fullmatch(r"210200-\d{8}-\d+", number.strip()), number
+    assert len(code.strip()) == 8
+    shot(page, "03-receipt")
+    return number.strip(), code.strip()
+
+
+def test_citizen_applies_answers_a_supplement_and_watches_the_decision_arrive_live(
+    browser: Any, web_node: Node, tmp_path: Path
+) -> None:
+    base = web_node.gateway_url
+    citizen = context(browser).new_page()
+    number, code = _apply(citizen, base, tmp_path)
+
+    # Track with number and query code (the code never stays in the address bar), live updates on.
+    citizen.goto(f"{base}/track")
+    citizen.fill("#track-number", number)
+    citizen.fill("#track-code", code)
+    citizen.click("form.search button[type=submit]")
+    citizen.wait_for_url(f"{base}/track/{number}")
+    citizen.wait_for_selector("#live[data-live]")
+    reload_until(citizen, "#tasks", what="the PLAN task on the citizen's page")
+    citizen.wait_for_selector("#live[data-live]")
+    shot(citizen, "04-case-tracking")
+
+    # The PLAN window's clerk claims the task and asks for a supplement (one-time notice).
+    clerk = context(browser).new_page()
+    sign_in(clerk, base, "clerk.plan")
+    clerk.goto(f"{base}/staff/queue")
+    reload_until(clerk, f"#queue a:has-text('{number}')", what="the case in the PLAN queue")
+    shot(clerk, "05-clerk-queue")
+    clerk.click(f"#queue a:has-text('{number}')")
+    clerk.click("#claim")
+    clerk.check("input[data-material='SITE-PLAN']")
+    clerk.fill("input[name='reason_SITE-PLAN']", "总平面图比例尺不清,请重新提供")
+    shot(clerk, "06-clerk-case")
+    clerk.click("#request-supplement")
+
+    # The citizen's open page learns of the notice by itself and shows the supplement form.
+    citizen.wait_for_selector("#supplement-form", timeout=30_000)
+    assert "比例尺不清" in (citizen.text_content("#supplement-notice") or "")
+    shot(citizen, "07-supplement-notice")
+    citizen.set_input_files("#file-SITE-PLAN", str(pdf(tmp_path / "site-plan-v2.pdf")))
+    citizen.wait_for_selector("[data-status='SITE-PLAN'].ok")
+    citizen.click("#submit-supplement")
+    citizen.wait_for_selector("#done-supplemented")
+    citizen.wait_for_selector("#live[data-live]")
+
+    # The chief representative decides in another browser context while the citizen watches.
+    chief = context(browser).new_page()
+    sign_in(chief, base, "chief.plan")
+    chief.goto(f"{base}/staff/cases/{number}")
+    reload_until(chief, "#claim", what="the task back in the queue after the supplement")
+    chief.click("#claim")
+    chief.fill("form[action$='/approve'] textarea[name=opinion]", "符合规划条件,准予许可")
+    chief.click("#approve")
+    chief.wait_for_selector("#staff-tasks")
+
+    citizen.wait_for_selector("#decision", timeout=30_000)
+    assert "准予许可" in (citizen.text_content("#case-outcome") or "")
+    shot(citizen, "08-decision")
+
+    # Verify the seal: valid, with the center's public key.
+    citizen.click("#verify-link")
+    citizen.wait_for_selector("#seal-verdict[data-valid='true']")
+    assert "BEGIN PUBLIC KEY" in (citizen.text_content("#public-key") or "")
+    shot(citizen, "09-seal-verified")
+
+    # Evaluate (好差评); while supervision is not running the page says so plainly.
+    citizen.goto(f"{base}/track/{number}")
+    citizen.check("#evaluation-form input[name=rating][value='5']")
+    citizen.fill("#evaluation-form textarea[name=comment]", "办理很快")
+    citizen.click("#submit-evaluation")
+    if "supervision" in web_node.services:
+        citizen.wait_for_selector("#done-evaluated")
+    else:
+        assert "监察服务暂不可用" in (citizen.text_content("main") or "")
+    shot(citizen, "10-evaluation")
+
+
+def test_supervisor_sees_the_warning_board_and_charts(browser: Any, web_node: Node) -> None:
+    base = web_node.gateway_url
+    c = NodeClients.of(web_node)
+    try:
+        number = c.submit("TR-001").case.case_number
+        c.wait_tasks(number, count=4)
+    finally:
+        c.close()
+    page = context(browser).new_page()
+    sign_in(page, base, "supervisor")
+    page.goto(f"{base}/staff/warnings")
+    page.wait_for_selector("#warning-lights svg")
+    if "supervision" not in web_node.services:
+        assert page.locator("#warnings-degraded").count() == 1
+    shot(page, "11-warning-board")
+    page.goto(f"{base}/staff/dashboard")
+    assert page.locator(".charts svg.chart").count() >= 2
+    assert page.locator(".charts svg rect.chart-bar").count() >= 4  # ECON, ENV, FIRE, SAFETY have open tasks
+    shot(page, "12-dashboard")
+    page.goto(f"{base}/statistics")
+    assert page.locator(".charts svg.chart").count() >= 2
+    shot(page, "13-public-statistics")
+
+
+def test_a_clerk_of_another_department_is_refused(browser: Any, web_node: Node) -> None:
+    base = web_node.gateway_url
+    c = NodeClients.of(web_node)
+    try:
+        number = c.submit("PL-001").case.case_number
+        (task,) = c.wait_tasks(number)
+    finally:
+        c.close()
+    ctx = context(browser)
+    page = ctx.new_page()
+    sign_in(page, base, "clerk.drc")
+    page.goto(f"{base}/staff/queue")
+    assert page.locator(f"#queue a:has-text('{number}')").count() == 0
+    response = page.goto(f"{base}/staff/cases/{number}")
+    assert response is not None and response.status == 403
+    assert "403" in (page.text_content("h1") or "")
+    shot(page, "14-other-department-refused")
+    token = page.get_attribute("meta[name=csrf-token]", "content")
+    refused = ctx.request.post(
+        f"{base}/staff/tasks/{task.task_id}/claim", form={"_csrf": token or ""}, max_redirects=0
+    )
+    assert refused.status == 403
+    page.goto(f"{base}/lang/en?next=/staff/queue")
+    assert "Queue" in (page.text_content("h1") or "")

@@ -1,0 +1,455 @@
+"""Fake service stubs for the gateway's unit tests: the same method names, in-memory state, no network."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+
+from gateway.clients import Clients
+from onestop.approval.v1 import approval_pb2
+from onestop.common.v1 import common_pb2
+from onestop.intake.v1 import intake_pb2
+from onestop.notification.v1 import notification_pb2
+from onestop.routing.v1 import routing_pb2
+from onestop.supervision.v1 import supervision_pb2
+from services.common.events import timestamp
+
+CENTER = "210200"
+NUMBER = "210200-20250106-0001"
+CODE = "K7M2Q9XA"
+PDF = b"%PDF-1.4 test document\n%%EOF\n"
+
+
+def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    """An error as a real stub raises it."""
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+
+
+def matter() -> routing_pb2.Matter:
+    """A planning permit with one department (PLAN), like the demo catalogue's PL-001."""
+    return routing_pb2.Matter(
+        code="PL-001",
+        version=1,
+        name_zh="建设工程规划许可证核发",
+        name_en="Issuing the construction planning permit",
+        category="capital_construction",
+        decision_level="city",
+        statutory_limit_days=20,
+        promised_limit_days=19,
+        warning_threshold_days=2,
+        deemed_approval_allowed=True,
+        legal_basis="《中华人民共和国城乡规划法》第四十条",
+        workflow=[routing_pb2.WorkflowStep(department="PLAN", group=1, lead=True)],
+        materials=[
+            routing_pb2.Material(
+                code="APPLICATION",
+                name_zh="申请表",
+                name_en="Application form",
+                mandatory=True,
+                form_template="forms/pl-001/application.docx",
+            ),
+            routing_pb2.Material(
+                code="SITE-PLAN",
+                name_zh="总平面图",
+                name_en="Site plan",
+                mandatory=True,
+                accepted_types=["application/pdf"],
+                max_bytes=1024,
+            ),
+        ],
+        fees=[
+            routing_pb2.Fee(code="F", name_zh="工本费", name_en="Fee", amount="10.00", kind="administrative")
+        ],
+    )
+
+
+STAFF = {
+    "clerk.plan": [("window_clerk", CENTER, "PLAN")],
+    "chief.plan": [("chief_representative", CENTER, "PLAN")],
+    "head.plan": [("department_head", CENTER, "PLAN")],
+    "clerk.drc": [("window_clerk", CENTER, "DRC")],
+    "supervisor": [("supervisor", CENTER, "")],
+    "director": [("center_director", CENTER, "")],
+    "tracker": [("tracker", CENTER, "")],
+    "admin": [("administrator", CENTER, "")],
+    "agent1": [("agent", "210200101", "")],
+    "elsewhere": [("window_clerk", "210211", "PLAN")],
+}
+
+
+class FakeRouting:
+    """RoutingService: one matter, two departments, a few staff."""
+
+    async def ListMatters(self, req: routing_pb2.ListMattersRequest, timeout: float = 0) -> Any:
+        m = matter()
+        hit = not req.query or req.query in m.code or req.query in m.name_zh
+        return routing_pb2.ListMattersResponse(matters=[m] if hit else [], version=1)
+
+    async def GetMatter(self, req: routing_pb2.GetMatterRequest, timeout: float = 0) -> Any:
+        if req.code != "PL-001":
+            raise rpc_error(grpc.StatusCode.NOT_FOUND, f"no matter {req.code}")
+        return matter()
+
+    async def ListDepartments(self, req: Any, timeout: float = 0) -> Any:
+        return routing_pb2.ListDepartmentsResponse(
+            departments=[
+                routing_pb2.Department(code="PLAN", name_zh="规划局", name_en="Planning Bureau"),
+                routing_pb2.Department(
+                    code="DRC", name_zh="发展和改革委员会", name_en="Development and Reform Commission"
+                ),
+            ]
+        )
+
+    async def ListCenters(self, req: routing_pb2.ListCentersRequest, timeout: float = 0) -> Any:
+        children = {CENTER: ["210211", "210200101"]}.get(req.parent, [])
+        # 210211 is a district node of its own in reality; here it stands for "a center below".
+        return routing_pb2.ListCentersResponse(
+            centers=[routing_pb2.Center(code=c, parent=req.parent) for c in children if c != "210211"]
+        )
+
+    async def GetStaff(self, req: routing_pb2.GetStaffRequest, timeout: float = 0) -> Any:
+        grants = STAFF.get(req.username)
+        if grants is None:
+            raise rpc_error(grpc.StatusCode.NOT_FOUND, f"no staff member {req.username!r}")
+        return routing_pb2.Staff(
+            username=req.username,
+            display_name=req.username.upper(),
+            roles=[routing_pb2.RoleGrant(role=r, center=c, department=d) for r, c, d in grants],
+        )
+
+    async def ListStaff(self, req: routing_pb2.ListStaffRequest, timeout: float = 0) -> Any:
+        everyone = [await self.GetStaff(routing_pb2.GetStaffRequest(username=u)) for u in STAFF]
+        return routing_pb2.ListStaffResponse(
+            staff=[s for s in everyone if not req.role or any(g.role == req.role for g in s.roles)]
+        )
+
+    async def ListCatalogueVersions(self, req: Any, timeout: float = 0) -> Any:
+        return routing_pb2.ListCatalogueVersionsResponse(
+            versions=[routing_pb2.CatalogueVersion(version=1, changed_by="seed", added=["PL-001"])]
+        )
+
+
+@dataclass
+class FakeIntake:
+    """IntakeService: one accepted case, uploads by digest."""
+
+    cases: dict[str, common_pb2.Case] = field(default_factory=dict)
+    uploads: list[tuple[str, bytes]] = field(default_factory=list)
+    supplements: list[intake_pb2.SupplementCaseRequest] = field(default_factory=list)
+    withdrawn: list[intake_pb2.WithdrawCaseRequest] = field(default_factory=list)
+    designated: list[intake_pb2.DesignateKeyProjectRequest] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        case = common_pb2.Case(
+            case_id="c1",
+            case_number=NUMBER,
+            center=CENTER,
+            matter_code="PL-001",
+            status=common_pb2.CASE_STATUS_ROUTED,
+            channel=common_pb2.CHANNEL_ONLINE,
+            applicant=common_pb2.Applicant(name="张三", phone="13800001111"),
+        )
+        case.accepted_at.CopyFrom(timestamp(datetime(2025, 1, 6, 9, tzinfo=UTC)))
+        self.cases[NUMBER] = case
+
+    async def TrackCase(self, req: intake_pb2.TrackCaseRequest, timeout: float = 0) -> Any:
+        case = self.cases.get(req.case_number)
+        if case is None or req.query_code.upper() != CODE:
+            raise rpc_error(grpc.StatusCode.NOT_FOUND, "no case with this number and query code")
+        entry = intake_pb2.TimelineEntry(kind="case_accepted", summary_zh="已受理", summary_en="accepted")
+        entry.at.CopyFrom(case.accepted_at)
+        return intake_pb2.TrackCaseResponse(case=case, timeline=intake_pb2.Timeline(entries=[entry]))
+
+    async def GetCase(self, req: intake_pb2.GetCaseRequest, timeout: float = 0) -> Any:
+        for case in self.cases.values():
+            if req.case_number in (case.case_number, "") and req.case_id in (case.case_id, ""):
+                return case
+        raise rpc_error(grpc.StatusCode.NOT_FOUND, "no case")
+
+    async def GetTimeline(self, req: Any, timeout: float = 0) -> Any:
+        return intake_pb2.Timeline()
+
+    async def ListCases(self, req: Any, timeout: float = 0) -> Any:
+        return intake_pb2.ListCasesResponse(cases=[c for c in self.cases.values() if c.status == req.status])
+
+    async def UploadDocument(
+        self, chunks: AsyncIterator[intake_pb2.DocumentChunk], timeout: float = 0
+    ) -> Any:
+        first: intake_pb2.DocumentChunk | None = None
+        data = b""
+        async for chunk in chunks:
+            first = first or chunk
+            data += chunk.data
+        assert first is not None
+        digest = hashlib.sha256(data).hexdigest()
+        self.uploads.append((first.content_type, data))
+        return common_pb2.Document(
+            material_code=first.material_code,
+            digest=digest,
+            filename=first.filename,
+            content_type=first.content_type,
+            size=len(data),
+        )
+
+    async def SubmitCase(self, req: intake_pb2.SubmitCaseRequest, timeout: float = 0) -> Any:
+        case = common_pb2.Case(
+            case_id="c2",
+            case_number="210200-20250106-0002",
+            matter_code=req.matter_code,
+            status=common_pb2.CASE_STATUS_ACCEPTED,
+            applicant=req.applicant,
+            documents=req.documents,
+            channel=req.channel,
+        )
+        self.cases[case.case_number] = case
+        return intake_pb2.SubmitCaseResponse(case=case, query_code=CODE)
+
+    async def WithdrawCase(self, req: intake_pb2.WithdrawCaseRequest, timeout: float = 0) -> Any:
+        self.withdrawn.append(req)
+        return self.cases[NUMBER]
+
+    async def DesignateKeyProject(
+        self, req: intake_pb2.DesignateKeyProjectRequest, timeout: float = 0
+    ) -> Any:
+        self.designated.append(req)
+        return self.cases[NUMBER]
+
+    async def SupplementCase(self, req: intake_pb2.SupplementCaseRequest, timeout: float = 0) -> Any:
+        self.supplements.append(req)
+        return intake_pb2.SupplementCaseResponse(case=self.cases[NUMBER])
+
+
+@dataclass
+class FakeApproval:
+    """ApprovalService: a PLAN task and a DRC task; records every acting call's Actor."""
+
+    acted: list[tuple[str, common_pb2.Actor]] = field(default_factory=list)
+
+    def tasks(self) -> list[common_pb2.Task]:
+        due = timestamp(datetime.now(UTC) + timedelta(days=10))
+        return [
+            common_pb2.Task(
+                task_id="t-plan",
+                case_id="c1",
+                case_number=NUMBER,
+                matter_code="PL-001",
+                department="PLAN",
+                status=common_pb2.TASK_STATUS_PENDING,
+                due_at=due,
+            ),
+            common_pb2.Task(
+                task_id="t-drc",
+                case_id="c9",
+                case_number="210200-20250106-0009",
+                matter_code="PL-001",
+                department="DRC",
+                status=common_pb2.TASK_STATUS_PENDING,
+                due_at=due,
+            ),
+        ]
+
+    async def ListQueue(self, req: approval_pb2.ListQueueRequest, timeout: float = 0) -> Any:
+        return approval_pb2.ListQueueResponse(
+            tasks=[t for t in self.tasks() if not req.department or t.department == req.department]
+        )
+
+    async def ListCaseTasks(self, req: approval_pb2.ListCaseTasksRequest, timeout: float = 0) -> Any:
+        return approval_pb2.ListQueueResponse(
+            tasks=[t for t in self.tasks() if t.case_number == req.case_number]
+        )
+
+    async def GetTask(self, req: approval_pb2.GetTaskRequest, timeout: float = 0) -> Any:
+        for t in self.tasks():
+            if t.task_id == req.task_id:
+                return t
+        raise rpc_error(grpc.StatusCode.NOT_FOUND, "no task")
+
+    async def _act(self, name: str, req: Any) -> Any:
+        self.acted.append((name, req.by))
+        return await self.GetTask(approval_pb2.GetTaskRequest(task_id=req.task_id))
+
+    async def ClaimTask(self, req: Any, timeout: float = 0) -> Any:
+        return await self._act("claim", req)
+
+    async def DecideTask(self, req: Any, timeout: float = 0) -> Any:
+        return await self._act(f"decide:{req.verdict}", req)
+
+    async def ReleaseTask(self, req: Any, timeout: float = 0) -> Any:
+        return await self._act("release", req)
+
+    async def AddOpinion(self, req: Any, timeout: float = 0) -> Any:
+        return await self._act("opinion", req)
+
+    async def RequestExtension(self, req: Any, timeout: float = 0) -> Any:
+        await self._act("extension", req)
+        return approval_pb2.Extension(
+            extension_id="e1", task_id=req.task_id, days=req.days, state="requested"
+        )
+
+    async def DecideExtension(self, req: Any, timeout: float = 0) -> Any:
+        self.acted.append(("decide_extension", req.by))
+        return approval_pb2.Extension(
+            extension_id=req.extension_id, state="approved" if req.approve else "refused"
+        )
+
+    async def ListExtensions(self, req: Any, timeout: float = 0) -> Any:
+        ext = approval_pb2.Extension(
+            extension_id="e1",
+            task_id="t-plan",
+            days=5,
+            reason="专家评审",
+            state="requested",
+            case_number=NUMBER,
+            department="PLAN",
+            requested_by=common_pb2.Actor(username="clerk.plan"),
+        )
+        hit = req.department in ("", "PLAN") and req.state in ("", "requested")
+        return approval_pb2.ListExtensionsResponse(extensions=[ext] if hit else [])
+
+    async def GetCaseDecision(self, req: Any, timeout: float = 0) -> Any:
+        raise rpc_error(grpc.StatusCode.NOT_FOUND, "no decision yet")
+
+    async def GetSealKey(self, req: Any, timeout: float = 0) -> Any:
+        return approval_pb2.SealKey(
+            center=CENTER,
+            key_id="0123456789abcdef",
+            public_key_pem="-----BEGIN PUBLIC KEY-----\nMCow\n-----END PUBLIC KEY-----\n",
+        )
+
+    async def VerifySeal(self, req: approval_pb2.VerifySealRequest, timeout: float = 0) -> Any:
+        return approval_pb2.VerifySealResponse(valid=req.sealed.seal.signature == b"good", reason="checked")
+
+
+class DownSupervision:
+    """SupervisionService that is not running (UNAVAILABLE), as while it is being built."""
+
+    def __getattr__(self, name: str) -> Any:
+        async def call(*_: Any, **__: Any) -> Any:
+            raise rpc_error(grpc.StatusCode.UNAVAILABLE, "connection refused")
+
+        return call
+
+
+class FakeSupervision:
+    """SupervisionService with one red warning."""
+
+    def __init__(self) -> None:
+        self.evaluations: list[supervision_pb2.SubmitEvaluationRequest] = []
+
+    async def ListWarnings(self, req: Any, timeout: float = 0) -> Any:
+        clock = common_pb2.Clock(
+            case_number=NUMBER,
+            department="PLAN",
+            state=common_pb2.CLOCK_STATE_RED,
+            urged=True,
+            remaining_working_days=-2,
+        )
+        return supervision_pb2.ListWarningsResponse(
+            warnings=[supervision_pb2.Warning(clock=clock, level=common_pb2.CLOCK_STATE_RED)]
+        )
+
+    async def GetStatistics(self, req: Any, timeout: float = 0) -> Any:
+        return supervision_pb2.Statistics(
+            rows=[
+                supervision_pb2.StatisticsRow(
+                    key="PLAN", accepted=4, concluded=3, on_time_rate=0.75, evaluations=2, avg_rating=4.5
+                )
+            ]
+        )
+
+    async def GetClocks(self, req: Any, timeout: float = 0) -> Any:
+        clock = common_pb2.Clock(
+            case_number=NUMBER,
+            department="PLAN",
+            state=common_pb2.CLOCK_STATE_GREEN,
+            limit_days=19,
+            remaining_working_days=12,
+        )
+        return supervision_pb2.GetClocksResponse(clocks=[clock])
+
+    async def ListKeyProjects(self, req: Any, timeout: float = 0) -> Any:
+        return await self.GetClocks(req)
+
+    async def ListAccountability(self, req: Any, timeout: float = 0) -> Any:
+        return supervision_pb2.ListAccountabilityResponse(
+            records=[
+                supervision_pb2.AccountabilityRecord(
+                    case_number=NUMBER, department="PLAN", window="PLAN-1", staff=["clerk.plan"]
+                )
+            ]
+        )
+
+    async def SubmitEvaluation(self, req: supervision_pb2.SubmitEvaluationRequest, timeout: float = 0) -> Any:
+        self.evaluations.append(req)
+        return supervision_pb2.Evaluation(case_number=req.case_number, rating=req.rating)
+
+
+class FakeNotification:
+    """NotificationService with an empty inbox."""
+
+    async def ListInbox(self, req: Any, timeout: float = 0) -> Any:
+        return notification_pb2.ListInboxResponse()
+
+
+@dataclass
+class Fakes:
+    """All fakes of one test."""
+
+    routing: FakeRouting = field(default_factory=FakeRouting)
+    intake: FakeIntake = field(default_factory=FakeIntake)
+    approval: FakeApproval = field(default_factory=FakeApproval)
+    supervision: Any = field(default_factory=DownSupervision)
+    notification: Any = None
+
+    def clients(self) -> Clients:
+        """Clients over the fakes; notification absent unless set (not configured)."""
+        stubs = {
+            "routing": self.routing,
+            "intake": self.intake,
+            "approval": self.approval,
+            "supervision": self.supervision,
+        }
+        if self.notification is not None:
+            stubs["notification"] = self.notification
+        return Clients(stubs)
+
+
+class FakeWatch:
+    """A server stream as grpc.aio returns it: read() until EOF, cancel()."""
+
+    def __init__(
+        self, updates: list[notification_pb2.CaseUpdate], error: grpc.aio.AioRpcError | None = None
+    ) -> None:
+        self.updates = list(updates)
+        self.error = error
+        self.cancelled = False
+
+    async def read(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        if self.updates:
+            return self.updates.pop(0)
+        return grpc.aio.EOF
+
+    def cancel(self) -> bool:
+        self.cancelled = True
+        return True
+
+
+class WatchingNotification(FakeNotification):
+    """NotificationService whose WatchCase streams the given updates (or fails with the given error)."""
+
+    def __init__(
+        self, updates: list[notification_pb2.CaseUpdate], error: grpc.aio.AioRpcError | None = None
+    ) -> None:
+        self.watch = FakeWatch(updates, error)
+        self.watched: list[str] = []
+
+    def WatchCase(self, req: notification_pb2.WatchCaseRequest, timeout: float | None = None) -> FakeWatch:
+        self.watched.append(req.case_number)
+        return self.watch

@@ -1,0 +1,96 @@
+"""Every page renders for the roles that may open it, in both languages, with supervision up or down."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.unit.gateway.fakes import NUMBER, FakeNotification, Fakes, FakeSupervision
+
+PUBLIC = [
+    "/",
+    "/?q=PL&category=capital_construction",
+    "/guide/PL-001",
+    "/apply/PL-001",
+    "/track",
+    "/announcements",
+    "/statistics",
+    "/verify",
+    "/seal-key.pem",
+    "/api/v1/matters",
+    "/api/v1/matters/PL-001",
+    "/healthz",
+    "/staff/login",
+]
+BY_ROLE = {
+    "clerk.plan": [
+        "/staff",
+        "/staff/queue",
+        "/staff/queue?closed=1",
+        f"/staff/cases/{NUMBER}",
+        f"/staff/cases/{NUMBER}/notices/acceptance",
+        f"/staff/cases/{NUMBER}/notices/supplement",
+        f"/staff/cases/{NUMBER}/notices/extension",
+        "/staff/questions",
+    ],
+    "chief.plan": [f"/staff/cases/{NUMBER}", "/staff/queue"],
+    "head.plan": ["/staff/extensions", f"/staff/cases/{NUMBER}"],
+    "supervisor": [
+        "/staff",
+        "/staff/warnings",
+        "/staff/accountability",
+        "/staff/dashboard",
+        "/staff/key-projects",
+        "/staff/questions",
+        f"/staff/cases/{NUMBER}",
+    ],
+    "admin": ["/staff", "/staff/admin/users", "/staff/admin/catalogue", "/staff/admin/calendar"],
+    "agent1": ["/staff", "/staff/carried", "/apply/PL-001"],
+}
+
+
+@pytest.mark.parametrize("supervision_up", [False, True])
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+async def test_every_page_renders_for_its_roles(make_gateway: Any, supervision_up: bool, lang: str) -> None:
+    fakes = Fakes(supervision=FakeSupervision()) if supervision_up else Fakes()
+    if supervision_up:
+        fakes.notification = FakeNotification()
+    gw = await make_gateway(fakes)
+    await gw.client.get(f"/lang/{lang}")
+    for path in PUBLIC:
+        resp = await gw.client.get(path)
+        assert resp.status == 200, (path, await resp.text())
+    for username, paths in BY_ROLE.items():
+        assert await gw.sign_in(username) == 303, username
+        for path in paths:
+            resp = await gw.client.get(path)
+            assert resp.status == 200, (username, path, (await resp.text())[-600:])
+        await gw.post("/staff/logout", page="/staff")
+
+
+async def test_an_agent_applies_for_a_resident_and_carries_the_case(make_gateway: Any) -> None:
+    gw = await make_gateway()
+    assert await gw.sign_in("agent1") == 303
+    from aiohttp import FormData
+
+    from tests.unit.gateway.fakes import PDF
+
+    token = await gw.csrf("/apply/PL-001")
+    form = FormData()
+    for name, value in (("_csrf", token), ("name", "村民甲"), ("applicant_kind", "1")):
+        form.add_field(name, value)
+    form.add_field("file_APPLICATION", PDF, filename="a.pdf", content_type="application/pdf")
+    assert (await gw.client.post("/apply/PL-001", data=form)).status == 200
+    case = gw.fakes.intake.cases["210200-20250106-0002"]
+    assert case.channel == 3  # CHANNEL_AGENT
+    page = await (await gw.client.get("/staff/carried")).text()
+    assert "210200-20250106-0002" in page and "agent1" in page
+
+
+async def test_a_head_decides_only_extensions_of_the_own_department(make_gateway: Any) -> None:
+    gw = await make_gateway()
+    assert await gw.sign_in("head.plan") == 303
+    assert await gw.post("/staff/extensions/e1", {"approve": "1"}, page="/staff") == 303
+    assert await gw.post("/staff/extensions/other", {"approve": "1"}, page="/staff") == 403
+    assert [n for n, _ in gw.fakes.approval.acted] == ["decide_extension"]

@@ -1,0 +1,210 @@
+"""The citizens' portal over fakes: language, guides, uploads, tracking, seals, evaluation, questions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import FormData
+
+from gateway.security import TRACK_COOKIE
+from gateway.views.public import encode_sealed
+from onestop.common.v1 import common_pb2
+from tests.unit.gateway.conftest import Gateway
+from tests.unit.gateway.fakes import CODE, NUMBER, PDF, Fakes, FakeSupervision
+
+
+async def test_chinese_first_and_english_on_request(gw: Gateway) -> None:
+    page = await (await gw.client.get("/")).text()
+    assert 'lang="zh-CN"' in page and "办事指南" in page
+    resp = await gw.client.get("/lang/en?next=/guide/PL-001", allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/guide/PL-001"
+    page = await (await gw.client.get("/guide/PL-001")).text()
+    assert 'lang="en"' in page and "Issuing the construction planning permit" in page and "Materials" in page
+    await gw.client.get("/lang/zh-CN")
+    assert "申请材料" in await (await gw.client.get("/guide/PL-001")).text()
+
+
+async def test_the_language_switch_only_goes_back_to_this_site(gw: Gateway) -> None:
+    resp = await gw.client.get("/lang/en?next=//evil.example/", allow_redirects=False)
+    assert resp.headers["Location"] == "/"
+
+
+async def test_a_guide_lists_materials_with_form_templates_fees_and_legal_basis(gw: Gateway) -> None:
+    page = await (await gw.client.get("/guide/PL-001")).text()
+    assert "/guide/PL-001/forms/APPLICATION" in page and "¥10.00" in page and "城乡规划法" in page
+    resp = await gw.client.get("/guide/PL-001/forms/APPLICATION")
+    assert resp.status == 200 and "attachment" in resp.headers["Content-Disposition"]
+    assert (await gw.client.get("/guide/PL-001/forms/SITE-PLAN")).status == 404
+    assert (await gw.client.get("/guide/NOPE")).status == 404
+
+
+async def test_an_upload_is_checked_by_content_and_size_before_intake_sees_it(gw: Gateway) -> None:
+    token = await gw.csrf("/apply/PL-001")
+
+    async def upload(material: str, data: bytes, name: str = "a.pdf", ctype: str = "application/pdf") -> Any:
+        form = FormData()
+        form.add_field("matter_code", "PL-001")
+        form.add_field("material_code", material)
+        form.add_field("file", data, filename=name, content_type=ctype)
+        return await gw.client.post("/api/v1/uploads", data=form, headers={"X-CSRF-Token": token})
+
+    ok = await upload("SITE-PLAN", PDF)
+    assert ok.status == 201, await ok.text()
+    assert len((await ok.json())["digest"]) == 64
+    assert (await upload("SITE-PLAN", b"MZ\x90\x00 not a pdf", "a.pdf")).status == 415
+    assert (await upload("SITE-PLAN", b"\x89PNG\r\n\x1a\n....", "a.png", "image/png")).status == 415
+    assert (await upload("SITE-PLAN", PDF + b"x" * 2000)).status == 413  # the material allows 1 KB
+    assert (await upload("NOPE", PDF)).status == 400
+    assert [t for t, _ in gw.fakes.intake.uploads] == ["application/pdf"]
+    form = FormData()
+    form.add_field("matter_code", "PL-001")
+    form.add_field("material_code", "SITE-PLAN")
+    form.add_field("file", PDF, filename="a.pdf", content_type="application/pdf")
+    assert (await gw.client.post("/api/v1/uploads", data=form)).status == 403  # no CSRF header
+
+
+async def test_applying_without_the_script_uploads_the_files_and_shows_the_receipt(gw: Gateway) -> None:
+    token = await gw.csrf("/apply/PL-001")
+    form = FormData()
+    for name, value in (
+        ("_csrf", token),
+        ("request_id", "r1"),
+        ("applicant_kind", "1"),
+        ("name", "李四"),
+        ("phone", "13800002222"),
+    ):
+        form.add_field(name, value)
+    form.add_field("file_APPLICATION", PDF, filename="app.pdf", content_type="application/pdf")
+    form.add_field("file_SITE-PLAN", PDF, filename="site.pdf", content_type="application/pdf")
+    resp = await gw.client.post("/apply/PL-001", data=form)
+    page = await resp.text()
+    assert resp.status == 200
+    assert "210200-20250106-0002" in page and CODE in page
+    case = gw.fakes.intake.cases["210200-20250106-0002"]
+    assert [d.material_code for d in case.documents] == ["APPLICATION", "SITE-PLAN"]
+    assert case.channel == common_pb2.CHANNEL_ONLINE and case.applicant.language == "zh-CN"
+    assert (await gw.client.get("/track/210200-20250106-0002")).status == 200  # unlocked by the receipt
+
+
+async def test_tracking_unlocks_the_case_without_leaving_the_code_in_the_address(gw: Gateway) -> None:
+    token = await gw.csrf("/track")
+    resp = await gw.client.post(
+        "/track", data={"number": NUMBER, "code": CODE.lower(), "_csrf": token}, allow_redirects=False
+    )
+    assert resp.status == 303 and resp.headers["Location"] == f"/track/{NUMBER}"
+    assert resp.cookies[TRACK_COOKIE]["httponly"]
+    page = await (await gw.client.get(f"/track/{NUMBER}")).text()
+    assert "规划局" in page and 'data-events="/api/v1/cases/' in page
+    assert "监察服务暂不可用" in page  # supervision is down: clocks estimated, said so
+    assert "通知服务暂不可用" in page  # notification not configured
+
+
+async def test_a_case_page_needs_the_query_code_first(gw: Gateway) -> None:
+    resp = await gw.client.get(f"/track/{NUMBER}", allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == f"/track?number={NUMBER}"
+    assert (await gw.client.get(f"/api/v1/cases/{NUMBER}/events")).status == 403
+
+
+async def test_a_tampered_track_cookie_unlocks_nothing(gw: Gateway) -> None:
+    gw.client.session.cookie_jar.update_cookies({TRACK_COOKIE: "eyJ4IjoiWSJ9.forged"})
+    assert (await gw.client.get(f"/track/{NUMBER}", allow_redirects=False)).status == 303
+
+
+async def test_the_supplement_answer_goes_to_intake_with_the_query_code(gw: Gateway) -> None:
+    case = gw.fakes.intake.cases[NUMBER]
+    case.status = common_pb2.CASE_STATUS_SUPPLEMENT_REQUESTED
+    case.open_supplement.add(material_code="SITE-PLAN", reason="比例尺不清", department="PLAN")
+    await gw.post("/track", {"number": NUMBER, "code": CODE}, page="/track")
+    page = await (await gw.client.get(f"/track/{NUMBER}")).text()
+    assert 'id="supplement-form"' in page and "比例尺不清" in page
+    token = await gw.csrf(f"/track/{NUMBER}")
+    form = FormData()
+    form.add_field("_csrf", token)
+    form.add_field("file_SITE-PLAN", PDF, filename="site2.pdf", content_type="application/pdf")
+    resp = await gw.client.post(f"/track/{NUMBER}/supplement", data=form, allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"].endswith("done=supplemented")
+    (req,) = gw.fakes.intake.supplements
+    assert req.query_code == CODE and req.case_id == "c1" and req.documents[0].material_code == "SITE-PLAN"
+
+
+async def test_a_concluded_case_can_be_evaluated_once_the_code_is_known(make_gateway: Any) -> None:
+    fakes = Fakes(supervision=FakeSupervision())
+    fakes.intake.cases[NUMBER].status = common_pb2.CASE_STATUS_CONCLUDED
+    fakes.intake.cases[NUMBER].outcome = common_pb2.OUTCOME_APPROVED
+    gw = await make_gateway(fakes)
+    await gw.post("/track", {"number": NUMBER, "code": CODE}, page="/track")
+    assert (
+        await gw.post(
+            f"/track/{NUMBER}/evaluation", {"rating": "5", "comment": "很快"}, page=f"/track/{NUMBER}"
+        )
+        == 303
+    )
+    (ev,) = fakes.supervision.evaluations
+    assert ev.rating == 5 and ev.case_number == NUMBER and len(ev.query_code_digest) == 64
+    assert await gw.post(f"/track/{NUMBER}/evaluation", {"rating": "9"}, page=f"/track/{NUMBER}") == 400
+
+
+async def test_the_seal_page_says_valid_or_invalid_and_shows_the_public_key(gw: Gateway) -> None:
+    good = common_pb2.SealedDecision(
+        decision=common_pb2.Decision(case_number=NUMBER, outcome=1),
+        seal=common_pb2.Seal(key_id="0123456789abcdef", algorithm="Ed25519", signature=b"good"),
+    )
+    page = await (await gw.client.get(f"/verify?sealed={encode_sealed(good)}")).text()
+    assert 'data-valid="true"' in page and "BEGIN PUBLIC KEY" in page
+    good.seal.signature = b"bad!"
+    page = await (await gw.client.get(f"/verify?sealed={encode_sealed(good)}")).text()
+    assert 'data-valid="false"' in page
+    page = await (await gw.client.get("/verify?sealed=not-a-seal")).text()
+    assert 'id="seal-malformed"' in page
+
+
+async def test_a_question_reaches_the_lead_departments_window_and_its_answer_the_faq(gw: Gateway) -> None:
+    assert (
+        await gw.post(
+            "/guide/PL-001/questions", {"question": "需要几份图纸?", "name": "王"}, page="/guide/PL-001"
+        )
+        == 303
+    )
+    assert await gw.sign_in("clerk.drc") == 303
+    assert "需要几份图纸" not in await (await gw.client.get("/staff/questions")).text()
+    await gw.post("/staff/logout", page="/staff")
+    assert await gw.sign_in("clerk.plan") == 303
+    page = await (await gw.client.get("/staff/questions")).text()
+    qid = page.split('id="q-', 1)[1].split('"', 1)[0]
+    assert (
+        await gw.post(
+            f"/staff/questions/{qid}/answer", {"answer": "两份。", "publish": "1"}, page="/staff/questions"
+        )
+        == 303
+    )
+    guide = await (await gw.client.get("/guide/PL-001")).text()
+    assert "需要几份图纸" in guide and "两份。" in guide
+
+
+async def test_statistics_render_svg_charts_without_inline_styles(make_gateway: Any) -> None:
+    gw = await make_gateway(Fakes(supervision=FakeSupervision()))
+    page = await (await gw.client.get("/statistics")).text()
+    assert page.count("<svg") >= 3 and ("75%" in page or "75.0%" in page)
+    assert " style=" not in page
+    down = await (await (await make_gateway()).client.get("/statistics")).text()
+    assert 'id="stats-degraded"' in down and "<svg" in down
+
+
+async def test_readiness_reports_unconfigured_services_without_waiting_for_them(gw: Gateway) -> None:
+    resp = await gw.client.get("/readyz")
+    body = await resp.json()
+    assert resp.status == 200
+    assert body["services"]["notification"] == "NOT_CONFIGURED"
+
+
+async def test_the_applicant_withdraws_with_the_query_code(gw: Gateway) -> None:
+    await gw.post("/track", {"number": NUMBER, "code": CODE}, page="/track")
+    assert 'id="withdraw"' in await (await gw.client.get(f"/track/{NUMBER}")).text()
+    assert await gw.post(f"/track/{NUMBER}/withdraw", {"reason": "不再需要"}, page=f"/track/{NUMBER}") == 303
+    (req,) = gw.fakes.intake.withdrawn
+    assert req.query_code == CODE and req.case_id == "c1" and req.reason == "不再需要"
+
+
+async def test_the_language_switch_refuses_a_backslash_detour(gw: Gateway) -> None:
+    resp = await gw.client.get("/lang/en?next=/\\evil.example/", allow_redirects=False)
+    assert resp.headers["Location"] == "/"
