@@ -8,7 +8,7 @@ from typing import Any
 from onestop.approval.v1 import approval_pb2
 from onestop.events.v1 import events_pb2
 from services.approval import model, repository
-from services.approval.handlers import ApprovalContext, _due, actor_json, view, who
+from services.approval.handlers import ApprovalContext, _due, actor_json, audit, view, who
 from services.common.clock import aware
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.outbox import UnitOfWork
@@ -50,6 +50,8 @@ async def request_extension(
             case_number=row["case_number"],
         )
     )
+    await audit(uow, ctx, req.by, "request_extension", row["case_number"], task_id=req.task_id, days=req.days,
+                reason=req.reason)
     return ext
 
 
@@ -102,6 +104,8 @@ async def decide_extension(
             case_number=row["case_number"],
         )
     )
+    await audit(uow, ctx, req.by, "approve_extension" if req.approve else "refuse_extension", row["case_number"],
+                extension_id=req.extension_id, reason=req.reason)
     return ext
 
 
@@ -124,6 +128,7 @@ async def add_opinion(
             "at": ctx.clock.now(),
         },
     )
+    await audit(uow, ctx, req.by, "opinion", row["case_number"], task_id=req.task_id)
     return row
 
 

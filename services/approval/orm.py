@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
 )
 
+from services.common.audit import audit_tables
 from services.common.db import Instant
 from services.common.outbox import inbox_table, outbox_table
 
@@ -103,3 +104,5 @@ decisions = Table(
 
 outbox = outbox_table(metadata, "approval")
 inbox = inbox_table(metadata, "approval")
+
+audit = audit_tables(metadata, "approval")

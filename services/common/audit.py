@@ -1,0 +1,109 @@
+"""An append-only, hash-chained audit log: every staff action, node-to-node call, decision and seal.
+
+Each service keeps its own chain (its own tables); a node's audit log is the set of its services'
+chains. Row n stores hash_n = SHA-256(hash_{n-1} || canonical JSON of row n); a one-row head table
+holds the last sequence and hash, and is locked by each append, so concurrent writers cannot fork
+the chain. `verify` recomputes every hash and names the first edited, deleted or missing record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Integer, MetaData, String, Table, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.common.db import Instant, insert_ignore
+
+GENESIS = "0" * 64
+
+
+def audit_tables(metadata: MetaData, prefix: str) -> tuple[Table, Table]:
+    """The service's audit log and its head (last sequence and hash)."""
+    log = Table(
+        f"{prefix}_audit",
+        metadata,
+        Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+        Column("at", Instant, nullable=False),
+        Column("actor", String(128), nullable=False),
+        Column("role", String(64), nullable=False),
+        Column("action", String(64), nullable=False),
+        Column("subject", String(128), nullable=False),
+        Column("detail", JSON, nullable=False),
+        Column("prev_hash", String(64), nullable=False),
+        Column("hash", String(64), nullable=False),
+    )
+    head = Table(
+        f"{prefix}_audit_head",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("seq", BigInteger, nullable=False),
+        Column("hash", String(64), nullable=False),
+    )
+    return log, head
+
+
+def record_hash(prev_hash: str, *, seq: int, at: datetime, actor: str, role: str, action: str, subject: str,
+                detail: Any) -> str:
+    """The chained hash of one record."""
+    body = json.dumps(
+        {"seq": seq, "at": at.isoformat(), "actor": actor, "role": role, "action": action, "subject": subject,
+         "detail": detail},
+        sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str,
+    )
+    return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+
+
+async def append(conn: AsyncConnection, tables: tuple[Table, Table], *, at: datetime, actor: str, role: str,
+                 action: str, subject: str, detail: dict[str, Any] | None = None) -> int:
+    """Append a record in the caller's transaction; its sequence number."""
+    log, head = tables
+    at = at.astimezone(UTC)  # stored and hashed in UTC, whatever zone the caller's clock uses
+    await insert_ignore(conn, head, {"id": 1, "seq": 0, "hash": GENESIS})
+    stmt = select(head.c.seq, head.c.hash).where(head.c.id == 1)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    last = (await conn.execute(stmt)).one()
+    seq = int(last.seq) + 1
+    detail = json.loads(json.dumps(detail or {}, default=str))
+    digest = record_hash(last.hash, seq=seq, at=at, actor=actor, role=role, action=action, subject=subject,
+                         detail=detail)
+    await conn.execute(log.insert().values(seq=seq, at=at, actor=actor, role=role, action=action,
+                                           subject=subject, detail=detail, prev_hash=last.hash, hash=digest))
+    await conn.execute(update(head).where(head.c.id == 1).values(seq=seq, hash=digest))
+    return seq
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of verifying one chain."""
+
+    records: int
+    ok: bool
+    problem: str = ""
+    first_bad_seq: int | None = None
+
+
+async def verify(conn: AsyncConnection, tables: tuple[Table, Table]) -> Verdict:
+    """Recompute the chain; the first record that was edited, deleted or cut off."""
+    log, head = tables
+    prev, expected_seq, count = GENESIS, 1, 0
+    result = await conn.stream(select(log).order_by(log.c.seq))
+    async for row in result.mappings():
+        if row["seq"] != expected_seq:
+            return Verdict(count, False, f"record {expected_seq} is missing (deleted)", expected_seq)
+        if row["prev_hash"] != prev:
+            return Verdict(count, False, f"record {row['seq']} does not follow record {row['seq'] - 1}", row["seq"])
+        digest = record_hash(prev, seq=row["seq"], at=row["at"].astimezone(UTC), actor=row["actor"], role=row["role"],
+                             action=row["action"], subject=row["subject"], detail=row["detail"])
+        if digest != row["hash"]:
+            return Verdict(count, False, f"record {row['seq']} was edited after it was written", row["seq"])
+        prev, expected_seq, count = row["hash"], expected_seq + 1, count + 1
+    last = (await conn.execute(select(head.c.seq, head.c.hash).where(head.c.id == 1))).first()
+    if last is not None and (last.seq != count or last.hash != prev):
+        return Verdict(count, False, f"records after {count} are missing (the head says {last.seq})", count + 1)
+    return Verdict(count, True)
