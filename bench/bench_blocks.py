@@ -128,13 +128,18 @@ async def postgres(db: str, n: int = 3000) -> tuple[float, float, float, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="onestop-blocks-"))
     port = free_port()
-    proc = subprocess.Popen([nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(tmp)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(tmp)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     db = f"onestop_blocks_{uuid.uuid4().hex[:8]}"
     pg_create_database(db)
     try:
@@ -149,21 +154,28 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     print("building blocks (this machine, this run):")
     print(f"  JetStream publish_async batched   {pub:9.0f} msg/s")
-    print(f"  JetStream pull + ack              {pull:9.0f} msg/s   ({js_cpu:.0f} µs CPU per message, client side)")
-    print(f"  grpc.aio unary, 64 in flight      {g_rate:9.0f} calls/s ({g_cpu:.0f} µs CPU per call, client+server)")
+    print(
+        f"  JetStream pull + ack              {pull:9.0f} msg/s   ({js_cpu:.0f} µs CPU per message, client side)"
+    )
+    print(
+        f"  grpc.aio unary, 64 in flight      {g_rate:9.0f} calls/s ({g_cpu:.0f} µs CPU per call, client+server)"
+    )
     print(f"  PostgreSQL 1-row tx, raw asyncpg  {raw_rate:9.0f} tx/s    ({raw_cpu:.0f} µs CPU incl. server)")
     print(f"  PostgreSQL 1-row tx, our layer    {sa_rate:9.0f} tx/s    ({sa_cpu:.0f} µs CPU incl. server)")
     print(f"rerun: {COMMAND}")
-    merge_results(args.json, {
-        "block_jetstream_publish_per_s": metric(pub, "msg/s", None, "higher"),
-        "block_jetstream_pull_ack_per_s": metric(pull, "msg/s", None, "higher"),
-        "block_grpc_unary_per_s": metric(g_rate, "calls/s", None, "higher"),
-        "block_grpc_unary_cpu_us": metric(g_cpu, "µs", None, "lower"),
-        "block_pg_raw_tx_per_s": metric(raw_rate, "tx/s", None, "higher"),
-        "block_pg_raw_tx_cpu_us": metric(raw_cpu, "µs", None, "lower"),
-        "block_pg_layer_tx_per_s": metric(sa_rate, "tx/s", None, "higher"),
-        "block_pg_layer_tx_cpu_us": metric(sa_cpu, "µs", None, "lower"),
-    })
+    merge_results(
+        args.json,
+        {
+            "block_jetstream_publish_per_s": metric(pub, "msg/s", None, "higher"),
+            "block_jetstream_pull_ack_per_s": metric(pull, "msg/s", None, "higher"),
+            "block_grpc_unary_per_s": metric(g_rate, "calls/s", None, "higher"),
+            "block_grpc_unary_cpu_us": metric(g_cpu, "µs", None, "lower"),
+            "block_pg_raw_tx_per_s": metric(raw_rate, "tx/s", None, "higher"),
+            "block_pg_raw_tx_cpu_us": metric(raw_cpu, "µs", None, "lower"),
+            "block_pg_layer_tx_per_s": metric(sa_rate, "tx/s", None, "higher"),
+            "block_pg_layer_tx_cpu_us": metric(sa_cpu, "µs", None, "lower"),
+        },
+    )
     return 0
 
 

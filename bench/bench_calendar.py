@@ -85,9 +85,7 @@ def main() -> int:
             "unit": "ms",
             "better": "lower",
         }
-        args.json.write_text(
-            json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-        )
+        args.json.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return 0
 
 

@@ -26,14 +26,22 @@ TARGET_P99_MS = 500.0
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--rate", type=float, default=0.0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     db = f"onestop_lat_{uuid.uuid4().hex[:8]}"
-    node = Node(NodeConfig(center="210200", data_dir=Path(tempfile.mkdtemp(prefix="onestop-lat-")),
-                           database=pg_create_database(db)), gateway=False)
+    node = Node(
+        NodeConfig(
+            center="210200",
+            data_dir=Path(tempfile.mkdtemp(prefix="onestop-lat-")),
+            database=pg_create_database(db),
+        ),
+        gateway=False,
+    )
     try:
         node.start()
         rate = args.rate
@@ -46,13 +54,18 @@ def main() -> int:
         node.stop()
         pg_drop_database(db)
     print(f"  open-loop rate     {rate:8.1f} cases/s for {args.seconds:.0f} s")
-    print(f"  p50 / p99 (ms)     {figures['p50_ms']:8.1f} / {figures['p99_ms']:.1f}   (target p99 <= {TARGET_P99_MS})")
+    print(
+        f"  p50 / p99 (ms)     {figures['p50_ms']:8.1f} / {figures['p99_ms']:.1f}   (target p99 <= {TARGET_P99_MS})"
+    )
     print(f"rerun: {COMMAND}")
-    merge_results(args.json, {
-        "open_loop_rate_cases_per_s": metric(rate, "cases/s", None, "higher"),
-        "open_loop_p50_ms": metric(figures["p50_ms"], "ms", None, "lower"),
-        "open_loop_p99_ms": metric(figures["p99_ms"], "ms", TARGET_P99_MS, "lower"),
-    })
+    merge_results(
+        args.json,
+        {
+            "open_loop_rate_cases_per_s": metric(rate, "cases/s", None, "higher"),
+            "open_loop_p50_ms": metric(figures["p50_ms"], "ms", None, "lower"),
+            "open_loop_p99_ms": metric(figures["p99_ms"], "ms", TARGET_P99_MS, "lower"),
+        },
+    )
     return 0
 
 

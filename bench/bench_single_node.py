@@ -60,9 +60,20 @@ async def run(node: Node, *, cases: int, concurrency: int, rate: float = 0.0) ->
     matter = await routing.GetMatter(routing_pb2.GetMatterRequest(code=MATTER))
     docs = []
     for m in matter.materials:  # content-addressed: one upload serves every case
-        docs.append(await intake.UploadDocument(iter([intake_pb2.DocumentChunk(
-            filename=f"{m.code}.pdf", content_type="application/pdf", material_code=m.code,
-            data=b"%PDF-1.4 bench " + m.code.encode())])))
+        docs.append(
+            await intake.UploadDocument(
+                iter(
+                    [
+                        intake_pb2.DocumentChunk(
+                            filename=f"{m.code}.pdf",
+                            content_type="application/pdf",
+                            material_code=m.code,
+                            data=b"%PDF-1.4 bench " + m.code.encode(),
+                        )
+                    ]
+                )
+            )
+        )
     departments = [s.department for s in matter.workflow]
     submitted: dict[str, float] = {}
     latencies: list[float] = []
@@ -86,23 +97,38 @@ async def run(node: Node, *, cases: int, concurrency: int, rate: float = 0.0) ->
             await asyncio.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
         async with sem:
             started = time.perf_counter()
-            reply = await intake.SubmitCase(intake_pb2.SubmitCaseRequest(
-                client_request_id=f"bench-{uuid.uuid4()}", matter_code=MATTER, channel=common_pb2.CHANNEL_ONLINE,
-                documents=docs, applicant=common_pb2.Applicant(name=f"申请人{i}"),
-                submitted_by=common_pb2.Actor(username="bench", role="window_clerk")))
+            reply = await intake.SubmitCase(
+                intake_pb2.SubmitCaseRequest(
+                    client_request_id=f"bench-{uuid.uuid4()}",
+                    matter_code=MATTER,
+                    channel=common_pb2.CHANNEL_ONLINE,
+                    documents=docs,
+                    applicant=common_pb2.Applicant(name=f"申请人{i}"),
+                    submitted_by=common_pb2.Actor(username="bench", role="window_clerk"),
+                )
+            )
             submitted[reply.case.case_number] = started
 
     async def bot(department: str) -> None:
-        by = common_pb2.Actor(username=f"chief.{department.lower()}", role="chief_representative",
-                              department=department)
+        by = common_pb2.Actor(
+            username=f"chief.{department.lower()}", role="chief_representative", department=department
+        )
         while not done.is_set():
             queue = await approval.ListQueue(approval_pb2.ListQueueRequest(department=department, limit=200))
             if not queue.tasks:
                 await asyncio.sleep(0.02)
                 continue
-            await asyncio.gather(*(approval.DecideTask(approval_pb2.DecideTaskRequest(
-                task_id=t.task_id, verdict=approval_pb2.VERDICT_APPROVE, by=by)) for t in queue.tasks
-                if t.status == common_pb2.TASK_STATUS_PENDING))
+            await asyncio.gather(
+                *(
+                    approval.DecideTask(
+                        approval_pb2.DecideTaskRequest(
+                            task_id=t.task_id, verdict=approval_pb2.VERDICT_APPROVE, by=by
+                        )
+                    )
+                    for t in queue.tasks
+                    if t.status == common_pb2.TASK_STATUS_PENDING
+                )
+            )
 
     meter = CpuMeter([p.popen.pid for p in node.procs.values() if p.popen])
     meter.start()
@@ -114,8 +140,10 @@ async def run(node: Node, *, cases: int, concurrency: int, rate: float = 0.0) ->
         nonlocal last, progress_at
         while not done.is_set():
             await asyncio.sleep(2)
-            print(f"  progress: {len(latencies)}/{cases} concluded, {len(latencies) / (time.perf_counter() - t0):.0f} cases/s",
-                  flush=True)
+            print(
+                f"  progress: {len(latencies)}/{cases} concluded, {len(latencies) / (time.perf_counter() - t0):.0f} cases/s",
+                flush=True,
+            )
 
     reporter = asyncio.create_task(report())
     await asyncio.gather(*(submit(i) for i in range(cases)))
@@ -139,7 +167,9 @@ async def run(node: Node, *, cases: int, concurrency: int, rate: float = 0.0) ->
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cases", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--sqlite", action="store_true")
@@ -147,9 +177,15 @@ def main() -> int:
     args = parser.parse_args()
     db_name = f"onestop_bench_{uuid.uuid4().hex[:8]}"
     database = "sqlite" if args.sqlite else pg_create_database(db_name)
-    node = Node(NodeConfig(center="210200", data_dir=Path(tempfile.mkdtemp(prefix="onestop-bench-")),
-                           database=database, env={"ONESTOP_LOG_LEVEL": "WARNING"}),
-                gateway=False)
+    node = Node(
+        NodeConfig(
+            center="210200",
+            data_dir=Path(tempfile.mkdtemp(prefix="onestop-bench-")),
+            database=database,
+            env={"ONESTOP_LOG_LEVEL": "WARNING"},
+        ),
+        gateway=False,
+    )
     try:
         node.start()
         print(f"single-node parallel approval: {args.cases} cases of {MATTER}, {args.concurrency} in flight")
@@ -160,18 +196,30 @@ def main() -> int:
         if not args.sqlite:
             pg_drop_database(db_name)
     print(f"  cases/s            {figures['cases_per_s']:8.1f}   (target >= {TARGET_CASES_PER_S})")
-    print(f"  CPU per case (ms)  {figures['cpu_ms_per_case']:8.2f}   (target <= {TARGET_CPU_MS}; all node processes + PostgreSQL)")
+    print(
+        f"  CPU per case (ms)  {figures['cpu_ms_per_case']:8.2f}   (target <= {TARGET_CPU_MS}; all node processes + PostgreSQL)"
+    )
     print(f"  p50 / p99 (ms)     {figures['p50_ms']:8.1f} / {figures['p99_ms']:.1f}")
     for name, mb in sorted(rss.items()):
         print(f"  peak RSS {name:14s} {mb:7.1f} MB   (target <= 200 MB per service)")
     print(f"rerun: {COMMAND}")
-    merge_results(args.json, {
-        "single_node_cases_per_s": metric(figures["cases_per_s"], "cases/s", TARGET_CASES_PER_S, "higher"),
-        "single_node_cpu_ms_per_case": metric(figures["cpu_ms_per_case"], "ms", TARGET_CPU_MS, "lower"),
-        "single_node_p99_ms": metric(figures["p99_ms"], "ms", None, "lower"),
-        "peak_rss_max_service_mb": metric(max(v for k, v in rss.items() if k != "nats"), "MB", 200, "lower"),
-        **{f"peak_rss_{k}_mb": metric(v, "MB", 200 if k != "nats" else None, "lower") for k, v in rss.items()},
-    })
+    merge_results(
+        args.json,
+        {
+            "single_node_cases_per_s": metric(
+                figures["cases_per_s"], "cases/s", TARGET_CASES_PER_S, "higher"
+            ),
+            "single_node_cpu_ms_per_case": metric(figures["cpu_ms_per_case"], "ms", TARGET_CPU_MS, "lower"),
+            "single_node_p99_ms": metric(figures["p99_ms"], "ms", None, "lower"),
+            "peak_rss_max_service_mb": metric(
+                max(v for k, v in rss.items() if k != "nats"), "MB", 200, "lower"
+            ),
+            **{
+                f"peak_rss_{k}_mb": metric(v, "MB", 200 if k != "nats" else None, "lower")
+                for k, v in rss.items()
+            },
+        },
+    )
     return 0
 
 

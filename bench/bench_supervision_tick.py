@@ -67,9 +67,38 @@ def records(n: int) -> Iterator[tuple[object, ...]]:
             next_at = None if i % 10 == 0 else due - timedelta(days=1)  # a tenth paused or stopped
             level = 0
         case_id = str(uuid.UUID(int=10**12 + i))
-        yield (f"task/{task_id}", case_id, f"210200-20251024-{i:07d}", task_id, "210200", f"M{i % 50}",
-               f"D{i % 16:02d}", f"W{i % 16:02d}", accepted, accepted, 5, 20, None, 0, 1, True, "[]", False, due, 0,
-               level, None, "", '["clerk"]', "", None, 0, None, next_at, accepted)
+        yield (
+            f"task/{task_id}",
+            case_id,
+            f"210200-20251024-{i:07d}",
+            task_id,
+            "210200",
+            f"M{i % 50}",
+            f"D{i % 16:02d}",
+            f"W{i % 16:02d}",
+            accepted,
+            accepted,
+            5,
+            20,
+            None,
+            0,
+            1,
+            True,
+            "[]",
+            False,
+            due,
+            0,
+            level,
+            None,
+            "",
+            '["clerk"]',
+            "",
+            None,
+            0,
+            None,
+            next_at,
+            accepted,
+        )
 
 
 async def seed(url: str, n: int) -> float:
@@ -96,8 +125,9 @@ async def measure(url: str) -> list[float]:
     """Milliseconds of each round's tick."""
     engine = create_engine(url)
     clock = ManualClock(NOW)
-    ctx = SupervisionContext(center="210200", clock=clock, calendar=default_calendar(), approval=NoApproval(),
-                             tick_batch=DUE)
+    ctx = SupervisionContext(
+        center="210200", clock=clock, calendar=default_calendar(), approval=NoApproval(), tick_batch=DUE
+    )
     outbox = Outbox(orm.outbox)
     timings = []
     try:
@@ -133,11 +163,18 @@ async def run(pg: str, n: int) -> tuple[float, list[float]]:
 
 def main() -> int:
     """Seed, time the ticks, print the figures; optionally merge them into a JSON file."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--json", type=Path, default=None, help="merge the result into this JSON file")
-    parser.add_argument("--clocks", type=int, default=1_000_000, help="open clocks to insert (default 1,000,000)")
-    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres",
-                        help="PostgreSQL admin URL (a database is created and dropped there)")
+    parser.add_argument(
+        "--clocks", type=int, default=1_000_000, help="open clocks to insert (default 1,000,000)"
+    )
+    parser.add_argument(
+        "--pg",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="PostgreSQL admin URL (a database is created and dropped there)",
+    )
     args = parser.parse_args()
     if args.clocks < ROUNDS * DUE:
         parser.error(f"--clocks must be at least {ROUNDS * DUE}")
@@ -146,8 +183,10 @@ def main() -> int:
     median = statistics.median(timings)
     verdict = "ok" if median <= TARGET_MS else "ABOVE TARGET"
     print(f"seeded {args.clocks:,} open clocks with COPY in {seed_s:.1f} s")
-    print(f"supervision tick, {DUE:,} due of {args.clocks:,}: median {median:.1f} ms "
-          f"(rounds: {', '.join(f'{t:.1f}' for t in timings)} ms; target <= {TARGET_MS:.0f} ms, {verdict})")
+    print(
+        f"supervision tick, {DUE:,} due of {args.clocks:,}: median {median:.1f} ms "
+        f"(rounds: {', '.join(f'{t:.1f}' for t in timings)} ms; target <= {TARGET_MS:.0f} ms, {verdict})"
+    )
     print(f"total {time.perf_counter() - t0:.0f} s; rerun: {COMMAND}")
     if args.json is not None:
         data = json.loads(args.json.read_text(encoding="utf-8") or "{}") if args.json.exists() else {}

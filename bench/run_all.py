@@ -24,12 +24,13 @@ BENCHES: list[tuple[str, list[str], list[str]]] = [
     ("bench_federation.py", [], ["--cases", "100"]),
     ("bench_supervision_tick.py", [], ["--clocks", "100000"]),
     ("bench_gateway.py", [], []),
-    ("bench_rss.py", [], []),
 ]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--quick", action="store_true", help="smaller runs, for a smoke check")
     args = parser.parse_args()
@@ -42,8 +43,9 @@ def main() -> int:
             continue
         print(f"== {script}", flush=True)
         t0 = time.monotonic()
-        result = subprocess.run([sys.executable, str(path), "--json", str(args.json), *(quick if args.quick else full)],
-                                cwd=ROOT)
+        result = subprocess.run(
+            [sys.executable, str(path), "--json", str(args.json), *(quick if args.quick else full)], cwd=ROOT
+        )
         print(f"   ({time.monotonic() - t0:.0f} s)", flush=True)
         if result.returncode != 0:
             failed.append(script)

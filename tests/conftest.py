@@ -28,7 +28,9 @@ def postgres_server() -> str:
     """The PostgreSQL server URL; skipped locally when absent, a hard failure on CI."""
     if not pg_reachable():
         if _on_ci():
-            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL} and CI=true: the PostgreSQL tests must run")
+            pytest.fail(
+                f"PostgreSQL is not reachable at {PG_ADMIN_URL} and CI=true: the PostgreSQL tests must run"
+            )
         pytest.skip("PostgreSQL not reachable (set CI=true to make this a failure)")
     return PG_ADMIN_URL
 
@@ -49,8 +51,11 @@ def nats_server(tmp_path: Path) -> Iterator[str]:
     """A real nats-server with JetStream on a free port, in a temp dir."""
     port = free_port()
     store = tmp_path / "nats"
-    proc = subprocess.Popen([nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     import socket
 
     deadline = time.monotonic() + 10
@@ -78,9 +83,17 @@ class NodePool:
         self.databases: list[str] = []
         self.base = Path(tempfile.mkdtemp(prefix="onestop-e2e-"))
 
-    def start(self, center: str = "210200", *, level: str = "city", sqlite: bool = False, parent: str = "",
-              env: dict[str, str] | None = None, services: tuple[str, ...] | None = None,
-              gateway: bool = False) -> Node:
+    def start(
+        self,
+        center: str = "210200",
+        *,
+        level: str = "city",
+        sqlite: bool = False,
+        parent: str = "",
+        env: dict[str, str] | None = None,
+        services: tuple[str, ...] | None = None,
+        gateway: bool = False,
+    ) -> Node:
         """Start a node and wait until it is healthy."""
         if sqlite:
             database = "sqlite"
@@ -92,8 +105,14 @@ class NodePool:
             name = f"onestop_e2e_{uuid.uuid4().hex[:10]}"
             database = pg_create_database(name)
             self.databases.append(name)
-        config = NodeConfig(center=center, level=level, data_dir=self.base / f"{center}-{len(self.nodes)}",
-                            database=database, parent=parent, env=env or {})
+        config = NodeConfig(
+            center=center,
+            level=level,
+            data_dir=self.base / f"{center}-{len(self.nodes)}",
+            database=database,
+            parent=parent,
+            env=env or {},
+        )
         node = Node(config, **({"services": services} if services else {}), gateway=gateway)
         self.nodes.append(node)
         node.start()
@@ -104,7 +123,9 @@ class NodePool:
         for node in reversed(self.nodes):
             node.stop()
             if keep_logs_as:
-                shutil.copytree(node.logs, ARTIFACTS / "logs" / keep_logs_as / node.config.center, dirs_exist_ok=True)
+                shutil.copytree(
+                    node.logs, ARTIFACTS / "logs" / keep_logs_as / node.config.center, dirs_exist_ok=True
+                )
         for name in self.databases:
             pg_drop_database(name)
         shutil.rmtree(self.base, ignore_errors=True)

@@ -56,7 +56,9 @@ def pg_drop_database(name: str) -> None:
     _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def wait_for(probe: Callable[[], T | None], *, timeout: float = 20.0, interval: float = 0.05, what: str = "") -> T:
+def wait_for(
+    probe: Callable[[], T | None], *, timeout: float = 20.0, interval: float = 0.05, what: str = ""
+) -> T:
     """Poll until `probe` returns something truthy."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -91,57 +93,121 @@ class NodeClients:
     def of(cls, node: Any) -> NodeClients:
         """Stubs for a running Node."""
         chans = [grpc.insecure_channel(node.address(s)) for s in ("intake", "routing", "approval")]
-        return cls(intake_pb2_grpc.IntakeServiceStub(chans[0]), routing_pb2_grpc.RoutingServiceStub(chans[1]),
-                   approval_pb2_grpc.ApprovalServiceStub(chans[2]), chans)
+        return cls(
+            intake_pb2_grpc.IntakeServiceStub(chans[0]),
+            routing_pb2_grpc.RoutingServiceStub(chans[1]),
+            approval_pb2_grpc.ApprovalServiceStub(chans[2]),
+            chans,
+        )
 
     def close(self) -> None:
         """Close the channels."""
         for c in self.channels:
             c.close()
 
-    def upload(self, material_code: str, data: bytes | None = None, *, content_type: str = "application/pdf",
-               filename: str = "") -> common_pb2.Document:
+    def upload(
+        self,
+        material_code: str,
+        data: bytes | None = None,
+        *,
+        content_type: str = "application/pdf",
+        filename: str = "",
+    ) -> common_pb2.Document:
         """Upload one document."""
         data = data if data is not None else b"%PDF-1.4 " + material_code.encode() + os.urandom(8)
-        return self.intake.UploadDocument(iter([intake_pb2.DocumentChunk(
-            filename=filename or f"{material_code}.pdf", content_type=content_type, material_code=material_code,
-            data=data)]), timeout=10)
+        return self.intake.UploadDocument(
+            iter(
+                [
+                    intake_pb2.DocumentChunk(
+                        filename=filename or f"{material_code}.pdf",
+                        content_type=content_type,
+                        material_code=material_code,
+                        data=data,
+                    )
+                ]
+            ),
+            timeout=10,
+        )
 
     def complete_documents(self, matter_code: str) -> list[common_pb2.Document]:
         """One uploaded document for every material of a matter."""
         matter = self.routing.GetMatter(routing_pb2.GetMatterRequest(code=matter_code), timeout=5)
         return [self.upload(m.code) for m in matter.materials]
 
-    def submit(self, matter_code: str, *, documents: list[common_pb2.Document] | None = None,
-               request_id: str = "", name: str = "张三", channel: int = common_pb2.CHANNEL_COUNTER,
-               phone: str = "13800001111", email: str = "") -> intake_pb2.SubmitCaseResponse:
+    def submit(
+        self,
+        matter_code: str,
+        *,
+        documents: list[common_pb2.Document] | None = None,
+        request_id: str = "",
+        name: str = "张三",
+        channel: int = common_pb2.CHANNEL_COUNTER,
+        phone: str = "13800001111",
+        email: str = "",
+    ) -> intake_pb2.SubmitCaseResponse:
         """Submit a case (complete unless documents are given)."""
         docs = self.complete_documents(matter_code) if documents is None else documents
-        return self.intake.SubmitCase(intake_pb2.SubmitCaseRequest(
-            client_request_id=request_id, matter_code=matter_code, channel=channel, documents=docs,
-            applicant=common_pb2.Applicant(kind=common_pb2.APPLICANT_KIND_PERSON, name=name, phone=phone,
-                                           email=email),
-            submitted_by=actor("clerk.intake", "window_clerk")), timeout=10)
+        return self.intake.SubmitCase(
+            intake_pb2.SubmitCaseRequest(
+                client_request_id=request_id,
+                matter_code=matter_code,
+                channel=channel,
+                documents=docs,
+                applicant=common_pb2.Applicant(
+                    kind=common_pb2.APPLICANT_KIND_PERSON, name=name, phone=phone, email=email
+                ),
+                submitted_by=actor("clerk.intake", "window_clerk"),
+            ),
+            timeout=10,
+        )
 
     def tasks(self, case_number: str) -> list[common_pb2.Task]:
         """The case's department tasks."""
-        return list(self.approval.ListCaseTasks(approval_pb2.ListCaseTasksRequest(case_number=case_number),
-                                                timeout=5).tasks)
+        return list(
+            self.approval.ListCaseTasks(
+                approval_pb2.ListCaseTasksRequest(case_number=case_number), timeout=5
+            ).tasks
+        )
 
-    def wait_tasks(self, case_number: str, *, status: int = common_pb2.TASK_STATUS_PENDING, count: int = 1,
-                   timeout: float = 20.0) -> list[common_pb2.Task]:
+    def wait_tasks(
+        self,
+        case_number: str,
+        *,
+        status: int = common_pb2.TASK_STATUS_PENDING,
+        count: int = 1,
+        timeout: float = 20.0,
+    ) -> list[common_pb2.Task]:
         """Wait until at least `count` tasks are in `status`."""
-        return wait_for(lambda: [t for t in self.tasks(case_number) if t.status == status]
-                        if len([t for t in self.tasks(case_number) if t.status == status]) >= count else None,
-                        timeout=timeout, what=f"{count} task(s) of {case_number} in {status}")
+        return wait_for(
+            lambda: (
+                [t for t in self.tasks(case_number) if t.status == status]
+                if len([t for t in self.tasks(case_number) if t.status == status]) >= count
+                else None
+            ),
+            timeout=timeout,
+            what=f"{count} task(s) of {case_number} in {status}",
+        )
 
-    def decide(self, task: common_pb2.Task, verdict: int = approval_pb2.VERDICT_APPROVE, *,
-               reasons: list[str] | None = None, items: list[common_pb2.SupplementItem] | None = None,
-               by: common_pb2.Actor | None = None) -> common_pb2.Task:
+    def decide(
+        self,
+        task: common_pb2.Task,
+        verdict: int = approval_pb2.VERDICT_APPROVE,
+        *,
+        reasons: list[str] | None = None,
+        items: list[common_pb2.SupplementItem] | None = None,
+        by: common_pb2.Actor | None = None,
+    ) -> common_pb2.Task:
         """Decide a task as its department's chief representative."""
-        return self.approval.DecideTask(approval_pb2.DecideTaskRequest(
-            task_id=task.task_id, verdict=verdict, reasons=reasons or [], items=items or [],
-            by=by or chief(task.department)), timeout=10)
+        return self.approval.DecideTask(
+            approval_pb2.DecideTaskRequest(
+                task_id=task.task_id,
+                verdict=verdict,
+                reasons=reasons or [],
+                items=items or [],
+                by=by or chief(task.department),
+            ),
+            timeout=10,
+        )
 
     def case(self, case_number: str) -> common_pb2.Case:
         """The case as intake sees it."""
@@ -149,10 +215,17 @@ class NodeClients:
 
     def wait_case(self, case_number: str, status: int, *, timeout: float = 20.0) -> common_pb2.Case:
         """Wait until the case reaches `status`."""
-        return wait_for(lambda: (c := self.case(case_number)).status == status and c,
-                        timeout=timeout, what=f"case {case_number} in {common_pb2.CaseStatus.Name(status)}")
+        return wait_for(
+            lambda: (c := self.case(case_number)).status == status and c,
+            timeout=timeout,
+            what=f"case {case_number} in {common_pb2.CaseStatus.Name(status)}",
+        )
 
     def timeline(self, case_number: str) -> list[str]:
         """The kinds of the case's timeline entries, in order."""
-        return [e.kind for e in self.intake.GetTimeline(intake_pb2.GetCaseRequest(case_number=case_number),
-                                                        timeout=5).entries]
+        return [
+            e.kind
+            for e in self.intake.GetTimeline(
+                intake_pb2.GetCaseRequest(case_number=case_number), timeout=5
+            ).entries
+        ]

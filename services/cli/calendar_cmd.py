@@ -80,9 +80,7 @@ def parse_instant(text: str) -> datetime:
     return value
 
 
-def cmd_due(
-    args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr
-) -> int:
+def cmd_due(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Handle ``calendar due``."""
     try:
         start = parse_instant(args.start)
@@ -91,9 +89,7 @@ def cmd_due(
     try:
         days = int(args.days)
     except ValueError:
-        return _fail(
-            f"--days must be a whole number of working days, got {args.days!r}", err
-        )
+        return _fail(f"--days must be a whole number of working days, got {args.days!r}", err)
     if days < 0:
         return _fail(f"--days must be >= 0, got {days}", err)
     try:
@@ -104,9 +100,7 @@ def cmd_due(
     return EXIT_OK
 
 
-def cmd_years(
-    args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr
-) -> int:
+def cmd_years(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Handle ``calendar years``."""
     try:
         cal = default_calendar()
@@ -117,9 +111,7 @@ def cmd_years(
     return EXIT_OK
 
 
-def cmd_check(
-    args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr
-) -> int:
+def cmd_check(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Handle ``calendar check``."""
     try:
         day = date.fromisoformat(args.date.strip())

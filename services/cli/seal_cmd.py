@@ -27,14 +27,18 @@ def _load_sealed(path: Path) -> common_pb2.SealedDecision:
 
 def _verify(args: argparse.Namespace) -> int:
     if not (args.node and args.case_number) and not (args.decision and args.public_key):
-        print("onestop seal verify: give --decision and --public-key, or --node and --case-number", file=sys.stderr)
+        print(
+            "onestop seal verify: give --decision and --public-key, or --node and --case-number",
+            file=sys.stderr,
+        )
         return 2
     try:
         if args.node:
             with grpc.insecure_channel(args.node) as channel:
                 stub = approval_pb2_grpc.ApprovalServiceStub(channel)
-                sealed = stub.GetCaseDecision(approval_pb2.GetCaseDecisionRequest(case_number=args.case_number),
-                                              timeout=10)
+                sealed = stub.GetCaseDecision(
+                    approval_pb2.GetCaseDecisionRequest(case_number=args.case_number), timeout=10
+                )
                 pem = stub.GetSealKey(approval_pb2.GetSealKeyRequest(), timeout=10).public_key_pem.encode()
         else:
             sealed = _load_sealed(Path(args.decision))
@@ -46,7 +50,9 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"onestop seal verify: {exc}", file=sys.stderr)
         return 2
     d = sealed.decision
-    print(f"case {d.case_number} task {d.task_id or '-'} outcome {common_pb2.Outcome.Name(d.outcome)}: {reason}")
+    print(
+        f"case {d.case_number} task {d.task_id or '-'} outcome {common_pb2.Outcome.Name(d.outcome)}: {reason}"
+    )
     return 0 if valid else 1
 
 

@@ -53,8 +53,12 @@ async def send(request: web.Request) -> web.Response:
         body = await request.json()
     except ValueError:
         return web.json_response({"error": "body is not JSON"}, status=400)
-    if not isinstance(body, dict) or not isinstance(body.get("to"), str) or not isinstance(body.get("text"), str):
-        return web.json_response({"error": "expected {\"to\": str, \"text\": str}"}, status=400)
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("to"), str)
+        or not isinstance(body.get("text"), str)
+    ):
+        return web.json_response({"error": 'expected {"to": str, "text": str}'}, status=400)
     if body["to"] in gw.blocked:
         return web.json_response({"error": "number unreachable"}, status=400)
     entry = {

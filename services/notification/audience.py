@@ -82,7 +82,9 @@ def _base_context(s: Situation, language: str) -> dict[str, Any]:
     }
 
 
-def to_applicant(s: Situation, kind: str, extra: Mapping[str, Any], *, notice_kind: str = "") -> list[Outgoing]:
+def to_applicant(
+    s: Situation, kind: str, extra: Mapping[str, Any], *, notice_kind: str = ""
+) -> list[Outgoing]:
     """The applicant's copies of one message: written notice, web inbox, SMS, e-mail, agent's inbox."""
     case = s.fact.case_number
     r = s.recipient
@@ -109,7 +111,9 @@ def to_applicant(s: Situation, kind: str, extra: Mapping[str, Any], *, notice_ki
         out += [one(SMS, "", why), one(EMAIL, "", why)]
     else:
         out.append(_outward(one, SMS, r.phone, s.channels.sms, "no mobile number given", "ONESTOP_SMS_URL"))
-        out.append(_outward(one, EMAIL, r.email, s.channels.email, "no e-mail address given", "ONESTOP_SMTP_HOST"))
+        out.append(
+            _outward(one, EMAIL, r.email, s.channels.email, "no e-mail address given", "ONESTOP_SMTP_HOST")
+        )
     if r is not None and r.agent:
         out.append(one(INBOX, f"staff:{r.agent}", who=f"staff:{r.agent}"))
     return out
@@ -126,7 +130,9 @@ def _outward(
 
 
 def _accepted(s: Situation) -> list[Outgoing]:
-    return to_applicant(s, "case_accepted", {"on_the_spot": bool(get(s.fact.data, "on_the_spot", default=False))})
+    return to_applicant(
+        s, "case_accepted", {"on_the_spot": bool(get(s.fact.data, "on_the_spot", default=False))}
+    )
 
 
 def _items(data: Mapping[str, Any]) -> list[dict[str, str]]:
@@ -190,20 +196,33 @@ def _task_deemed(s: Situation) -> list[Outgoing]:
 
 def _delivered(s: Situation) -> list[Outgoing]:
     data = s.fact.data
-    return to_applicant(s, "case_delivered", {"method": get(data, "method"), "receiver": get(data, "receiver")})
+    return to_applicant(
+        s, "case_delivered", {"method": get(data, "method"), "receiver": get(data, "receiver")}
+    )
 
 
 # --- staff ----------------------------------------------------------------------------------------
 
 
-def to_staff(s: Situation, kind: str, targets: list[tuple[str, str]], extra: Mapping[str, Any]) -> list[Outgoing]:
+def to_staff(
+    s: Situation, kind: str, targets: list[tuple[str, str]], extra: Mapping[str, Any]
+) -> list[Outgoing]:
     """Inbox messages to staff queues; a target with no name is recorded as skipped with its reason."""
     context = {"case_number": s.fact.case_number, "at": s.fact.at.isoformat()} | dict(extra)
     out = []
     for recipient, missing in targets:
         skip = missing if recipient.endswith(":") else ""
-        out.append(Outgoing(kind, NONE if skip else INBOX, recipient, recipient, DEFAULT_LANGUAGE, context,
-                            skip_reason=skip))
+        out.append(
+            Outgoing(
+                kind,
+                NONE if skip else INBOX,
+                recipient,
+                recipient,
+                DEFAULT_LANGUAGE,
+                context,
+                skip_reason=skip,
+            )
+        )
     return out
 
 
@@ -237,7 +256,12 @@ def _clock_warned(s: Situation) -> list[Outgoing]:
     if level is None:
         return []
     department = _department(s)
-    extra = {"level": level, "department": department, "task_id": get(data, "task_id"), "due_at": get(data, "due_at")}
+    extra = {
+        "level": level,
+        "department": department,
+        "task_id": get(data, "task_id"),
+        "due_at": get(data, "due_at"),
+    }
     return to_staff(s, "clock_warned", [_window_target(s), _head_target(department)], extra)
 
 

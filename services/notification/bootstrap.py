@@ -23,7 +23,9 @@ from services.notification.worker import DeliveryWorker
 log = get_logger(__name__)
 
 
-async def build(runtime: Runtime, *, config: NotifyConfig | None = None, hub: CaseHub | None = None) -> ServiceParts:
+async def build(
+    runtime: Runtime, *, config: NotifyConfig | None = None, hub: CaseHub | None = None
+) -> ServiceParts:
     """Notification's servicer, event handlers and delivery worker."""
     settings = runtime.settings
     config = config or load_config(center=settings.center)
@@ -31,17 +33,27 @@ async def build(runtime: Runtime, *, config: NotifyConfig | None = None, hub: Ca
     background: list[Callable[[], Awaitable[None]]] = []
     directory: Directory = StaticDirectory(config.center_name_zh, config.center_name_en)
     if "routing" in settings.peers:
-        routing = RoutingDirectory(address=settings.peer("routing"), center=settings.center,
-                                   center_zh=config.center_name_zh, center_en=config.center_name_en,
-                                   fixed=config.center_name_given)
+        routing = RoutingDirectory(
+            address=settings.peer("routing"),
+            center=settings.center,
+            center_zh=config.center_name_zh,
+            center_en=config.center_name_en,
+            fixed=config.center_name_given,
+        )
         directory = routing
         background.append(routing.run)
     sms = SmsGateway(url=config.sms_url, timeout_s=config.send_timeout_s) if config.sms_url else None
     mail = None
     if config.smtp_host:
-        mail = SmtpMailer(host=config.smtp_host, port=config.smtp_port, sender=config.smtp_from,
-                          timeout_s=config.send_timeout_s, user=config.smtp_user, password=config.smtp_password,
-                          starttls=config.smtp_starttls)
+        mail = SmtpMailer(
+            host=config.smtp_host,
+            port=config.smtp_port,
+            sender=config.smtp_from,
+            timeout_s=config.send_timeout_s,
+            user=config.smtp_user,
+            password=config.smtp_password,
+            starttls=config.smtp_starttls,
+        )
     worker = DeliveryWorker(
         engine=runtime.engine,
         clock=runtime.clock,

@@ -61,7 +61,9 @@ class SmsGateway:
         """Send `text` to mobile number `to`."""
         phone = normalize_phone(to)
         if phone is None:
-            return Outcome.permanent(f"undeliverable address: {mask_address(SMS, to)} is not a mainland mobile number")
+            return Outcome.permanent(
+                f"undeliverable address: {mask_address(SMS, to)} is not a mainland mobile number"
+            )
         if not text:
             return Outcome.permanent("template error: the message has no SMS text")
         if self._session is None:
@@ -98,7 +100,9 @@ class SmtpMailer:
     async def send(self, *, to: str, subject: str, text: str, html: str, key: str) -> Outcome:
         """Send a text e-mail, with the written notice as its HTML alternative when there is one."""
         if not valid_email(to):
-            return Outcome.permanent(f"undeliverable address: {mask_address(EMAIL, to)} is not an e-mail address")
+            return Outcome.permanent(
+                f"undeliverable address: {mask_address(EMAIL, to)} is not an e-mail address"
+            )
         msg = EmailMessage()
         msg["From"] = self._sender
         msg["To"] = to.strip()
@@ -122,10 +126,14 @@ class SmtpMailer:
                 smtp.send_message(msg)
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = max(exc.recipients.values(), key=lambda v: v[0])
-            return classify_smtp(code, reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply))
+            return classify_smtp(
+                code, reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+            )
         except smtplib.SMTPResponseException as exc:
             error = exc.smtp_error
-            return classify_smtp(exc.smtp_code, error.decode("utf-8", "replace") if isinstance(error, bytes) else str(error))
+            return classify_smtp(
+                exc.smtp_code, error.decode("utf-8", "replace") if isinstance(error, bytes) else str(error)
+            )
         except (smtplib.SMTPException, OSError) as exc:
             return Outcome.transient(f"SMTP server unreachable: {type(exc).__name__}: {mask(str(exc))[:200]}")
         return Outcome.sent("SMTP 250")

@@ -38,8 +38,10 @@ class NotifyConfig:
 
     def redacted(self) -> dict[str, object]:
         """The settings with the SMTP password hidden, for logs."""
-        return {f.name: ("***" if f.name == "smtp_password" and self.smtp_password else getattr(self, f.name))
-                for f in fields(self)}
+        return {
+            f.name: ("***" if f.name == "smtp_password" and self.smtp_password else getattr(self, f.name))
+            for f in fields(self)
+        }
 
 
 def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
@@ -82,7 +84,8 @@ def load_config(env: Mapping[str, str] | None = None, *, center: str = "") -> No
         template_dir=template_dir,
         center_name_given=bool(env.get("ONESTOP_CENTER_NAME", "").strip()),
         center_name_zh=env.get("ONESTOP_CENTER_NAME", "").strip() or f"行政服务中心({center})",
-        center_name_en=env.get("ONESTOP_CENTER_NAME_EN", "").strip() or f"Administrative Service Center {center}",
+        center_name_en=env.get("ONESTOP_CENTER_NAME_EN", "").strip()
+        or f"Administrative Service Center {center}",
         retry_base_s=_number(env, "ONESTOP_NOTIFY_RETRY_BASE_S", 5.0, minimum=0.01),
         retry_max_s=_number(env, "ONESTOP_NOTIFY_RETRY_MAX_S", 1800.0, minimum=0.01),
         max_attempts=int(_number(env, "ONESTOP_NOTIFY_MAX_ATTEMPTS", 24, minimum=1)),

@@ -55,8 +55,12 @@ def recipient(env: events_pb2.Envelope) -> Recipient:
 def task(env: events_pb2.Envelope) -> TaskInfo:
     """Where a task_opened event's task sits."""
     t = env.task_opened.task
-    return TaskInfo(task_id=t.task_id, case_number=t.case_number or env.case_number,
-                    department=t.department, window=t.window)
+    return TaskInfo(
+        task_id=t.task_id,
+        case_number=t.case_number or env.case_number,
+        department=t.department,
+        window=t.window,
+    )
 
 
 def delivery_message(row: dict[str, Any]) -> notification_pb2.Delivery:
@@ -105,6 +109,8 @@ def notice_message(row: dict[str, Any]) -> notification_pb2.Notice:
 
 def case_update(update: LiveUpdate) -> notification_pb2.CaseUpdate:
     """A live update as the stream carries it."""
-    msg = notification_pb2.CaseUpdate(case_number=update.case_number, kind=update.kind, summary=update.summary)
+    msg = notification_pb2.CaseUpdate(
+        case_number=update.case_number, kind=update.kind, summary=update.summary
+    )
     msg.at.CopyFrom(timestamp(update.at))
     return msg

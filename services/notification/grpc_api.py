@@ -22,10 +22,15 @@ class NotificationApi:
         self.ctx = ctx
         self.hub = hub
 
-    async def ListInbox(self, req: notification_pb2.ListInboxRequest, _: Any) -> notification_pb2.ListInboxResponse:
+    async def ListInbox(
+        self, req: notification_pb2.ListInboxRequest, _: Any
+    ) -> notification_pb2.ListInboxResponse:
         if not req.recipient and not req.case_number:
-            raise InvalidArgument("recipient (case:<number>, window:<code>, head:<department>, staff:<user>) "
-                                  "or case_number is required", field="recipient")
+            raise InvalidArgument(
+                "recipient (case:<number>, window:<code>, head:<department>, staff:<user>) "
+                "or case_number is required",
+                field="recipient",
+            )
         async with self.rt.engine.connect() as conn:
             rows = await repository.inbox(conn, recipient=req.recipient, case_number=req.case_number)
         return notification_pb2.ListInboxResponse(messages=[convert.inbox_message(r) for r in rows])
@@ -44,7 +49,9 @@ class NotificationApi:
             rows = await repository.deliveries(conn, states=(DEAD,))
         return notification_pb2.ListDeliveriesResponse(deliveries=[convert.delivery_message(r) for r in rows])
 
-    async def RetryDeadLetter(self, req: notification_pb2.RetryDeadLetterRequest, _: Any) -> notification_pb2.Delivery:
+    async def RetryDeadLetter(
+        self, req: notification_pb2.RetryDeadLetterRequest, _: Any
+    ) -> notification_pb2.Delivery:
         async with self.rt.uow() as uow:
             row = await handlers.retry_dead_letter(uow, self.ctx, req.delivery_id)
             await uow.commit()
@@ -54,9 +61,13 @@ class NotificationApi:
         if not req.notice_id and not req.case_number:
             raise InvalidArgument("notice_id or case_number is required", field="notice_id")
         async with self.rt.engine.connect() as conn:
-            row = await repository.notice(conn, notice_id=req.notice_id, case_number=req.case_number, kind=req.kind)
+            row = await repository.notice(
+                conn, notice_id=req.notice_id, case_number=req.case_number, kind=req.kind
+            )
         if row is None:
-            raise NotFound(f"no {req.kind or 'written'} notice {req.notice_id or 'for case ' + req.case_number}")
+            raise NotFound(
+                f"no {req.kind or 'written'} notice {req.notice_id or 'for case ' + req.case_number}"
+            )
         return convert.notice_message(row)
 
     async def WatchCase(

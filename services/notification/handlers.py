@@ -75,8 +75,15 @@ async def on_event(uow: UnitOfWork, ctx: NotificationContext, env: events_pb2.En
         created += await repository.add_delivery(conn, _row(out, env=env, ctx=ctx, now=now))
     skipped = [f"{o.channel}→{o.recipient}: {o.skip_reason}" for o in planned if o.skip_reason]
     if planned:
-        log.info("deliveries planned", event_id=env.event_id, case_number=env.case_number, kind=fact.kind,
-                 planned=len(planned), created=created, skipped=skipped)
+        log.info(
+            "deliveries planned",
+            event_id=env.event_id,
+            case_number=env.case_number,
+            kind=fact.kind,
+            planned=len(planned),
+            created=created,
+            skipped=skipped,
+        )
     update = live_update(fact, language=recipient.language if recipient else DEFAULT_LANGUAGE)
 
     def after() -> None:
@@ -96,7 +103,9 @@ async def retry_dead_letter(uow: UnitOfWork, ctx: NotificationContext, delivery_
     if row is None:
         raise NotFound(f"no delivery {delivery_id}")
     if not await repository.requeue(uow.conn, delivery_id, now=ctx.clock.now()):
-        raise FailedPrecondition(f"delivery {delivery_id} is {row['state']}, not dead; only dead letters are retried")
+        raise FailedPrecondition(
+            f"delivery {delivery_id} is {row['state']}, not dead; only dead letters are retried"
+        )
     log.info("dead letter re-queued", delivery_id=delivery_id, case_number=row["case_number"])
     after_commit(uow, ctx.wake)
     fresh = await repository.get_delivery(uow.conn, delivery_id)

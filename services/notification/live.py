@@ -83,8 +83,14 @@ def _texts(fact: Fact) -> tuple[str, str] | None:
 
 
 # Facts that only move the case page (the messages they cause, if any, come from audience.PLANNERS).
-LIVE_ONLY = ("case_supplemented", "case_routed", "case_forwarded", "task_decided", "case_withdrawn",
-             "parent_result_received")
+LIVE_ONLY = (
+    "case_supplemented",
+    "case_routed",
+    "case_forwarded",
+    "task_decided",
+    "case_withdrawn",
+    "parent_result_received",
+)
 
 
 def live_update(fact: Fact, *, language: str = DEFAULT_LANGUAGE) -> LiveUpdate | None:

@@ -56,18 +56,32 @@ async def get_recipient(conn: AsyncConnection, *, case_number: str, case_id: str
     if row is None:
         return None
     return Recipient(
-        case_number=row["case_number"], case_id=row["case_id"], name=row["name"], phone=row["phone"],
-        email=row["email"], language=row["language"], agent=row["agent"], title=row["title"],
-        matter_code=row["matter_code"], direct=row["direct"], origin_center=row["origin_center"],
+        case_number=row["case_number"],
+        case_id=row["case_id"],
+        name=row["name"],
+        phone=row["phone"],
+        email=row["email"],
+        language=row["language"],
+        agent=row["agent"],
+        title=row["title"],
+        matter_code=row["matter_code"],
+        direct=row["direct"],
+        origin_center=row["origin_center"],
     )
 
 
 async def save_task(conn: AsyncConnection, task: TaskInfo) -> None:
     """Remember a task's department and window (first sighting wins)."""
-    await insert_ignore(conn, orm.tasks, {
-        "task_id": task.task_id, "case_number": task.case_number,
-        "department": task.department, "window": task.window,
-    })
+    await insert_ignore(
+        conn,
+        orm.tasks,
+        {
+            "task_id": task.task_id,
+            "case_number": task.case_number,
+            "department": task.department,
+            "window": task.window,
+        },
+    )
 
 
 async def get_task(conn: AsyncConnection, task_id: str) -> TaskInfo | None:
@@ -83,7 +97,9 @@ async def add_delivery(conn: AsyncConnection, row: dict[str, Any]) -> bool:
     return await insert_ignore(conn, orm.deliveries, row)
 
 
-async def claim_due(conn: AsyncConnection, *, now: datetime, lease: timedelta, limit: int) -> list[dict[str, Any]]:
+async def claim_due(
+    conn: AsyncConnection, *, now: datetime, lease: timedelta, limit: int
+) -> list[dict[str, Any]]:
     """Due deliveries, leased to this worker by pushing their next attempt past the lease.
 
     SKIP LOCKED lets several replicas claim side by side; the lease (not a held transaction)
@@ -122,17 +138,29 @@ async def finish_attempt(
     address_masked: str,
 ) -> None:
     """Record one attempt and the delivery's new state."""
-    await conn.execute(orm.attempts.insert().values(
-        delivery_id=delivery_id, attempt=attempt, at=now, outcome=outcome, detail=detail, elapsed_ms=elapsed_ms,
-    ))
+    await conn.execute(
+        orm.attempts.insert().values(
+            delivery_id=delivery_id,
+            attempt=attempt,
+            at=now,
+            outcome=outcome,
+            detail=detail,
+            elapsed_ms=elapsed_ms,
+        )
+    )
     values: dict[str, Any] = {
-        "state": state, "attempts": attempt, "last_error": detail if outcome != "sent" else "",
-        "next_attempt_at": next_attempt_at, "updated_at": now,
+        "state": state,
+        "attempts": attempt,
+        "last_error": detail if outcome != "sent" else "",
+        "next_attempt_at": next_attempt_at,
+        "updated_at": now,
     }
     if outcome == "sent":
         # Data minimisation: once delivered, only the masked address stays.
         values |= {"sent_at": now, "address": address_masked}
-    await conn.execute(update(orm.deliveries).where(orm.deliveries.c.delivery_id == delivery_id).values(**values))
+    await conn.execute(
+        update(orm.deliveries).where(orm.deliveries.c.delivery_id == delivery_id).values(**values)
+    )
 
 
 async def add_inbox_message(conn: AsyncConnection, row: dict[str, Any]) -> None:
@@ -157,7 +185,9 @@ async def inbox(conn: AsyncConnection, *, recipient: str, case_number: str) -> l
     return [dict(r) for r in (await conn.execute(stmt)).mappings()]
 
 
-async def deliveries(conn: AsyncConnection, *, case_number: str = "", states: Sequence[str] = ()) -> list[dict[str, Any]]:
+async def deliveries(
+    conn: AsyncConnection, *, case_number: str = "", states: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """Deliveries of a case (or all recent ones), oldest first."""
     d = orm.deliveries.c
     stmt = select(orm.deliveries)
@@ -187,7 +217,9 @@ async def requeue(conn: AsyncConnection, delivery_id: str, *, now: datetime) -> 
     return bool(result.rowcount)
 
 
-async def notice(conn: AsyncConnection, *, notice_id: str, case_number: str, kind: str) -> dict[str, Any] | None:
+async def notice(
+    conn: AsyncConnection, *, notice_id: str, case_number: str, kind: str
+) -> dict[str, Any] | None:
     """A written notice by id, or the newest of a kind for a case."""
     n = orm.notices.c
     stmt = select(orm.notices)

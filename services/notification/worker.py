@@ -100,7 +100,9 @@ class DeliveryWorker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - this row waits for its lease; the others go on
-                log.warning("delivery attempt could not be recorded", delivery_id=row["delivery_id"], error=repr(exc))
+                log.warning(
+                    "delivery attempt could not be recorded", delivery_id=row["delivery_id"], error=repr(exc)
+                )
 
     async def _attempt(self, row: dict[str, Any]) -> None:
         started = time.monotonic()
@@ -123,12 +125,26 @@ class DeliveryWorker:
                 else:
                     await repository.add_notice(conn, values)
             await repository.finish_attempt(
-                conn, delivery_id=row["delivery_id"], attempt=attempt, outcome=outcome.status,
-                detail=error or outcome.detail, elapsed_ms=elapsed_ms, state=state, next_attempt_at=next_at,
-                now=now, address_masked=row["address_masked"],
+                conn,
+                delivery_id=row["delivery_id"],
+                attempt=attempt,
+                outcome=outcome.status,
+                detail=error or outcome.detail,
+                elapsed_ms=elapsed_ms,
+                state=state,
+                next_attempt_at=next_at,
+                now=now,
+                address_masked=row["address_masked"],
             )
-        fields = {"delivery_id": row["delivery_id"], "case_number": row["case_number"], "channel": row["channel"],
-                  "kind": row["kind"], "address": row["address_masked"], "attempt": attempt, "state": state}
+        fields = {
+            "delivery_id": row["delivery_id"],
+            "case_number": row["case_number"],
+            "channel": row["channel"],
+            "kind": row["kind"],
+            "address": row["address_masked"],
+            "attempt": attempt,
+            "state": state,
+        }
         if outcome.status == "sent":
             self.sent += 1
             log.info("delivered", **fields)
@@ -140,16 +156,31 @@ class DeliveryWorker:
         channel, language, context = row["channel"], row["language"], dict(row["context"])
         if channel == NOTICE:
             html = self._templates.notice(notice_kind=row["notice_kind"], language=language, context=context)
-            return Outcome.sent("notice stored"), (NOTICE, {
-                "notice_id": row["notice_id"], "delivery_id": row["delivery_id"], "case_number": row["case_number"],
-                "kind": row["notice_kind"], "language": language, "html": html,
-            })
+            return Outcome.sent("notice stored"), (
+                NOTICE,
+                {
+                    "notice_id": row["notice_id"],
+                    "delivery_id": row["delivery_id"],
+                    "case_number": row["case_number"],
+                    "kind": row["notice_kind"],
+                    "language": language,
+                    "html": html,
+                },
+            )
         message = self._templates.message(kind=row["kind"], language=language, context=context)
         if channel == INBOX:
-            return Outcome.sent("inbox"), (INBOX, {
-                "message_id": str(uuid.uuid4()), "delivery_id": row["delivery_id"], "recipient": row["recipient"],
-                "case_number": row["case_number"], "kind": row["kind"], "title": message.title, "body": message.body,
-            })
+            return Outcome.sent("inbox"), (
+                INBOX,
+                {
+                    "message_id": str(uuid.uuid4()),
+                    "delivery_id": row["delivery_id"],
+                    "recipient": row["recipient"],
+                    "case_number": row["case_number"],
+                    "kind": row["kind"],
+                    "title": message.title,
+                    "body": message.body,
+                },
+            )
         if channel == SMS:
             if self._sms is None:
                 return Outcome.permanent("sms channel not configured (ONESTOP_SMS_URL is not set)"), None
@@ -159,7 +190,9 @@ class DeliveryWorker:
                 return Outcome.permanent("email channel not configured (ONESTOP_SMTP_HOST is not set)"), None
             html = ""
             if row["notice_kind"]:
-                html = self._templates.notice(notice_kind=row["notice_kind"], language=language, context=context)
+                html = self._templates.notice(
+                    notice_kind=row["notice_kind"], language=language, context=context
+                )
             return await self._mail.send(
                 to=row["address"], subject=message.title, text=message.body, html=html, key=row["delivery_id"]
             ), None

@@ -125,9 +125,7 @@ def load_catalogue(path: str | Path, *, departments: Collection[str] | None = No
         raw = path.read_bytes()
     except OSError as exc:
         where.fail(None, f"cannot read file: {exc.strerror}")
-    return parse_catalogue(
-        read_yaml_text(raw, where=where), source=path.name, departments=departments
-    )
+    return parse_catalogue(read_yaml_text(raw, where=where), source=path.name, departments=departments)
 
 
 def parse_catalogue(

@@ -42,9 +42,7 @@ class DataFileError(InvalidArgument):
         super().__init__("\n".join(self.problems), field=field)
 
     @classmethod
-    def at(
-        cls, *, source: str, entry: str | None, field: str | None, problem: str
-    ) -> DataFileError:
+    def at(cls, *, source: str, entry: str | None, field: str | None, problem: str) -> DataFileError:
         """Build an error for one problem located at file, entry and field."""
         parts = [source, *(p for p in (entry, field) if p), problem]
         return cls([": ".join(parts)], field=field)
@@ -74,9 +72,7 @@ def _type_name(value: object) -> str:
 class Fields:
     """Read the fields of one mapping; unknown keys and wrong types are errors."""
 
-    def __init__(
-        self, data: object, *, where: Where, allowed: Collection[str], prefix: str = ""
-    ) -> None:
+    def __init__(self, data: object, *, where: Where, allowed: Collection[str], prefix: str = "") -> None:
         self.where = where
         self.prefix = prefix
         if not isinstance(data, Mapping):
@@ -200,8 +196,7 @@ class Fields:
         if not isinstance(value, str):
             self.fail(
                 name,
-                f"bad amount {value!r}: write money as a quoted decimal string in yuan, "
-                "e.g. '12.50'",
+                f"bad amount {value!r}: write money as a quoted decimal string in yuan, e.g. '12.50'",
             )
         if not _MONEY.fullmatch(value.strip()):
             self.fail(

@@ -63,9 +63,7 @@ _DEFAULT_TYPES = ("application/pdf", "image/jpeg", "image/png")
 _DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 
 
-def parse_matters(
-    top: Fields, *, where: Where, departments: Collection[str] | None
-) -> dict[str, Matter]:
+def parse_matters(top: Fields, *, where: Where, departments: Collection[str] | None) -> dict[str, Matter]:
     """Every matter of ``top['matters']``; all failing matters are reported, each precisely."""
     problems: list[str] = []
     matters: dict[str, Matter] = {}

@@ -22,13 +22,21 @@ class RoutingApi:
         self.rt = runtime
         self.ctx = ctx
 
-    async def ListMatters(self, req: routing_pb2.ListMattersRequest, _: Any) -> routing_pb2.ListMattersResponse:
+    async def ListMatters(
+        self, req: routing_pb2.ListMattersRequest, _: Any
+    ) -> routing_pb2.ListMattersResponse:
         catalogue = self.ctx.catalogue(req.version)
         query = req.query.strip().lower()
         matters = [
-            m for m in catalogue.matters.values()
+            m
+            for m in catalogue.matters.values()
             if (not req.category or str(m.category) == req.category)
-            and (not query or query in m.code.lower() or query in m.name_zh.lower() or query in m.name_en.lower())
+            and (
+                not query
+                or query in m.code.lower()
+                or query in m.name_zh.lower()
+                or query in m.name_en.lower()
+            )
         ]
         return routing_pb2.ListMattersResponse(
             matters=[matter_message(m, catalogue.version) for m in matters], version=catalogue.version
@@ -43,7 +51,9 @@ class RoutingApi:
         except KeyError:
             raise NotFound(f"unknown matter code {req.code!r}", field="code") from None
 
-    async def ListCenters(self, req: routing_pb2.ListCentersRequest, _: Any) -> routing_pb2.ListCentersResponse:
+    async def ListCenters(
+        self, req: routing_pb2.ListCentersRequest, _: Any
+    ) -> routing_pb2.ListCentersResponse:
         if req.parent and req.parent not in self.ctx.org.centers:
             raise NotFound(f"unknown center {req.parent!r}", field="parent")
         return centers_message(self.ctx.org, req.parent)
@@ -51,20 +61,32 @@ class RoutingApi:
     async def ListDepartments(
         self, req: routing_pb2.ListDepartmentsRequest, _: Any
     ) -> routing_pb2.ListDepartmentsResponse:
-        return routing_pb2.ListDepartmentsResponse(departments=[
-            routing_pb2.Department(code=d.code, name_zh=d.name_zh, name_en=d.name_en)
-            for d in self.ctx.org.departments.values()
-        ])
+        return routing_pb2.ListDepartmentsResponse(
+            departments=[
+                routing_pb2.Department(code=d.code, name_zh=d.name_zh, name_en=d.name_en)
+                for d in self.ctx.org.departments.values()
+            ]
+        )
 
-    async def ListWindows(self, req: routing_pb2.ListWindowsRequest, _: Any) -> routing_pb2.ListWindowsResponse:
+    async def ListWindows(
+        self, req: routing_pb2.ListWindowsRequest, _: Any
+    ) -> routing_pb2.ListWindowsResponse:
         center = req.center or self.ctx.center
-        return routing_pb2.ListWindowsResponse(windows=[
-            routing_pb2.Window(code=w.code, center=w.center, department=w.department,
-                               chief_representative=w.chief_representative)
-            for w in self.ctx.org.windows_at(center)
-        ])
+        return routing_pb2.ListWindowsResponse(
+            windows=[
+                routing_pb2.Window(
+                    code=w.code,
+                    center=w.center,
+                    department=w.department,
+                    chief_representative=w.chief_representative,
+                )
+                for w in self.ctx.org.windows_at(center)
+            ]
+        )
 
-    async def ImportCatalogue(self, req: routing_pb2.ImportCatalogueRequest, _: Any) -> routing_pb2.CatalogueVersion:
+    async def ImportCatalogue(
+        self, req: routing_pb2.ImportCatalogueRequest, _: Any
+    ) -> routing_pb2.CatalogueVersion:
         if len(req.content) > MAX_CATALOGUE_BYTES:
             raise InvalidArgument(f"catalogue larger than {MAX_CATALOGUE_BYTES} bytes", field="content")
         try:
@@ -72,13 +94,14 @@ class RoutingApi:
         except UnicodeDecodeError:
             raise InvalidArgument("catalogue is not UTF-8 text", field="content") from None
         async with self.rt.uow() as uow:
-            new, change = await handlers.import_catalogue(uow, self.ctx, content=content,
-                                                          source=req.source or "import.yaml",
-                                                          changed_by=req.changed_by)
+            new, change = await handlers.import_catalogue(
+                uow, self.ctx, content=content, source=req.source or "import.yaml", changed_by=req.changed_by
+            )
             await uow.commit()
         self.ctx.versions[new.version] = new
-        return _version_message(new.version, new.changed_by, new.changed_at, change.added, change.removed,
-                                change.changed)
+        return _version_message(
+            new.version, new.changed_by, new.changed_at, change.added, change.removed, change.changed
+        )
 
     async def ListCatalogueVersions(
         self, req: routing_pb2.ListCatalogueVersionsRequest, _: Any
@@ -92,9 +115,13 @@ class RoutingApi:
     async def GetRoute(self, req: routing_pb2.GetRouteRequest, _: Any) -> routing_pb2.Route:
         async with self.rt.engine.connect() as conn:
             row = await handlers.get_route(conn, req.case_id)
-        return routing_pb2.Route(case_id=row["case_id"], case_number=row["case_number"],
-                                 decided_at_center=row["decided_at_center"], forwarded=row["forwarded"],
-                                 forward_state=row["forward_state"])
+        return routing_pb2.Route(
+            case_id=row["case_id"],
+            case_number=row["case_number"],
+            decided_at_center=row["decided_at_center"],
+            forwarded=row["forwarded"],
+            forward_state=row["forward_state"],
+        )
 
     async def GetStaff(self, req: routing_pb2.GetStaffRequest, _: Any) -> routing_pb2.Staff:
         staff = self.ctx.org.staff.get(req.username)
@@ -105,8 +132,11 @@ class RoutingApi:
     async def ListStaff(self, req: routing_pb2.ListStaffRequest, _: Any) -> routing_pb2.ListStaffResponse:
         out = routing_pb2.ListStaffResponse()
         for staff in self.ctx.org.staff.values():
-            grants = [g for g in staff.roles if (not req.center or g.center == req.center)
-                      and (not req.role or str(g.role) == req.role)]
+            grants = [
+                g
+                for g in staff.roles
+                if (not req.center or g.center == req.center) and (not req.role or str(g.role) == req.role)
+            ]
             if grants:
                 out.staff.append(staff_message(staff))
         return out
@@ -114,15 +144,24 @@ class RoutingApi:
     async def ListServicePoints(
         self, req: routing_pb2.ListServicePointsRequest, _: Any
     ) -> routing_pb2.ListServicePointsResponse:
-        points = self.ctx.org.service_points_of(req.center) if req.center else self.ctx.org.service_points.values()
-        return routing_pb2.ListServicePointsResponse(service_points=[
-            routing_pb2.ServicePoint(code=p.code, name_zh=p.name_zh, name_en=p.name_en, kind=str(p.kind), center=p.center)
-            for p in points
-        ])
+        points = (
+            self.ctx.org.service_points_of(req.center) if req.center else self.ctx.org.service_points.values()
+        )
+        return routing_pb2.ListServicePointsResponse(
+            service_points=[
+                routing_pb2.ServicePoint(
+                    code=p.code, name_zh=p.name_zh, name_en=p.name_en, kind=str(p.kind), center=p.center
+                )
+                for p in points
+            ]
+        )
 
 
-def _version_message(version: int, by: str, at: Any, added: Any, removed: Any, changed: Any) -> routing_pb2.CatalogueVersion:
-    msg = routing_pb2.CatalogueVersion(version=version, changed_by=by, added=list(added), removed=list(removed),
-                                       changed=list(changed))
+def _version_message(
+    version: int, by: str, at: Any, added: Any, removed: Any, changed: Any
+) -> routing_pb2.CatalogueVersion:
+    msg = routing_pb2.CatalogueVersion(
+        version=version, changed_by=by, added=list(added), removed=list(removed), changed=list(changed)
+    )
     msg.changed_at.CopyFrom(timestamp(at))
     return msg

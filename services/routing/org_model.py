@@ -214,9 +214,7 @@ class Staff:
     def has_role(self, *, role: Role, center: str, department: str | None = None) -> bool:
         """Whether a grant of ``role`` at ``center`` (and ``department``, if given) exists."""
         return any(
-            g.role is role
-            and g.center == center
-            and (department is None or g.department == department)
+            g.role is role and g.center == center and (department is None or g.department == department)
             for g in self.roles
         )
 
@@ -321,9 +319,7 @@ class Organisation:
                 return window
         return None
 
-    def staff_with_role(
-        self, *, center: str, role: Role, department: str | None = None
-    ) -> tuple[Staff, ...]:
+    def staff_with_role(self, *, center: str, role: Role, department: str | None = None) -> tuple[Staff, ...]:
         """Staff holding ``role`` at ``center`` (and ``department``, if given), by username."""
         self.center(center)
         return tuple(

@@ -129,9 +129,7 @@ def _check_tree(centers: Mapping[str, Center], where: Where) -> None:
             )
 
 
-def _service_points(
-    top: Fields, where: Where, centers: Mapping[str, Center]
-) -> dict[str, ServicePoint]:
+def _service_points(top: Fields, where: Where, centers: Mapping[str, Center]) -> dict[str, ServicePoint]:
     result: dict[str, ServicePoint] = {}
     for index, raw in top.items("service_points", required=False):
         entry = where.named(index_entry("service point", index, raw, "code", CENTER_CODE))
@@ -209,8 +207,7 @@ def _grant(
         if points[point].center != center:
             g.fail(
                 "service_point",
-                f"service point {point!r} belongs to center {points[point].center!r}, "
-                f"not {center!r}",
+                f"service point {point!r} belongs to center {points[point].center!r}, not {center!r}",
             )
     return RoleGrant(role=role, center=center, department=department, service_point=point)
 
@@ -240,9 +237,7 @@ def _windows(
         chief = f.string("chief_representative", pattern=USERNAME)
         if chief not in staff:
             f.fail("chief_representative", f"unknown staff member {chief!r}")
-        if not staff[chief].has_role(
-            role=Role.CHIEF_REPRESENTATIVE, center=center, department=department
-        ):
+        if not staff[chief].has_role(role=Role.CHIEF_REPRESENTATIVE, center=center, department=department):
             f.fail(
                 "chief_representative",
                 f"{chief!r} holds no chief_representative role for {department} at {center!r}",
@@ -251,15 +246,12 @@ def _windows(
     return tuple(sorted(result, key=lambda w: (w.center, w.department)))
 
 
-def _check_window_roles(
-    staff: Mapping[str, Staff], windows: tuple[Window, ...], where: Where
-) -> None:
+def _check_window_roles(staff: Mapping[str, Staff], windows: tuple[Window, ...], where: Where) -> None:
     existing = {(w.center, w.department) for w in windows}
     for username, member in staff.items():
         for index, grant in enumerate(member.roles):
             if grant.role.needs_window and (grant.center, grant.department) not in existing:
                 where.named(f"staff {username!r}").fail(
                     f"roles[{index}].department",
-                    f"no {grant.department} window at center {grant.center!r} "
-                    f"for role {grant.role.value}",
+                    f"no {grant.department} window at center {grant.center!r} for role {grant.role.value}",
                 )

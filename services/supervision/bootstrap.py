@@ -35,24 +35,38 @@ def tick_interval(env: Mapping[str, str] | None = None) -> float:
     return value
 
 
-async def build(runtime: Runtime, *, approval: DeemApprover | None = None,
-                calendar: WorkingCalendar | None = None) -> ServiceParts:
+async def build(
+    runtime: Runtime, *, approval: DeemApprover | None = None, calendar: WorkingCalendar | None = None
+) -> ServiceParts:
     """Supervision's servicer, event handlers and background ticker (fakes may be passed in tests)."""
     settings = runtime.settings
     interval = tick_interval()
-    ctx = SupervisionContext(center=settings.center, clock=runtime.clock, calendar=calendar or default_calendar(),
-                             approval=approval or deem.GrpcApproval(settings.peer("approval")), outbox=runtime.outbox)
+    ctx = SupervisionContext(
+        center=settings.center,
+        clock=runtime.clock,
+        calendar=calendar or default_calendar(),
+        approval=approval or deem.GrpcApproval(settings.peer("approval")),
+        outbox=runtime.outbox,
+    )
 
     async def supervision_ticker() -> None:
         # It also recomputes the open clocks whenever the calendar differs from the one they used;
         # with the ticker off (tests tick over gRPC) only that check runs.
-        await ticker.run_forever(ctx, runtime.uow, interval_s=interval or ticker.CALENDAR_CHECK_S,
-                                 ticking=interval > 0,
-                                 calendar_check=partial(recompute.sync_calendar, ctx, runtime.uow))
+        await ticker.run_forever(
+            ctx,
+            runtime.uow,
+            interval_s=interval or ticker.CALENDAR_CHECK_S,
+            ticking=interval > 0,
+            calendar_check=partial(recompute.sync_calendar, ctx, runtime.uow),
+        )
 
     return ServiceParts(
-        servicers=[(SupervisionApi(runtime=runtime, ctx=ctx),
-                    supervision_pb2.DESCRIPTOR.services_by_name["SupervisionService"])],
+        servicers=[
+            (
+                SupervisionApi(runtime=runtime, ctx=ctx),
+                supervision_pb2.DESCRIPTOR.services_by_name["SupervisionService"],
+            )
+        ],
         handlers=dict.fromkeys(CONSUMED, partial(_on_event, ctx)),
         background=[supervision_ticker],
     )

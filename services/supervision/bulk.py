@@ -24,7 +24,9 @@ def _type(conn: AsyncConnection, table: Table, name: str) -> str:
     return str(table.c[name].type.compile(dialect=conn.dialect))
 
 
-def _source(conn: AsyncConnection, table: Table, names: Sequence[str], same: Sequence[str]) -> tuple[str, str]:
+def _source(
+    conn: AsyncConnection, table: Table, names: Sequence[str], same: Sequence[str]
+) -> tuple[str, str]:
     """The ``unnest(...) AS u(...)`` clause and the select list (array columns, then shared scalars)."""
     arrays = ", ".join(f"CAST(:a{i} AS {_type(conn, table, n)}[])" for i, n in enumerate(names))
     alias = f"unnest({arrays}) AS u({', '.join(_q(conn, n) for n in names)})"
@@ -32,14 +34,22 @@ def _source(conn: AsyncConnection, table: Table, names: Sequence[str], same: Seq
     return alias, ", ".join([*(f"u.{_q(conn, n)}" for n in names), *scalars])
 
 
-def _params(names: Sequence[str], rows: Sequence[Mapping[str, Any]], same: Mapping[str, Any]) -> dict[str, Any]:
+def _params(
+    names: Sequence[str], rows: Sequence[Mapping[str, Any]], same: Mapping[str, Any]
+) -> dict[str, Any]:
     params: dict[str, Any] = {f"a{i}": [r[n] for r in rows] for i, n in enumerate(names)}
     params.update({f"s{i}": v for i, v in enumerate(same.values())})
     return params
 
 
-async def insert_ignore(conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]], *,
-                        same: Mapping[str, Any] | None = None, returning: bool = True) -> set[tuple[Any, ...]]:
+async def insert_ignore(
+    conn: AsyncConnection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    same: Mapping[str, Any] | None = None,
+    returning: bool = True,
+) -> set[tuple[Any, ...]]:
     """Insert rows (plus ``same`` in each), skipping existing keys; the primary keys actually inserted."""
     if not rows:
         return set()
@@ -51,8 +61,10 @@ async def insert_ignore(conn: AsyncConnection, table: Table, rows: Sequence[Mapp
         return {tuple(r) for r in result.all()}
     names = list(rows[0])
     alias, select_list = _source(conn, table, names, list(same))
-    sql = (f"INSERT INTO {table.name} ({', '.join(_q(conn, n) for n in [*names, *same])}) "
-           f"SELECT {select_list} FROM {alias} ON CONFLICT DO NOTHING")
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(_q(conn, n) for n in [*names, *same])}) "
+        f"SELECT {select_list} FROM {alias} ON CONFLICT DO NOTHING"
+    )
     if not returning:
         await conn.execute(text(sql), _params(names, rows, same))
         return set()
@@ -63,8 +75,15 @@ async def insert_ignore(conn: AsyncConnection, table: Table, rows: Sequence[Mapp
     return set(zip(*arrays, strict=True)) if arrays[0] is not None else set()
 
 
-async def update_by_key(conn: AsyncConnection, table: Table, key: str, rows: Sequence[Mapping[str, Any]], *,
-                        columns: Sequence[str], same: Mapping[str, Any] | None = None) -> None:
+async def update_by_key(
+    conn: AsyncConnection,
+    table: Table,
+    key: str,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    columns: Sequence[str],
+    same: Mapping[str, Any] | None = None,
+) -> None:
     """Set ``columns`` (from each row) and ``same`` (for all) on the rows matching ``key``."""
     if not rows:
         return

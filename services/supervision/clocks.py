@@ -37,8 +37,14 @@ class SupervisionContext:
 
     def event(self, body: Any, *, case_id: str = "", case_number: str = "") -> events_pb2.Envelope:
         """A new event produced by supervision."""
-        return new_event(center=self.center, producer="supervision", at=self.clock.now(), body=body,
-                         case_id=case_id, case_number=case_number)
+        return new_event(
+            center=self.center,
+            producer="supervision",
+            at=self.clock.now(),
+            body=body,
+            case_id=case_id,
+            case_number=case_number,
+        )
 
 
 @dataclass(frozen=True)
@@ -62,17 +68,34 @@ def compute(ctx: SupervisionContext, clock: model.Clock) -> Computed:
 
 async def raise_calendar_missing(uow: UnitOfWork, ctx: SupervisionContext, year: int, *, detail: str) -> None:
     """Record the alarm and emit calendar_missing, once per year until it is cleared."""
-    inserted = await insert_ignore(uow.conn, orm.alarms, {
-        "kind": "calendar_missing", "key": str(year), "raised_at": ctx.clock.now(), "detail": detail,
-        "cleared_at": None,
-    })
+    inserted = await insert_ignore(
+        uow.conn,
+        orm.alarms,
+        {
+            "kind": "calendar_missing",
+            "key": str(year),
+            "raised_at": ctx.clock.now(),
+            "detail": detail,
+            "cleared_at": None,
+        },
+    )
     if inserted:
         log.error("calendar missing: clocks cannot be computed", year=year, detail=detail)
         uow.emit(ctx.event(events_pb2.CalendarMissing(year=year)))
 
 
-async def save(uow: UnitOfWork, ctx: SupervisionContext, row: dict[str, Any], clock: model.Clock, *, cause: str,
-               at: datetime, detail: str = "", event_id: str = "", always: bool = True) -> None:
+async def save(
+    uow: UnitOfWork,
+    ctx: SupervisionContext,
+    row: dict[str, Any],
+    clock: model.Clock,
+    *,
+    cause: str,
+    at: datetime,
+    detail: str = "",
+    event_id: str = "",
+    always: bool = True,
+) -> None:
     """Recompute, write and record a changed clock (``always=False``: record only a moved due)."""
     done = compute(ctx, clock)
     if done.missing_year:
@@ -82,33 +105,63 @@ async def save(uow: UnitOfWork, ctx: SupervisionContext, row: dict[str, Any], cl
         # A claimed deemed approval keeps its retry slot, except while paused (never deemed while paused).
         next_at = None if clock.paused else (row["next_action_at"] or ctx.clock.now())
     values = repository.model_values(done.clock) | {
-        "next_action_at": next_at, "calendar_missing": done.missing_year, "updated_at": ctx.clock.now(),
+        "next_action_at": next_at,
+        "calendar_missing": done.missing_year,
+        "updated_at": ctx.clock.now(),
     }
     await repository.update_clock(uow.conn, row["clock_id"], **values)
     if always or done.clock.due_at != row["due_at"]:
-        await repository.add_change(uow.conn, clock_id=row["clock_id"], case_number=row["case_number"], at=at,
-                                    cause=cause, old_due=row["due_at"], new_due=done.clock.due_at, detail=detail,
-                                    event_id=event_id)
+        await repository.add_change(
+            uow.conn,
+            clock_id=row["clock_id"],
+            case_number=row["case_number"],
+            at=at,
+            cause=cause,
+            old_due=row["due_at"],
+            new_due=done.clock.due_at,
+            detail=detail,
+            event_id=event_id,
+        )
     row.update(values)
 
 
 async def start(uow: UnitOfWork, ctx: SupervisionContext, row: dict[str, Any], *, event_id: str) -> bool:
     """Insert a new clock (computed) and record its start; False when it already existed."""
     done = compute(ctx, repository.to_model(row))
-    row.update(repository.model_values(done.clock), next_action_at=done.next_action_at,
-               calendar_missing=done.missing_year)
+    row.update(
+        repository.model_values(done.clock),
+        next_action_at=done.next_action_at,
+        calendar_missing=done.missing_year,
+    )
     if not await repository.insert_clock(uow.conn, row):
         return False
     if done.missing_year:
         await raise_calendar_missing(uow, ctx, done.missing_year, detail=f"clock {row['clock_id']} (started)")
-    await repository.add_change(uow.conn, clock_id=row["clock_id"], case_number=row["case_number"],
-                                at=row["started_at"], cause="started", old_due=None, new_due=row["due_at"],
-                                detail=f"limit {row['limit_days']} working days", event_id=event_id)
+    await repository.add_change(
+        uow.conn,
+        clock_id=row["clock_id"],
+        case_number=row["case_number"],
+        at=row["started_at"],
+        cause="started",
+        old_due=None,
+        new_due=row["due_at"],
+        detail=f"limit {row['limit_days']} working days",
+        event_id=event_id,
+    )
     return True
 
 
-async def stop(uow: UnitOfWork, ctx: SupervisionContext, row: dict[str, Any], *, at: datetime, outcome: int,
-               decided_by: str = "", cause: str, event_id: str) -> None:
+async def stop(
+    uow: UnitOfWork,
+    ctx: SupervisionContext,
+    row: dict[str, Any],
+    *,
+    at: datetime,
+    outcome: int,
+    decided_by: str = "",
+    cause: str,
+    event_id: str,
+) -> None:
     """Stop a clock for good, keeping the working days it used (pauses excluded)."""
     if row["stopped_at"] is not None:
         return
@@ -119,11 +172,22 @@ async def stop(uow: UnitOfWork, ctx: SupervisionContext, row: dict[str, Any], *,
     except CalendarMissing:
         used = None
     values = repository.model_values(clock) | {
-        "outcome": outcome, "decided_by": decided_by or row["decided_by"], "working_days": used,
-        "next_action_at": None, "updated_at": ctx.clock.now(),
+        "outcome": outcome,
+        "decided_by": decided_by or row["decided_by"],
+        "working_days": used,
+        "next_action_at": None,
+        "updated_at": ctx.clock.now(),
     }
     await repository.update_clock(uow.conn, row["clock_id"], **values)
-    await repository.add_change(uow.conn, clock_id=row["clock_id"], case_number=row["case_number"], at=at,
-                                cause=cause, old_due=row["due_at"], new_due=row["due_at"],
-                                detail=f"outcome {outcome}, {used} working days used", event_id=event_id)
+    await repository.add_change(
+        uow.conn,
+        clock_id=row["clock_id"],
+        case_number=row["case_number"],
+        at=at,
+        cause=cause,
+        old_due=row["due_at"],
+        new_due=row["due_at"],
+        detail=f"outcome {outcome}, {used} working days used",
+        event_id=event_id,
+    )
     row.update(values)

@@ -39,7 +39,8 @@ class GrpcApproval:
         if self._stub is None:
             self._stub = approval_pb2_grpc.ApprovalServiceStub(insecure_channel(self._address))
         request = approval_pb2.DeemApproveRequest(
-            task_id=task_id, by=common_pb2.Actor(username=MANAGEMENT_OFFICE, role="supervisor"))
+            task_id=task_id, by=common_pb2.Actor(username=MANAGEMENT_OFFICE, role="supervisor")
+        )
         try:
             await self._stub.DeemApprove(request, timeout=CALL_TIMEOUT_S)
         except grpc.aio.AioRpcError as exc:
@@ -57,27 +58,43 @@ def responsible_staff(row: dict[str, Any]) -> list[str]:
     return staff or [f"chief representative of window {row['window'] or row['department']}"]
 
 
-async def settle(uow: UnitOfWork, ctx: SupervisionContext, row: dict[str, Any], *, deemed: bool, note: str,
-                 at: datetime) -> bool:
+async def settle(
+    uow: UnitOfWork, ctx: SupervisionContext, row: dict[str, Any], *, deemed: bool, note: str, at: datetime
+) -> bool:
     """Settle a task's pending deemed approval; accountability when deemed. False if already settled."""
     record = await repository.get_deemed(uow.conn, row["task_id"])
     if record is None:
         return False
     state = "deemed" if deemed else "refused"
-    if not await repository.settle_deemed(uow.conn, row["task_id"], state=state, note=note[:500],
-                                          deemed_at=at if deemed else None):
+    if not await repository.settle_deemed(
+        uow.conn, row["task_id"], state=state, note=note[:500], deemed_at=at if deemed else None
+    ):
         return False
     if deemed:
-        await repository.add_accountability(uow.conn, {
-            "task_id": row["task_id"], "case_number": row["case_number"], "department": row["department"],
-            "window": row["window"], "staff": responsible_staff(row), "due_at": row["due_at"],
-            "urged_at": row["urged_at"], "deemed_at": at,
-        })
-    await repository.update_clock(uow.conn, row["clock_id"], deem_state=state, next_action_at=None,
-                                  updated_at=ctx.clock.now())
+        await repository.add_accountability(
+            uow.conn,
+            {
+                "task_id": row["task_id"],
+                "case_number": row["case_number"],
+                "department": row["department"],
+                "window": row["window"],
+                "staff": responsible_staff(row),
+                "due_at": row["due_at"],
+                "urged_at": row["urged_at"],
+                "deemed_at": at,
+            },
+        )
+    await repository.update_clock(
+        uow.conn, row["clock_id"], deem_state=state, next_action_at=None, updated_at=ctx.clock.now()
+    )
     row.update(deem_state=state, next_action_at=None)
-    log.info("deemed approval settled", case_number=row["case_number"], task_id=row["task_id"], state=state,
-             note=note)
+    log.info(
+        "deemed approval settled",
+        case_number=row["case_number"],
+        task_id=row["task_id"],
+        state=state,
+        note=note,
+    )
     return True
 
 
@@ -96,7 +113,9 @@ async def _ask(ctx: SupervisionContext, sem: asyncio.Semaphore, task_id: str) ->
     return "refused", "approval refused: the task was already decided or extended"
 
 
-async def call_approval(ctx: SupervisionContext, uow: Callable[[], UnitOfWork], rows: Sequence[dict[str, Any]]) -> int:
+async def call_approval(
+    ctx: SupervisionContext, uow: Callable[[], UnitOfWork], rows: Sequence[dict[str, Any]]
+) -> int:
     """Ask approval to deem each claimed task, outside any transaction; settle the answers. Deemed count."""
     if not rows:
         return 0

@@ -60,22 +60,34 @@ async def _case(uow: UnitOfWork, case_number: str, query_code_digest: str) -> di
     return case
 
 
-async def submit(uow: UnitOfWork, ctx: SupervisionContext, *, case_number: str, query_code_digest: str,
-                 rating: int, tags: list[str], text: str) -> dict[str, Any]:
+async def submit(
+    uow: UnitOfWork,
+    ctx: SupervisionContext,
+    *,
+    case_number: str,
+    query_code_digest: str,
+    rating: int,
+    tags: list[str],
+    text: str,
+) -> dict[str, Any]:
     """Rate a concluded case; a bad review opens a rectification; a second rating is its follow-up."""
     tags = [t.strip() for t in tags if t.strip()]
     text = text.strip()
     _validate(case_number=case_number, rating=rating, tags=tags, text=text)
     case = await _case(uow, case_number, query_code_digest)
     now = ctx.clock.now()
-    existing = (await uow.conn.execute(
-        select(orm.evaluations).where(orm.evaluations.c.case_id == case["case_id"]))).mappings().first()
+    existing = (
+        (await uow.conn.execute(select(orm.evaluations).where(orm.evaluations.c.case_id == case["case_id"])))
+        .mappings()
+        .first()
+    )
     if existing is not None:
         return await _follow_up(uow, _row(existing), rating=rating, now=now)
     if not case["query_code_digest"] and query_code_digest:
         # Until events carry the digest, the first evaluator's digest guards the follow-up.
-        await repository.upsert_case(uow.conn, case_id=case["case_id"], now=now,
-                                     query_code_digest=query_code_digest.strip().lower())
+        await repository.upsert_case(
+            uow.conn, case_id=case["case_id"], now=now, query_code_digest=query_code_digest.strip().lower()
+        )
     bad = rating <= BAD_REVIEW_MAX
     callback_due = rectify_due = None
     if bad:
@@ -85,14 +97,31 @@ async def submit(uow: UnitOfWork, ctx: SupervisionContext, *, case_number: str, 
         except CalendarMissing as exc:
             await raise_calendar_missing(uow, ctx, exc.year, detail=f"rectification of case {case_number}")
     row = {
-        "evaluation_id": str(uuid.uuid4()), "case_id": case["case_id"], "case_number": case_number,
-        "center": case["center"], "matter_code": case["matter_code"], "rating": rating, "tags": tags, "text": text,
-        "submitted_at": now, "rectification": bad, "callback_due": callback_due, "rectify_due": rectify_due,
-        "called_back_at": None, "rectified_at": None, "follow_up_rating": None, "follow_up_at": None,
+        "evaluation_id": str(uuid.uuid4()),
+        "case_id": case["case_id"],
+        "case_number": case_number,
+        "center": case["center"],
+        "matter_code": case["matter_code"],
+        "rating": rating,
+        "tags": tags,
+        "text": text,
+        "submitted_at": now,
+        "rectification": bad,
+        "callback_due": callback_due,
+        "rectify_due": rectify_due,
+        "called_back_at": None,
+        "rectified_at": None,
+        "follow_up_rating": None,
+        "follow_up_at": None,
     }
     await uow.conn.execute(orm.evaluations.insert().values(**row))
-    uow.emit(ctx.event(events_pb2.EvaluationSubmitted(rating=rating, tags=tags, text=text), case_id=case["case_id"],
-                       case_number=case_number))
+    uow.emit(
+        ctx.event(
+            events_pb2.EvaluationSubmitted(rating=rating, tags=tags, text=text),
+            case_id=case["case_id"],
+            case_number=case_number,
+        )
+    )
     return row
 
 
@@ -101,20 +130,31 @@ async def _follow_up(uow: UnitOfWork, row: dict[str, Any], *, rating: int, now: 
         raise AlreadyExists(f"case {row['case_number']} has already been evaluated")
     if row["follow_up_rating"] is not None:
         raise AlreadyExists(f"case {row['case_number']} already has its follow-up rating")
-    await uow.conn.execute(update(orm.evaluations).where(orm.evaluations.c.evaluation_id == row["evaluation_id"])
-                           .values(follow_up_rating=rating, follow_up_at=now))
+    await uow.conn.execute(
+        update(orm.evaluations)
+        .where(orm.evaluations.c.evaluation_id == row["evaluation_id"])
+        .values(follow_up_rating=rating, follow_up_at=now)
+    )
     row.update(follow_up_rating=rating, follow_up_at=now)
     return row
 
 
-async def record_progress(uow: UnitOfWork, ctx: SupervisionContext, *, evaluation_id: str,
-                          step: str) -> dict[str, Any]:
+async def record_progress(
+    uow: UnitOfWork, ctx: SupervisionContext, *, evaluation_id: str, step: str
+) -> dict[str, Any]:
     """Mark a rectification's call back ("called_back") or its completion ("rectified")."""
     column = {"called_back": "called_back_at", "rectified": "rectified_at"}.get(step)
     if column is None:
         raise InvalidArgument("step must be called_back or rectified", field="step")
-    raw = (await uow.conn.execute(
-        select(orm.evaluations).where(orm.evaluations.c.evaluation_id == evaluation_id))).mappings().first()
+    raw = (
+        (
+            await uow.conn.execute(
+                select(orm.evaluations).where(orm.evaluations.c.evaluation_id == evaluation_id)
+            )
+        )
+        .mappings()
+        .first()
+    )
     if raw is None:
         raise NotFound(f"no evaluation {evaluation_id}")
     row = _row(raw)
@@ -122,8 +162,11 @@ async def record_progress(uow: UnitOfWork, ctx: SupervisionContext, *, evaluatio
         raise FailedPrecondition("only a bad review has a rectification")
     if row[column] is None:
         now = ctx.clock.now()
-        await uow.conn.execute(update(orm.evaluations).where(orm.evaluations.c.evaluation_id == evaluation_id)
-                               .values({column: now}))
+        await uow.conn.execute(
+            update(orm.evaluations)
+            .where(orm.evaluations.c.evaluation_id == evaluation_id)
+            .values({column: now})
+        )
         row[column] = now
     return row
 
@@ -131,7 +174,9 @@ async def record_progress(uow: UnitOfWork, ctx: SupervisionContext, *, evaluatio
 async def overdue_rectifications(uow: UnitOfWork, *, now: datetime) -> list[dict[str, Any]]:
     """Bad reviews whose call back or rectification is late."""
     e = orm.evaluations
-    stmt = select(e).where(e.c.rectification.is_(True),
-                           ((e.c.called_back_at.is_(None)) & (e.c.callback_due < now))
-                           | ((e.c.rectified_at.is_(None)) & (e.c.rectify_due < now)))
+    stmt = select(e).where(
+        e.c.rectification.is_(True),
+        ((e.c.called_back_at.is_(None)) & (e.c.callback_due < now))
+        | ((e.c.rectified_at.is_(None)) & (e.c.rectify_due < now)),
+    )
     return [_row(r) for r in (await uow.conn.execute(stmt.order_by(e.c.submitted_at))).mappings()]

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from onestop.supervision.v1 import supervision_pb2
-from services.common.clock import from_timestamp
 from services.common.calendar import CalendarError
+from services.common.clock import from_timestamp
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied
 from services.common.events import timestamp
 from services.common.runtime import Runtime

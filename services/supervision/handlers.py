@@ -30,9 +30,16 @@ def _at(env: events_pb2.Envelope) -> datetime:
 async def on_case_accepted(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
     """Remember the case: accepted here (or uploaded from a child center)."""
     body = env.case_accepted
-    await repository.upsert_case(uow.conn, case_id=env.case_id, now=ctx.clock.now(), case_number=env.case_number,
-                                 center=body.origin_center or env.center, matter_code=body.matter_code,
-                                 accepted_at=_at(env), on_the_spot=body.on_the_spot)
+    await repository.upsert_case(
+        uow.conn,
+        case_id=env.case_id,
+        now=ctx.clock.now(),
+        case_number=env.case_number,
+        center=body.origin_center or env.center,
+        matter_code=body.matter_code,
+        accepted_at=_at(env),
+        on_the_spot=body.on_the_spot,
+    )
     await repository.advance_case(uow.conn, case_id=env.case_id, status="accepted", now=ctx.clock.now())
     # The routing may have overtaken the acceptance (replicas share the consumer): give its clocks the center.
     await repository.fill_clock_center(uow.conn, case_id=env.case_id, center=body.origin_center or env.center)
@@ -43,33 +50,85 @@ async def on_case_routed(uow: UnitOfWork, ctx: SupervisionContext, env: events_p
     body = env.case_routed
     accepted_at = from_timestamp(body.accepted_at) if body.HasField("accepted_at") else _at(env)
     threshold = body.warning_threshold_days or DEFAULT_THRESHOLD_DAYS
-    await repository.upsert_case(uow.conn, case_id=env.case_id, now=ctx.clock.now(), case_number=env.case_number,
-                                 matter_code=body.matter_code, accepted_at=accepted_at, routed=True,
-                                 on_the_spot=body.on_the_spot, promised_days=body.promised_limit_days,
-                                 statutory_days=body.statutory_limit_days, threshold_days=threshold,
-                                 deemed_allowed=body.deemed_approval_allowed)
+    await repository.upsert_case(
+        uow.conn,
+        case_id=env.case_id,
+        now=ctx.clock.now(),
+        case_number=env.case_number,
+        matter_code=body.matter_code,
+        accepted_at=accepted_at,
+        routed=True,
+        on_the_spot=body.on_the_spot,
+        promised_days=body.promised_limit_days,
+        statutory_days=body.statutory_limit_days,
+        threshold_days=threshold,
+        deemed_allowed=body.deemed_approval_allowed,
+    )
     await repository.advance_case(uow.conn, case_id=env.case_id, status="routed", now=ctx.clock.now())
     case = await repository.get_case(uow.conn, case_id=env.case_id)
     assert case is not None
-    row = _new_clock(case, clock_id=repository.case_clock_id(env.case_id), task_id="", department="", window="",
-                     started_at=accepted_at, now=ctx.clock.now())
+    row = _new_clock(
+        case,
+        clock_id=repository.case_clock_id(env.case_id),
+        task_id="",
+        department="",
+        window="",
+        started_at=accepted_at,
+        now=ctx.clock.now(),
+    )
     await clocks.start(uow, ctx, row, event_id=env.event_id)
     if case["status"] in ("concluded", "withdrawn"):  # the conclusion overtook the routing
-        await clocks.stop(uow, ctx, row, at=case["concluded_at"] or accepted_at, outcome=case["outcome"],
-                          cause=case["status"], event_id=env.event_id)
+        await clocks.stop(
+            uow,
+            ctx,
+            row,
+            at=case["concluded_at"] or accepted_at,
+            outcome=case["outcome"],
+            cause=case["status"],
+            event_id=env.event_id,
+        )
 
 
-def _new_clock(case: dict[str, Any], *, clock_id: str, task_id: str, department: str, window: str,
-               started_at: datetime, now: datetime) -> dict[str, Any]:
+def _new_clock(
+    case: dict[str, Any],
+    *,
+    clock_id: str,
+    task_id: str,
+    department: str,
+    window: str,
+    started_at: datetime,
+    now: datetime,
+) -> dict[str, Any]:
     return {
-        "clock_id": clock_id, "case_id": case["case_id"], "case_number": case["case_number"] or "",
-        "task_id": task_id, "center": case["center"], "matter_code": case["matter_code"],
-        "department": department, "window": window, "accepted_at": case["accepted_at"] or started_at,
-        "started_at": started_at, "limit_days": case["promised_days"], "statutory_days": case["statutory_days"],
-        "key_deadline": case["key_deadline"], "extension_days": 0, "threshold_days": case["threshold_days"],
-        "deemed_allowed": case["deemed_allowed"], "pauses": [], "paused": False, "due_at": None,
-        "calendar_missing": 0, "warned_level": 0, "urged_at": None, "deem_state": "", "claimants": [],
-        "decided_by": "", "stopped_at": None, "outcome": 0, "working_days": None, "next_action_at": None,
+        "clock_id": clock_id,
+        "case_id": case["case_id"],
+        "case_number": case["case_number"] or "",
+        "task_id": task_id,
+        "center": case["center"],
+        "matter_code": case["matter_code"],
+        "department": department,
+        "window": window,
+        "accepted_at": case["accepted_at"] or started_at,
+        "started_at": started_at,
+        "limit_days": case["promised_days"],
+        "statutory_days": case["statutory_days"],
+        "key_deadline": case["key_deadline"],
+        "extension_days": 0,
+        "threshold_days": case["threshold_days"],
+        "deemed_allowed": case["deemed_allowed"],
+        "pauses": [],
+        "paused": False,
+        "due_at": None,
+        "calendar_missing": 0,
+        "warned_level": 0,
+        "urged_at": None,
+        "deem_state": "",
+        "claimants": [],
+        "decided_by": "",
+        "stopped_at": None,
+        "outcome": 0,
+        "working_days": None,
+        "next_action_at": None,
         "updated_at": now,
     }
 
@@ -84,15 +143,32 @@ async def on_task_opened(uow: UnitOfWork, ctx: SupervisionContext, env: events_p
         raise NotReadyYet(f"task {task.task_id} opened before case {env.case_number} was routed")
     if case["status"] in ("concluded", "withdrawn"):
         return
-    row = _new_clock(case, clock_id=repository.task_clock_id(task.task_id), task_id=task.task_id,
-                     department=task.department, window=task.window, started_at=_at(env), now=ctx.clock.now())
+    row = _new_clock(
+        case,
+        clock_id=repository.task_clock_id(task.task_id),
+        task_id=task.task_id,
+        department=task.department,
+        window=task.window,
+        started_at=_at(env),
+        now=ctx.clock.now(),
+    )
     await clocks.start(uow, ctx, row, event_id=env.event_id)
     case_row = await repository.get_clock(uow.conn, repository.case_clock_id(case["case_id"]))
-    if case_row and case_row["paused"] and any(p["to"] is None and p["kind"] == model.SUPPLEMENT
-                                               for p in case_row["pauses"]):
+    if (
+        case_row
+        and case_row["paused"]
+        and any(p["to"] is None and p["kind"] == model.SUPPLEMENT for p in case_row["pauses"])
+    ):
         # A task opening while the case waits for the applicant also waits.
-        await clocks.save(uow, ctx, row, model.pause(repository.to_model(row), kind=model.SUPPLEMENT, at=_at(env)),
-                          cause="supplement_pause", at=_at(env), event_id=env.event_id)
+        await clocks.save(
+            uow,
+            ctx,
+            row,
+            model.pause(repository.to_model(row), kind=model.SUPPLEMENT, at=_at(env)),
+            cause="supplement_pause",
+            at=_at(env),
+            event_id=env.event_id,
+        )
 
 
 async def on_task_claimed(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
@@ -127,61 +203,94 @@ async def on_task_decided(uow: UnitOfWork, ctx: SupervisionContext, env: events_
         # The department has spoken; waiting for the merged notice and the applicant is not its delay.
         if who and who not in row["claimants"]:
             await repository.update_clock(uow.conn, row["clock_id"], claimants=[*row["claimants"], who])
-        await clocks.save(uow, ctx, row, model.pause(repository.to_model(row), kind=model.SUPPLEMENT, at=at),
-                          cause="supplement_pause", at=at, detail="the department asked for a supplement",
-                          event_id=env.event_id)
+        await clocks.save(
+            uow,
+            ctx,
+            row,
+            model.pause(repository.to_model(row), kind=model.SUPPLEMENT, at=at),
+            cause="supplement_pause",
+            at=at,
+            detail="the department asked for a supplement",
+            event_id=env.event_id,
+        )
         return
-    outcome = {common_pb2.TASK_STATUS_APPROVED: model.APPROVED, common_pb2.TASK_STATUS_REJECTED: model.REJECTED,
-               common_pb2.TASK_STATUS_DEEMED_APPROVED: model.DEEMED_APPROVED}.get(body.status)
+    outcome = {
+        common_pb2.TASK_STATUS_APPROVED: model.APPROVED,
+        common_pb2.TASK_STATUS_REJECTED: model.REJECTED,
+        common_pb2.TASK_STATUS_DEEMED_APPROVED: model.DEEMED_APPROVED,
+    }.get(body.status)
     if outcome is None:
         return
-    await clocks.stop(uow, ctx, row, at=at, outcome=outcome, decided_by=who, cause="decided", event_id=env.event_id)
+    await clocks.stop(
+        uow, ctx, row, at=at, outcome=outcome, decided_by=who, cause="decided", event_id=env.event_id
+    )
     if outcome == model.DEEMED_APPROVED and row["deem_state"] == "pending":
         # Approval sealed it but our own record of the call was lost (e.g. a crash): finish it here.
         await deem.settle(uow, ctx, row, deemed=True, note="confirmed by task_decided", at=at)
 
 
-async def _pause_case(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope, *, kind_: str,
-                      detail: str) -> None:
+async def _pause_case(
+    uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope, *, kind_: str, detail: str
+) -> None:
     at = _at(env)
     for row in await repository.case_clocks(uow.conn, case_id=env.case_id, open_only=True, lock=True):
         clock = repository.to_model(row)
         paused = model.pause(clock, kind=kind_, at=at)
         if paused != clock:
-            await clocks.save(uow, ctx, row, paused, cause=f"{kind_}_pause", at=at, detail=detail,
-                              event_id=env.event_id)
+            await clocks.save(
+                uow, ctx, row, paused, cause=f"{kind_}_pause", at=at, detail=detail, event_id=env.event_id
+            )
 
 
-async def _resume_case(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope, *, kind_: str,
-                       detail: str) -> None:
+async def _resume_case(
+    uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope, *, kind_: str, detail: str
+) -> None:
     at = _at(env)
     for row in await repository.case_clocks(uow.conn, case_id=env.case_id, open_only=True, lock=True):
         clock = repository.to_model(row)
         resumed = model.resume(clock, kind=kind_, at=at)
         if resumed != clock:
-            await clocks.save(uow, ctx, row, resumed, cause=f"{kind_}_resume", at=at, detail=detail,
-                              event_id=env.event_id)
+            await clocks.save(
+                uow, ctx, row, resumed, cause=f"{kind_}_resume", at=at, detail=detail, event_id=env.event_id
+            )
 
 
-async def on_supplement_round_opened(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
+async def on_supplement_round_opened(
+    uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope
+) -> None:
     """The merged supplement notice went out: every running clock of the case pauses (§8)."""
-    await _pause_case(uow, ctx, env, kind_=model.SUPPLEMENT,
-                      detail=f"supplement notice round {env.supplement_round_opened.round}")
+    await _pause_case(
+        uow,
+        ctx,
+        env,
+        kind_=model.SUPPLEMENT,
+        detail=f"supplement notice round {env.supplement_round_opened.round}",
+    )
 
 
 async def on_supplement_requested(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
     """A pre-review notice starts no clock; one raised during review pauses them like a round."""
     if env.supplement_requested.during_review:
-        await _pause_case(uow, ctx, env, kind_=model.SUPPLEMENT,
-                          detail=f"supplement notice round {env.supplement_requested.round}")
+        await _pause_case(
+            uow,
+            ctx,
+            env,
+            kind_=model.SUPPLEMENT,
+            detail=f"supplement notice round {env.supplement_requested.round}",
+        )
         return
     await repository.upsert_case(uow.conn, case_id=env.case_id, now=ctx.clock.now())
 
 
 async def on_case_supplemented(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
     """The applicant answered: the clocks restart the day after (the calendar's pause convention)."""
-    await _resume_case(uow, ctx, env, kind_=model.SUPPLEMENT,
-                       detail=f"supplement round {env.case_supplemented.round} answered")
+    await _resume_case(
+        uow,
+        ctx,
+        env,
+        kind_=model.SUPPLEMENT,
+        detail=f"supplement round {env.case_supplemented.round} answered",
+    )
 
 
 async def pause_special_procedure(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
@@ -189,7 +298,9 @@ async def pause_special_procedure(uow: UnitOfWork, ctx: SupervisionContext, env:
     await _pause_case(uow, ctx, env, kind_=model.SPECIAL_PROCEDURE, detail="special procedure started")
 
 
-async def resume_special_procedure(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
+async def resume_special_procedure(
+    uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope
+) -> None:
     """The special procedure ended: the clocks run again."""
     await _resume_case(uow, ctx, env, kind_=model.SPECIAL_PROCEDURE, detail="special procedure ended")
 
@@ -205,43 +316,88 @@ async def on_extension_decided(uow: UnitOfWork, ctx: SupervisionContext, env: ev
         return
     clock = repository.to_model(row)
     detail = f"extension {body.extension_id}: +{body.days} working days ({body.reason or 'approved'})"
-    await clocks.save(uow, ctx, row, replace(clock, extension_days=clock.extension_days + body.days),
-                      cause="extension", at=at, detail=detail, event_id=env.event_id)
+    await clocks.save(
+        uow,
+        ctx,
+        row,
+        replace(clock, extension_days=clock.extension_days + body.days),
+        cause="extension",
+        at=at,
+        detail=detail,
+        event_id=env.event_id,
+    )
     rows = await repository.case_clocks(uow.conn, case_id=row["case_id"], lock=True)
     longest = max((r["extension_days"] for r in rows if r["task_id"]), default=0)
     for case_row in rows:
-        if not case_row["task_id"] and case_row["stopped_at"] is None and case_row["extension_days"] < longest:
+        if (
+            not case_row["task_id"]
+            and case_row["stopped_at"] is None
+            and case_row["extension_days"] < longest
+        ):
             case_clock = repository.to_model(case_row)
-            await clocks.save(uow, ctx, case_row, replace(case_clock, extension_days=longest), cause="extension",
-                              at=at, detail=detail, event_id=env.event_id)
+            await clocks.save(
+                uow,
+                ctx,
+                case_row,
+                replace(case_clock, extension_days=longest),
+                cause="extension",
+                at=at,
+                detail=detail,
+                event_id=env.event_id,
+            )
 
 
-async def on_key_project_designated(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
+async def on_key_project_designated(
+    uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope
+) -> None:
     """A key project's public deadline caps every clock of the case; the tracker follows it (R1, R5)."""
     body = env.key_project_designated
     deadline = from_timestamp(body.promised_deadline) if body.HasField("promised_deadline") else None
-    await repository.upsert_case(uow.conn, case_id=env.case_id, now=ctx.clock.now(), key_project=True,
-                                 key_deadline=deadline, tracker=body.tracker or body.designated_by.username)
+    await repository.upsert_case(
+        uow.conn,
+        case_id=env.case_id,
+        now=ctx.clock.now(),
+        key_project=True,
+        key_deadline=deadline,
+        tracker=body.tracker or body.designated_by.username,
+    )
     if env.case_number:
-        await repository.upsert_case(uow.conn, case_id=env.case_id, now=ctx.clock.now(),
-                                     case_number=env.case_number)
+        await repository.upsert_case(
+            uow.conn, case_id=env.case_id, now=ctx.clock.now(), case_number=env.case_number
+        )
     at = _at(env)
     for row in await repository.case_clocks(uow.conn, case_id=env.case_id, open_only=True, lock=True):
         clock = replace(repository.to_model(row), key_deadline=deadline)
-        await clocks.save(uow, ctx, row, clock, cause="key_project", at=at,
-                          detail=f"key project, promised deadline {deadline.isoformat() if deadline else '-'}",
-                          event_id=env.event_id)
+        await clocks.save(
+            uow,
+            ctx,
+            row,
+            clock,
+            cause="key_project",
+            at=at,
+            detail=f"key project, promised deadline {deadline.isoformat() if deadline else '-'}",
+            event_id=env.event_id,
+        )
 
 
-async def _conclude(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope, *, status: str,
-                    outcome: int) -> None:
+async def _conclude(
+    uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope, *, status: str, outcome: int
+) -> None:
     at = _at(env)
-    await repository.upsert_case(uow.conn, case_id=env.case_id, now=ctx.clock.now(), status=status,
-                                 outcome=outcome, concluded_at=at)
+    await repository.upsert_case(
+        uow.conn, case_id=env.case_id, now=ctx.clock.now(), status=status, outcome=outcome, concluded_at=at
+    )
     for row in await repository.case_clocks(uow.conn, case_id=env.case_id, open_only=True, lock=True):
         # A task still open here was cancelled by the join or the withdrawal: no outcome of its own.
-        await clocks.stop(uow, ctx, row, at=at, outcome=0 if row["task_id"] else outcome, cause=status,
-                          event_id=env.event_id)
+        await clocks.stop(
+            uow,
+            ctx,
+            row,
+            at=at,
+            outcome=0 if row["task_id"] else outcome,
+            cause=status,
+            event_id=env.event_id,
+        )
 
 
 async def on_case_concluded(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:

@@ -49,13 +49,19 @@ class Pause:
 
     def to_json(self) -> dict[str, Any]:
         """The stored form."""
-        return {"kind": self.kind, "from": self.start.isoformat(), "to": self.end.isoformat() if self.end else None}
+        return {
+            "kind": self.kind,
+            "from": self.start.isoformat(),
+            "to": self.end.isoformat() if self.end else None,
+        }
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Pause:
         """Parse the stored form."""
         end = raw.get("to")
-        return cls(raw["kind"], datetime.fromisoformat(raw["from"]), datetime.fromisoformat(end) if end else None)
+        return cls(
+            raw["kind"], datetime.fromisoformat(raw["from"]), datetime.fromisoformat(end) if end else None
+        )
 
 
 @dataclass(slots=True)
@@ -143,7 +149,9 @@ def due(clock: Clock, cal: WorkingCalendar, *, center: str | None = None) -> dat
     return min(found)
 
 
-def yellow_at(clock: Clock, due_at: datetime, cal: WorkingCalendar, *, center: str | None = None) -> datetime | None:
+def yellow_at(
+    clock: Clock, due_at: datetime, cal: WorkingCalendar, *, center: str | None = None
+) -> datetime | None:
     """Start of the last ``threshold_days`` working days before due (None: no yellow)."""
     if clock.threshold_days <= 0 or clock.limit_days == 0:
         return None
@@ -237,7 +245,9 @@ def paused_days(clock: Clock, until: datetime, cal: WorkingCalendar, *, center: 
     return sum(max(cal.working_days_between(s, e, center=center), 0) for s, e in merged(spans))
 
 
-def working_days_used(clock: Clock, until: datetime, cal: WorkingCalendar, *, center: str | None = None) -> int:
+def working_days_used(
+    clock: Clock, until: datetime, cal: WorkingCalendar, *, center: str | None = None
+) -> int:
     """Working days the office spent: from start to ``until``, pauses excluded."""
     spent = cal.working_days_between(clock.started_at, until, center=center)
     return max(spent - paused_days(clock, until, cal, center=center), 0)
@@ -252,5 +262,7 @@ def pause(clock: Clock, *, kind: str, at: datetime) -> Clock:
 
 def resume(clock: Clock, *, kind: str, at: datetime) -> Clock:
     """Close the open pause of ``kind`` (no-op when none is open)."""
-    pauses = tuple(replace(p, end=max(at, p.start)) if p.kind == kind and p.end is None else p for p in clock.pauses)
+    pauses = tuple(
+        replace(p, end=max(at, p.start)) if p.kind == kind and p.end is None else p for p in clock.pauses
+    )
     return replace(clock, pauses=pauses)

@@ -73,8 +73,12 @@ def score(row: Row, rules: RankingRules = DEFAULT_RULES) -> float:
         base = rules.on_time_weight * row.on_time_rate + rules.satisfaction_weight * satisfaction
     else:
         base = row.on_time_rate
-    raw = (100 * base - rules.overdue_penalty * row.overdue - rules.urge_penalty * row.urged
-           - rules.deemed_penalty * row.deemed_approved)
+    raw = (
+        100 * base
+        - rules.overdue_penalty * row.overdue
+        - rules.urge_penalty * row.urged
+        - rules.deemed_penalty * row.deemed_approved
+    )
     return round(min(max(raw, 0.0), 100.0), 2)
 
 
@@ -103,8 +107,17 @@ def assess(rows: Iterable[Row], rules: RankingRules = DEFAULT_RULES) -> list[Ass
     for row in rows:
         reasons = veto(row, rules)
         value = score(row, rules)
-        out.append(Assessment(row.key, value, grade(value, vetoed=bool(reasons), rules=rules), bool(reasons),
-                              reasons, row.on_time_rate, row.concluded))
+        out.append(
+            Assessment(
+                row.key,
+                value,
+                grade(value, vetoed=bool(reasons), rules=rules),
+                bool(reasons),
+                reasons,
+                row.on_time_rate,
+                row.concluded,
+            )
+        )
     return sorted(out, key=lambda a: (-a.score, -a.on_time_rate, -a.concluded, a.key))
 
 
@@ -119,7 +132,11 @@ def quarter(year: int, q: int) -> tuple[datetime, datetime]:
     if q not in (1, 2, 3, 4):
         raise ValueError("quarter must be 1..4")
     start = datetime(year, 3 * q - 2, 1, tzinfo=CENTER_TZ)
-    end = datetime(year + 1, 1, 1, tzinfo=CENTER_TZ) if q == 4 else datetime(year, 3 * q + 1, 1, tzinfo=CENTER_TZ)
+    end = (
+        datetime(year + 1, 1, 1, tzinfo=CENTER_TZ)
+        if q == 4
+        else datetime(year, 3 * q + 1, 1, tzinfo=CENTER_TZ)
+    )
     return start, end
 
 

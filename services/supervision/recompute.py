@@ -26,12 +26,19 @@ def fingerprint(cal: WorkingCalendar) -> str:
     data = []
     for year in cal.years():
         y = cal.year_data(year)
-        data.append([year, sorted(d.isoformat() for d in y.holidays), sorted(d.isoformat() for d in y.workdays)])
+        data.append(
+            [year, sorted(d.isoformat() for d in y.holidays), sorted(d.isoformat() for d in y.workdays)]
+        )
     return hashlib.sha256(json.dumps(data).encode()).hexdigest()
 
 
-async def recompute_all(ctx: SupervisionContext, uow: Callable[[], UnitOfWork], *, batch: int = 1000,
-                        detail: str = "calendar data changed") -> int:
+async def recompute_all(
+    ctx: SupervisionContext,
+    uow: Callable[[], UnitOfWork],
+    *,
+    batch: int = 1000,
+    detail: str = "calendar data changed",
+) -> int:
     """Recompute every open clock in pages of ``batch``; record those whose due moved. How many moved."""
     after, moved = "", 0
     years = [str(y) for y in ctx.calendar.years()]
@@ -41,19 +48,27 @@ async def recompute_all(ctx: SupervisionContext, uow: Callable[[], UnitOfWork], 
             for row in rows:
                 clock = repository.to_model(row)
                 done = clocks.compute(ctx, clock)
-                if done.clock.due_at == row["due_at"] and done.missing_year == row["calendar_missing"] \
-                        and (done.next_action_at == row["next_action_at"] or clock.deem_state):
+                if (
+                    done.clock.due_at == row["due_at"]
+                    and done.missing_year == row["calendar_missing"]
+                    and (done.next_action_at == row["next_action_at"] or clock.deem_state)
+                ):
                     continue
                 moved += done.clock.due_at != row["due_at"]
-                await clocks.save(work, ctx, row, clock, cause="calendar", at=ctx.clock.now(), detail=detail,
-                                  always=False)
+                await clocks.save(
+                    work, ctx, row, clock, cause="calendar", at=ctx.clock.now(), detail=detail, always=False
+                )
             if not rows:
                 # Alarms for years that now have data are cleared (once every clock has been recomputed).
                 await work.conn.execute(
                     update(orm.alarms)
-                    .where(orm.alarms.c.kind == "calendar_missing", orm.alarms.c.key.in_(years),
-                           orm.alarms.c.cleared_at.is_(None))
-                    .values(cleared_at=ctx.clock.now()))
+                    .where(
+                        orm.alarms.c.kind == "calendar_missing",
+                        orm.alarms.c.key.in_(years),
+                        orm.alarms.c.cleared_at.is_(None),
+                    )
+                    .values(cleared_at=ctx.clock.now())
+                )
             await work.commit()
         if not rows:
             break
@@ -81,14 +96,20 @@ async def sync_calendar(ctx: SupervisionContext, uow: Callable[[], UnitOfWork]) 
     await load_stored_years(ctx, uow)
     current = fingerprint(ctx.calendar)
     async with uow() as work:
-        stored = (await work.conn.execute(
-            select(orm.calendar_state.c.fingerprint).where(orm.calendar_state.c.name == STATE_NAME))).scalar()
+        stored = (
+            await work.conn.execute(
+                select(orm.calendar_state.c.fingerprint).where(orm.calendar_state.c.name == STATE_NAME)
+            )
+        ).scalar()
     if stored == current:
         return None
     moved = await recompute_all(ctx, uow, detail="calendar data changed")
     async with uow() as work:
-        await _upsert(work, orm.calendar_state, {"name": STATE_NAME, "fingerprint": current,
-                                                 "updated_at": ctx.clock.now()})
+        await _upsert(
+            work,
+            orm.calendar_state,
+            {"name": STATE_NAME, "fingerprint": current, "updated_at": ctx.clock.now()},
+        )
         await work.commit()
     return moved
 
@@ -99,16 +120,29 @@ async def _upsert(work: UnitOfWork, table: Table, row: dict[str, Any]) -> None:
         await work.conn.execute(update(table).where(key == row[key.name]).values(row))
 
 
-async def load_year(ctx: SupervisionContext, uow: Callable[[], UnitOfWork], *, year: int,
-                    holidays: Iterable[date | str] | Mapping[date | str, str], workdays: Iterable[date | str],
-                    source: str = "admin") -> int:
+async def load_year(
+    ctx: SupervisionContext,
+    uow: Callable[[], UnitOfWork],
+    *,
+    year: int,
+    holidays: Iterable[date | str] | Mapping[date | str, str],
+    workdays: Iterable[date | str],
+    source: str = "admin",
+) -> int:
     """Admin: load (or replace) one calendar year for every replica, then recompute the open clocks."""
     data = YearData.build(year, holidays=holidays, workdays=workdays, source=source)
     async with uow() as work:
-        await _upsert(work, orm.calendar_years, {
-            "year": year, "holidays": {d.isoformat(): name for d, name in data.holidays.items()},
-            "workdays": sorted(d.isoformat() for d in data.workdays), "source": source,
-            "loaded_at": ctx.clock.now()})
+        await _upsert(
+            work,
+            orm.calendar_years,
+            {
+                "year": year,
+                "holidays": {d.isoformat(): name for d, name in data.holidays.items()},
+                "workdays": sorted(d.isoformat() for d in data.workdays),
+                "source": source,
+                "loaded_at": ctx.clock.now(),
+            },
+        )
         await work.commit()
     ctx.calendar.add_year(data)
     log.info("calendar year loaded", year=year, source=source)

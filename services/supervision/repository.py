@@ -17,10 +17,30 @@ from services.supervision import bulk, model, orm
 # Columns a tick may change; everything else only changes on events.
 _TICK_COLUMNS = ("warned_level", "urged_at", "deem_state", "next_action_at")
 # Columns a tick reads: the rules' view plus what its warnings and urges name.
-_TICK_READ = ("clock_id", "case_id", "case_number", "task_id", "center", "matter_code", "department", "window",
-              "accepted_at", "started_at", "limit_days", "statutory_days", "key_deadline", "extension_days",
-              "threshold_days", "deemed_allowed", "pauses", "due_at", "warned_level", "urged_at", "deem_state",
-              "stopped_at")
+_TICK_READ = (
+    "clock_id",
+    "case_id",
+    "case_number",
+    "task_id",
+    "center",
+    "matter_code",
+    "department",
+    "window",
+    "accepted_at",
+    "started_at",
+    "limit_days",
+    "statutory_days",
+    "key_deadline",
+    "extension_days",
+    "threshold_days",
+    "deemed_allowed",
+    "pauses",
+    "due_at",
+    "warned_level",
+    "urged_at",
+    "deem_state",
+    "stopped_at",
+)
 
 
 def case_clock_id(case_id: str) -> str:
@@ -41,12 +61,21 @@ def _row(raw: Any) -> dict[str, Any]:
 def to_model(row: dict[str, Any]) -> model.Clock:
     """The rules' view of a clock row."""
     return model.Clock(
-        clock_id=row["clock_id"], task_id=row["task_id"], accepted_at=row["accepted_at"],
-        started_at=row["started_at"], limit_days=row["limit_days"], statutory_days=row["statutory_days"],
-        key_deadline=row["key_deadline"], extension_days=row["extension_days"],
-        threshold_days=row["threshold_days"], deemed_allowed=row["deemed_allowed"],
-        pauses=tuple(model.Pause.from_json(p) for p in row["pauses"] or ()), due_at=row["due_at"],
-        warned_level=row["warned_level"], urged_at=row["urged_at"], deem_state=row["deem_state"],
+        clock_id=row["clock_id"],
+        task_id=row["task_id"],
+        accepted_at=row["accepted_at"],
+        started_at=row["started_at"],
+        limit_days=row["limit_days"],
+        statutory_days=row["statutory_days"],
+        key_deadline=row["key_deadline"],
+        extension_days=row["extension_days"],
+        threshold_days=row["threshold_days"],
+        deemed_allowed=row["deemed_allowed"],
+        pauses=tuple(model.Pause.from_json(p) for p in row["pauses"] or ()),
+        due_at=row["due_at"],
+        warned_level=row["warned_level"],
+        urged_at=row["urged_at"],
+        deem_state=row["deem_state"],
         stopped_at=row["stopped_at"],
     )
 
@@ -54,18 +83,28 @@ def to_model(row: dict[str, Any]) -> model.Clock:
 def model_values(clock: model.Clock) -> dict[str, Any]:
     """The columns a rules' clock determines."""
     return {
-        "limit_days": clock.limit_days, "statutory_days": clock.statutory_days, "key_deadline": clock.key_deadline,
-        "extension_days": clock.extension_days, "threshold_days": clock.threshold_days,
-        "deemed_allowed": clock.deemed_allowed, "pauses": [p.to_json() for p in clock.pauses],
-        "paused": clock.paused, "due_at": clock.due_at, "warned_level": clock.warned_level,
-        "urged_at": clock.urged_at, "deem_state": clock.deem_state, "stopped_at": clock.stopped_at,
+        "limit_days": clock.limit_days,
+        "statutory_days": clock.statutory_days,
+        "key_deadline": clock.key_deadline,
+        "extension_days": clock.extension_days,
+        "threshold_days": clock.threshold_days,
+        "deemed_allowed": clock.deemed_allowed,
+        "pauses": [p.to_json() for p in clock.pauses],
+        "paused": clock.paused,
+        "due_at": clock.due_at,
+        "warned_level": clock.warned_level,
+        "urged_at": clock.urged_at,
+        "deem_state": clock.deem_state,
+        "stopped_at": clock.stopped_at,
     }
 
 
 # -- cases ---------------------------------------------------------------------------------------
 
-async def get_case(conn: AsyncConnection, *, case_id: str = "", case_number: str = "",
-                   lock: bool = False) -> dict[str, Any] | None:
+
+async def get_case(
+    conn: AsyncConnection, *, case_id: str = "", case_number: str = "", lock: bool = False
+) -> dict[str, Any] | None:
     """A known case by id or number, or None."""
     cond = orm.cases.c.case_id == case_id if case_id else orm.cases.c.case_number == case_number
     stmt = select(orm.cases).where(cond)
@@ -78,7 +117,9 @@ async def get_case(conn: AsyncConnection, *, case_id: str = "", case_number: str
 async def upsert_case(conn: AsyncConnection, *, case_id: str, now: datetime, **values: Any) -> None:
     """Create the case row on first sight, then set ``values``."""
     await insert_ignore(conn, orm.cases, {"case_id": case_id, "status": "submitted", "updated_at": now})
-    await conn.execute(update(orm.cases).where(orm.cases.c.case_id == case_id).values(updated_at=now, **values))
+    await conn.execute(
+        update(orm.cases).where(orm.cases.c.case_id == case_id).values(updated_at=now, **values)
+    )
 
 
 _CASE_ORDER = ("submitted", "accepted", "routed")
@@ -87,8 +128,11 @@ _CASE_ORDER = ("submitted", "accepted", "routed")
 async def advance_case(conn: AsyncConnection, *, case_id: str, status: str, now: datetime) -> None:
     """Move a case forward to ``status`` (events may arrive out of order; a case never goes back)."""
     earlier = _CASE_ORDER[: _CASE_ORDER.index(status)]
-    await conn.execute(update(orm.cases).where(orm.cases.c.case_id == case_id, orm.cases.c.status.in_(earlier))
-                       .values(status=status, updated_at=now))
+    await conn.execute(
+        update(orm.cases)
+        .where(orm.cases.c.case_id == case_id, orm.cases.c.status.in_(earlier))
+        .values(status=status, updated_at=now)
+    )
 
 
 async def key_project_cases(conn: AsyncConnection, *, tracker: str) -> list[dict[str, Any]]:
@@ -101,6 +145,7 @@ async def key_project_cases(conn: AsyncConnection, *, tracker: str) -> list[dict
 
 # -- clocks --------------------------------------------------------------------------------------
 
+
 async def get_clock(conn: AsyncConnection, clock_id: str, *, lock: bool = False) -> dict[str, Any] | None:
     """One clock row, or None."""
     stmt = select(orm.clocks).where(orm.clocks.c.clock_id == clock_id)
@@ -110,8 +155,9 @@ async def get_clock(conn: AsyncConnection, clock_id: str, *, lock: bool = False)
     return _row(row) if row else None
 
 
-async def case_clocks(conn: AsyncConnection, *, case_id: str, open_only: bool = False,
-                      lock: bool = False) -> list[dict[str, Any]]:
+async def case_clocks(
+    conn: AsyncConnection, *, case_id: str, open_only: bool = False, lock: bool = False
+) -> list[dict[str, Any]]:
     """A case's clocks, the case's own first."""
     stmt = select(orm.clocks).where(orm.clocks.c.case_id == case_id)
     if open_only:
@@ -124,8 +170,11 @@ async def case_clocks(conn: AsyncConnection, *, case_id: str, open_only: bool = 
 
 async def fill_clock_center(conn: AsyncConnection, *, case_id: str, center: str) -> None:
     """Set the center of a case's clocks created before it was known."""
-    await conn.execute(update(orm.clocks).where(orm.clocks.c.case_id == case_id, orm.clocks.c.center == "")
-                       .values(center=center))
+    await conn.execute(
+        update(orm.clocks)
+        .where(orm.clocks.c.case_id == case_id, orm.clocks.c.center == "")
+        .values(center=center)
+    )
 
 
 async def insert_clock(conn: AsyncConnection, row: dict[str, Any]) -> bool:
@@ -153,7 +202,9 @@ async def claim_due(conn: AsyncConnection, *, now: datetime, limit: int) -> list
 
 async def update_ticked(conn: AsyncConnection, rows: Sequence[dict[str, Any]], *, now: datetime) -> None:
     """Write back what a tick changed, in one statement."""
-    await bulk.update_by_key(conn, orm.clocks, "clock_id", rows, columns=_TICK_COLUMNS, same={"updated_at": now})
+    await bulk.update_by_key(
+        conn, orm.clocks, "clock_id", rows, columns=_TICK_COLUMNS, same={"updated_at": now}
+    )
 
 
 async def open_clocks_after(conn: AsyncConnection, *, after: str, limit: int) -> list[dict[str, Any]]:
@@ -169,22 +220,45 @@ async def open_clocks_after(conn: AsyncConnection, *, after: str, limit: int) ->
     return [_row(r) for r in (await conn.execute(stmt)).mappings()]
 
 
-async def add_change(conn: AsyncConnection, *, clock_id: str, case_number: str, at: datetime, cause: str,
-                     old_due: datetime | None, new_due: datetime | None, detail: str = "",
-                     event_id: str = "") -> None:
+async def add_change(
+    conn: AsyncConnection,
+    *,
+    clock_id: str,
+    case_number: str,
+    at: datetime,
+    cause: str,
+    old_due: datetime | None,
+    new_due: datetime | None,
+    detail: str = "",
+    event_id: str = "",
+) -> None:
     """Record one change to a clock with its cause."""
-    await conn.execute(orm.clock_changes.insert().values(
-        clock_id=clock_id, case_number=case_number, at=at, cause=cause, old_due=old_due, new_due=new_due,
-        detail=detail, event_id=event_id))
+    await conn.execute(
+        orm.clock_changes.insert().values(
+            clock_id=clock_id,
+            case_number=case_number,
+            at=at,
+            cause=cause,
+            old_due=old_due,
+            new_due=new_due,
+            detail=detail,
+            event_id=event_id,
+        )
+    )
 
 
 async def changes(conn: AsyncConnection, clock_id: str) -> list[dict[str, Any]]:
     """A clock's recorded changes in order."""
-    stmt = select(orm.clock_changes).where(orm.clock_changes.c.clock_id == clock_id).order_by(orm.clock_changes.c.id)
+    stmt = (
+        select(orm.clock_changes)
+        .where(orm.clock_changes.c.clock_id == clock_id)
+        .order_by(orm.clock_changes.c.id)
+    )
     return [_row(r) for r in (await conn.execute(stmt)).mappings()]
 
 
 # -- warnings, urges, deemed approvals -------------------------------------------------------------
+
 
 async def get_deemed(conn: AsyncConnection, task_id: str) -> dict[str, Any] | None:
     """The deemed-approval record of a task."""
@@ -195,15 +269,20 @@ async def get_deemed(conn: AsyncConnection, task_id: str) -> dict[str, Any] | No
 async def settle_deemed(conn: AsyncConnection, task_id: str, **values: Any) -> bool:
     """Settle a pending deemed approval; False when another path settled it first."""
     result = await conn.execute(
-        update(orm.deemed).where(orm.deemed.c.task_id == task_id, orm.deemed.c.state == "pending").values(**values)
+        update(orm.deemed)
+        .where(orm.deemed.c.task_id == task_id, orm.deemed.c.state == "pending")
+        .values(**values)
     )
     return bool(result.rowcount)
 
 
 async def note_deem_attempt(conn: AsyncConnection, task_id: str, *, note: str) -> None:
     """Count a failed call to approval (the record stays pending and is retried)."""
-    await conn.execute(update(orm.deemed).where(orm.deemed.c.task_id == task_id, orm.deemed.c.state == "pending")
-                       .values(attempts=orm.deemed.c.attempts + 1, note=note[:500]))
+    await conn.execute(
+        update(orm.deemed)
+        .where(orm.deemed.c.task_id == task_id, orm.deemed.c.state == "pending")
+        .values(attempts=orm.deemed.c.attempts + 1, note=note[:500])
+    )
 
 
 async def add_accountability(conn: AsyncConnection, row: dict[str, Any]) -> bool:
@@ -220,8 +299,9 @@ async def accountability(conn: AsyncConnection, *, department: str) -> list[dict
     return [_row(r) for r in rows]
 
 
-async def current_warnings(conn: AsyncConnection, *, department: str, min_level: int,
-                           limit: int = 1000) -> list[tuple[dict[str, Any], int, datetime]]:
+async def current_warnings(
+    conn: AsyncConnection, *, department: str, min_level: int, limit: int = 1000
+) -> list[tuple[dict[str, Any], int, datetime]]:
     """Open clocks' current warning (their highest level), most urgent first."""
     w, c = orm.warnings, orm.clocks
     stmt = (
@@ -242,6 +322,8 @@ async def current_warnings(conn: AsyncConnection, *, department: str, min_level:
 
 async def add_events(conn: AsyncConnection, events: Sequence[events_pb2.Envelope], *, now: datetime) -> None:
     """Write a tick's events to the outbox: the rows Outbox.add writes, in one statement."""
-    rows = [{"event_id": e.event_id, "subject": subject_for(kind(e)), "payload": e.SerializeToString()}
-            for e in events]
+    rows = [
+        {"event_id": e.event_id, "subject": subject_for(kind(e)), "payload": e.SerializeToString()}
+        for e in events
+    ]
     await bulk.insert_ignore(conn, orm.outbox, rows, same={"created_at": now}, returning=False)

@@ -116,8 +116,9 @@ def p90(values: Sequence[int]) -> int:
     return ordered[max(math.ceil(0.9 * len(ordered)) - 1, 0)]
 
 
-def _keys(group_by: str, *, center: str, matter_code: str, department: str, window: str,
-          staff: Iterable[str]) -> list[str]:
+def _keys(
+    group_by: str, *, center: str, matter_code: str, department: str, window: str, staff: Iterable[str]
+) -> list[str]:
     if group_by == "center":
         return [center]
     if group_by == "matter":
@@ -133,17 +134,31 @@ def fact_keys(group_by: str, fact: ClockFact) -> list[str]:
     """The groups one clock counts in (none when it is not the level the grouping looks at)."""
     if (group_by in CASE_GROUPS) == bool(fact.task_id):
         return []
-    return _keys(group_by, center=fact.center, matter_code=fact.matter_code, department=fact.department,
-                 window=fact.window, staff=fact.staff)
+    return _keys(
+        group_by,
+        center=fact.center,
+        matter_code=fact.matter_code,
+        department=fact.department,
+        window=fact.window,
+        staff=fact.staff,
+    )
 
 
 def _inside(at: datetime | None, start: datetime, end: datetime) -> bool:
     return at is not None and start <= at < end
 
 
-def statistics(*, group_by: str, start: datetime, end: datetime, clocks: Iterable[ClockFact],
-               urges: Iterable[Mark] = (), deemed: Iterable[Mark] = (), ratings: Iterable[Rating] = (),
-               case_tasks: dict[str, list[ClockFact]] | None = None) -> list[Row]:
+def statistics(
+    *,
+    group_by: str,
+    start: datetime,
+    end: datetime,
+    clocks: Iterable[ClockFact],
+    urges: Iterable[Mark] = (),
+    deemed: Iterable[Mark] = (),
+    ratings: Iterable[Rating] = (),
+    case_tasks: dict[str, list[ClockFact]] | None = None,
+) -> list[Row]:
     """Figures per group for the period, sorted by key (``case_tasks``: task clocks of rated cases)."""
     if group_by not in GROUPS:
         raise ValueError(f"group_by must be one of {', '.join(GROUPS)}")
@@ -173,17 +188,31 @@ def statistics(*, group_by: str, start: datetime, end: datetime, clocks: Iterabl
     for marks, attr in ((urges, "urged"), (deemed, "deemed_approved")):
         for m in marks:
             if _inside(m.at, start, end):
-                for key in _keys(group_by, center=m.center, matter_code=m.matter_code, department=m.department,
-                                 window=m.window, staff=m.staff):
+                for key in _keys(
+                    group_by,
+                    center=m.center,
+                    matter_code=m.matter_code,
+                    department=m.department,
+                    window=m.window,
+                    staff=m.staff,
+                ):
                     setattr(row(key), attr, getattr(row(key), attr) + 1)
     for rating in ratings:
         if not _inside(rating.at, start, end):
             continue
         if group_by in CASE_GROUPS:
-            keys = _keys(group_by, center=rating.center, matter_code=rating.matter_code, department="", window="",
-                         staff=())
+            keys = _keys(
+                group_by,
+                center=rating.center,
+                matter_code=rating.matter_code,
+                department="",
+                window="",
+                staff=(),
+            )
         else:
-            keys = sorted({k for t in (case_tasks or {}).get(rating.case_id, []) for k in fact_keys(group_by, t)})
+            keys = sorted(
+                {k for t in (case_tasks or {}).get(rating.case_id, []) for k in fact_keys(group_by, t)}
+            )
         for key in keys:
             r = row(key)
             r.evaluations += 1

@@ -63,10 +63,19 @@ def _ts(instant: datetime) -> Timestamp:
     return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
-def _envelope(ctx: SupervisionContext, occurred: Timestamp, row: dict[str, Any], **body: Any) -> events_pb2.Envelope:
+def _envelope(
+    ctx: SupervisionContext, occurred: Timestamp, row: dict[str, Any], **body: Any
+) -> events_pb2.Envelope:
     """The envelope events.new_event would build, sharing one timestamp: a tick may write thousands."""
-    return events_pb2.Envelope(event_id=str(uuid.uuid4()), center=ctx.center, producer="supervision",
-                               case_id=row["case_id"], case_number=row["case_number"], occurred_at=occurred, **body)
+    return events_pb2.Envelope(
+        event_id=str(uuid.uuid4()),
+        center=ctx.center,
+        producer="supervision",
+        case_id=row["case_id"],
+        case_number=row["case_number"],
+        occurred_at=occurred,
+        **body,
+    )
 
 
 def _plan(ctx: SupervisionContext, row: dict[str, Any], now: datetime, batch: _Batch) -> None:
@@ -79,46 +88,91 @@ def _plan(ctx: SupervisionContext, row: dict[str, Any], now: datetime, batch: _B
     try:
         todo = model.actions(clock, now, ctx.calendar, center=ctx.center)
         after = model.apply(clock, todo, now)
-        next_at = now + model.DEEM_RETRY if todo.deem else model.next_action_at(after, ctx.calendar,
-                                                                                  center=ctx.center)
+        next_at = (
+            now + model.DEEM_RETRY
+            if todo.deem
+            else model.next_action_at(after, ctx.calendar, center=ctx.center)
+        )
     except CalendarMissing as exc:
         batch.missing.setdefault(exc.year, row["clock_id"])
         todo, after, next_at = model.Actions(), clock, None
     if next_at is not None and next_at <= now and not todo:
-        log.error("clock would be due again at once; parked", clock_id=row["clock_id"], next_action_at=next_at)
+        log.error(
+            "clock would be due again at once; parked", clock_id=row["clock_id"], next_action_at=next_at
+        )
         next_at = None
     for level in todo.levels:
         batch.warnings.append({"clock_id": row["clock_id"], "level": level})
     if todo.urge:
         batch.urges.append({"task_id": row["task_id"], "clock_id": row["clock_id"], "due_at": row["due_at"]})
     if todo.deem:
-        batch.deems.append({"task_id": row["task_id"], "clock_id": row["clock_id"], "due_at": row["due_at"],
-                            "urged_at": after.urged_at, "claimed_at": now, "state": "pending", "attempts": 0,
-                            "note": "", "deemed_at": None})
-    row.update(warned_level=after.warned_level, urged_at=after.urged_at, deem_state=after.deem_state,
-               next_action_at=next_at)
+        batch.deems.append(
+            {
+                "task_id": row["task_id"],
+                "clock_id": row["clock_id"],
+                "due_at": row["due_at"],
+                "urged_at": after.urged_at,
+                "claimed_at": now,
+                "state": "pending",
+                "attempts": 0,
+                "note": "",
+                "deemed_at": None,
+            }
+        )
+    row.update(
+        warned_level=after.warned_level,
+        urged_at=after.urged_at,
+        deem_state=after.deem_state,
+        next_action_at=next_at,
+    )
 
 
-def _events(ctx: SupervisionContext, now: datetime, by_id: dict[str, dict[str, Any]], batch: _Batch,
-            warned: set[tuple[Any, ...]], urged: set[tuple[Any, ...]]) -> list[events_pb2.Envelope]:
+def _events(
+    ctx: SupervisionContext,
+    now: datetime,
+    by_id: dict[str, dict[str, Any]],
+    batch: _Batch,
+    warned: set[tuple[Any, ...]],
+    urged: set[tuple[Any, ...]],
+) -> list[events_pb2.Envelope]:
     """clock_warned and task_urged for what this tick actually recorded."""
     occurred = _ts(now)
     out = []
     for w in batch.warnings:
         if (w["clock_id"], w["level"]) in warned:
             row = by_id[w["clock_id"]]
-            out.append(_envelope(ctx, occurred, row, clock_warned=events_pb2.ClockWarned(
-                task_id=row["task_id"], department=row["department"], level=w["level"],
-                due_at=_ts(row["due_at"]))))
+            out.append(
+                _envelope(
+                    ctx,
+                    occurred,
+                    row,
+                    clock_warned=events_pb2.ClockWarned(
+                        task_id=row["task_id"],
+                        department=row["department"],
+                        level=w["level"],
+                        due_at=_ts(row["due_at"]),
+                    ),
+                )
+            )
     for u in batch.urges:
         if (u["task_id"],) in urged:
             row = by_id[u["clock_id"]]
-            out.append(_envelope(ctx, occurred, row, task_urged=events_pb2.TaskUrged(
-                task_id=row["task_id"], department=row["department"], due_at=_ts(row["due_at"]))))
+            out.append(
+                _envelope(
+                    ctx,
+                    occurred,
+                    row,
+                    task_urged=events_pb2.TaskUrged(
+                        task_id=row["task_id"], department=row["department"], due_at=_ts(row["due_at"])
+                    ),
+                )
+            )
     return out
 
 
-async def tick(ctx: SupervisionContext, uow: Callable[[], UnitOfWork], *, limit: int | None = None) -> TickResult:
+async def tick(
+    ctx: SupervisionContext, uow: Callable[[], UnitOfWork], *, limit: int | None = None
+) -> TickResult:
     """Process the clocks whose next action is due now, earliest first (at most ``limit``)."""
     now = ctx.clock.now()
     batch = _Batch([], [], [], [], {})
@@ -145,8 +199,14 @@ async def tick(ctx: SupervisionContext, uow: Callable[[], UnitOfWork], *, limit:
     return TickResult(now=now, processed=len(rows), warned=len(warned), urged=len(urged), deemed=deemed)
 
 
-async def run_forever(ctx: SupervisionContext, uow: Callable[[], UnitOfWork], *, interval_s: float,
-                      ticking: bool = True, calendar_check: Callable[[], Awaitable[object]] | None = None) -> None:
+async def run_forever(
+    ctx: SupervisionContext,
+    uow: Callable[[], UnitOfWork],
+    *,
+    interval_s: float,
+    ticking: bool = True,
+    calendar_check: Callable[[], Awaitable[object]] | None = None,
+) -> None:
     """Tick every ``interval_s`` seconds (at once again while batches come back full); never returns."""
     backoff = interval_s
     checked = -math.inf

@@ -68,7 +68,10 @@ def test_one_rejection_rejects_the_case_with_every_reason(c) -> None:
     c.decide(by_dept["SAFETY"])
     case = c.wait_case(number, CS.CASE_STATUS_CONCLUDED)
     assert case.outcome == CS.OUTCOME_REJECTED
-    assert sorted(case.reasons) == ["ENV: 排放不达标 / emissions over the limit", "FIRE: 消防通道不足 / fire lanes too narrow"]
+    assert sorted(case.reasons) == [
+        "ENV: 排放不达标 / emissions over the limit",
+        "FIRE: 消防通道不足 / fire lanes too narrow",
+    ]
 
 
 def test_a_rejection_without_reasons_is_refused(c) -> None:
@@ -86,8 +89,12 @@ def test_pre_review_lists_every_missing_material_at_once_and_accepts_after_one_s
     assert not reply.case.case_number
     missing = sorted(s.material_code for s in reply.supplement)
     assert missing == ["DRAWINGS", "LAND-CERT", "SITE-PLAN"]
-    answer = c.intake.SupplementCase(intake_pb2.SupplementCaseRequest(
-        case_id=reply.case.case_id, query_code=reply.query_code, documents=[c.upload(m) for m in missing]), timeout=10)
+    answer = c.intake.SupplementCase(
+        intake_pb2.SupplementCaseRequest(
+            case_id=reply.case.case_id, query_code=reply.query_code, documents=[c.upload(m) for m in missing]
+        ),
+        timeout=10,
+    )
     assert answer.case.status == CS.CASE_STATUS_ACCEPTED and answer.case.case_number
     assert not answer.still_missing
 
@@ -97,19 +104,33 @@ def test_department_supplement_requests_are_merged_into_one_notice_and_the_same_
     number = reply.case.case_number
     by_dept = {t.department: t for t in c.wait_tasks(number, count=4)}
     item = CS.SupplementItem
-    c.decide(by_dept["ENV"], approval_pb2.VERDICT_REQUEST_SUPPLEMENT,
-             items=[item(material_code="EIA", reason="环评报告缺少噪声章节 / noise chapter missing")])
+    c.decide(
+        by_dept["ENV"],
+        approval_pb2.VERDICT_REQUEST_SUPPLEMENT,
+        items=[item(material_code="EIA", reason="环评报告缺少噪声章节 / noise chapter missing")],
+    )
     c.decide(by_dept["ECON"])
-    c.decide(by_dept["FIRE"], approval_pb2.VERDICT_REQUEST_SUPPLEMENT,
-             items=[item(material_code="SAFETY", reason="缺少消防设计说明 / fire design note missing")])
+    c.decide(
+        by_dept["FIRE"],
+        approval_pb2.VERDICT_REQUEST_SUPPLEMENT,
+        items=[item(material_code="SAFETY", reason="缺少消防设计说明 / fire design note missing")],
+    )
     assert c.case(number).status == CS.CASE_STATUS_ROUTED  # SAFETY has not spoken: no notice yet
     c.decide(by_dept["SAFETY"])
     case = c.wait_case(number, CS.CASE_STATUS_SUPPLEMENT_REQUESTED)
-    assert sorted((i.department, i.material_code) for i in case.open_supplement) == [("ENV", "EIA"), ("FIRE", "SAFETY")]
+    assert sorted((i.department, i.material_code) for i in case.open_supplement) == [
+        ("ENV", "EIA"),
+        ("FIRE", "SAFETY"),
+    ]
     assert c.timeline(number).count("supplement_round_opened") == 1
-    c.intake.SupplementCase(intake_pb2.SupplementCaseRequest(
-        case_id=reply.case.case_id, documents=[c.upload("EIA"), c.upload("SAFETY")], query_code=reply.query_code),
-        timeout=10)
+    c.intake.SupplementCase(
+        intake_pb2.SupplementCaseRequest(
+            case_id=reply.case.case_id,
+            documents=[c.upload("EIA"), c.upload("SAFETY")],
+            query_code=reply.query_code,
+        ),
+        timeout=10,
+    )
     reopened = c.wait_tasks(number, count=2)
     assert sorted(t.department for t in reopened) == ["ENV", "FIRE"]
     for task in reopened:
@@ -124,8 +145,10 @@ def test_a_prerequisite_opens_only_after_what_it_depends_on_is_approved(c) -> No
     assert status["LAND"] == CS.TASK_STATUS_WAITING and status["CONS"] == CS.TASK_STATUS_WAITING
     assert status["PLAN"] == CS.TASK_STATUS_PENDING
     c.decide(next(t for t in c.tasks(number) if t.department == "PLAN"))
-    wait_for(lambda: next(t for t in c.tasks(number) if t.department == "LAND").status == CS.TASK_STATUS_PENDING,
-             what="LAND to open after PLAN")
+    wait_for(
+        lambda: next(t for t in c.tasks(number) if t.department == "LAND").status == CS.TASK_STATUS_PENDING,
+        what="LAND to open after PLAN",
+    )
     assert next(t for t in c.tasks(number) if t.department == "CONS").status == CS.TASK_STATUS_WAITING
     assert approve_all(c, number).outcome == CS.OUTCOME_APPROVED
 
@@ -149,11 +172,18 @@ def test_a_key_project_opens_every_department_at_once_and_jumps_the_queue(c) -> 
     c.wait_tasks(number, count=4)
     deadline = datetime.now(UTC) + timedelta(days=10)
     with pytest.raises(grpc.RpcError) as err:
-        c.intake.DesignateKeyProject(intake_pb2.DesignateKeyProjectRequest(
-            case_id=reply.case.case_id, designated_by=actor("clerk.drc", "window_clerk", "DRC")), timeout=5)
+        c.intake.DesignateKeyProject(
+            intake_pb2.DesignateKeyProjectRequest(
+                case_id=reply.case.case_id, designated_by=actor("clerk.drc", "window_clerk", "DRC")
+            ),
+            timeout=5,
+        )
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    req = intake_pb2.DesignateKeyProjectRequest(case_id=reply.case.case_id, tracker="tracker",
-                                                designated_by=actor("head.drc", "department_head", "DRC"))
+    req = intake_pb2.DesignateKeyProjectRequest(
+        case_id=reply.case.case_id,
+        tracker="tracker",
+        designated_by=actor("head.drc", "department_head", "DRC"),
+    )
     req.promised_deadline.FromDatetime(deadline)
     assert c.intake.DesignateKeyProject(req, timeout=5).key_project
     tasks = c.wait_tasks(number, count=8)
@@ -167,27 +197,53 @@ def test_an_extension_approved_by_the_head_moves_the_due_date_and_a_refused_one_
     number = c.submit("TR-001").case.case_number
     by_dept = {t.department: t for t in c.wait_tasks(number, count=4)}
     env, fire = by_dept["ENV"], by_dept["FIRE"]
-    ask = c.approval.RequestExtension(approval_pb2.RequestExtensionRequest(
-        task_id=env.task_id, days=5, reason="需组织专家评审 / expert review needed", by=actor("clerk.env", "window_clerk", "ENV")))
+    ask = c.approval.RequestExtension(
+        approval_pb2.RequestExtensionRequest(
+            task_id=env.task_id,
+            days=5,
+            reason="需组织专家评审 / expert review needed",
+            by=actor("clerk.env", "window_clerk", "ENV"),
+        )
+    )
     with pytest.raises(grpc.RpcError) as err:  # a second request while one is pending
-        c.approval.RequestExtension(approval_pb2.RequestExtensionRequest(
-            task_id=env.task_id, days=3, reason="again", by=actor("clerk.env", "window_clerk", "ENV")))
+        c.approval.RequestExtension(
+            approval_pb2.RequestExtensionRequest(
+                task_id=env.task_id, days=3, reason="again", by=actor("clerk.env", "window_clerk", "ENV")
+            )
+        )
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     with pytest.raises(grpc.RpcError) as err:  # another department's head may not decide it
-        c.approval.DecideExtension(approval_pb2.DecideExtensionRequest(
-            extension_id=ask.extension_id, approve=True, by=actor("head.fire", "department_head", "FIRE")))
+        c.approval.DecideExtension(
+            approval_pb2.DecideExtensionRequest(
+                extension_id=ask.extension_id, approve=True, by=actor("head.fire", "department_head", "FIRE")
+            )
+        )
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    decided = c.approval.DecideExtension(approval_pb2.DecideExtensionRequest(
-        extension_id=ask.extension_id, approve=True, by=actor("head.env", "department_head", "ENV")))
+    decided = c.approval.DecideExtension(
+        approval_pb2.DecideExtensionRequest(
+            extension_id=ask.extension_id, approve=True, by=actor("head.env", "department_head", "ENV")
+        )
+    )
     assert decided.state == "approved"
     after = c.approval.GetTask(approval_pb2.GetTaskRequest(task_id=env.task_id))
     assert after.extension_days == 5
     assert after.due_at.ToDatetime() > env.due_at.ToDatetime()
-    refuse = c.approval.RequestExtension(approval_pb2.RequestExtensionRequest(
-        task_id=fire.task_id, days=3, reason="人手不足 / short-staffed", by=actor("clerk.fire", "window_clerk", "FIRE")))
-    refused = c.approval.DecideExtension(approval_pb2.DecideExtensionRequest(
-        extension_id=refuse.extension_id, approve=False, reason="理由不充分 / not a valid reason",
-        by=actor("head.fire", "department_head", "FIRE")))
+    refuse = c.approval.RequestExtension(
+        approval_pb2.RequestExtensionRequest(
+            task_id=fire.task_id,
+            days=3,
+            reason="人手不足 / short-staffed",
+            by=actor("clerk.fire", "window_clerk", "FIRE"),
+        )
+    )
+    refused = c.approval.DecideExtension(
+        approval_pb2.DecideExtensionRequest(
+            extension_id=refuse.extension_id,
+            approve=False,
+            reason="理由不充分 / not a valid reason",
+            by=actor("head.fire", "department_head", "FIRE"),
+        )
+    )
     assert refused.state == "refused"
     fire_after = c.approval.GetTask(approval_pb2.GetTaskRequest(task_id=fire.task_id))
     assert fire_after.extension_days == 0 and fire_after.due_at == fire.due_at
@@ -200,18 +256,30 @@ def test_the_applicant_withdraws_before_conclusion_and_open_tasks_are_cancelled(
     tasks = c.wait_tasks(number, count=4)
     c.decide(tasks[0])
     with pytest.raises(grpc.RpcError) as err:
-        c.intake.WithdrawCase(intake_pb2.WithdrawCaseRequest(case_id=reply.case.case_id, query_code="WRONGCOD"))
+        c.intake.WithdrawCase(
+            intake_pb2.WithdrawCaseRequest(case_id=reply.case.case_id, query_code="WRONGCOD")
+        )
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    case = c.intake.WithdrawCase(intake_pb2.WithdrawCaseRequest(
-        case_id=reply.case.case_id, query_code=reply.query_code, reason="项目取消 / project cancelled"))
+    case = c.intake.WithdrawCase(
+        intake_pb2.WithdrawCaseRequest(
+            case_id=reply.case.case_id, query_code=reply.query_code, reason="项目取消 / project cancelled"
+        )
+    )
     assert case.outcome == CS.OUTCOME_WITHDRAWN
-    wait_for(lambda: all(t.status in (CS.TASK_STATUS_APPROVED, CS.TASK_STATUS_CANCELLED) for t in c.tasks(number))
-             and sum(t.status == CS.TASK_STATUS_CANCELLED for t in c.tasks(number)) == 3, what="tasks cancelled")
+    wait_for(
+        lambda: (
+            all(t.status in (CS.TASK_STATUS_APPROVED, CS.TASK_STATUS_CANCELLED) for t in c.tasks(number))
+            and sum(t.status == CS.TASK_STATUS_CANCELLED for t in c.tasks(number)) == 3
+        ),
+        what="tasks cancelled",
+    )
     with pytest.raises(grpc.RpcError) as err:
         c.decide(tasks[1])
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     with pytest.raises(grpc.RpcError) as err:
-        c.intake.WithdrawCase(intake_pb2.WithdrawCaseRequest(case_id=reply.case.case_id, query_code=reply.query_code))
+        c.intake.WithdrawCase(
+            intake_pb2.WithdrawCaseRequest(case_id=reply.case.case_id, query_code=reply.query_code)
+        )
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
@@ -232,17 +300,41 @@ def test_a_decision_seal_verifies_and_a_tampered_decision_fails(c, node, tmp_pat
     sealed = c.approval.GetCaseDecision(approval_pb2.GetCaseDecisionRequest(case_number=number))
     (tmp_path / "center.pem").write_text(key.public_key_pem)
     (tmp_path / "decision.bin").write_bytes(sealed.SerializeToString())
-    ok = subprocess.run([sys.executable, "-m", "services.cli.main", "seal", "verify", "--decision",
-                         str(tmp_path / "decision.bin"), "--public-key", str(tmp_path / "center.pem")],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli.main",
+            "seal",
+            "verify",
+            "--decision",
+            str(tmp_path / "decision.bin"),
+            "--public-key",
+            str(tmp_path / "center.pem"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "valid seal of center 210200" in ok.stdout
     sealed.decision.outcome = CS.OUTCOME_REJECTED
     sealed.canonical = sealed.decision.SerializeToString(deterministic=True)
     (tmp_path / "decision.bin").write_bytes(sealed.SerializeToString())
-    bad = subprocess.run([sys.executable, "-m", "services.cli.main", "seal", "verify", "--decision",
-                          str(tmp_path / "decision.bin"), "--public-key", str(tmp_path / "center.pem")],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli.main",
+            "seal",
+            "verify",
+            "--decision",
+            str(tmp_path / "decision.bin"),
+            "--public-key",
+            str(tmp_path / "center.pem"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 1
     assert "altered or forged" in bad.stdout
     assert not c.approval.VerifySeal(approval_pb2.VerifySealRequest(sealed=sealed)).valid
@@ -265,15 +357,18 @@ def test_a_clerk_cannot_decide_and_another_department_cannot_touch_the_task(c) -
         c.decide(task, by=actor("clerk.plan", "window_clerk", "PLAN"))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with pytest.raises(grpc.RpcError) as err:
-        c.approval.ClaimTask(approval_pb2.ClaimTaskRequest(task_id=task.task_id,
-                                                           by=actor("clerk.env", "window_clerk", "ENV")))
+        c.approval.ClaimTask(
+            approval_pb2.ClaimTaskRequest(task_id=task.task_id, by=actor("clerk.env", "window_clerk", "ENV"))
+        )
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    claimed = c.approval.ClaimTask(approval_pb2.ClaimTaskRequest(task_id=task.task_id,
-                                                                 by=actor("clerk.plan", "window_clerk", "PLAN")))
+    claimed = c.approval.ClaimTask(
+        approval_pb2.ClaimTaskRequest(task_id=task.task_id, by=actor("clerk.plan", "window_clerk", "PLAN"))
+    )
     assert claimed.status == CS.TASK_STATUS_CLAIMED
     with pytest.raises(grpc.RpcError) as err:  # claimed by the clerk: the chief must wait for a release
         c.decide(task)
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    c.approval.ReleaseTask(approval_pb2.ClaimTaskRequest(task_id=task.task_id,
-                                                         by=actor("clerk.plan", "window_clerk", "PLAN")))
+    c.approval.ReleaseTask(
+        approval_pb2.ClaimTaskRequest(task_id=task.task_id, by=actor("clerk.plan", "window_clerk", "PLAN"))
+    )
     assert c.decide(task).status == CS.TASK_STATUS_APPROVED

@@ -42,7 +42,9 @@ class Bot(threading.Thread):
             try:
                 while not self.stop.is_set():
                     for dept in DEPARTMENTS:
-                        queue = c.approval.ListQueue(approval_pb2.ListQueueRequest(department=dept), timeout=5)
+                        queue = c.approval.ListQueue(
+                            approval_pb2.ListQueueRequest(department=dept), timeout=5
+                        )
                         for task in queue.tasks:
                             if task.status != common_pb2.TASK_STATUS_PENDING:
                                 continue
@@ -79,8 +81,12 @@ def _restart_postgres() -> bool:
     if not shutil.which("pg_ctlcluster") or os.geteuid() != 0:
         return False
     version = sorted(os.listdir("/etc/postgresql"))[-1]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"], check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return True
 
 
@@ -123,7 +129,15 @@ def test_cases_survive_sigkill_of_every_service_and_restarts_of_nats_and_postgre
         assert trail.count("case_concluded") == 1, (number, trail)
         assert trail.count("case_accepted") == 1, (number, trail)
         assert trail.count("task_decided") == 4, (number, trail)
-        decisions = wait_for(lambda n=number: [m for m in inbox.ListInbox(notification_pb2.ListInboxRequest(
-            recipient=f"case:{n}"), timeout=5).messages if "decision" in m.kind], timeout=180,
-            what=f"the decision message of {number}")
+        decisions = wait_for(
+            lambda n=number: [
+                m
+                for m in inbox.ListInbox(
+                    notification_pb2.ListInboxRequest(recipient=f"case:{n}"), timeout=5
+                ).messages
+                if "decision" in m.kind
+            ],
+            timeout=180,
+            what=f"the decision message of {number}",
+        )
         assert len(decisions) == 1, (number, [m.kind for m in decisions])

@@ -36,9 +36,16 @@ def test_case_is_concluded_end_to_end_with_the_event_trail_in_order(node_factory
     assert trail.count("task_opened") == 4 and trail.count("task_decided") == 4
     assert trail.index("task_decided") > max(i for i, k in enumerate(trail) if k == "task_opened")
     inbox = notification_pb2_grpc.NotificationServiceStub(grpc.insecure_channel(node.address("notification")))
-    told = wait_for(lambda: [m.kind for m in inbox.ListInbox(notification_pb2.ListInboxRequest(
-        recipient=f"case:{case.case_number}"), timeout=5).messages if "decision" in m.kind],
-        what="the applicant's decision message")
+    told = wait_for(
+        lambda: [
+            m.kind
+            for m in inbox.ListInbox(
+                notification_pb2.ListInboxRequest(recipient=f"case:{case.case_number}"), timeout=5
+            ).messages
+            if "decision" in m.kind
+        ],
+        what="the applicant's decision message",
+    )
     assert told
 
 
@@ -78,8 +85,11 @@ def test_bad_input_gets_a_clear_status_and_the_process_stays_up(node_factory) ->
         c.intake.SubmitCase(intake_pb2.SubmitCaseRequest(matter_code="TR-001"), timeout=5)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     channel = grpc.insecure_channel(node.address("intake"))
-    raw = channel.unary_unary("/onestop.intake.v1.IntakeService/SubmitCase",
-                              request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    raw = channel.unary_unary(
+        "/onestop.intake.v1.IntakeService/SubmitCase",
+        request_serializer=lambda b: b,
+        response_deserializer=lambda b: b,
+    )
     with pytest.raises(grpc.RpcError) as err:
         raw(b"\xff\xff\xff\xff\x0f garbage", timeout=5)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

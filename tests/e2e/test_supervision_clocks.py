@@ -36,7 +36,9 @@ def clock_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def node(module_node_factory, clock_file):
-    return module_node_factory(env={"ONESTOP_TEST_CLOCK_FILE": str(clock_file), "ONESTOP_SUPERVISION_TICK_S": "0"})
+    return module_node_factory(
+        env={"ONESTOP_TEST_CLOCK_FILE": str(clock_file), "ONESTOP_SUPERVISION_TICK_S": "0"}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,15 +60,19 @@ def task_clock(sup, number: str, department: str) -> common_pb2.Clock:
 def start_case(c: NodeClients, sup, matter: str, silent: str) -> tuple[str, list[common_pb2.Task]]:
     number = c.submit(matter).case.case_number
     tasks = c.wait_tasks(number, count=1)
-    wait_for(lambda: len(sup.GetClocks(supervision_pb2.GetClocksRequest(case_number=number)).clocks) > len(tasks),
-             what="clocks of the case and its tasks")
+    wait_for(
+        lambda: len(sup.GetClocks(supervision_pb2.GetClocksRequest(case_number=number)).clocks) > len(tasks),
+        what="clocks of the case and its tasks",
+    )
     for task in tasks:
         if task.department != silent:
             c.decide(task)
     return number, tasks
 
 
-def test_yellow_red_urge_then_deemed_approval_five_working_days_later_across_national_day(node, sup, clock_file):
+def test_yellow_red_urge_then_deemed_approval_five_working_days_later_across_national_day(
+    node, sup, clock_file
+):
     at(clock_file, 2025, 9, 26, 9, 0)
     c = NodeClients.of(node)
     number, _ = start_case(c, sup, "KP-001", silent="FIRE")
@@ -94,8 +100,16 @@ def test_yellow_red_urge_then_deemed_approval_five_working_days_later_across_nat
     assert case.outcome == CS.OUTCOME_DEEMED_APPROVED
     fire_task = next(t for t in c.tasks(number) if t.department == "FIRE")
     assert fire_task.status == CS.TASK_STATUS_DEEMED_APPROVED
-    records = wait_for(lambda: [r for r in sup.ListAccountability(supervision_pb2.ListAccountabilityRequest(
-        department="FIRE")).records if r.case_number == number], what="the accountability record")
+    records = wait_for(
+        lambda: [
+            r
+            for r in sup.ListAccountability(
+                supervision_pb2.ListAccountabilityRequest(department="FIRE")
+            ).records
+            if r.case_number == number
+        ],
+        what="the accountability record",
+    )
     assert records[0].window
     sealed = c.approval.GetCaseDecision(approval_pb2.GetCaseDecisionRequest(case_number=number))
     assert c.approval.VerifySeal(approval_pb2.VerifySealRequest(sealed=sealed)).valid
@@ -123,10 +137,19 @@ def test_no_deemed_approval_after_an_approved_extension(node, sup, clock_file):
     number, tasks = start_case(c, sup, "KP-001", silent="ENV")
     env = next(t for t in tasks if t.department == "ENV")
     before = task_clock(sup, number, "ENV").due_at.ToDatetime()
-    ask = c.approval.RequestExtension(approval_pb2.RequestExtensionRequest(
-        task_id=env.task_id, days=10, reason="专家评审 / expert review", by=actor("clerk.env", "window_clerk", "ENV")))
-    c.approval.DecideExtension(approval_pb2.DecideExtensionRequest(
-        extension_id=ask.extension_id, approve=True, by=actor("head.env", "department_head", "ENV")))
+    ask = c.approval.RequestExtension(
+        approval_pb2.RequestExtensionRequest(
+            task_id=env.task_id,
+            days=10,
+            reason="专家评审 / expert review",
+            by=actor("clerk.env", "window_clerk", "ENV"),
+        )
+    )
+    c.approval.DecideExtension(
+        approval_pb2.DecideExtensionRequest(
+            extension_id=ask.extension_id, approve=True, by=actor("head.env", "department_head", "ENV")
+        )
+    )
     wait_for(lambda: task_clock(sup, number, "ENV").extension_days == 10, what="the clock to move")
     assert task_clock(sup, number, "ENV").due_at.ToDatetime() > before
     at(clock_file, 2026, 5, 20, 9, 0)  # long past even the extended deadline
@@ -144,18 +167,28 @@ def test_a_supplement_pause_moves_the_due_date(node, sup, clock_file):
     reply = c.submit("PL-001")
     number = reply.case.case_number
     (task,) = c.wait_tasks(number)
-    wait_for(lambda: sup.GetClocks(supervision_pb2.GetClocksRequest(case_number=number)).clocks,
-             what="the clocks")
+    wait_for(
+        lambda: sup.GetClocks(supervision_pb2.GetClocksRequest(case_number=number)).clocks, what="the clocks"
+    )
     due_before = task_clock(sup, number, "PLAN").due_at.ToDatetime()
     at(clock_file, 2026, 7, 2, 9, 0)
-    c.decide(task, approval_pb2.VERDICT_REQUEST_SUPPLEMENT,
-             items=[CS.SupplementItem(material_code="SITE-PLAN", reason="比例尺错误 / wrong scale")])
+    c.decide(
+        task,
+        approval_pb2.VERDICT_REQUEST_SUPPLEMENT,
+        items=[CS.SupplementItem(material_code="SITE-PLAN", reason="比例尺错误 / wrong scale")],
+    )
     c.wait_case(number, CS.CASE_STATUS_SUPPLEMENT_REQUESTED)
     at(clock_file, 2026, 7, 9, 15, 0)  # the applicant answers a week later
-    c.intake.SupplementCase(intake_pb2.SupplementCaseRequest(case_id=reply.case.case_id, query_code=reply.query_code,
-                                                             documents=[c.upload("SITE-PLAN")]), timeout=10)
+    c.intake.SupplementCase(
+        intake_pb2.SupplementCaseRequest(
+            case_id=reply.case.case_id, query_code=reply.query_code, documents=[c.upload("SITE-PLAN")]
+        ),
+        timeout=10,
+    )
     c.wait_tasks(number)
-    due_after = wait_for(lambda: (d := task_clock(sup, number, "PLAN").due_at.ToDatetime()) > due_before and d,
-                         what="the due date to move by the paused days")
+    due_after = wait_for(
+        lambda: (d := task_clock(sup, number, "PLAN").due_at.ToDatetime()) > due_before and d,
+        what="the due date to move by the paused days",
+    )
     assert timedelta(days=5) <= due_after - due_before <= timedelta(days=9)
     c.close()

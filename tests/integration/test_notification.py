@@ -120,7 +120,14 @@ class Node:
     """Handles on the running pieces."""
 
     def __init__(self, *, sms_url: str, mailbox: Mailbox, js: Any, stub: Any, tmp: Path, log: Path) -> None:
-        self.sms_url, self.mailbox, self.js, self.stub, self.tmp, self.log = sms_url, mailbox, js, stub, tmp, log
+        self.sms_url, self.mailbox, self.js, self.stub, self.tmp, self.log = (
+            sms_url,
+            mailbox,
+            js,
+            stub,
+            tmp,
+            log,
+        )
 
     def sms(self, needle: str) -> list[dict[str, Any]]:
         """Messages the fake gateway accepted whose text contains `needle`."""
@@ -132,7 +139,9 @@ class Node:
 
     async def publish(self, env: events_pb2.Envelope) -> None:
         """Publish an envelope as a producer's outbox relay would."""
-        await self.js.publish(subject_for(kind(env)), env.SerializeToString(), headers={"Nats-Msg-Id": env.event_id})
+        await self.js.publish(
+            subject_for(kind(env)), env.SerializeToString(), headers={"Nats-Msg-Id": env.event_id}
+        )
 
     async def inbox(self, recipient: str) -> list[pb.InboxMessage]:
         """A recipient's web inbox."""
@@ -140,7 +149,9 @@ class Node:
 
     async def deliveries(self, case_number: str) -> list[pb.Delivery]:
         """Every delivery recorded for a case."""
-        return list((await self.stub.ListDeliveries(pb.ListDeliveriesRequest(case_number=case_number))).deliveries)
+        return list(
+            (await self.stub.ListDeliveries(pb.ListDeliveriesRequest(case_number=case_number))).deliveries
+        )
 
 
 @pytest.fixture(scope="module")
@@ -178,29 +189,62 @@ def processes(database: str) -> Iterator[dict[str, Any]]:
     poison.mkdir(parents=True)
     (poison / f"{POISONED}.txt").write_text(
         "{% block title %}送达 {{ case_number }}{% endblock %}{% block sms %}{{ courier_name }}{% endblock %}"
-        "{% block body %}{{ courier_name }}{% endblock %}", encoding="utf-8")
+        "{% block body %}{{ courier_name }}{% endblock %}",
+        encoding="utf-8",
+    )
     env = os.environ | {
-        "ONESTOP_ENV": "test", "ONESTOP_CENTER": CENTER, "ONESTOP_DATABASE_URL": database,
-        "ONESTOP_NATS_URL": f"nats://127.0.0.1:{nats_port}", "ONESTOP_GRPC_PORT": str(grpc_port),
-        "ONESTOP_METRICS_PORT": "0", "ONESTOP_DATA_DIR": str(tmp / "data"),
-        "ONESTOP_SMS_URL": f"http://127.0.0.1:{sms_port}/send", "ONESTOP_SMTP_HOST": "127.0.0.1",
-        "ONESTOP_SMTP_PORT": str(smtp.port), "ONESTOP_SMTP_FROM": "noreply@center.example",
-        "ONESTOP_CENTER_NAME": "大连市人民政府行政服务中心", "ONESTOP_NOTIFY_TEMPLATE_DIR": str(tmp / "templates"),
-        "ONESTOP_NOTIFY_RETRY_BASE_S": "0.2", "ONESTOP_NOTIFY_RETRY_MAX_S": "0.8", "ONESTOP_NOTIFY_POLL_S": "0.2",
+        "ONESTOP_ENV": "test",
+        "ONESTOP_CENTER": CENTER,
+        "ONESTOP_DATABASE_URL": database,
+        "ONESTOP_NATS_URL": f"nats://127.0.0.1:{nats_port}",
+        "ONESTOP_GRPC_PORT": str(grpc_port),
+        "ONESTOP_METRICS_PORT": "0",
+        "ONESTOP_DATA_DIR": str(tmp / "data"),
+        "ONESTOP_SMS_URL": f"http://127.0.0.1:{sms_port}/send",
+        "ONESTOP_SMTP_HOST": "127.0.0.1",
+        "ONESTOP_SMTP_PORT": str(smtp.port),
+        "ONESTOP_SMTP_FROM": "noreply@center.example",
+        "ONESTOP_CENTER_NAME": "大连市人民政府行政服务中心",
+        "ONESTOP_NOTIFY_TEMPLATE_DIR": str(tmp / "templates"),
+        "ONESTOP_NOTIFY_RETRY_BASE_S": "0.2",
+        "ONESTOP_NOTIFY_RETRY_MAX_S": "0.8",
+        "ONESTOP_NOTIFY_POLL_S": "0.2",
         "ONESTOP_NOTIFY_MAX_ATTEMPTS": "100",
     }
     log = tmp / "notification.log"
 
     def start(args: list[str], out: Path) -> None:
-        procs.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=out.open("wb"), stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(args, cwd=ROOT, env=env, stdout=out.open("wb"), stderr=subprocess.STDOUT)
+        )
 
     try:
-        start([str(NATS_BIN), "-js", "-sd", str(tmp / "js"), "-a", "127.0.0.1", "-p", str(nats_port)], tmp / "nats.log")
-        start([sys.executable, "-m", "services.fakesms", "--port", str(sms_port), "--log", str(tmp / "sms.jsonl")],
-              tmp / "fakesms.log")
+        start(
+            [str(NATS_BIN), "-js", "-sd", str(tmp / "js"), "-a", "127.0.0.1", "-p", str(nats_port)],
+            tmp / "nats.log",
+        )
+        start(
+            [
+                sys.executable,
+                "-m",
+                "services.fakesms",
+                "--port",
+                str(sms_port),
+                "--log",
+                str(tmp / "sms.jsonl"),
+            ],
+            tmp / "fakesms.log",
+        )
         start([sys.executable, "-m", "services.notification"], log)
-        yield {"tmp": tmp, "mailbox": mailbox, "nats_port": nats_port, "sms_port": sms_port,
-               "grpc_port": grpc_port, "log": log, "procs": procs}
+        yield {
+            "tmp": tmp,
+            "mailbox": mailbox,
+            "nats_port": nats_port,
+            "sms_port": sms_port,
+            "grpc_port": grpc_port,
+            "log": log,
+            "procs": procs,
+        }
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -215,7 +259,9 @@ def processes(database: str) -> Iterator[dict[str, Any]]:
 @pytest.fixture(scope="module")
 async def node(processes: dict[str, Any]) -> AsyncIterator[Node]:
     """Connected clients, once the service reports SERVING."""
-    nc = await eventually(lambda: nats.connect(f"nats://127.0.0.1:{processes['nats_port']}"), what="nats-server")
+    nc = await eventually(
+        lambda: nats.connect(f"nats://127.0.0.1:{processes['nats_port']}"), what="nats-server"
+    )
     js = nc.jetstream()
     await ensure_streams(js, name="ONESTOP")
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{processes['grpc_port']}")
@@ -228,9 +274,14 @@ async def node(processes: dict[str, Any]) -> AsyncIterator[Node]:
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     await eventually(serving, timeout=40, what="notification SERVING")
-    yield Node(sms_url=f"http://127.0.0.1:{processes['sms_port']}", mailbox=processes["mailbox"], js=js,
-               stub=notification_pb2_grpc.NotificationServiceStub(channel), tmp=processes["tmp"],
-               log=processes["log"])
+    yield Node(
+        sms_url=f"http://127.0.0.1:{processes['sms_port']}",
+        mailbox=processes["mailbox"],
+        js=js,
+        stub=notification_pb2_grpc.NotificationServiceStub(channel),
+        tmp=processes["tmp"],
+        log=processes["log"],
+    )
     await channel.close()
     await nc.close()
 
@@ -242,21 +293,37 @@ def case_number() -> str:
 
 def event(case: str, body: Any, *, producer: str = "approval") -> events_pb2.Envelope:
     """An envelope about `case`."""
-    return new_event(center=CENTER, producer=producer, at=datetime.now(UTC), body=body,
-                     case_id=f"id-{case}", case_number=case)
+    return new_event(
+        center=CENTER,
+        producer=producer,
+        at=datetime.now(UTC),
+        body=body,
+        case_id=f"id-{case}",
+        case_number=case,
+    )
 
 
-def accepted(case: str, *, phone: str = "13812345678", email_: str = "", language: str = "zh-CN",
-             channel: common_pb2.Channel.ValueType = common_pb2.CHANNEL_COUNTER, agent: str = "") -> events_pb2.Envelope:
+def accepted(
+    case: str,
+    *,
+    phone: str = "13812345678",
+    email_: str = "",
+    language: str = "zh-CN",
+    channel: common_pb2.Channel.ValueType = common_pb2.CHANNEL_COUNTER,
+    agent: str = "",
+) -> events_pb2.Envelope:
     """The case_accepted event carrying the applicant's contact."""
     body = events_pb2.CaseAccepted(
-        matter_code="KP-INVEST", applicant_name="王小明", applicant_phone=phone,
-        applicant_email=email_ or f"wang.{case[-6:]}@example.com", applicant_language=language,
-        title="新建厂房项目", channel=channel)
+        matter_code="KP-INVEST",
+        applicant_name="王小明",
+        applicant_phone=phone,
+        applicant_email=email_ or f"wang.{case[-6:]}@example.com",
+        applicant_language=language,
+        title="新建厂房项目",
+        channel=channel,
+    )
     body.accepted_by.username = agent or "clerk.zhang"
     return event(case, body, producer="intake")
-
-
 
 
 async def settled(node: Node, case: str, count: int) -> list[pb.Delivery]:
@@ -265,7 +332,9 @@ async def settled(node: Node, case: str, count: int) -> list[pb.Delivery]:
     return rows if len(rows) >= count and all(d.state in ("sent", "skipped", "dead") for d in rows) else []
 
 
-async def test_applicant_is_told_of_acceptance_supplement_and_decision_by_sms_email_and_inbox(node: Node) -> None:
+async def test_applicant_is_told_of_acceptance_supplement_and_decision_by_sms_email_and_inbox(
+    node: Node,
+) -> None:
     case = case_number()
     address = f"wang.{case[-6:]}@example.com"
     await node.publish(accepted(case, email_=address))
@@ -282,19 +351,29 @@ async def test_applicant_is_told_of_acceptance_supplement_and_decision_by_sms_em
     await node.publish(event(case, items))
     [notice_sms] = await eventually(lambda: [m for m in node.sms(case) if "一次性告知" in m["text"]])
     assert "1.SITE-PLAN:总平面图未盖<章>;2.FIRE-DESIGN:消防设计说明缺失" in notice_sms["text"]
-    notice = await eventually(lambda: node.stub.GetNotice(pb.GetNoticeRequest(case_number=case, kind="supplement")))
+    notice = await eventually(
+        lambda: node.stub.GetNotice(pb.GetNoticeRequest(case_number=case, kind="supplement"))
+    )
     assert "补正材料一次性告知书" in notice.html and "总平面图未盖&lt;章&gt;" in notice.html
-    [mail] = await eventually(lambda: [m for m in node.mailbox.to(address, case) if "补正" in str(m["Subject"])])
+    [mail] = await eventually(
+        lambda: [m for m in node.mailbox.to(address, case) if "补正" in str(m["Subject"])]
+    )
     html = mail.get_body(("html",))
     assert html is not None and "FIRE-DESIGN" in html.get_content()
 
-    concluded = events_pb2.CaseConcluded(outcome=common_pb2.OUTCOME_REJECTED, reasons=["选址不符合控制性详细规划"])
+    concluded = events_pb2.CaseConcluded(
+        outcome=common_pb2.OUTCOME_REJECTED, reasons=["选址不符合控制性详细规划"]
+    )
     await node.publish(event(case, concluded))
-    texts = await eventually(lambda: at_least([m["text"] for m in node.sms(case) if "已办结" in m["text"]], 2),
-                             what="decision SMS and evaluation invitation")
+    texts = await eventually(
+        lambda: at_least([m["text"] for m in node.sms(case) if "已办结" in m["text"]], 2),
+        what="decision SMS and evaluation invitation",
+    )
     assert any("决定不予许可,理由:选址不符合控制性详细规划" in t for t in texts)
     assert any("对本次服务作出评价" in t for t in texts)
-    letter = await eventually(lambda: node.stub.GetNotice(pb.GetNoticeRequest(case_number=case, kind="decision")))
+    letter = await eventually(
+        lambda: node.stub.GetNotice(pb.GetNoticeRequest(case_number=case, kind="decision"))
+    )
     assert "不予行政许可决定书" in letter.html and "选址不符合控制性详细规划" in letter.html
 
     deliveries = await eventually(lambda: settled(node, case, 14), what="all deliveries settled")
@@ -302,13 +381,19 @@ async def test_applicant_is_told_of_acceptance_supplement_and_decision_by_sms_em
     assert {d.address_masked for d in deliveries if d.channel == "sms"} == {"138****5678"}
     assert {d.address_masked for d in deliveries if d.channel == "email"} == {"w***@example.com"}
     inbox = await node.inbox(f"case:{case}")
-    assert {m.kind for m in inbox} == {"case_accepted", "supplement_notice", "decision", "evaluation_invitation"}
+    assert {m.kind for m in inbox} == {
+        "case_accepted",
+        "supplement_notice",
+        "decision",
+        "evaluation_invitation",
+    }
 
 
 async def test_english_applicant_and_their_agent(node: Node) -> None:
     case = case_number()
-    await node.publish(accepted(case, language="en", phone="13900001111", channel=common_pb2.CHANNEL_AGENT,
-                                agent="agent.li"))
+    await node.publish(
+        accepted(case, language="en", phone="13900001111", channel=common_pb2.CHANNEL_AGENT, agent="agent.li")
+    )
     [sms] = await eventually(lambda: node.sms(case))
     assert sms["text"].startswith("[") and f"as case {case}" in sms["text"]
     assert "query code printed on your receipt" in sms["text"]
@@ -333,7 +418,9 @@ async def test_staff_warnings_land_in_the_right_inbox(node: Node) -> None:
 
     queue = {m.kind: m for m in await eventually(lambda: inbox_of(node, window, 2), what="window inbox")}
     assert set(queue) == {"clock_warned", "task_opened"}
-    assert queue["clock_warned"].title == f"红灯:已超期 {case}" and "【重点项目】" in queue["task_opened"].title
+    assert (
+        queue["clock_warned"].title == f"红灯:已超期 {case}" and "【重点项目】" in queue["task_opened"].title
+    )
     head_box = await eventually(lambda: inbox_of(node, head, 2))
     assert {m.kind for m in head_box if m.case_number == case} == {"clock_warned", "extension_requested"}
     [tracked] = await eventually(lambda: node.inbox(f"staff:tracker-{case[-6:]}"))
@@ -384,8 +471,11 @@ async def test_bad_addresses_and_a_poison_template_end_up_as_dead_letters(node: 
     await node.publish(event(case, delivered))
 
     async def dead() -> list[pb.Delivery]:
-        letters = [d for d in (await node.stub.ListDeadLetters(pb.ListDeadLettersRequest())).deliveries
-                   if d.case_number == case]
+        letters = [
+            d
+            for d in (await node.stub.ListDeadLetters(pb.ListDeadLettersRequest())).deliveries
+            if d.case_number == case
+        ]
         return letters if len(letters) == 5 else []
 
     letters = {(d.kind, d.channel): d for d in await eventually(dead, what="dead letters")}
@@ -398,7 +488,9 @@ async def test_bad_addresses_and_a_poison_template_end_up_as_dead_letters(node: 
     assert [m.kind for m in await node.inbox(f"case:{case}")] == ["case_accepted"]  # nothing else held up
 
     (node.tmp / "templates" / "messages" / "zh-CN" / f"{POISONED}.txt").unlink()  # staff fix the template
-    retried = await node.stub.RetryDeadLetter(pb.RetryDeadLetterRequest(delivery_id=letters[POISONED, "inbox"].delivery_id))
+    retried = await node.stub.RetryDeadLetter(
+        pb.RetryDeadLetterRequest(delivery_id=letters[POISONED, "inbox"].delivery_id)
+    )
     assert retried.state == "pending"
     inbox = await eventually(lambda: inbox_of(node, f"case:{case}", 2), what="retried inbox message")
     assert "邮寄送达" in inbox[0].body

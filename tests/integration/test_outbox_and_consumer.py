@@ -18,18 +18,30 @@ from services.common.outbox import Outbox, OutboxRelay, UnitOfWork, inbox_table,
 pytestmark = pytest.mark.postgres
 
 metadata = MetaData()
-effects = Table("probe_effects", metadata, Column("event_id", String(36), primary_key=True),
-                Column("case_number", String(64)))
+effects = Table(
+    "probe_effects",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("case_number", String(64)),
+)
 outbox_t = outbox_table(metadata, "probe")
 inbox_t = inbox_table(metadata, "probe")
 
 
 def _event(number: str) -> events_pb2.Envelope:
-    return new_event(center="210200", producer="probe", at=datetime.now(UTC), case_id=number, case_number=number,
-                     body=events_pb2.CaseWithdrawn(reason="probe"))
+    return new_event(
+        center="210200",
+        producer="probe",
+        at=datetime.now(UTC),
+        case_id=number,
+        case_number=number,
+        body=events_pb2.CaseWithdrawn(reason="probe"),
+    )
 
 
-async def test_events_committed_with_state_are_published_once_and_applied_once(postgres_db, nats_server) -> None:
+async def test_events_committed_with_state_are_published_once_and_applied_once(
+    postgres_db, nats_server
+) -> None:
     engine = create_engine(postgres_db)
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
@@ -59,8 +71,15 @@ async def test_events_committed_with_state_are_published_once_and_applied_once(p
     async def apply(uow: UnitOfWork, env: events_pb2.Envelope) -> None:
         await uow.conn.execute(effects.insert().values(event_id=env.event_id, case_number=env.case_number))
 
-    consumer = EventConsumer(name="probe", js=js, stream="ONESTOP", engine=engine, outbox=outbox, inbox=inbox_t,
-                             handlers={"case_withdrawn": apply})
+    consumer = EventConsumer(
+        name="probe",
+        js=js,
+        stream="ONESTOP",
+        engine=engine,
+        outbox=outbox,
+        inbox=inbox_t,
+        handlers={"case_withdrawn": apply},
+    )
     task = asyncio.create_task(consumer.run())
     for _ in range(200):
         if consumer.processed >= 50:
@@ -78,15 +97,20 @@ async def test_events_committed_with_state_are_published_once_and_applied_once(p
     task.cancel()
     async with engine.connect() as conn:
         count = (await conn.execute(select(func.count()).select_from(effects))).scalar_one()
-        dups = (await conn.execute(select(func.count()).select_from(effects).where(
-            effects.c.case_number == "DUP"))).scalar_one()
+        dups = (
+            await conn.execute(
+                select(func.count()).select_from(effects).where(effects.c.case_number == "DUP")
+            )
+        ).scalar_one()
     assert count == 52
     assert dups == 1
     await nc.close()
     await engine.dispose()
 
 
-async def test_poison_messages_go_to_the_dead_letter_subject_and_do_not_block(postgres_db, nats_server) -> None:
+async def test_poison_messages_go_to_the_dead_letter_subject_and_do_not_block(
+    postgres_db, nats_server
+) -> None:
     engine = create_engine(postgres_db)
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
@@ -99,8 +123,15 @@ async def test_poison_messages_go_to_the_dead_letter_subject_and_do_not_block(po
     async def apply(uow: UnitOfWork, env: events_pb2.Envelope) -> None:
         seen.append(env.case_number)
 
-    consumer = EventConsumer(name="probe", js=js, stream="ONESTOP", engine=engine, outbox=outbox, inbox=inbox_t,
-                             handlers={"case_withdrawn": apply})
+    consumer = EventConsumer(
+        name="probe",
+        js=js,
+        stream="ONESTOP",
+        engine=engine,
+        outbox=outbox,
+        inbox=inbox_t,
+        handlers={"case_withdrawn": apply},
+    )
     dlq = await js.subscribe("dlq.probe")
     task = asyncio.create_task(consumer.run())
     await js.publish("ev.case_withdrawn", b"\x0a\xff not an envelope")

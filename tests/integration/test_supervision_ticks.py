@@ -41,13 +41,22 @@ async def drain(sup: Supervision, *, limit: int) -> int:
 
 
 async def test_two_replicas_ticking_together_urge_and_deem_each_task_exactly_once(
-        engines: tuple[AsyncEngine, AsyncEngine]) -> None:
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
     calls: Counter[str] = Counter()
     cal = fresh_calendar()
-    a = Supervision(engines[0], clock=ManualClock(at(2025, 9, 22, 9)), calendar=cal,
-                    approval=FakeApproval(calls, delay=0.002))
-    b = Supervision(engines[1], clock=ManualClock(at(2025, 9, 22, 9)), calendar=cal,
-                    approval=FakeApproval(calls, delay=0.002))
+    a = Supervision(
+        engines[0],
+        clock=ManualClock(at(2025, 9, 22, 9)),
+        calendar=cal,
+        approval=FakeApproval(calls, delay=0.002),
+    )
+    b = Supervision(
+        engines[1],
+        clock=ManualClock(at(2025, 9, 22, 9)),
+        calendar=cal,
+        approval=FakeApproval(calls, delay=0.002),
+    )
     cases = [await a.case(f"PG-{i:03d}").accept(at(2025, 9, 22), "PLAN") for i in range(CASES)]
 
     for replica in (a, b):
@@ -68,7 +77,9 @@ async def test_two_replicas_ticking_together_urge_and_deem_each_task_exactly_onc
     assert await a.count(orm.accountability) == CASES
 
 
-async def test_rows_a_replica_holds_are_skipped_by_the_other(engines: tuple[AsyncEngine, AsyncEngine]) -> None:
+async def test_rows_a_replica_holds_are_skipped_by_the_other(
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
     a = Supervision(engines[0], clock=ManualClock(at(2025, 9, 22, 9)), calendar=fresh_calendar())
     for i in range(4):
         await a.case(f"SK-{i}").accept(at(2025, 9, 22), "PLAN")
@@ -83,7 +94,9 @@ async def test_rows_a_replica_holds_are_skipped_by_the_other(engines: tuple[Asyn
         await other.rollback()
 
 
-async def test_deadlines_survive_the_round_trip_through_timestamptz(engines: tuple[AsyncEngine, AsyncEngine]) -> None:
+async def test_deadlines_survive_the_round_trip_through_timestamptz(
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
     sup = Supervision(engines[0], clock=ManualClock(at(2025, 9, 22, 9)), calendar=fresh_calendar())
     case = await sup.case("TZ-1").accept(at(2025, 9, 22), "PLAN")
     row = await sup.clock_row(case.task_clock("PLAN"))

@@ -50,8 +50,12 @@ def test_common_knows_no_service() -> None:
 
 
 def test_the_generated_stubs_match_the_protos() -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_protos.py"), "--check"],
-                            capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_protos.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -65,11 +69,11 @@ def test_every_service_has_the_same_parts(service: str) -> None:
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_migrations_create_exactly_the_tables_the_service_declares(service: str, tmp_path: Path) -> None:
+    import importlib
+
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
     from sqlalchemy import create_engine
-
-    import importlib
 
     from services.common.migrate import upgrade, version_table
 
@@ -78,7 +82,14 @@ def test_migrations_create_exactly_the_tables_the_service_declares(service: str,
     metadata = importlib.import_module(f"services.{service}.orm").metadata
     engine = create_engine(url)
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"version_table": version_table(service), "compare_type": False})
-        diff = [d for d in compare_metadata(ctx, metadata)
-                if not (d[0] == "remove_table" and d[1].name == version_table(service))]
-    assert diff == [], f"services/{service}: tables differ from migrations; regenerate with scripts/new_migration.py"
+        ctx = MigrationContext.configure(
+            conn, opts={"version_table": version_table(service), "compare_type": False}
+        )
+        diff = [
+            d
+            for d in compare_metadata(ctx, metadata)
+            if not (d[0] == "remove_table" and d[1].name == version_table(service))
+        ]
+    assert diff == [], (
+        f"services/{service}: tables differ from migrations; regenerate with scripts/new_migration.py"
+    )

@@ -98,9 +98,7 @@ def test_national_day_2025_oct_1_to_8_off_and_adjusted_weekends(
 def test_national_day_2025_due_dates(cal: WorkingCalendar) -> None:
     assert cal.due_instant(at(2025, 9, 27), 1) == eod(2025, 9, 28)
     assert cal.due_instant(at(2025, 9, 30), 1) == eod(2025, 10, 9)
-    assert (
-        cal.due_instant(at(2025, 9, 30), 1).isoformat() == "2025-10-09T23:59:59+08:00"
-    )
+    assert cal.due_instant(at(2025, 9, 30), 1).isoformat() == "2025-10-09T23:59:59+08:00"
     # 10-09 (1), 10-10 (2), Saturday 10-11 (3), 10-13 (4), 10-14 (5).
     assert cal.due_instant(at(2025, 9, 30), 3) == eod(2025, 10, 11)
     assert cal.due_instant(at(2025, 9, 30), 5) == eod(2025, 10, 14)
@@ -215,9 +213,7 @@ def test_overlapping_pauses_are_not_double_counted(cal: WorkingCalendar) -> None
     # Both cover 03-12..03-13 at most: 3 working days in total (03-12, 03-13, 03-14).
     pauses = [(at(2025, 3, 11), at(2025, 3, 13)), (at(2025, 3, 12), at(2025, 3, 14))]
     assert cal.due_instant(at(2025, 3, 10), 3, pauses) == eod(2025, 3, 18)
-    assert cal.due_instant(at(2025, 3, 10), 3, list(reversed(pauses))) == eod(
-        2025, 3, 18
-    )
+    assert cal.due_instant(at(2025, 3, 10), 3, list(reversed(pauses))) == eod(2025, 3, 18)
 
 
 def test_pause_after_due_does_not_move_it(cal: WorkingCalendar) -> None:
@@ -274,9 +270,7 @@ def test_gap_between_loaded_years_raises(cal: WorkingCalendar) -> None:
 def test_load_year_extends_calendar(cal: WorkingCalendar) -> None:
     # Synthetic 2027 data (not the real announcement), only to exercise loading.
     extended = WorkingCalendar(package_years())
-    extended.load_year(
-        2027, holidays=["2027-01-01", "2027-01-04"], workdays=["2027-01-09"]
-    )
+    extended.load_year(2027, holidays=["2027-01-01", "2027-01-04"], workdays=["2027-01-09"])
     assert extended.years() == (2024, 2025, 2026, 2027)
     # 12-29, 12-30, 12-31 are days 1-3; 01-01 and 01-04 off; 01-05 day 4.
     assert extended.add_working_days(date(2026, 12, 28), 4) == date(2027, 1, 5)
@@ -330,9 +324,7 @@ def test_admin_load_year_reaches_default_calendar(
         ({"holidays": []}, "expected"),
     ],
 )
-def test_malformed_calendar_file_is_rejected(
-    tmp_path: Path, payload: object, message: str
-) -> None:
+def test_malformed_calendar_file_is_rejected(tmp_path: Path, payload: object, message: str) -> None:
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(payload), encoding="utf-8")
     with pytest.raises(CalendarDataError, match=message):
@@ -354,13 +346,9 @@ def test_center_local_closure_day_is_not_a_working_day(cal: WorkingCalendar) -> 
 
 def test_closure_added_later_invalidates_center_index() -> None:
     local = WorkingCalendar(package_years())
-    assert local.add_working_days(date(2025, 3, 13), 1, center=CENTER) == date(
-        2025, 3, 14
-    )
+    assert local.add_working_days(date(2025, 3, 13), 1, center=CENTER) == date(2025, 3, 14)
     local.add_closures(CENTER, [date(2025, 3, 14)])
-    assert local.add_working_days(date(2025, 3, 13), 1, center=CENTER) == date(
-        2025, 3, 17
-    )
+    assert local.add_working_days(date(2025, 3, 13), 1, center=CENTER) == date(2025, 3, 17)
 
 
 # -- input validation ------------------------------------------------------------------
@@ -416,10 +404,6 @@ def test_pause_is_never_counted(d: date, n: int, gap: int, length: int) -> None:
     resume = stop + timedelta(days=length)
     due = cal.due_instant(start, n, [(stop, resume)])
     # Counting by hand: working days after acceptance, minus those in (stop, resume].
-    paused = (
-        cal.working_days_between(stop, min(resume, due))
-        if stop.date() < due.date()
-        else 0
-    )
+    paused = cal.working_days_between(stop, min(resume, due)) if stop.date() < due.date() else 0
     assert cal.working_days_between(start, due) - paused == n
     assert cal.is_working_day(due)

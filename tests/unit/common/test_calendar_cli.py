@@ -109,9 +109,7 @@ def test_years_lists_package_years() -> None:
 def test_check_explains_adjusted_workday_holiday_and_weekend() -> None:
     saturday = run("check", "--date", "2025-10-11")
     assert saturday.returncode == 0, saturday.stderr
-    assert saturday.stdout.strip() == (
-        "2025-10-11 Saturday: working day (adjusted working day, 调休)"
-    )
+    assert saturday.stdout.strip() == ("2025-10-11 Saturday: working day (adjusted working day, 调休)")
     holiday = run("check", "--date", "2025-10-01")
     assert holiday.stdout.strip() == (
         "2025-10-01 Wednesday: not a working day (public holiday: National Day)"

@@ -10,8 +10,13 @@ from services.common.seal import seal, verify
 
 
 def _decision() -> common_pb2.Decision:
-    return common_pb2.Decision(center="210200", case_number="210200-20251009-000001", department="PLAN",
-                               outcome=common_pb2.OUTCOME_APPROVED, decided_by="chief.plan")
+    return common_pb2.Decision(
+        center="210200",
+        case_number="210200-20251009-000001",
+        department="PLAN",
+        outcome=common_pb2.OUTCOME_APPROVED,
+        decided_by="chief.plan",
+    )
 
 
 def test_a_sealed_decision_verifies_with_the_centers_public_key() -> None:

@@ -6,8 +6,11 @@ import pytest
 
 from services.common.settings import SettingsError, load_settings
 
-BASE = {"ONESTOP_CENTER": "210200", "ONESTOP_DATABASE_URL": "postgresql+asyncpg://u:secret@h/db",
-        "ONESTOP_NATS_URL": "nats://127.0.0.1:4222"}
+BASE = {
+    "ONESTOP_CENTER": "210200",
+    "ONESTOP_DATABASE_URL": "postgresql+asyncpg://u:secret@h/db",
+    "ONESTOP_NATS_URL": "nats://127.0.0.1:4222",
+}
 
 
 def test_missing_database_url_names_the_variable() -> None:
@@ -24,8 +27,10 @@ def test_a_malformed_center_code_is_refused() -> None:
 
 def test_the_test_clock_is_refused_in_production() -> None:
     with pytest.raises(SettingsError, match="refused in production"):
-        load_settings(service="supervision", env=BASE | {"ONESTOP_ENV": "production",
-                                                         "ONESTOP_TEST_CLOCK_FILE": "/tmp/clock.json"})
+        load_settings(
+            service="supervision",
+            env=BASE | {"ONESTOP_ENV": "production", "ONESTOP_TEST_CLOCK_FILE": "/tmp/clock.json"},
+        )
 
 
 def test_secrets_are_redacted_when_settings_are_logged() -> None:

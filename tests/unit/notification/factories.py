@@ -24,7 +24,9 @@ def templates(override_dir: str = "") -> Templates:
     return Templates(directory=DIRECTORY, override_dir=override_dir)
 
 
-def fact(kind: str, data: Mapping[str, Any] | None = None, *, case_number: str = "210200-20261126-0001") -> Fact:
+def fact(
+    kind: str, data: Mapping[str, Any] | None = None, *, case_number: str = "210200-20261126-0001"
+) -> Fact:
     """A fact about the demo case."""
     return Fact(event_id="ev-1", kind=kind, case_id="case-1", case_number=case_number, at=AT, data=data or {})
 

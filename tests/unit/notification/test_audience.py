@@ -26,14 +26,26 @@ def test_acceptance_reaches_the_applicant_by_inbox_sms_and_email() -> None:
 
 
 def test_the_agent_acting_for_the_applicant_gets_a_copy_in_their_inbox() -> None:
-    outs = plan(fact("case_delivered", {"method": "posted"}), recipient=applicant(agent="agent.li"),
-                task=None, channels=BOTH)
-    assert {o.recipient for o in outs if o.channel == INBOX} == {"case:210200-20261126-0001", "staff:agent.li"}
+    outs = plan(
+        fact("case_delivered", {"method": "posted"}),
+        recipient=applicant(agent="agent.li"),
+        task=None,
+        channels=BOTH,
+    )
+    assert {o.recipient for o in outs if o.channel == INBOX} == {
+        "case:210200-20261126-0001",
+        "staff:agent.li",
+    }
 
 
 def test_rejection_brings_a_decision_letter_and_an_evaluation_invitation() -> None:
-    outs = plan(fact("case_concluded", {"outcome": "OUTCOME_REJECTED", "reasons": ["不符合规划"]}),
-                recipient=applicant(), task=None, channels=BOTH, new_id=ids())
+    outs = plan(
+        fact("case_concluded", {"outcome": "OUTCOME_REJECTED", "reasons": ["不符合规划"]}),
+        recipient=applicant(),
+        task=None,
+        channels=BOTH,
+        new_id=ids(),
+    )
     assert {o.kind for o in outs} == {"decision", "evaluation_invitation"}
     letter = [o for o in outs if o.kind == "decision"]
     assert {o.notice_id for o in letter} == {"00000000-0000-0000-0000-000000000001"}
@@ -42,23 +54,42 @@ def test_rejection_brings_a_decision_letter_and_an_evaluation_invitation() -> No
 
 
 def test_withdrawn_case_tells_the_applicant_nothing() -> None:
-    assert plan(fact("case_concluded", {"outcome": "OUTCOME_WITHDRAWN"}), recipient=applicant(),
-                task=None, channels=BOTH) == []
+    assert (
+        plan(
+            fact("case_concluded", {"outcome": "OUTCOME_WITHDRAWN"}),
+            recipient=applicant(),
+            task=None,
+            channels=BOTH,
+        )
+        == []
+    )
 
 
 def test_refused_extension_is_not_announced_but_an_approved_one_is_in_writing() -> None:
-    refused = plan(fact("extension_decided", {"approved": False, "days": 5}), recipient=applicant(),
-                   task=TASK, channels=BOTH)
-    approved = plan(fact("extension_decided", {"approved": True, "days": 5, "reason": "专家评审"}),
-                    recipient=applicant(), task=TASK, channels=BOTH)
+    refused = plan(
+        fact("extension_decided", {"approved": False, "days": 5}),
+        recipient=applicant(),
+        task=TASK,
+        channels=BOTH,
+    )
+    approved = plan(
+        fact("extension_decided", {"approved": True, "days": 5, "reason": "专家评审"}),
+        recipient=applicant(),
+        task=TASK,
+        channels=BOTH,
+    )
     assert refused == []
     assert {o.notice_kind for o in approved} == {"extension"}
     assert approved[0].context["department"] == "PLAN"
 
 
 def test_missing_contact_and_unconfigured_channels_are_skipped_with_reasons() -> None:
-    outs = plan(fact("case_accepted"), recipient=applicant(phone="", email="wang@example.com"),
-                task=None, channels=Channels(sms=True, email=False))
+    outs = plan(
+        fact("case_accepted"),
+        recipient=applicant(phone="", email="wang@example.com"),
+        task=None,
+        channels=Channels(sms=True, email=False),
+    )
     by = _by_channel(outs)
     assert by[SMS][0].skip_reason == "no mobile number given"
     assert by[EMAIL][0].skip_reason == "email channel not configured (ONESTOP_SMTP_HOST is not set)"
@@ -73,14 +104,22 @@ def test_unknown_case_still_gets_its_inbox_but_no_sms_or_email() -> None:
 
 
 def test_case_uploaded_by_a_child_center_is_told_by_that_center() -> None:
-    outs = plan(fact("case_accepted"), recipient=applicant(direct=False, origin_center="210211"),
-                task=None, channels=BOTH)
+    outs = plan(
+        fact("case_accepted"),
+        recipient=applicant(direct=False, origin_center="210211"),
+        task=None,
+        channels=BOTH,
+    )
     assert all("center 210211" in o.skip_reason for o in outs if o.channel in (SMS, EMAIL))
 
 
 def test_pre_review_supplement_without_a_case_number_is_recorded_as_handed_over() -> None:
-    outs = plan(fact("supplement_requested", {"items": [{"material_code": "M"}]}, case_number=""),
-                recipient=None, task=None, channels=BOTH)
+    outs = plan(
+        fact("supplement_requested", {"items": [{"material_code": "M"}]}, case_number=""),
+        recipient=None,
+        task=None,
+        channels=BOTH,
+    )
     assert [(o.channel, bool(o.skip_reason)) for o in outs] == [(NONE, True)]
 
 
@@ -92,7 +131,12 @@ def test_new_task_goes_to_its_windows_queue() -> None:
 
 
 def test_red_warning_reaches_the_window_and_the_department_head() -> None:
-    data = {"task_id": "t-1", "department": "PLAN", "level": "CLOCK_STATE_RED", "due_at": "2026-11-25T09:00:00Z"}
+    data = {
+        "task_id": "t-1",
+        "department": "PLAN",
+        "level": "CLOCK_STATE_RED",
+        "due_at": "2026-11-25T09:00:00Z",
+    }
     outs = plan(fact("clock_warned", data), recipient=None, task=TASK, channels=BOTH)
     assert [o.recipient for o in outs] == ["window:W-PLAN-1", "head:PLAN"]
     assert outs[0].context["level"] == "red"
@@ -111,9 +155,17 @@ def test_green_clock_states_are_not_warnings() -> None:
 
 
 def test_extension_request_goes_to_the_department_head_and_key_project_to_its_tracker() -> None:
-    ext = plan(fact("extension_requested", {"task_id": "t-1", "days": 5, "by": {"username": "clerk"}}),
-               recipient=None, task=TASK, channels=BOTH)
-    key = plan(fact("key_project_designated", {"tracker": "tracker.zhao"}), recipient=applicant(),
-               task=None, channels=BOTH)
+    ext = plan(
+        fact("extension_requested", {"task_id": "t-1", "days": 5, "by": {"username": "clerk"}}),
+        recipient=None,
+        task=TASK,
+        channels=BOTH,
+    )
+    key = plan(
+        fact("key_project_designated", {"tracker": "tracker.zhao"}),
+        recipient=applicant(),
+        task=None,
+        channels=BOTH,
+    )
     assert [o.recipient for o in ext] == ["head:PLAN"]
     assert [o.recipient for o in key] == ["staff:tracker.zhao"]

@@ -53,8 +53,14 @@ def test_permanent_failure_is_dead_at_once_and_success_is_sent() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("13812345678", "13812345678"), ("+86 138-1234-5678", "13812345678"), ("008613812345678", "13812345678"),
-     ("12345", None), ("0411-8888888", None), ("", None)],
+    [
+        ("13812345678", "13812345678"),
+        ("+86 138-1234-5678", "13812345678"),
+        ("008613812345678", "13812345678"),
+        ("12345", None),
+        ("0411-8888888", None),
+        ("", None),
+    ],
 )
 def test_only_mainland_mobile_numbers_get_sms(raw: str, expected: str | None) -> None:
     assert normalize_phone(raw) == expected
@@ -86,8 +92,15 @@ def test_gateway_answers_are_sorted_into_sent_retry_and_final() -> None:
 def test_config_requires_a_sender_with_an_smtp_host_and_hides_the_password() -> None:
     with pytest.raises(SettingsError, match="ONESTOP_SMTP_FROM"):
         load_config({"ONESTOP_SMTP_HOST": "mail.example.com"})
-    cfg = load_config({"ONESTOP_SMTP_HOST": "mail", "ONESTOP_SMTP_FROM": "noreply@center.gov.cn",
-                       "ONESTOP_SMTP_USER": "u", "ONESTOP_SMTP_PASSWORD": "secret"}, center="210200")
+    cfg = load_config(
+        {
+            "ONESTOP_SMTP_HOST": "mail",
+            "ONESTOP_SMTP_FROM": "noreply@center.gov.cn",
+            "ONESTOP_SMTP_USER": "u",
+            "ONESTOP_SMTP_PASSWORD": "secret",
+        },
+        center="210200",
+    )
     assert cfg.redacted()["smtp_password"] == "***"
     assert cfg.center_name_zh == "行政服务中心(210200)"
     with pytest.raises(SettingsError, match="ONESTOP_SMS_URL"):

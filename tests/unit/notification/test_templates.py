@@ -23,7 +23,9 @@ ITEMS = {
 
 
 def _sms_and_notice(kind: str, data: Mapping[str, Any], language: str) -> tuple[str, str]:
-    outs = plan(fact(kind, data), recipient=applicant(language=language), task=None, channels=BOTH, new_id=ids())
+    outs = plan(
+        fact(kind, data), recipient=applicant(language=language), task=None, channels=BOTH, new_id=ids()
+    )
     t = templates()
     sms = next(o for o in outs if o.channel == SMS)
     notice = next(o for o in outs if o.channel == NOTICE)
@@ -32,7 +34,9 @@ def _sms_and_notice(kind: str, data: Mapping[str, Any], language: str) -> tuple[
 
 
 def test_acceptance_sms_gives_the_case_number_and_points_to_the_receipts_query_code() -> None:
-    outs = plan(fact("case_accepted", {"on_the_spot": False}), recipient=applicant(), task=None, channels=BOTH)
+    outs = plan(
+        fact("case_accepted", {"on_the_spot": False}), recipient=applicant(), task=None, channels=BOTH
+    )
     sms = next(o for o in outs if o.channel == SMS)
     text = templates().message(kind=sms.kind, language="zh-CN", context=sms.context).sms
     assert text.startswith("【大连市人民政府行政服务中心】王小明您好")
@@ -69,8 +73,13 @@ def test_supplement_notice_in_english_names_departments_and_escapes_applicant_te
 
 
 def test_rejection_letter_gives_every_reason_and_the_right_of_appeal() -> None:
-    data = {"outcome": "OUTCOME_REJECTED", "reasons": ["选址不符合控制性详细规划", "环评未批复"],
-            "sealed": {"seal": {"key_id": "ab12cd34ef56ab78", "algorithm": "Ed25519", "signature": "c2lnbmF0dXJl"}}}
+    data = {
+        "outcome": "OUTCOME_REJECTED",
+        "reasons": ["选址不符合控制性详细规划", "环评未批复"],
+        "sealed": {
+            "seal": {"key_id": "ab12cd34ef56ab78", "algorithm": "Ed25519", "signature": "c2lnbmF0dXJl"}
+        },
+    }
     text, html = _sms_and_notice("case_concluded", data, "zh-CN")
     assert "决定不予许可,理由:选址不符合控制性详细规划;环评未批复" in text
     assert "不予行政许可决定书" in html
@@ -80,7 +89,9 @@ def test_rejection_letter_gives_every_reason_and_the_right_of_appeal() -> None:
 
 
 def test_deemed_approval_letter_in_english() -> None:
-    text, html = _sms_and_notice("case_concluded", {"outcome": "OUTCOME_DEEMED_APPROVED", "reasons": []}, "en")
+    text, html = _sms_and_notice(
+        "case_concluded", {"outcome": "OUTCOME_DEEMED_APPROVED", "reasons": []}, "en"
+    )
     assert "deemed approved" in text
     assert "The licence is deemed granted." in html
 
@@ -100,8 +111,14 @@ def test_deemed_approval_notice_names_the_silent_department_and_the_urging_date(
 
 
 def test_staff_message_has_no_sms_and_falls_back_to_chinese() -> None:
-    context = {"case_number": "C-1", "at": "2026-11-26T02:30:00+00:00", "level": "red", "department": "PLAN",
-               "task_id": "t-1", "due_at": "2026-11-25T09:00:00Z"}
+    context = {
+        "case_number": "C-1",
+        "at": "2026-11-26T02:30:00+00:00",
+        "level": "red",
+        "department": "PLAN",
+        "task_id": "t-1",
+        "due_at": "2026-11-25T09:00:00Z",
+    }
     message = templates().message(kind="clock_warned", language="en", context=context)
     assert message.sms == ""
     assert message.title == "红灯:已超期 C-1"
@@ -115,7 +132,9 @@ def test_a_template_asking_for_a_missing_field_is_a_template_error(tmp_path: Pat
         "{% block title %}送达{% endblock %}{% block sms %}{{ courier_name }}{% endblock %}", encoding="utf-8"
     )
     with pytest.raises(RenderError, match=r"^template error: UndefinedError: 'courier_name' is undefined"):
-        templates(str(tmp_path)).message(kind="case_delivered", language="zh-CN", context={"case_number": "C"})
+        templates(str(tmp_path)).message(
+            kind="case_delivered", language="zh-CN", context={"case_number": "C"}
+        )
 
 
 def test_unknown_message_kind_is_a_template_error() -> None:

@@ -178,9 +178,7 @@ def test_demo_limits_keep_promised_within_statutory_and_the_licensing_law_ceilin
         assert m.statutory_limit_days <= (45 if m.joint else 20), m.code
 
 
-def test_every_demo_matter_has_windows_where_it_is_decided(
-    demo: Catalogue, org: Organisation
-) -> None:
+def test_every_demo_matter_has_windows_where_it_is_decided(demo: Catalogue, org: Organisation) -> None:
     intake = "210211101"  # a case may start at the Yingchengzi town center
     for m in demo.matters.values():
         # Above the city, the city does the preliminary review with its own windows.
@@ -221,25 +219,21 @@ def test_prerequisite_cycle_is_rejected_naming_the_matter_and_field() -> None:
     bad = matter()
     bad["workflow"][1]["prerequisites"] = ["LAND"]  # PLAN <- LAND <- PLAN
     assert error_of(catalogue_data(bad)) == (
-        "demo.yaml: matter 'CC-001': workflow[1].prerequisites: "
-        "prerequisite cycle PLAN -> LAND -> PLAN"
+        "demo.yaml: matter 'CC-001': workflow[1].prerequisites: prerequisite cycle PLAN -> LAND -> PLAN"
     )
 
 
 def test_step_that_is_its_own_prerequisite_is_a_cycle() -> None:
     bad = matter()
     bad["workflow"][0]["prerequisites"] = ["DRC"]
-    assert error_of(catalogue_data(bad)).endswith(
-        "workflow[0].prerequisites: prerequisite cycle DRC -> DRC"
-    )
+    assert error_of(catalogue_data(bad)).endswith("workflow[0].prerequisites: prerequisite cycle DRC -> DRC")
 
 
 def test_prerequisite_that_is_not_a_step_of_the_workflow_is_rejected() -> None:
     bad = matter()
     bad["workflow"][3]["prerequisites"] = ["ENV"]
     assert error_of(catalogue_data(bad)) == (
-        "demo.yaml: matter 'CC-001': workflow[3].prerequisites: "
-        "'ENV' is not a step of this workflow"
+        "demo.yaml: matter 'CC-001': workflow[3].prerequisites: 'ENV' is not a step of this workflow"
     )
 
 
@@ -279,8 +273,7 @@ def test_department_with_two_steps_in_one_workflow_is_rejected() -> None:
 def test_promised_limit_longer_than_statutory_is_rejected() -> None:
     bad = matter(statutory_limit_days=20, promised_limit_days=25)
     assert error_of(catalogue_data(bad)) == (
-        "demo.yaml: matter 'CC-001': promised_limit_days: "
-        "promised limit 25 exceeds the statutory limit 20"
+        "demo.yaml: matter 'CC-001': promised_limit_days: promised limit 25 exceeds the statutory limit 20"
     )
 
 
@@ -333,9 +326,7 @@ def test_missing_field_is_rejected() -> None:
 
 def test_misspelt_field_is_rejected_instead_of_ignored() -> None:
     bad = matter(statutry_limit_days=10)
-    assert error_of(catalogue_data(bad)) == (
-        "demo.yaml: matter 'CC-001': statutry_limit_days: unknown field"
-    )
+    assert error_of(catalogue_data(bad)) == ("demo.yaml: matter 'CC-001': statutry_limit_days: unknown field")
 
 
 def test_matter_without_a_readable_code_is_named_by_its_index() -> None:
@@ -347,8 +338,7 @@ def test_matter_without_a_readable_code_is_named_by_its_index() -> None:
 def test_matter_decided_above_the_city_needs_a_preliminary_review_limit() -> None:
     bad = matter(decision_level="province")
     assert error_of(catalogue_data(bad)) == (
-        "demo.yaml: matter 'CC-001': preliminary_review_days: "
-        "required for matters decided at province level"
+        "demo.yaml: matter 'CC-001': preliminary_review_days: required for matters decided at province level"
     )
 
 
@@ -482,9 +472,7 @@ def test_plan_orders_by_group_with_prerequisites_before_the_steps_needing_them(
 
 @st.composite
 def workflows(draw: st.DrawFn) -> list[dict[str, Any]]:
-    names = draw(
-        st.lists(st.sampled_from(sorted(DEPARTMENTS)), min_size=1, max_size=9, unique=True)
-    )
+    names = draw(st.lists(st.sampled_from(sorted(DEPARTMENTS)), min_size=1, max_size=9, unique=True))
     steps: list[dict[str, Any]] = []
     for index, name in enumerate(names):
         group = draw(st.integers(1, 3))
@@ -501,8 +489,7 @@ def test_plan_respects_groups_and_prerequisites_whatever_the_file_order(
 ) -> None:
     shuffled = data.draw(st.permutations(workflow))
     plans = [
-        plan_tasks(parse(catalogue_data(matter(workflow=w))).matter("CC-001"))
-        for w in (workflow, shuffled)
+        plan_tasks(parse(catalogue_data(matter(workflow=w))).matter("CC-001")) for w in (workflow, shuffled)
     ]
     assert plans[0] == plans[1]
     position = {t.department: t.order for t in plans[0]}

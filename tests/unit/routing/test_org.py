@@ -67,9 +67,7 @@ def org_data() -> dict[str, Any]:
             {
                 "username": "chief.plan",
                 "display_name": "赵敏",
-                "roles": [
-                    {"role": "chief_representative", "center": "210200", "department": "PLAN"}
-                ],
+                "roles": [{"role": "chief_representative", "center": "210200", "department": "PLAN"}],
             },
             {
                 "username": "clerk.plan",
@@ -99,9 +97,7 @@ def org_data() -> dict[str, Any]:
             {
                 "username": "agent1",
                 "display_name": "李玉兰",
-                "roles": [
-                    {"role": "agent", "center": "210211101", "service_point": "210211101201"}
-                ],
+                "roles": [{"role": "agent", "center": "210211101", "service_point": "210211101201"}],
             },
         ],
     }
@@ -205,9 +201,7 @@ def test_the_sixteen_joint_review_departments_have_city_windows_with_chief_repre
 
 
 def test_staff_with_role_is_scoped_to_the_center(demo: Organisation) -> None:
-    assert [
-        s.username for s in demo.staff_with_role(center="210211101", role=Role.LIAISON_OFFICER)
-    ] == [
+    assert [s.username for s in demo.staff_with_role(center="210211101", role=Role.LIAISON_OFFICER)] == [
         "liaison1",
         "liaison2",
     ]
@@ -367,9 +361,7 @@ def test_duplicate_center_code_is_rejected() -> None:
 def test_unquoted_numeric_code_is_rejected_with_a_hint() -> None:
     data = org_data()
     data["centers"][0]["code"] = 210200
-    assert error_of(data) == (
-        "org.yaml: center #0: code: expected a string, got int 210200 (quote it)"
-    )
+    assert error_of(data) == ("org.yaml: center #0: code: expected a string, got int 210200 (quote it)")
 
 
 def test_malformed_org_file_is_rejected_naming_it(tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ async def sup(tmp_path: Path) -> AsyncIterator[Supervision]:
     """A supervision replica on a fresh SQLite database, its clock at Monday 22 September 2025, 09:00."""
     engine = await sqlite_engine(str(tmp_path / "supervision.sqlite"))
     try:
-        yield Supervision(engine, clock=ManualClock(at(2025, 9, 22, 9)), calendar=fresh_calendar(),
-                          approval=FakeApproval())
+        yield Supervision(
+            engine, clock=ManualClock(at(2025, 9, 22, 9)), calendar=fresh_calendar(), approval=FakeApproval()
+        )
     finally:
         await engine.dispose()

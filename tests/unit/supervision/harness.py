@@ -41,8 +41,9 @@ def eod(y: int, m: int, d: int) -> datetime:
 class FakeApproval:
     """Stands in for ApprovalService.DeemApprove: counts calls; refuses the tasks it is told to."""
 
-    def __init__(self, calls: Counter[str] | None = None, *, refuse: set[str] | None = None,
-                 delay: float = 0.0) -> None:
+    def __init__(
+        self, calls: Counter[str] | None = None, *, refuse: set[str] | None = None, delay: float = 0.0
+    ) -> None:
         self.calls: Counter[str] = calls if calls is not None else Counter()
         self.refuse = refuse or set()
         self.delay = delay
@@ -58,14 +59,29 @@ class FakeApproval:
 class Case:
     """Factory of the events of one case, as intake, routing and approval would emit them."""
 
-    def __init__(self, sup: Supervision, *, number: str, matter: str = "M1", promised: int = 5, statutory: int = 20,
-                 deemed_allowed: bool = True, threshold: int = 1, center: str = CENTER,
-                 on_the_spot: bool = False) -> None:
+    def __init__(
+        self,
+        sup: Supervision,
+        *,
+        number: str,
+        matter: str = "M1",
+        promised: int = 5,
+        statutory: int = 20,
+        deemed_allowed: bool = True,
+        threshold: int = 1,
+        center: str = CENTER,
+        on_the_spot: bool = False,
+    ) -> None:
         self.sup = sup
         self.case_id = str(uuid.uuid4())
         self.number = number
         self.matter = matter
-        self.promised, self.statutory, self.deemed_allowed, self.threshold = promised, statutory, deemed_allowed, threshold
+        self.promised, self.statutory, self.deemed_allowed, self.threshold = (
+            promised,
+            statutory,
+            deemed_allowed,
+            threshold,
+        )
         self.center = center
         self.on_the_spot = on_the_spot
         self.tasks: dict[str, str] = {}  # department -> task id
@@ -76,12 +92,21 @@ class Case:
 
     async def accept(self, when: datetime, *departments: str, open_tasks: bool = True) -> Case:
         """case_accepted, case_routed and (unless told otherwise) task_opened for every department."""
-        await self.feed(events_pb2.CaseAccepted(matter_code=self.matter, origin_center=self.center,
-                                                on_the_spot=self.on_the_spot), when)
-        routed = events_pb2.CaseRouted(matter_code=self.matter, promised_limit_days=self.promised,
-                                       statutory_limit_days=self.statutory, deemed_approval_allowed=self.deemed_allowed,
-                                       warning_threshold_days=self.threshold, accepted_at=timestamp(when),
-                                       on_the_spot=self.on_the_spot)
+        await self.feed(
+            events_pb2.CaseAccepted(
+                matter_code=self.matter, origin_center=self.center, on_the_spot=self.on_the_spot
+            ),
+            when,
+        )
+        routed = events_pb2.CaseRouted(
+            matter_code=self.matter,
+            promised_limit_days=self.promised,
+            statutory_limit_days=self.statutory,
+            deemed_approval_allowed=self.deemed_allowed,
+            warning_threshold_days=self.threshold,
+            accepted_at=timestamp(when),
+            on_the_spot=self.on_the_spot,
+        )
         for dept in departments:
             self.tasks[dept] = str(uuid.uuid4())
             routed.tasks.add(task_id=self.tasks[dept], department=dept, window=f"W-{dept}")
@@ -93,19 +118,35 @@ class Case:
 
     async def open(self, dept: str, when: datetime) -> None:
         """task_opened for a department."""
-        task = common_pb2.Task(task_id=self.tasks[dept], case_id=self.case_id, case_number=self.number,
-                               matter_code=self.matter, department=dept, window=f"W-{dept}")
+        task = common_pb2.Task(
+            task_id=self.tasks[dept],
+            case_id=self.case_id,
+            case_number=self.number,
+            matter_code=self.matter,
+            department=dept,
+            window=f"W-{dept}",
+        )
         await self.feed(events_pb2.TaskOpened(task=task), when)
 
     async def claim(self, dept: str, username: str, when: datetime) -> None:
         """task_claimed by a staff member."""
-        await self.feed(events_pb2.TaskClaimed(task_id=self.tasks[dept], by=common_pb2.Actor(username=username)), when)
+        await self.feed(
+            events_pb2.TaskClaimed(task_id=self.tasks[dept], by=common_pb2.Actor(username=username)), when
+        )
 
-    async def decide(self, dept: str, status: common_pb2.TaskStatus.ValueType, when: datetime, *,
-                     by: str = "") -> None:
+    async def decide(
+        self, dept: str, status: common_pb2.TaskStatus.ValueType, when: datetime, *, by: str = ""
+    ) -> None:
         """task_decided."""
-        await self.feed(events_pb2.TaskDecided(task_id=self.tasks[dept], department=dept, status=status,
-                                               by=common_pb2.Actor(username=by or f"chief.{dept.lower()}")), when)
+        await self.feed(
+            events_pb2.TaskDecided(
+                task_id=self.tasks[dept],
+                department=dept,
+                status=status,
+                by=common_pb2.Actor(username=by or f"chief.{dept.lower()}"),
+            ),
+            when,
+        )
 
     async def conclude(self, outcome: common_pb2.Outcome.ValueType, when: datetime) -> None:
         """case_concluded."""
@@ -113,8 +154,16 @@ class Case:
 
     async def extend(self, dept: str, days: int, when: datetime, *, approved: bool = True) -> None:
         """extension_decided."""
-        await self.feed(events_pb2.ExtensionDecided(task_id=self.tasks[dept], extension_id=str(uuid.uuid4()),
-                                                    approved=approved, days=days, reason="site inspection"), when)
+        await self.feed(
+            events_pb2.ExtensionDecided(
+                task_id=self.tasks[dept],
+                extension_id=str(uuid.uuid4()),
+                approved=approved,
+                days=days,
+                reason="site inspection",
+            ),
+            when,
+        )
 
     def task_clock(self, dept: str) -> str:
         """The clock id of a department's task."""
@@ -129,14 +178,27 @@ class Case:
 class Supervision:
     """One supervision replica on a database: its context, a manual clock and a fake approval."""
 
-    def __init__(self, engine: AsyncEngine, *, clock: ManualClock, calendar: WorkingCalendar,
-                 approval: FakeApproval | None = None, batch: int = 1000) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        clock: ManualClock,
+        calendar: WorkingCalendar,
+        approval: FakeApproval | None = None,
+        batch: int = 1000,
+    ) -> None:
         self.engine = engine
         self.outbox = Outbox(orm.outbox)
         self.clock = clock
         self.approval = approval or FakeApproval()
-        self.ctx = SupervisionContext(center=CENTER, clock=clock, calendar=calendar, approval=self.approval,
-                                      tick_batch=batch, outbox=self.outbox)
+        self.ctx = SupervisionContext(
+            center=CENTER,
+            clock=clock,
+            calendar=calendar,
+            approval=self.approval,
+            tick_batch=batch,
+            outbox=self.outbox,
+        )
 
     def uow(self) -> UnitOfWork:
         """A new unit of work."""
@@ -144,8 +206,14 @@ class Supervision:
 
     def api(self) -> SupervisionApi:
         """The gRPC servicer on this replica (called directly, without a server)."""
-        settings = Settings(service="supervision", env="test", center=CENTER, center_level="city",
-                            database_url="", nats_url="")
+        settings = Settings(
+            service="supervision",
+            env="test",
+            center=CENTER,
+            center_level="city",
+            database_url="",
+            nats_url="",
+        )
         runtime = Runtime(settings=settings, engine=self.engine, outbox=self.outbox, clock=self.clock)
         return SupervisionApi(runtime=runtime, ctx=self.ctx)
 
@@ -153,10 +221,14 @@ class Supervision:
         """A new case factory."""
         return Case(self, number=number, **kw)
 
-    async def feed(self, body: Message, *, case_id: str, case_number: str, when: datetime) -> events_pb2.Envelope:
+    async def feed(
+        self, body: Message, *, case_id: str, case_number: str, when: datetime
+    ) -> events_pb2.Envelope:
         """Apply one event exactly as the consumer would (inbox row and handler in one transaction)."""
         self.clock.set(max(self.clock.now(), when))
-        env = new_event(center=CENTER, producer="test", at=when, body=body, case_id=case_id, case_number=case_number)
+        env = new_event(
+            center=CENTER, producer="test", at=when, body=body, case_id=case_id, case_number=case_number
+        )
         async with self.uow() as uow:
             if await uow.mark_processed(orm.inbox, consumer="supervision", event_id=env.event_id):
                 await handlers.on_event(uow, self.ctx, env)

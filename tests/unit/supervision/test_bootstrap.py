@@ -20,9 +20,18 @@ def test_tick_interval_defaults_to_five_seconds_and_fails_fast_on_nonsense() -> 
 
 def test_supervision_consumes_the_facts_that_move_clocks() -> None:
     assert set(bootstrap.CONSUMED) == {
-        "case_accepted", "case_routed", "task_opened", "task_claimed", "task_decided", "supplement_requested",
-        "supplement_round_opened", "case_supplemented", "extension_decided", "key_project_designated",
-        "case_concluded", "case_withdrawn",
+        "case_accepted",
+        "case_routed",
+        "task_opened",
+        "task_claimed",
+        "task_decided",
+        "supplement_requested",
+        "supplement_round_opened",
+        "case_supplemented",
+        "extension_decided",
+        "key_project_designated",
+        "case_concluded",
+        "case_withdrawn",
     }
 
 

@@ -66,7 +66,8 @@ async def test_rectification_dates_in_a_missing_year_raise_the_alarm(sup: Superv
     case = await sup.case("Y-6", promised=1).accept(at(2026, 12, 30), "PLAN")
     await case.conclude(common_pb2.OUTCOME_APPROVED, at(2026, 12, 31, 9))
     sup.clock.set(at(2026, 12, 31, 10))
-    reply = await sup.api().SubmitEvaluation(supervision_pb2.SubmitEvaluationRequest(case_number="Y-6", rating=1),
-                                             None)
+    reply = await sup.api().SubmitEvaluation(
+        supervision_pb2.SubmitEvaluationRequest(case_number="Y-6", rating=1), None
+    )
     assert reply.rectification_opened and not reply.HasField("rectify_due")
     assert [e.calendar_missing.year for e in await sup.emitted("calendar_missing")] == [2027]

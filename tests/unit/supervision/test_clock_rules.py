@@ -21,8 +21,15 @@ def cal() -> WorkingCalendar:
 
 def task_clock(**kw: object) -> Clock:
     """A 5-working-day task accepted Monday 22 September 2025, 10:00, deemed approval allowed."""
-    values: dict[str, object] = dict(clock_id="task/t1", task_id="t1", accepted_at=at(2025, 9, 22),
-                                     started_at=at(2025, 9, 22), limit_days=5, statutory_days=20, deemed_allowed=True)
+    values: dict[str, object] = dict(
+        clock_id="task/t1",
+        task_id="t1",
+        accepted_at=at(2025, 9, 22),
+        started_at=at(2025, 9, 22),
+        limit_days=5,
+        statutory_days=20,
+        deemed_allowed=True,
+    )
     values.update(kw)
     return Clock(**values)  # type: ignore[arg-type]
 
@@ -45,8 +52,10 @@ def test_yellow_starts_when_less_than_the_threshold_remains(cal: WorkingCalendar
 
 
 def test_yellow_before_spring_festival_lands_on_the_adjusted_saturday(cal: WorkingCalendar) -> None:
-    clock = with_due(task_clock(accepted_at=at(2026, 2, 12), started_at=at(2026, 2, 12), limit_days=3,
-                                threshold_days=2), cal)
+    clock = with_due(
+        task_clock(accepted_at=at(2026, 2, 12), started_at=at(2026, 2, 12), limit_days=3, threshold_days=2),
+        cal,
+    )
     assert clock.due_at == eod(2026, 2, 24)  # Feb 13, Sat 14 (调休), then the holiday until Feb 23
     assert model.yellow_at(clock, eod(2026, 2, 24), cal) == at(2026, 2, 14, 0)
 
@@ -159,8 +168,11 @@ def test_key_project_deadline_and_statutory_limit_cap_the_promise(cal: WorkingCa
 
 
 def test_working_days_used_exclude_the_pause(cal: WorkingCalendar) -> None:
-    clock = model.resume(model.pause(task_clock(), kind=model.SUPPLEMENT, at=at(2025, 9, 24, 15)),
-                         kind=model.SUPPLEMENT, at=at(2025, 9, 26, 9))
+    clock = model.resume(
+        model.pause(task_clock(), kind=model.SUPPLEMENT, at=at(2025, 9, 24, 15)),
+        kind=model.SUPPLEMENT,
+        at=at(2025, 9, 26, 9),
+    )
     # Sep 23 .. Oct 9 holds 8 working days (23-26, 28-30, Oct 9); two of them were paused.
     assert model.working_days_used(clock, at(2025, 10, 9, 11), cal) == 6
 
@@ -170,8 +182,10 @@ def test_state_shown_follows_the_clock(cal: WorkingCalendar) -> None:
     assert model.state_at(clock, at(2025, 9, 23), cal) == model.GREEN
     assert model.state_at(clock, at(2025, 9, 28, 1), cal) == model.YELLOW
     assert model.state_at(clock, at(2025, 9, 29, 1), cal) == model.RED
-    assert model.state_at(model.pause(clock, kind=model.SUPPLEMENT, at=at(2025, 9, 24)), at(2025, 9, 29), cal) \
+    assert (
+        model.state_at(model.pause(clock, kind=model.SUPPLEMENT, at=at(2025, 9, 24)), at(2025, 9, 29), cal)
         == model.PAUSED
+    )
     assert model.state_at(replace(clock, stopped_at=at(2025, 9, 24)), at(2025, 9, 29), cal) == model.STOPPED
 
 

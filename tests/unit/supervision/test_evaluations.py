@@ -19,10 +19,12 @@ from tests.unit.supervision.harness import Supervision, at, eod
 DIGEST = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
 
-def rating(number: str, value: int, *, digest: str = DIGEST, tags: tuple[str, ...] = ()) -> (
-        supervision_pb2.SubmitEvaluationRequest):
-    return supervision_pb2.SubmitEvaluationRequest(case_number=number, query_code_digest=digest, rating=value,
-                                                   tags=list(tags), text="窗口服务")
+def rating(
+    number: str, value: int, *, digest: str = DIGEST, tags: tuple[str, ...] = ()
+) -> supervision_pb2.SubmitEvaluationRequest:
+    return supervision_pb2.SubmitEvaluationRequest(
+        case_number=number, query_code_digest=digest, rating=value, tags=list(tags), text="窗口服务"
+    )
 
 
 async def concluded(sup: Supervision, number: str) -> None:
@@ -38,8 +40,11 @@ async def test_satisfied_applicant_rates_once(sup: Supervision) -> None:
     assert (reply.rating, reply.rectification_opened) == (5, False)
     assert not reply.HasField("callback_due")
     [event] = await sup.emitted("evaluation_submitted")
-    assert (event.case_number, event.evaluation_submitted.rating, list(event.evaluation_submitted.tags)) == \
-        ("EV-1", 5, ["快捷", "热情"])
+    assert (event.case_number, event.evaluation_submitted.rating, list(event.evaluation_submitted.tags)) == (
+        "EV-1",
+        5,
+        ["快捷", "热情"],
+    )
     with pytest.raises(AlreadyExists):
         await api.SubmitEvaluation(rating("EV-1", 4), None)
 
@@ -62,7 +67,11 @@ async def test_bad_review_opens_a_rectification_across_national_day(sup: Supervi
 
     # The applicant's one follow-up rating, after the rectification.
     follow = await sup.api().SubmitEvaluation(rating("EV-2", 4), None)
-    assert (follow.evaluation_id, follow.rating, follow.rectification_opened) == (reply.evaluation_id, 4, True)
+    assert (follow.evaluation_id, follow.rating, follow.rectification_opened) == (
+        reply.evaluation_id,
+        4,
+        True,
+    )
     with pytest.raises(AlreadyExists):
         await sup.api().SubmitEvaluation(rating("EV-2", 5), None)
     [row] = await sup.rows(orm.evaluations)

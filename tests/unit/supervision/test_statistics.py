@@ -45,24 +45,46 @@ async def seed(sup: Supervision) -> None:
     await api.SubmitEvaluation(supervision_pb2.SubmitEvaluationRequest(case_number="C2", rating=2), None)
 
 
-async def figures(sup: Supervision, group_by: str, start: tuple[int, int, int] = (2025, 9, 1),
-                  end: tuple[int, int, int] = (2025, 10, 15)) -> dict[str, tuple[object, ...]]:
+async def figures(
+    sup: Supervision,
+    group_by: str,
+    start: tuple[int, int, int] = (2025, 9, 1),
+    end: tuple[int, int, int] = (2025, 10, 15),
+) -> dict[str, tuple[object, ...]]:
     req = supervision_pb2.GetStatisticsRequest(group_by=group_by, to=timestamp(at(*end, 0)))
     getattr(req, "from").CopyFrom(timestamp(at(*start, 0)))
     rows = (await sup.api().GetStatistics(req, None)).rows
-    return {r.key: (r.accepted, r.concluded, r.on_time, r.on_time_rate, r.avg_working_days, r.p90_working_days,
-                    r.overdue, r.urged, r.deemed_approved, r.evaluations, r.avg_rating) for r in rows}
+    return {
+        r.key: (
+            r.accepted,
+            r.concluded,
+            r.on_time,
+            r.on_time_rate,
+            r.avg_working_days,
+            r.p90_working_days,
+            r.overdue,
+            r.urged,
+            r.deemed_approved,
+            r.evaluations,
+            r.avg_rating,
+        )
+        for r in rows
+    }
 
 
 async def test_statistics_per_department_window_matter_center_and_staff(sup: Supervision) -> None:
     await seed(sup)
     #                acc conc on-time rate avg  p90  overdue urged deemed evals avg-rating
-    by_department = {"A": (2, 2, 2, 1.0, 3.0, 4.0, 0, 0, 0, 2, 3.5),
-                     "B": (3, 2, 1, 0.5, 5.0, 8.0, 2, 2, 0, 2, 3.0)}
+    by_department = {
+        "A": (2, 2, 2, 1.0, 3.0, 4.0, 0, 0, 0, 2, 3.5),
+        "B": (3, 2, 1, 0.5, 5.0, 8.0, 2, 2, 0, 2, 3.0),
+    }
     assert await figures(sup, "department") == by_department
     assert await figures(sup, "window") == {f"W-{k}": v for k, v in by_department.items()}
-    assert await figures(sup, "matter") == {"M1": (2, 2, 1, 0.5, 5.0, 8.0, 1, 1, 0, 2, 3.5),
-                                            "M2": (2, 1, 1, 1.0, 2.0, 2.0, 1, 1, 0, 1, 4.0)}
+    assert await figures(sup, "matter") == {
+        "M1": (2, 2, 1, 0.5, 5.0, 8.0, 1, 1, 0, 2, 3.5),
+        "M2": (2, 1, 1, 1.0, 2.0, 2.0, 1, 1, 0, 1, 4.0),
+    }
     assert await figures(sup, "center") == {"210200": (4, 3, 2, 0.6667, 4.0, 8.0, 2, 2, 0, 3, 3.67)}
     staff = await figures(sup, "staff")
     assert staff["chief.a"][:3] == (2, 2, 2) and staff["chief.b"][:3] == (2, 2, 1)
@@ -115,9 +137,14 @@ def test_score_grade_and_veto_follow_the_documented_formula() -> None:
 
 
 def test_red_flag_windows_are_the_best_unvetoed_with_enough_work() -> None:
-    rows = [row("W-1", concluded=40, on_time=40), row("W-2", concluded=50, on_time=50),
-            row("W-3", concluded=5, on_time=5), row("W-4", concluded=60, on_time=60, deemed_approved=1),
-            row("W-5", concluded=40, on_time=36), row("W-6", concluded=40, on_time=30)]
+    rows = [
+        row("W-1", concluded=40, on_time=40),
+        row("W-2", concluded=50, on_time=50),
+        row("W-3", concluded=5, on_time=5),
+        row("W-4", concluded=60, on_time=60, deemed_approved=1),
+        row("W-5", concluded=40, on_time=36),
+        row("W-6", concluded=40, on_time=30),
+    ]
     picked = ranking.red_flag_windows(rows)
     # W-1 and W-2 tie on 100: more conclusions first; W-3 did too little; W-4 is vetoed.
     assert [a.key for a in picked] == ["W-2", "W-1", "W-5"]

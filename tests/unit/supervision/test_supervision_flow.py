@@ -14,7 +14,9 @@ APPROVED = common_pb2.TASK_STATUS_APPROVED
 SUPPLEMENT = common_pb2.TASK_STATUS_SUPPLEMENT_REQUESTED
 
 
-async def test_silent_department_is_deemed_to_approve_five_working_days_after_the_urge(sup: Supervision) -> None:
+async def test_silent_department_is_deemed_to_approve_five_working_days_after_the_urge(
+    sup: Supervision,
+) -> None:
     case = await sup.case("210200-20250922-0001").accept(at(2025, 9, 22), "PLAN")
     await case.claim("PLAN", "li.clerk", at(2025, 9, 22, 11))
     assert (await sup.clock_row(case.task_clock("PLAN")))["due_at"] == eod(2025, 9, 28)
@@ -39,14 +41,18 @@ async def test_silent_department_is_deemed_to_approve_five_working_days_after_th
     assert (record["department"], record["window"], record["staff"]) == ("PLAN", "W-PLAN", ["li.clerk"])
     [deemed] = await sup.rows(orm.deemed)
     assert deemed["state"] == "deemed"
-    levels = sorted((e.clock_warned.task_id != "", e.clock_warned.level) for e in await sup.emitted("clock_warned"))
+    levels = sorted(
+        (e.clock_warned.task_id != "", e.clock_warned.level) for e in await sup.emitted("clock_warned")
+    )
     assert levels == [(False, model.YELLOW), (False, model.RED), (True, model.YELLOW), (True, model.RED)]
 
     api = sup.api()
     records = await api.ListAccountability(supervision_pb2.ListAccountabilityRequest(department="PLAN"), None)
     assert [r.staff for r in records.records] == [["li.clerk"]]
     # Approval's own task_decided (deemed) then stops the clock; nothing is settled twice.
-    await case.decide("PLAN", common_pb2.TASK_STATUS_DEEMED_APPROVED, at(2025, 10, 12, 0, 2), by="management_office")
+    await case.decide(
+        "PLAN", common_pb2.TASK_STATUS_DEEMED_APPROVED, at(2025, 10, 12, 0, 2), by="management_office"
+    )
     row = await sup.clock_row(case.task_clock("PLAN"))
     assert (row["outcome"], row["deem_state"]) == (model.DEEMED_APPROVED, "deemed")
     assert await sup.count(orm.accountability) == 1
@@ -107,8 +113,11 @@ async def test_supplement_pause_moves_the_due_date_and_records_why(sup: Supervis
     for clock_id in (case.case_clock, case.task_clock("PLAN"), case.task_clock("FIRE")):
         assert (await sup.clock_row(clock_id))["due_at"] == eod(2025, 9, 30)
     causes = [(c["cause"], c["new_due"]) for c in await sup.changes(case.case_clock)]
-    assert causes == [("started", eod(2025, 9, 28)), ("supplement_pause", eod(2025, 9, 28)),
-                      ("supplement_resume", eod(2025, 9, 30))]
+    assert causes == [
+        ("started", eod(2025, 9, 28)),
+        ("supplement_pause", eod(2025, 9, 28)),
+        ("supplement_resume", eod(2025, 9, 30)),
+    ]
     sup.clock.set(at(2025, 9, 29))
     clocks = await sup.api().GetClocks(supervision_pb2.GetClocksRequest(case_number="S-1"), None)
     assert clocks.clocks[0].paused_days == 2
@@ -175,8 +184,9 @@ async def test_a_decision_that_overtakes_the_task_opening_is_retried_later(sup: 
 
 
 async def test_on_the_spot_case_has_only_its_own_clock(sup: Supervision) -> None:
-    case = await sup.case("OS-1", promised=0, on_the_spot=True).accept(at(2025, 9, 27, 10), "IC",
-                                                                       open_tasks=False)
+    case = await sup.case("OS-1", promised=0, on_the_spot=True).accept(
+        at(2025, 9, 27, 10), "IC", open_tasks=False
+    )
     await case.decide("IC", APPROVED, at(2025, 9, 27, 10))  # decided at acceptance: no task clock, no error
     row = await sup.clock_row(case.case_clock)
     assert row["due_at"] == eod(2025, 9, 27)  # on the spot, even on a Saturday
@@ -201,7 +211,9 @@ async def test_key_project_deadline_caps_its_clocks_and_its_tracker_sees_them(su
     api = sup.api()
     listed = await api.ListKeyProjects(supervision_pb2.ListKeyProjectsRequest(tracker="zhao.tracker"), None)
     assert [c.clock_id for c in listed.clocks] == [case.case_clock, case.task_clock("DRC")]
-    assert not (await api.ListKeyProjects(supervision_pb2.ListKeyProjectsRequest(tracker="other"), None)).clocks
+    assert not (
+        await api.ListKeyProjects(supervision_pb2.ListKeyProjectsRequest(tracker="other"), None)
+    ).clocks
 
 
 async def test_warnings_list_shows_each_open_clock_at_its_highest_level(sup: Supervision) -> None:
@@ -212,10 +224,15 @@ async def test_warnings_list_shows_each_open_clock_at_its_highest_level(sup: Sup
     api = sup.api()
     found = await api.ListWarnings(supervision_pb2.ListWarningsRequest(), None)
     got = sorted((w.clock.case_number, w.clock.task_id != "", w.level) for w in found.warnings)
-    assert got == [("L-1", False, model.RED), ("L-1", True, model.RED), ("L-2", False, model.YELLOW),
-                   ("L-2", True, model.YELLOW)]
-    red_plan = await api.ListWarnings(supervision_pb2.ListWarningsRequest(department="PLAN",
-                                                                          min_level=common_pb2.CLOCK_STATE_RED), None)
+    assert got == [
+        ("L-1", False, model.RED),
+        ("L-1", True, model.RED),
+        ("L-2", False, model.YELLOW),
+        ("L-2", True, model.YELLOW),
+    ]
+    red_plan = await api.ListWarnings(
+        supervision_pb2.ListWarningsRequest(department="PLAN", min_level=common_pb2.CLOCK_STATE_RED), None
+    )
     assert [w.clock.task_id for w in red_plan.warnings] == [a.tasks["PLAN"]]
 
 
