@@ -82,12 +82,35 @@ async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, *, domai
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error (reference {ref})")
 
 
+MIN_SECONDS, MAX_SECONDS = -62135596800, 253402300799  # 0001-01-01 .. 9999-12-31, as protobuf defines
+
+
+def validate_message(msg: Message, path: str = "") -> None:
+    """Refuse what no store can keep: NUL characters in text, impossible timestamps (at any depth)."""
+    if msg.DESCRIPTOR.full_name == "google.protobuf.Timestamp":
+        seconds, nanos = msg.seconds, msg.nanos  # type: ignore[attr-defined]
+        if not (MIN_SECONDS <= seconds <= MAX_SECONDS and 0 <= nanos <= 999_999_999):
+            raise errors.InvalidArgument(f"{path or 'timestamp'} is not a valid instant", field=path)
+        return
+    for field, value in msg.ListFields():
+        where = f"{path}.{field.name}" if path else field.name
+        values = value if field.is_repeated else [value]
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            values = [f"{k}{v}" if isinstance(v, str) else k for k, v in value.items()]
+        for item in values:
+            if isinstance(item, str) and "\x00" in item:
+                raise errors.InvalidArgument(f"{where} contains a NUL character", field=where)
+            if isinstance(item, Message):
+                validate_message(item, where)
+
+
 def _wrap(method: MethodDescriptor, fn: Callable[..., Any], domain: str) -> Callable[..., Any]:
     name = method.full_name
 
     def check(request: Any) -> None:
         if isinstance(request, _Malformed):
             raise errors.InvalidArgument(f"malformed {method.input_type.full_name}: {request.error}")
+        validate_message(request)
 
     if method.server_streaming:
 

@@ -72,6 +72,8 @@ class RoutingApi:
         self, req: routing_pb2.ListWindowsRequest, _: Any
     ) -> routing_pb2.ListWindowsResponse:
         center = req.center or self.ctx.center
+        if center not in self.ctx.org.centers:
+            raise NotFound(f"unknown center {center!r}", field="center")
         return routing_pb2.ListWindowsResponse(
             windows=[
                 routing_pb2.Window(
@@ -144,6 +146,8 @@ class RoutingApi:
     async def ListServicePoints(
         self, req: routing_pb2.ListServicePointsRequest, _: Any
     ) -> routing_pb2.ListServicePointsResponse:
+        if req.center and req.center not in self.ctx.org.centers:
+            raise NotFound(f"unknown center {req.center!r}", field="center")
         points = (
             self.ctx.org.service_points_of(req.center) if req.center else self.ctx.org.service_points.values()
         )

@@ -137,6 +137,8 @@ class SupervisionApi:
         self, req: supervision_pb2.GetAssessmentRequest, _: Any
     ) -> supervision_pb2.Assessment:
         year = req.year or self.ctx.clock.now().year
+        if not 2000 <= year <= 2100:
+            raise InvalidArgument("year must be between 2000 and 2100", field="year")
         if req.quarter not in (0, 1, 2, 3, 4):
             raise InvalidArgument("quarter must be 0 (the year) or 1-4", field="quarter")
         start, end = ranking.quarter(year, req.quarter) if req.quarter else ranking.year(year)

@@ -17,8 +17,21 @@ pytestmark = pytest.mark.e2e
 
 
 def _verify(url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.cli.main", "audit", "verify", "--database", url,
-                           "--service", "approval"], capture_output=True, text=True)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli.main",
+            "audit",
+            "verify",
+            "--database",
+            url,
+            "--service",
+            "approval",
+        ],
+        capture_output=True,
+        text=True,
+    )
 
 
 def _sql(url: str, statement: str) -> None:
