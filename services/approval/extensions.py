@@ -50,8 +50,16 @@ async def request_extension(
             case_number=row["case_number"],
         )
     )
-    await audit(uow, ctx, req.by, "request_extension", row["case_number"], task_id=req.task_id, days=req.days,
-                reason=req.reason)
+    await audit(
+        uow,
+        ctx,
+        req.by,
+        "request_extension",
+        row["case_number"],
+        task_id=req.task_id,
+        days=req.days,
+        reason=req.reason,
+    )
     return ext
 
 
@@ -104,8 +112,15 @@ async def decide_extension(
             case_number=row["case_number"],
         )
     )
-    await audit(uow, ctx, req.by, "approve_extension" if req.approve else "refuse_extension", row["case_number"],
-                extension_id=req.extension_id, reason=req.reason)
+    await audit(
+        uow,
+        ctx,
+        req.by,
+        "approve_extension" if req.approve else "refuse_extension",
+        row["case_number"],
+        extension_id=req.extension_id,
+        reason=req.reason,
+    )
     return ext
 
 

@@ -14,7 +14,6 @@ from onestop.common.v1 import common_pb2
 from onestop.events.v1 import events_pb2
 from services.approval import model, orm, repository
 from services.approval.model import Who
-from services.common import audit as audit_log
 from services.common.calendar import CalendarError, WorkingCalendar
 from services.common.clock import Clock, aware, from_timestamp
 from services.common.errors import FailedPrecondition, InvalidArgument
@@ -128,11 +127,19 @@ def _sealed(
     return seal(decision, ctx.key)
 
 
-async def audit(uow: UnitOfWork, ctx: ApprovalContext, by: common_pb2.Actor, action: str, subject: str,
-                **detail: Any) -> None:
-    """Append a staff action to approval's hash-chained audit log, in the same transaction."""
-    await audit_log.append(uow.conn, orm.audit, at=ctx.clock.now(), actor=by.username or "?", role=by.role,
-                           action=action, subject=subject, detail=detail)
+async def audit(
+    uow: UnitOfWork, ctx: ApprovalContext, by: common_pb2.Actor, action: str, subject: str, **detail: Any
+) -> None:
+    """Record a staff action in approval's hash-chained audit log, written with the transaction."""
+    uow.audit(
+        orm.audit,
+        at=ctx.clock.now(),
+        actor=by.username or "?",
+        role=by.role,
+        action=action,
+        subject=subject,
+        detail=detail,
+    )
 
 
 # -- events from other services ------------------------------------------------------------------
@@ -348,8 +355,17 @@ async def decide(
             by=req.by,
             reasons=[r for r in req.reasons if r.strip()],
         )
-    await audit(uow, ctx, req.by, verdict, row["case_number"], task_id=req.task_id, department=row["department"],
-                reasons=list(req.reasons), items=[i.material_code for i in req.items])
+    await audit(
+        uow,
+        ctx,
+        req.by,
+        verdict,
+        row["case_number"],
+        task_id=req.task_id,
+        department=row["department"],
+        reasons=list(req.reasons),
+        items=[i.material_code for i in req.items],
+    )
     await _advance(uow, ctx, plan, rows)
     return row
 
@@ -378,7 +394,9 @@ async def deem_approve(
             case_number=row["case_number"],
         )
     )
-    await audit(uow, ctx, by, "deem_approve", row["case_number"], task_id=req.task_id, department=row["department"])
+    await audit(
+        uow, ctx, by, "deem_approve", row["case_number"], task_id=req.task_id, department=row["department"]
+    )
     await _advance(uow, ctx, plan, rows)
     return row
 
@@ -403,8 +421,16 @@ async def _conclude_task(
         reasons=reasons,
         by=by.username,
     )
-    await audit(uow, ctx, by, "seal", row["case_number"], task_id=row["task_id"], key_id=sealed.seal.key_id,
-                signature=sealed.seal.signature.hex())
+    await audit(
+        uow,
+        ctx,
+        by,
+        "seal",
+        row["case_number"],
+        task_id=row["task_id"],
+        key_id=sealed.seal.key_id,
+        signature=sealed.seal.signature.hex(),
+    )
     now = ctx.clock.now()
     row.update(
         status=common_pb2.TaskStatus.ValueType(status),
@@ -490,8 +516,16 @@ async def _advance(
         by=MANAGEMENT_OFFICE,
     )
     office = common_pb2.Actor(username=MANAGEMENT_OFFICE, role="system")
-    await audit(uow, ctx, office, "seal", plan["case_number"], outcome=int(outcome), key_id=sealed.seal.key_id,
-                signature=sealed.seal.signature.hex())
+    await audit(
+        uow,
+        ctx,
+        office,
+        "seal",
+        plan["case_number"],
+        outcome=int(outcome),
+        key_id=sealed.seal.key_id,
+        signature=sealed.seal.signature.hex(),
+    )
     now = ctx.clock.now()
     await repository.update_plan(
         uow.conn, case_id, state="concluded", outcome=common_pb2.Outcome.ValueType(outcome), updated_at=now

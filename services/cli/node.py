@@ -23,6 +23,15 @@ from services.common.ports import SERVICES
 PROCESSES: tuple[str, ...] = (*SERVICES, "gateway")
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the launcher dies, so a killed test or demo leaves no orphans."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class LaunchError(RuntimeError):
     """A process of the node did not come up; the message says which and where its log is."""
 

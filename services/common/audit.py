@@ -47,35 +47,126 @@ def audit_tables(metadata: MetaData, prefix: str) -> tuple[Table, Table]:
     return log, head
 
 
-def record_hash(prev_hash: str, *, seq: int, at: datetime, actor: str, role: str, action: str, subject: str,
-                detail: Any) -> str:
+def record_hash(
+    prev_hash: str, *, seq: int, at: datetime, actor: str, role: str, action: str, subject: str, detail: Any
+) -> str:
     """The chained hash of one record."""
     body = json.dumps(
-        {"seq": seq, "at": at.isoformat(), "actor": actor, "role": role, "action": action, "subject": subject,
-         "detail": detail},
-        sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str,
+        {
+            "seq": seq,
+            "at": at.isoformat(),
+            "actor": actor,
+            "role": role,
+            "action": action,
+            "subject": subject,
+            "detail": detail,
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+        default=str,
     )
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
 
 
-async def append(conn: AsyncConnection, tables: tuple[Table, Table], *, at: datetime, actor: str, role: str,
-                 action: str, subject: str, detail: dict[str, Any] | None = None) -> int:
-    """Append a record in the caller's transaction; its sequence number."""
+@dataclass(frozen=True)
+class Entry:
+    """One record before it is chained."""
+
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    subject: str
+    detail: dict[str, Any]
+
+
+def entry(
+    *, at: datetime, actor: str, role: str, action: str, subject: str, detail: dict[str, Any] | None = None
+) -> Entry:
+    """A record, normalised: UTC instant, JSON-plain detail."""
+    return Entry(
+        at.astimezone(UTC), actor, role, action, subject, json.loads(json.dumps(detail or {}, default=str))
+    )
+
+
+async def append_many(conn: AsyncConnection, tables: tuple[Table, Table], entries: list[Entry]) -> int:
+    """Chain and insert records in the caller's transaction, locking the head once; the last sequence."""
     log, head = tables
-    at = at.astimezone(UTC)  # stored and hashed in UTC, whatever zone the caller's clock uses
-    await insert_ignore(conn, head, {"id": 1, "seq": 0, "hash": GENESIS})
+    if not entries:
+        return 0
     stmt = select(head.c.seq, head.c.hash).where(head.c.id == 1)
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
-    last = (await conn.execute(stmt)).one()
-    seq = int(last.seq) + 1
-    detail = json.loads(json.dumps(detail or {}, default=str))
-    digest = record_hash(last.hash, seq=seq, at=at, actor=actor, role=role, action=action, subject=subject,
-                         detail=detail)
-    await conn.execute(log.insert().values(seq=seq, at=at, actor=actor, role=role, action=action,
-                                           subject=subject, detail=detail, prev_hash=last.hash, hash=digest))
-    await conn.execute(update(head).where(head.c.id == 1).values(seq=seq, hash=digest))
+    last = (await conn.execute(stmt)).first()
+    if last is None:
+        await insert_ignore(conn, head, {"id": 1, "seq": 0, "hash": GENESIS})
+        last = (await conn.execute(stmt)).one()
+    seq, prev = int(last.seq), str(last.hash)
+    rows = []
+    for e in entries:
+        seq += 1
+        digest = record_hash(
+            prev,
+            seq=seq,
+            at=e.at,
+            actor=e.actor,
+            role=e.role,
+            action=e.action,
+            subject=e.subject,
+            detail=e.detail,
+        )
+        rows.append(
+            {
+                "seq": seq,
+                "at": e.at,
+                "actor": e.actor,
+                "role": e.role,
+                "action": e.action,
+                "subject": e.subject,
+                "detail": e.detail,
+                "prev_hash": prev,
+                "hash": digest,
+            }
+        )
+        prev = digest
+    await conn.execute(log.insert(), rows)
+    await conn.execute(update(head).where(head.c.id == 1).values(seq=seq, hash=prev))
     return seq
+
+
+async def append(
+    conn: AsyncConnection,
+    tables: tuple[Table, Table],
+    *,
+    at: datetime,
+    actor: str,
+    role: str,
+    action: str,
+    subject: str,
+    detail: dict[str, Any] | None = None,
+) -> int:
+    """Append one record in the caller's transaction; its sequence number."""
+    return await append_many(
+        conn, tables, [entry(at=at, actor=actor, role=role, action=action, subject=subject, detail=detail)]
+    )
+
+
+class AuditBuffer:
+    """Collects a unit of work's records and chains them once, just before it commits."""
+
+    def __init__(self, tables: tuple[Table, Table]) -> None:
+        self.tables = tables
+        self.entries: list[Entry] = []
+
+    def add(self, **fields: Any) -> None:
+        """Buffer one record (see `entry`)."""
+        self.entries.append(entry(**fields))
+
+    async def flush(self, conn: AsyncConnection) -> None:
+        """Write the buffered records (the before-commit hook)."""
+        await append_many(conn, self.tables, self.entries)
+        self.entries.clear()
 
 
 @dataclass(frozen=True)
@@ -97,13 +188,25 @@ async def verify(conn: AsyncConnection, tables: tuple[Table, Table]) -> Verdict:
         if row["seq"] != expected_seq:
             return Verdict(count, False, f"record {expected_seq} is missing (deleted)", expected_seq)
         if row["prev_hash"] != prev:
-            return Verdict(count, False, f"record {row['seq']} does not follow record {row['seq'] - 1}", row["seq"])
-        digest = record_hash(prev, seq=row["seq"], at=row["at"].astimezone(UTC), actor=row["actor"], role=row["role"],
-                             action=row["action"], subject=row["subject"], detail=row["detail"])
+            return Verdict(
+                count, False, f"record {row['seq']} does not follow record {row['seq'] - 1}", row["seq"]
+            )
+        digest = record_hash(
+            prev,
+            seq=row["seq"],
+            at=row["at"].astimezone(UTC),
+            actor=row["actor"],
+            role=row["role"],
+            action=row["action"],
+            subject=row["subject"],
+            detail=row["detail"],
+        )
         if digest != row["hash"]:
             return Verdict(count, False, f"record {row['seq']} was edited after it was written", row["seq"])
         prev, expected_seq, count = row["hash"], expected_seq + 1, count + 1
     last = (await conn.execute(select(head.c.seq, head.c.hash).where(head.c.id == 1))).first()
     if last is not None and (last.seq != count or last.hash != prev):
-        return Verdict(count, False, f"records after {count} are missing (the head says {last.seq})", count + 1)
+        return Verdict(
+            count, False, f"records after {count} are missing (the head says {last.seq})", count + 1
+        )
     return Verdict(count, True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.types import TypeDecorator
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int | None = None) -> AsyncEngine:
     """An engine for `url`; SQLite gets WAL, a busy timeout and one connection per process."""
     if url.startswith("sqlite"):
         engine = create_async_engine(
@@ -30,7 +31,11 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # A node's five services share one PostgreSQL server: keep each pool small (ONESTOP_DB_POOL_SIZE).
+    size = pool_size or int(os.environ.get("ONESTOP_DB_POOL_SIZE", "5"))
+    # No pre-ping (a round trip per checkout): a connection lost to a restart invalidates the pool and
+    # the call fails once as UNAVAILABLE (grpc_server), which callers retry; consumers redeliver.
+    return create_async_engine(url, pool_size=size, max_overflow=size)
 
 
 async def insert_ignore(conn: AsyncConnection, table: Table, values: dict[str, Any]) -> bool:

@@ -17,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
+from sqlalchemy.exc import DBAPIError
 
 from services.common import errors
 from services.common.logging import get_logger
@@ -76,6 +77,11 @@ async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, *, domai
         status = status_for(exc, domain=domain)
         CALLS.labels(method, status.code.name).inc()
         await context.abort_with_status(status)
+    if (isinstance(exc, DBAPIError) and exc.connection_invalidated) or isinstance(exc, ConnectionError):
+        # The database restarted or is unreachable: a retry will get a fresh connection.
+        log.warning("database connection lost during a call", method=method, error=str(exc)[:200])
+        CALLS.labels(method, "UNAVAILABLE").inc()
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry")
     ref = uuid.uuid4().hex[:12]
     log.error("unhandled error in gRPC method", method=method, reference=ref, exc_info=exc)
     CALLS.labels(method, "INTERNAL").inc()

@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from onestop.events.v1 import events_pb2
+from services.common.audit import AuditBuffer
 from services.common.db import Instant, insert_ignore
 from services.common.events import kind, subject_for
 from services.common.logging import get_logger
@@ -117,6 +118,8 @@ class UnitOfWork:
         self._conn: AsyncConnection | None = None
         self._committed = False
         self._on_commit: list[Callable[[], None]] = []
+        self._before_commit: list[Callable[[AsyncConnection], Awaitable[None]]] = []
+        self._audit: dict[str, AuditBuffer] = {}
 
     @property
     def conn(self) -> AsyncConnection:
@@ -156,12 +159,26 @@ class UnitOfWork:
             {"consumer": consumer, "event_id": event_id, "processed_at": datetime.now(UTC)},
         )
 
+    def audit(self, tables: tuple[Table, Table], **fields: Any) -> None:
+        """Record an action in a hash-chained audit log; chained and written just before commit."""
+        key = tables[0].name
+        if key not in self._audit:
+            self._audit[key] = AuditBuffer(tables)
+            self.before_commit(self._audit[key].flush)
+        self._audit[key].add(**fields)
+
+    def before_commit(self, callback: Callable[[AsyncConnection], Awaitable[None]]) -> None:
+        """Run `callback(conn)` inside the transaction just before it commits (e.g. flush a buffer)."""
+        self._before_commit.append(callback)
+
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` after this unit of work commits (never on rollback)."""
         self._on_commit.append(callback)
 
     async def commit(self) -> None:
         """Write the outbox rows and commit, then wake the relay and run the after-commit callbacks."""
+        for flush in self._before_commit:
+            await flush(self.conn)
         await self._outbox.add(self.conn, self.events)
         await self.conn.commit()
         self._committed = True

@@ -131,8 +131,9 @@ def secure_channel(
     opts = [
         ("grpc.ssl_target_name_override", center_dns_name(server_center)),
         ("grpc.max_receive_message_length", 8 * 1024 * 1024),
-        ("grpc.keepalive_time_ms", 20_000),
+        ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
         *(options or []),
     ]
