@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import grpc
 import nats
+from nats.aio.msg import Msg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -97,11 +100,12 @@ async def run(
     done = asyncio.Event()
     nc = await nats.connect(district.nats_url)
 
-    async def on_result(msg: nats.aio.msg.Msg) -> None:
+    async def on_result(msg: Msg) -> None:
         env = events_pb2.Envelope.FromString(msg.data)
         start = submitted.pop(env.case_number, None)
         if start is not None:
             latencies.append(time.perf_counter() - start)
+            sem.release()
             if len(latencies) >= cases:
                 done.set()
 
@@ -110,20 +114,21 @@ async def run(
     t0 = time.perf_counter()
 
     async def submit(i: int) -> None:
-        async with sem:
-            docs = await documents(uuid.uuid4().hex) if unique_documents else shared
-            started = time.perf_counter()
-            reply = await intake.SubmitCase(
-                intake_pb2.SubmitCaseRequest(
-                    client_request_id=f"bench-{uuid.uuid4()}",
-                    matter_code=MATTER,
-                    channel=common_pb2.CHANNEL_COUNTER,
-                    documents=docs,
-                    applicant=common_pb2.Applicant(name=f"申请人{i}"),
-                    submitted_by=common_pb2.Actor(username="clerk.gjz", role="window_clerk", center=DISTRICT),
-                )
+        # Closed loop over the whole round trip: a slot frees when the result is back at the district.
+        await sem.acquire()
+        docs = await documents(uuid.uuid4().hex) if unique_documents else shared
+        started = time.perf_counter()
+        reply = await intake.SubmitCase(
+            intake_pb2.SubmitCaseRequest(
+                client_request_id=f"bench-{uuid.uuid4()}",
+                matter_code=MATTER,
+                channel=common_pb2.CHANNEL_COUNTER,
+                documents=docs,
+                applicant=common_pb2.Applicant(name=f"申请人{i}"),
+                submitted_by=common_pb2.Actor(username="clerk.gjz", role="window_clerk", center=DISTRICT),
             )
-            submitted[reply.case.case_number] = started
+        )
+        submitted[reply.case.case_number] = started
 
     async def bot(department: str) -> None:
         by = common_pb2.Actor(
@@ -224,10 +229,12 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--cases", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=64, help="cases in flight, submission to result")
     parser.add_argument("--unique-documents", action="store_true", help="fresh documents for every case")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    # On SIGTERM too, stop the nodes and drop the databases.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     base = Path(tempfile.mkdtemp(prefix="onestop-bench-fed-"))
     databases: list[str] = []
     district = city = None
@@ -255,6 +262,7 @@ def main() -> int:
                 node.stop()
         for name in databases:
             pg_drop_database(name)
+        shutil.rmtree(base, ignore_errors=True)
     print(f"  cases/s            {figures['cases_per_s']:8.1f}   (target >= {TARGET_CASES_PER_S})")
     print(f"  round trip p50/p99 {figures['p50_ms']:8.1f} / {figures['p99_ms']:.1f} ms")
     print(

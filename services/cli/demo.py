@@ -34,9 +34,31 @@ def _accounts(base: Path, center: str) -> Path:
     return path
 
 
+def _certificates(base: Path, center: str) -> dict[str, str]:
+    """Dev CA and a certificate for the center: the two nodes talk over mutual TLS like real ones."""
+    from services.cli.certs_cmd import CA_CERT, init_ca, issue, tls_env
+
+    ca = base / "ca"
+    ca.mkdir(parents=True, exist_ok=True)
+    if not (ca / CA_CERT).exists():
+        init_ca(ca)
+    cert = ca / f"{center}.pem"
+    if cert.exists():
+        return {
+            "ONESTOP_TLS_CERT_FILE": str(cert),
+            "ONESTOP_TLS_KEY_FILE": str(ca / f"{center}-key.pem"),
+            "ONESTOP_TLS_CA_FILE": str(ca / CA_CERT),
+        }
+    return tls_env(issue(ca, center=center))
+
+
 def _node(base: Path, spec: tuple[str, str, str], parent: str = "") -> Node:
     center, level, name = spec
-    env = {"ONESTOP_DEMO_ACCOUNTS_FILE": str(_accounts(base, center)), "ONESTOP_DEMO": "1"}
+    env = {
+        "ONESTOP_DEMO_ACCOUNTS_FILE": str(_accounts(base, center)),
+        "ONESTOP_DEMO": "1",
+        **_certificates(base, center),
+    }
     return Node(
         NodeConfig(
             center=center,

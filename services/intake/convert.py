@@ -27,7 +27,7 @@ def case_message(row: dict[str, Any]) -> common_pb2.Case:
         matter_code=row["matter_code"],
         matter_version=row["matter_version"],
         status=row["status"],
-        outcome=row["outcome"] or 0,
+        outcome=common_pb2.Outcome.ValueType(row["outcome"] or 0),
         channel=row["channel"],
         key_project=bool(row["key_project"]),
         reasons=list(row["reasons"] or []),

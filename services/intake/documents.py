@@ -14,9 +14,7 @@ from typing import Protocol
 from services.common.errors import InvalidArgument
 
 MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
-ALLOWED_TYPES = frozenset(
-    {"application/pdf", "image/jpeg", "image/png", "application/ofd", "text/plain"}
-)
+ALLOWED_TYPES = frozenset({"application/pdf", "image/jpeg", "image/png", "application/ofd", "text/plain"})
 _MAGIC = {
     "application/pdf": (b"%PDF-",),
     "image/jpeg": (b"\xff\xd8\xff",),
@@ -28,7 +26,9 @@ _SAFE_NAME = re.compile(r"[^\w.\- ()\u4e00-\u9fff]+")
 class DocumentStore(Protocol):
     """Where documents live once their upload is acknowledged."""
 
-    async def save(self, chunks: AsyncIterator[bytes], *, content_type: str, max_bytes: int) -> tuple[str, int]: ...
+    async def save(
+        self, chunks: AsyncIterator[bytes], *, content_type: str, max_bytes: int
+    ) -> tuple[str, int]: ...
 
     def path(self, digest: str) -> Path: ...
 
@@ -60,7 +60,9 @@ class LocalDocumentStore:
         """Where a document with this digest is stored."""
         return self.root / digest[:2] / digest
 
-    async def save(self, chunks: AsyncIterator[bytes], *, content_type: str, max_bytes: int) -> tuple[str, int]:
+    async def save(
+        self, chunks: AsyncIterator[bytes], *, content_type: str, max_bytes: int
+    ) -> tuple[str, int]:
         """Store a stream; (sha256 hex, size). Refuses oversized or mistyped content."""
         tmp = self.root / "tmp" / uuid.uuid4().hex
         sha = hashlib.sha256()

@@ -34,7 +34,9 @@ class IntakeApi:
             reply.supplement.add(material_code=s.material_code, reason=s.reason)
         return reply
 
-    async def SupplementCase(self, req: intake_pb2.SupplementCaseRequest, _: Any) -> intake_pb2.SupplementCaseResponse:
+    async def SupplementCase(
+        self, req: intake_pb2.SupplementCaseRequest, _: Any
+    ) -> intake_pb2.SupplementCaseResponse:
         async with self.rt.uow() as uow:
             row, shortfalls = await handlers.supplement_case(uow, self.ctx, req)
             await uow.commit()
@@ -72,7 +74,9 @@ class IntakeApi:
             await uow.commit()
         return case_message(row)
 
-    async def DesignateKeyProject(self, req: intake_pb2.DesignateKeyProjectRequest, _: Any) -> common_pb2.Case:
+    async def DesignateKeyProject(
+        self, req: intake_pb2.DesignateKeyProjectRequest, _: Any
+    ) -> common_pb2.Case:
         async with self.rt.uow() as uow:
             row = await handlers.designate_key_project(uow, self.ctx, req)
             await uow.commit()
@@ -85,8 +89,9 @@ class IntakeApi:
         except ValueError:
             raise InvalidArgument("page_token is not valid", field="page.page_token") from None
         async with self.rt.engine.connect() as conn:
-            rows = await repository.list_cases(conn, status=req.status, matter_code=req.matter_code,
-                                               limit=size, offset=offset)
+            rows = await repository.list_cases(
+                conn, status=req.status, matter_code=req.matter_code, limit=size, offset=offset
+            )
         reply = intake_pb2.ListCasesResponse(cases=[case_message(r) for r in rows])
         if len(rows) == size:
             reply.next_page_token = str(offset + size)
@@ -115,12 +120,26 @@ class IntakeApi:
             async for data in it:
                 yield data
 
-        digest, size = await self.store.save(rest(), content_type=meta.content_type, max_bytes=MAX_DOCUMENT_BYTES)
+        digest, size = await self.store.save(
+            rest(), content_type=meta.content_type, max_bytes=MAX_DOCUMENT_BYTES
+        )
         name = safe_filename(meta.filename)
         async with self.rt.uow() as uow:
-            await repository.add_document(uow.conn, {"digest": digest, "filename": name,
-                                                     "content_type": meta.content_type, "size": size,
-                                                     "stored_at": datetime.now(UTC)})
+            await repository.add_document(
+                uow.conn,
+                {
+                    "digest": digest,
+                    "filename": name,
+                    "content_type": meta.content_type,
+                    "size": size,
+                    "stored_at": datetime.now(UTC),
+                },
+            )
             await uow.commit()
-        return common_pb2.Document(material_code=meta.material_code, digest=digest, filename=name,
-                                   content_type=meta.content_type, size=size)
+        return common_pb2.Document(
+            material_code=meta.material_code,
+            digest=digest,
+            filename=name,
+            content_type=meta.content_type,
+            size=size,
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -16,13 +16,19 @@ from services.common.clock import from_timestamp
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.common.events import kind, new_event
 from services.common.outbox import UnitOfWork
-from services.intake import model, repository
+from services.intake import federation, model, repository
 from services.intake.convert import to_json
+from services.intake.feed import Bells
 from services.intake.timeline_text import describe
 
 CS = common_pb2
-OPEN_STATUSES = {CS.CASE_STATUS_SUBMITTED, CS.CASE_STATUS_SUPPLEMENT_REQUESTED, CS.CASE_STATUS_ACCEPTED,
-                 CS.CASE_STATUS_ROUTED, CS.CASE_STATUS_FORWARDED}
+OPEN_STATUSES = {
+    CS.CASE_STATUS_SUBMITTED,
+    CS.CASE_STATUS_SUPPLEMENT_REQUESTED,
+    CS.CASE_STATUS_ACCEPTED,
+    CS.CASE_STATUS_ROUTED,
+    CS.CASE_STATUS_FORWARDED,
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,7 @@ class IntakeContext:
     center: str
     matters: MatterSource
     clock: Any
+    bells: Bells = field(default_factory=Bells)  # wake the uploader and the result feeds (interconnect)
 
     def event(self, body: Any, row: dict[str, Any], **extra: Any) -> events_pb2.Envelope:
         """A new event about the case in `row`."""
@@ -126,20 +133,30 @@ def _validate_submission(req: intake_pb2.SubmitCaseRequest) -> None:
         raise InvalidArgument("title is longer than 256 characters", field="title")
     for d in req.documents:
         if len(d.digest) != 64 or any(c not in "0123456789abcdef" for c in d.digest):
-            raise InvalidArgument(f"document digest {d.digest[:80]!r} is not a SHA-256 hex", field="documents.digest")
+            raise InvalidArgument(
+                f"document digest {d.digest[:80]!r} is not a SHA-256 hex", field="documents.digest"
+            )
 
 
 async def submit_case(
-    uow: UnitOfWork, ctx: IntakeContext, req: intake_pb2.SubmitCaseRequest
+    uow: UnitOfWork,
+    ctx: IntakeContext,
+    req: intake_pb2.SubmitCaseRequest,
+    *,
+    origin: tuple[str, str] = ("", ""),
 ) -> tuple[dict[str, Any], list[model.Shortfall]]:
-    """Pre-review a submission and accept it when complete; a retry returns the same case."""
+    """Pre-review a submission and accept it when complete; a retry returns the same case.
+
+    `origin` is (child center, child case id) for a case a child node uploaded.
+    """
     _validate_submission(req)
     if req.client_request_id:
         existing = await repository.get_by_request_id(uow.conn, req.client_request_id)
         if existing:
             if existing["matter_code"] != req.matter_code:
-                raise FailedPrecondition("client_request_id was already used for another matter",
-                                         field="client_request_id")
+                raise FailedPrecondition(
+                    "client_request_id was already used for another matter", field="client_request_id"
+                )
             return existing, [model.Shortfall(**i) for i in existing["open_supplement"]]
     matter = await ctx.matters.get(req.matter_code)
     now = ctx.clock.now()
@@ -168,14 +185,23 @@ async def submit_case(
         "open_supplement": [],
         "supplement_round": 0,
         "reasons": [],
-        "origin_center": "",
-        "origin_case_id": "",
+        "origin_center": origin[0],
+        "origin_case_id": origin[1],
         "sealed": None,
         "updated_at": now,
     }
     await repository.insert_case(uow.conn, row)
-    await _record(uow, ctx, ctx.event(events_pb2.CaseSubmitted(
-        matter_code=matter.code, channel=req.channel, submitted_by=req.submitted_by), row), row)
+    await _record(
+        uow,
+        ctx,
+        ctx.event(
+            events_pb2.CaseSubmitted(
+                matter_code=matter.code, channel=req.channel, submitted_by=req.submitted_by
+            ),
+            row,
+        ),
+        row,
+    )
     shortfalls = model.pre_review(rules=matter.materials, submitted=_submitted(req.documents, known))
     if shortfalls:
         await _request_supplement(uow, ctx, row, shortfalls)
@@ -188,31 +214,62 @@ async def _request_supplement(
     uow: UnitOfWork, ctx: IntakeContext, row: dict[str, Any], shortfalls: list[model.Shortfall]
 ) -> None:
     items = [{"material_code": s.material_code, "reason": s.reason} for s in shortfalls]
-    row.update(status=CS.CASE_STATUS_SUPPLEMENT_REQUESTED, open_supplement=items,
-               supplement_round=row["supplement_round"] + 1, updated_at=ctx.clock.now())
-    await repository.update_case(uow.conn, row["case_id"], status=row["status"], open_supplement=items,
-                                 supplement_round=row["supplement_round"], updated_at=row["updated_at"])
+    row.update(
+        status=CS.CASE_STATUS_SUPPLEMENT_REQUESTED,
+        open_supplement=items,
+        supplement_round=row["supplement_round"] + 1,
+        updated_at=ctx.clock.now(),
+    )
+    await repository.update_case(
+        uow.conn,
+        row["case_id"],
+        status=row["status"],
+        open_supplement=items,
+        supplement_round=row["supplement_round"],
+        updated_at=row["updated_at"],
+    )
     body = events_pb2.SupplementRequested(round=row["supplement_round"])
     for item in items:
         body.items.add(**item)
     await _record(uow, ctx, ctx.event(body, row), row)
+    await federation.feed_supplement(uow, ctx, row, items)
 
 
-async def _accept(uow: UnitOfWork, ctx: IntakeContext, row: dict[str, Any], matter: MatterView,
-                  by: common_pb2.Actor) -> None:
+async def _accept(
+    uow: UnitOfWork, ctx: IntakeContext, row: dict[str, Any], matter: MatterView, by: common_pb2.Actor
+) -> None:
     now = ctx.clock.now()
     seq = await repository.next_sequence(uow.conn, center=ctx.center, day=model.numbering_day(now))
-    row.update(case_number=model.case_number(center=ctx.center, accepted_at=now, seq=seq),
-               status=CS.CASE_STATUS_ACCEPTED, accepted_at=now, open_supplement=[], updated_at=now)
-    await repository.update_case(uow.conn, row["case_id"], case_number=row["case_number"], status=row["status"],
-                                 accepted_at=now, open_supplement=[], updated_at=now)
+    row.update(
+        case_number=model.case_number(center=ctx.center, accepted_at=now, seq=seq),
+        status=CS.CASE_STATUS_ACCEPTED,
+        accepted_at=now,
+        open_supplement=[],
+        updated_at=now,
+    )
+    await repository.update_case(
+        uow.conn,
+        row["case_id"],
+        case_number=row["case_number"],
+        status=row["status"],
+        accepted_at=now,
+        open_supplement=[],
+        updated_at=now,
+    )
     applicant = row["applicant"]
     body = events_pb2.CaseAccepted(
-        matter_code=matter.code, matter_version=matter.version, channel=row["channel"], accepted_by=by,
-        on_the_spot=matter.on_the_spot, applicant_name=applicant.get("name", ""),
-        applicant_phone=applicant.get("phone", ""), applicant_email=applicant.get("email", ""),
-        applicant_language=applicant.get("language", "") or "zh-CN", origin_center=row["origin_center"],
-        origin_case_id=row["origin_case_id"], title=row["title"],
+        matter_code=matter.code,
+        matter_version=matter.version,
+        channel=row["channel"],
+        accepted_by=by,
+        on_the_spot=matter.on_the_spot,
+        applicant_name=applicant.get("name", ""),
+        applicant_phone=applicant.get("phone", ""),
+        applicant_email=applicant.get("email", ""),
+        applicant_language=applicant.get("language", "") or "zh-CN",
+        origin_center=row["origin_center"],
+        origin_case_id=row["origin_case_id"],
+        title=row["title"],
     )
     await _record(uow, ctx, ctx.event(body, row), row)
 
@@ -241,31 +298,56 @@ async def supplement_case(
     if row["case_number"] is None:  # still in pre-review: check everything again, at once
         matter = await ctx.matters.get(row["matter_code"])
         stored = await repository.known_documents(uow.conn, [str(d["digest"]) for d in docs])
-        submitted = [model.Submitted(str(d["material_code"]), str(d["digest"]), str(d.get("content_type", "")),
-                                     int(str(d.get("size", 0))), str(d["digest"]) in stored) for d in docs]
+        submitted = [
+            model.Submitted(
+                str(d["material_code"]),
+                str(d["digest"]),
+                str(d.get("content_type", "")),
+                int(str(d.get("size", 0))),
+                str(d["digest"]) in stored,
+            )
+            for d in docs
+        ]
         shortfalls = model.pre_review(rules=matter.materials, submitted=submitted)
         if shortfalls:
             await _request_supplement(uow, ctx, row, shortfalls)
         else:
             await _accept(uow, ctx, row, matter, req.by)
+            await federation.feed_accepted(uow, ctx, row)  # an upload accepted after its UploadCase call
         return row, shortfalls
-    row.update(status=CS.CASE_STATUS_ROUTED, open_supplement=[])
+    status = await federation.resume_after_supplement(uow, ctx, row, list(req.documents))
+    row.update(status=status, open_supplement=[])
     await repository.update_case(uow.conn, row["case_id"], status=row["status"], open_supplement=[])
     return row, []
 
 
-async def withdraw_case(uow: UnitOfWork, ctx: IntakeContext, req: intake_pb2.WithdrawCaseRequest) -> dict[str, Any]:
+async def withdraw_case(
+    uow: UnitOfWork, ctx: IntakeContext, req: intake_pb2.WithdrawCaseRequest
+) -> dict[str, Any]:
     """The applicant withdraws a case before its conclusion."""
     row = await _load(uow, req.case_id)
     _check_code(row, req.query_code)
     if row["status"] not in OPEN_STATUSES:
         raise FailedPrecondition(f"case {row['case_number']} is already concluded and cannot be withdrawn")
     now = ctx.clock.now()
-    row.update(status=CS.CASE_STATUS_CONCLUDED, outcome=CS.OUTCOME_WITHDRAWN, concluded_at=now, updated_at=now,
-               open_supplement=[])
-    await repository.update_case(uow.conn, row["case_id"], status=row["status"], outcome=row["outcome"],
-                                 concluded_at=now, updated_at=now, open_supplement=[])
+    row.update(
+        status=CS.CASE_STATUS_CONCLUDED,
+        outcome=CS.OUTCOME_WITHDRAWN,
+        concluded_at=now,
+        updated_at=now,
+        open_supplement=[],
+    )
+    await repository.update_case(
+        uow.conn,
+        row["case_id"],
+        status=row["status"],
+        outcome=row["outcome"],
+        concluded_at=now,
+        updated_at=now,
+        open_supplement=[],
+    )
     await _record(uow, ctx, ctx.event(events_pb2.CaseWithdrawn(reason=req.reason, by=req.by), row), row)
+    await federation.after_withdraw(uow, ctx, row, req.reason)
     return row
 
 
@@ -319,24 +401,41 @@ _STATUS_ON = {
 }
 
 
-async def on_event(uow: UnitOfWork, env: events_pb2.Envelope) -> None:
-    """Apply another service's fact to the case and its timeline."""
+async def on_event(uow: UnitOfWork, env: events_pb2.Envelope, *, ctx: IntakeContext) -> None:
+    """Apply another service's fact to the case and its timeline (and tell the child that uploaded it)."""
     row = await repository.get_case(uow.conn, case_id=env.case_id)
     if row is None:
         raise NotFound(f"event {env.event_id} names unknown case {env.case_id}")
     what = kind(env)
     now = from_timestamp(env.occurred_at)
+    if what == "case_forwarded" and await federation.on_forwarded(uow, ctx, env, row):
+        return
+    if what == "case_concluded" and await federation.on_preliminary_concluded(uow, ctx, env, row):
+        return
+    await federation.feed_event(uow, ctx, env, row)
     if what in _STATUS_ON and row["status"] in (CS.CASE_STATUS_ACCEPTED, CS.CASE_STATUS_ROUTED):
         await repository.update_case(uow.conn, row["case_id"], status=_STATUS_ON[what], updated_at=now)
     elif what == "supplement_round_opened" and row["status"] in OPEN_STATUSES:
         items = [to_json(i) for i in env.supplement_round_opened.items]
-        await repository.update_case(uow.conn, row["case_id"], status=CS.CASE_STATUS_SUPPLEMENT_REQUESTED,
-                                     open_supplement=items, supplement_round=env.supplement_round_opened.round,
-                                     updated_at=now)
+        await repository.update_case(
+            uow.conn,
+            row["case_id"],
+            status=CS.CASE_STATUS_SUPPLEMENT_REQUESTED,
+            open_supplement=items,
+            supplement_round=env.supplement_round_opened.round,
+            updated_at=now,
+        )
     elif what == "case_concluded" and row["status"] in OPEN_STATUSES:
         body = env.case_concluded
-        await repository.update_case(uow.conn, row["case_id"], status=CS.CASE_STATUS_CONCLUDED, outcome=body.outcome,
-                                     reasons=list(body.reasons), concluded_at=now, updated_at=now,
-                                     sealed=body.sealed.SerializeToString().hex(), open_supplement=[])
+        await repository.update_case(
+            uow.conn,
+            row["case_id"],
+            status=CS.CASE_STATUS_CONCLUDED,
+            outcome=body.outcome,
+            reasons=list(body.reasons),
+            concluded_at=now,
+            updated_at=now,
+            sealed=body.sealed.SerializeToString().hex(),
+            open_supplement=[],
+        )
     await _timeline(uow, env, row["case_id"])
-

@@ -12,7 +12,9 @@ from services.common.db import insert_ignore
 from services.intake import orm
 
 
-async def get_case(conn: AsyncConnection, *, case_id: str = "", case_number: str = "") -> dict[str, Any] | None:
+async def get_case(
+    conn: AsyncConnection, *, case_id: str = "", case_number: str = ""
+) -> dict[str, Any] | None:
     """A case row by id or number, or None."""
     cond = orm.cases.c.case_id == case_id if case_id else orm.cases.c.case_number == case_number
     row = (await conn.execute(select(orm.cases).where(cond))).mappings().first()
@@ -22,8 +24,10 @@ async def get_case(conn: AsyncConnection, *, case_id: str = "", case_number: str
 async def get_by_request_id(conn: AsyncConnection, request_id: str) -> dict[str, Any] | None:
     """The case created by an earlier submission with this client request id."""
     row = (
-        await conn.execute(select(orm.cases).where(orm.cases.c.client_request_id == request_id))
-    ).mappings().first()
+        (await conn.execute(select(orm.cases).where(orm.cases.c.client_request_id == request_id)))
+        .mappings()
+        .first()
+    )
     return dict(row) if row else None
 
 
@@ -94,7 +98,9 @@ async def add_timeline(
 async def timeline(conn: AsyncConnection, case_id: str) -> list[dict[str, Any]]:
     """A case's timeline in order."""
     rows = await conn.execute(
-        select(orm.timeline).where(orm.timeline.c.case_id == case_id).order_by(orm.timeline.c.at, orm.timeline.c.id)
+        select(orm.timeline)
+        .where(orm.timeline.c.case_id == case_id)
+        .order_by(orm.timeline.c.at, orm.timeline.c.id)
     )
     return [dict(r) for r in rows.mappings()]
 

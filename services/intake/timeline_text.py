@@ -32,7 +32,12 @@ def describe(env: events_pb2.Envelope) -> tuple[str, str, str, str]:
     if what == "case_supplemented":
         return "已补正材料", "supplemented", "", ""
     if what == "case_accepted":
-        return f"正式受理,报件编号 {env.case_number}", f"accepted as {env.case_number}", body.accepted_by.username, ""
+        return (
+            f"正式受理,报件编号 {env.case_number}",
+            f"accepted as {env.case_number}",
+            body.accepted_by.username,
+            "",
+        )
     if what == "case_routed":
         depts = "、".join(t.department for t in body.tasks)
         return f"分送部门窗口并联审批:{depts}", f"routed to {len(body.tasks)} department window(s)", "", ""
@@ -45,7 +50,12 @@ def describe(env: events_pb2.Envelope) -> tuple[str, str, str, str]:
         return f"部门审批意见:{zh}", f"department decision: {en}", body.by.username, body.department
     if what == "supplement_round_opened":
         items = "; ".join(f"{i.department}:{i.reason}" for i in body.items)
-        return f"审查中一次性告知补正:{items}", f"supplement notice during review ({len(body.items)} item(s))", "", ""
+        return (
+            f"审查中一次性告知补正:{items}",
+            f"supplement notice during review ({len(body.items)} item(s))",
+            "",
+            "",
+        )
     if what == "extension_decided":
         zh = f"延期 {body.days} 个工作日已批准" if body.approved else "延期申请未批准"
         en = f"extension of {body.days} working day(s) approved" if body.approved else "extension refused"
@@ -56,11 +66,21 @@ def describe(env: events_pb2.Envelope) -> tuple[str, str, str, str]:
     if what == "case_withdrawn":
         return "申请人撤回申请", "withdrawn by the applicant", body.by.username, ""
     if what == "key_project_designated":
-        return "认定为重点项目(绿色通道)", "designated a key project (green channel)", body.designated_by.username, ""
+        return (
+            "认定为重点项目(绿色通道)",
+            "designated a key project (green channel)",
+            body.designated_by.username,
+            "",
+        )
     if what == "task_urged":
         return "管理办公室催办", "urged by the management office", "", body.department
     if what == "task_deemed_approved":
-        return "超时默许,加盖行政许可专用章", "deemed approved under the management office's seal", "", body.department
+        return (
+            "超时默许,加盖行政许可专用章",
+            "deemed approved under the management office's seal",
+            "",
+            body.department,
+        )
     if what == "case_delivered":
         return f"结果已送达({body.method})", f"result delivered ({body.method})", body.by.username, ""
     return what, what, "", ""

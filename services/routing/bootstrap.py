@@ -20,18 +20,30 @@ DATA = Path(__file__).resolve().parent / "data"
 async def build(runtime: Runtime) -> ServiceParts:
     """Load the organisation and the catalogue versions; import the initial catalogue if none."""
     org = load_org(os.environ.get("ONESTOP_ORG_FILE") or DATA / "demo_org.yaml")
-    ctx = handlers.RoutingContext(center=runtime.settings.center, clock=runtime.clock, org=org)
+    ctx = handlers.RoutingContext(
+        center=runtime.settings.center,
+        clock=runtime.clock,
+        org=org,
+        has_parent=bool(runtime.settings.parent_addr),
+    )
     async with runtime.engine.connect() as conn:
         await handlers.load_versions(conn, ctx)
     if not ctx.versions:
         path = Path(os.environ.get("ONESTOP_CATALOGUE_FILE") or DATA / "demo_catalogue.yaml")
         async with runtime.uow() as uow:
-            new, _ = await handlers.import_catalogue(uow, ctx, content=path.read_text(encoding="utf-8"),
-                                                     source=path.name, changed_by="system:initial-import")
+            new, _ = await handlers.import_catalogue(
+                uow,
+                ctx,
+                content=path.read_text(encoding="utf-8"),
+                source=path.name,
+                changed_by="system:initial-import",
+            )
             await uow.commit()
         ctx.versions[new.version] = new
     return ServiceParts(
-        servicers=[(RoutingApi(runtime=runtime, ctx=ctx), routing_pb2.DESCRIPTOR.services_by_name["RoutingService"])],
+        servicers=[
+            (RoutingApi(runtime=runtime, ctx=ctx), routing_pb2.DESCRIPTOR.services_by_name["RoutingService"])
+        ],
         handlers={"case_accepted": partial(_on_accepted, ctx)},
     )
 

@@ -19,6 +19,7 @@ from services.common.outbox import UnitOfWork
 from services.routing import orm
 from services.routing.catalogue import Catalogue, CatalogueError, apply, diff, parse_catalogue, plan_tasks
 from services.routing.catalogue_fields import Where, read_yaml_text
+from services.routing.forwarding import place
 from services.routing.org import Organisation
 
 TASK_NAMESPACE = uuid.UUID("6f1c4c2e-8d1b-4f5e-9a57-0c1d2e3f4a5b")
@@ -32,6 +33,7 @@ class RoutingContext:
     clock: Clock
     org: Organisation
     versions: dict[int, Catalogue] = field(default_factory=dict)
+    has_parent: bool = False  # this node has a parent node to forward cases to
 
     @property
     def current(self) -> Catalogue:
@@ -50,36 +52,68 @@ class RoutingContext:
             raise NotFound(f"no catalogue version {version}", field="version") from None
 
 
-def _parse(ctx: RoutingContext, content: str, *, source: str, version: int, by: str, at: datetime) -> Catalogue:
+def _parse(
+    ctx: RoutingContext, content: str, *, source: str, version: int, by: str, at: datetime
+) -> Catalogue:
     where = Where(source=source, entry=None, error=CatalogueError)
-    return parse_catalogue(read_yaml_text(content, where=where), source=source,
-                           departments=set(ctx.org.departments), version=version, changed_by=by, changed_at=at)
+    return parse_catalogue(
+        read_yaml_text(content, where=where),
+        source=source,
+        departments=set(ctx.org.departments),
+        version=version,
+        changed_by=by,
+        changed_at=at,
+    )
 
 
 async def load_versions(conn: AsyncConnection, ctx: RoutingContext) -> None:
     """Read every stored catalogue version into memory."""
-    rows = (await conn.execute(select(orm.catalogue_versions).order_by(orm.catalogue_versions.c.version))).mappings()
+    rows = (
+        await conn.execute(select(orm.catalogue_versions).order_by(orm.catalogue_versions.c.version))
+    ).mappings()
     for row in rows:
-        ctx.versions[row["version"]] = _parse(ctx, row["content"], source=row["source"], version=row["version"],
-                                              by=row["changed_by"], at=aware(row["changed_at"]) or ctx.clock.now())
+        ctx.versions[row["version"]] = _parse(
+            ctx,
+            row["content"],
+            source=row["source"],
+            version=row["version"],
+            by=row["changed_by"],
+            at=aware(row["changed_at"]) or ctx.clock.now(),
+        )
 
 
-async def import_catalogue(uow: UnitOfWork, ctx: RoutingContext, *, content: str, source: str,
-                           changed_by: str) -> tuple[Catalogue, Any]:
+async def import_catalogue(
+    uow: UnitOfWork, ctx: RoutingContext, *, content: str, source: str, changed_by: str
+) -> tuple[Catalogue, Any]:
     """Validate a catalogue file into the next version; on any error the current one stays."""
     if not changed_by.strip():
         raise InvalidArgument("changed_by is required", field="changed_by")
     now = ctx.clock.now()
     if ctx.versions:
-        new = apply(ctx.current, candidate=content, changed_by=changed_by, at=now,
-                    departments=set(ctx.org.departments), source=source)
+        new = apply(
+            ctx.current,
+            candidate=content,
+            changed_by=changed_by,
+            at=now,
+            departments=set(ctx.org.departments),
+            source=source,
+        )
         change = diff(old=ctx.current, new=new)
     else:
         new = _parse(ctx, content, source=source, version=1, by=changed_by, at=now)
         change = diff(old=Catalogue(version=0, matters={}, changed_by="", changed_at=now), new=new)
-    await uow.conn.execute(orm.catalogue_versions.insert().values(
-        version=new.version, content=content, source=source, changed_by=changed_by, changed_at=now,
-        added=list(change.added), removed=list(change.removed), changed=list(change.changed)))
+    await uow.conn.execute(
+        orm.catalogue_versions.insert().values(
+            version=new.version,
+            content=content,
+            source=source,
+            changed_by=changed_by,
+            changed_at=now,
+            added=list(change.added),
+            removed=list(change.removed),
+            changed=list(change.changed),
+        )
+    )
     return new, change
 
 
@@ -94,26 +128,54 @@ async def on_case_accepted(uow: UnitOfWork, ctx: RoutingContext, env: events_pb2
     try:
         matter = ctx.catalogue(body.matter_version).matter(body.matter_code)
     except KeyError:
-        raise NotFound(f"case {env.case_number}: matter {body.matter_code} v{body.matter_version} unknown") from None
+        raise NotFound(
+            f"case {env.case_number}: matter {body.matter_code} v{body.matter_version} unknown"
+        ) from None
     now = ctx.clock.now()
-    inserted = await insert_ignore(uow.conn, orm.routes, {
-        "case_id": env.case_id, "case_number": env.case_number, "matter_code": matter.code,
-        "matter_version": body.matter_version, "decided_at_center": ctx.center, "forwarded": False,
-        "forward_state": "", "routed_at": now,
-    })
+    placement = place(org=ctx.org, center=ctx.center, matter=matter, has_parent=ctx.has_parent)
+    inserted = await insert_ignore(
+        uow.conn,
+        orm.routes,
+        {
+            "case_id": env.case_id,
+            "case_number": env.case_number,
+            "matter_code": matter.code,
+            "matter_version": body.matter_version,
+            "decided_at_center": placement.parent_center if placement.forwarded else ctx.center,
+            "forwarded": placement.forwarded,
+            "forward_state": placement.forward_state,
+            "routed_at": now,
+        },
+    )
     if not inserted:
         return
+    if placement.forwarded:  # decided above: intake uploads it (after the preliminary review, if any)
+        uow.emit(
+            new_event(
+                center=ctx.center,
+                producer="routing",
+                at=now,
+                case_id=env.case_id,
+                case_number=env.case_number,
+                body=events_pb2.CaseForwarded(parent_center=placement.parent_center, reason=placement.reason),
+            )
+        )
+        if not placement.preliminary:
+            return
+    days = matter.preliminary_review_days if placement.preliminary else 0
     routed = events_pb2.CaseRouted(
         matter_code=matter.code,
-        promised_limit_days=matter.promised_limit_days,
-        statutory_limit_days=matter.statutory_limit_days,
+        promised_limit_days=days or matter.promised_limit_days,
+        statutory_limit_days=days or matter.statutory_limit_days,
         deemed_approval_allowed=matter.deemed_approval_allowed,
-        warning_threshold_days=matter.warning_threshold_days,
+        warning_threshold_days=min(matter.warning_threshold_days, days)
+        if days
+        else matter.warning_threshold_days,
         on_the_spot=matter.on_the_spot,
         accepted_by=body.accepted_by,
     )
     routed.accepted_at.CopyFrom(env.occurred_at)
-    for planned in plan_tasks(matter):
+    for planned in placement.preliminary or plan_tasks(matter):
         window = ctx.org.window(center=ctx.center, department=planned.department)
         routed.tasks.add(
             task_id=task_id(env.case_id, planned.department),
@@ -123,8 +185,16 @@ async def on_case_accepted(uow: UnitOfWork, ctx: RoutingContext, env: events_pb2
             prerequisites=list(planned.prerequisites),
             lead=planned.lead,
         )
-    uow.emit(new_event(center=ctx.center, producer="routing", at=now, body=routed, case_id=env.case_id,
-                       case_number=env.case_number))
+    uow.emit(
+        new_event(
+            center=ctx.center,
+            producer="routing",
+            at=now,
+            body=routed,
+            case_id=env.case_id,
+            case_number=env.case_number,
+        )
+    )
 
 
 async def get_route(conn: AsyncConnection, case_id: str) -> dict[str, Any]:

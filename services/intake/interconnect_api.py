@@ -1,0 +1,273 @@
+"""The parent's Interconnect service (mutual TLS): child nodes upload cases and watch their results.
+
+The caller's center is read from its verified client certificate, never from the request; it must
+be a direct child of this center, and it only ever sees or changes the cases it uploaded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import grpc
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from onestop.common.v1 import common_pb2
+from onestop.intake.v1 import intake_pb2
+from onestop.interconnect.v1 import interconnect_pb2
+from onestop.routing.v1 import routing_pb2, routing_pb2_grpc
+from services.common.db import insert_ignore
+from services.common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from services.common.logging import get_logger
+from services.common.rpc import insecure_channel
+from services.common.runtime import Runtime
+from services.common.tls import peer_center
+from services.intake import feed, handlers, orm
+from services.intake.received_documents import ReceivedDocuments
+
+log = get_logger(__name__)
+CHILDREN_TTL_S = 60.0
+FEED_BATCH = 256
+IDLE_WAIT_S = 1.0
+
+
+class ChildCenters:
+    """The centers directly under this one, from routing's organisation (cached)."""
+
+    def __init__(self, *, center: str, routing_address: str) -> None:
+        self._center = center
+        self._stub = routing_pb2_grpc.RoutingServiceStub(insecure_channel(routing_address))
+        self._cached: tuple[float, frozenset[str]] | None = None
+
+    async def get(self) -> frozenset[str]:
+        """The child center codes."""
+        if self._cached and time.monotonic() - self._cached[0] < CHILDREN_TTL_S:
+            return self._cached[1]
+        try:
+            reply = await self._stub.ListCenters(
+                routing_pb2.ListCentersRequest(parent=self._center), timeout=5
+            )
+        except grpc.aio.AioRpcError as exc:
+            if self._cached:
+                return self._cached[1]
+            raise Unavailable(f"the organisation is not reachable: {exc.details()}") from None
+        self._cached = (time.monotonic(), frozenset(c.code for c in reply.centers))
+        return self._cached[1]
+
+
+class InterconnectApi:
+    """Implements onestop.interconnect.v1.Interconnect for the parent node."""
+
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        ctx: handlers.IntakeContext,
+        received: ReceivedDocuments,
+        children: ChildCenters,
+    ) -> None:
+        self.rt = runtime
+        self.ctx = ctx
+        self.received = received
+        self.children = children
+
+    async def _audit(self, center: str, method: str, child_case_id: str, detail: str) -> None:
+        async with self.rt.engine.begin() as conn:
+            await conn.execute(
+                orm.interconnect_audit.insert().values(
+                    at=datetime.now(UTC),
+                    center=center[:64],
+                    method=method,
+                    child_case_id=child_case_id[:64],
+                    allowed=False,
+                    detail=detail[:2000],
+                )
+            )
+        log.warning("interconnect call refused", caller=center, method=method, detail=detail)
+
+    async def _caller(self, context: Any, method: str) -> str:
+        center = peer_center(context)
+        if not center:
+            await self._audit("?", method, "", "client certificate names no center")
+            raise PermissionDenied("the client certificate names no center")
+        if center not in await self.children.get():
+            await self._audit(center, method, "", f"{center} is not a child of {self.ctx.center}")
+            raise PermissionDenied(f"center {center} is not a child of {self.ctx.center}")
+        return center
+
+    async def _own_case(self, center: str, child_case_id: str, method: str) -> dict[str, Any]:
+        if not child_case_id or len(child_case_id) > 64:
+            raise InvalidArgument("child_case_id is required (at most 64 characters)", field="child_case_id")
+        async with self.rt.engine.connect() as conn:
+            rows = (
+                (await conn.execute(select(orm.cases).where(orm.cases.c.origin_case_id == child_case_id)))
+                .mappings()
+                .all()
+            )
+        mine = [dict(r) for r in rows if r["origin_center"] == center]
+        if mine:
+            return mine[0]
+        if rows:
+            await self._audit(center, method, child_case_id, f"case uploaded by {rows[0]['origin_center']}")
+            raise PermissionDenied(f"case {child_case_id} was not uploaded by {center}")
+        raise NotFound(f"{center} uploaded no case {child_case_id}")
+
+    @staticmethod
+    def _reply(row: dict[str, Any], *, duplicate: bool) -> interconnect_pb2.UploadCaseResponse:
+        reply = interconnect_pb2.UploadCaseResponse(
+            parent_case_id=row["case_id"],
+            parent_case_number=row["case_number"] or "",
+            status=row["status"],
+            duplicate=duplicate,
+        )
+        for item in row["open_supplement"] or []:
+            reply.supplement.add(
+                material_code=item.get("material_code", ""),
+                reason=item.get("reason", ""),
+                department=item.get("department", ""),
+            )
+        return reply
+
+    async def UploadCase(
+        self, req: interconnect_pb2.UploadCaseRequest, context: Any
+    ) -> interconnect_pb2.UploadCaseResponse:
+        center = await self._caller(context, "UploadCase")
+        try:
+            return self._reply(await self._own_case(center, req.child_case_id, "UploadCase"), duplicate=True)
+        except NotFound:
+            pass
+        by = common_pb2.Actor()
+        by.CopyFrom(req.preliminary_reviewer)
+        by.center = center  # who vouches is the certificate, not the body
+        submit = intake_pb2.SubmitCaseRequest(
+            client_request_id=f"ic/{center}/{req.child_case_id}",
+            matter_code=req.matter_code,
+            channel=common_pb2.CHANNEL_UPLOAD,
+            applicant=req.applicant,
+            documents=req.documents,
+            submitted_by=by,
+            title=req.title,
+            form=dict(req.form),
+        )
+        try:
+            async with self.rt.uow() as uow:
+                row, _ = await handlers.submit_case(uow, self.ctx, submit, origin=(center, req.child_case_id))
+                await uow.commit()
+        except IntegrityError:  # a concurrent retry of the same upload won the race
+            return self._reply(await self._own_case(center, req.child_case_id, "UploadCase"), duplicate=True)
+        log.info(
+            "case uploaded",
+            child=center,
+            case_number=row["case_number"] or "",
+            child_case_id=req.child_case_id,
+        )
+        return self._reply(row, duplicate=False)
+
+    async def UploadDocument(
+        self, requests: AsyncIterator[interconnect_pb2.DocumentChunk], context: Any
+    ) -> interconnect_pb2.DocumentStatus:
+        await self._caller(context, "UploadDocument")
+        return await self.received.receive(requests)
+
+    async def GetDocumentStatus(
+        self, req: interconnect_pb2.GetDocumentStatusRequest, context: Any
+    ) -> interconnect_pb2.DocumentStatus:
+        await self._caller(context, "GetDocumentStatus")
+        return await self.received.status(req.digest)
+
+    @staticmethod
+    async def _first_time(conn: Any, center: str, operation_id: str) -> bool:
+        """Claim an operation id in the caller's transaction; False when it was applied before."""
+        if not operation_id:
+            return True
+        return await insert_ignore(
+            conn,
+            orm.interconnect_ops,
+            {"center": center, "operation_id": operation_id[:128], "at": datetime.now(UTC)},
+        )
+
+    @staticmethod
+    def _actor(center: str) -> common_pb2.Actor:
+        return common_pb2.Actor(username=f"center:{center}", role="child_center", center=center)
+
+    async def SupplementCase(
+        self, req: interconnect_pb2.SupplementCaseRequest, context: Any
+    ) -> interconnect_pb2.UploadCaseResponse:
+        center = await self._caller(context, "SupplementCase")
+        row = await self._own_case(center, req.child_case_id, "SupplementCase")
+        async with self.rt.uow() as uow:
+            if not await self._first_time(uow.conn, center, req.operation_id):
+                return self._reply(row, duplicate=True)
+            row, _ = await handlers.supplement_case(
+                uow,
+                self.ctx,
+                intake_pb2.SupplementCaseRequest(
+                    case_id=row["case_id"], documents=req.documents, by=self._actor(center)
+                ),
+            )
+            await uow.commit()
+        return self._reply(row, duplicate=False)
+
+    async def WithdrawCase(
+        self, req: interconnect_pb2.WithdrawCaseRequest, context: Any
+    ) -> interconnect_pb2.UploadCaseResponse:
+        center = await self._caller(context, "WithdrawCase")
+        row = await self._own_case(center, req.child_case_id, "WithdrawCase")
+        async with self.rt.uow() as uow:
+            if not await self._first_time(uow.conn, center, req.operation_id):
+                return self._reply(row, duplicate=True)
+            row = await handlers.withdraw_case(
+                uow,
+                self.ctx,
+                intake_pb2.WithdrawCaseRequest(
+                    case_id=row["case_id"], reason=req.reason, by=self._actor(center)
+                ),
+            )
+            await uow.commit()
+        return self._reply(row, duplicate=False)
+
+    async def WatchResults(
+        self, req: interconnect_pb2.WatchResultsRequest, context: Any
+    ) -> AsyncIterator[interconnect_pb2.ResultUpdate]:
+        center = await self._caller(context, "WatchResults")
+        await context.send_initial_metadata(())
+        cursor = max(0, req.after_cursor)
+        bell = self.ctx.bells.feed(center)
+        while True:
+            updates = await feed.read(self.rt.engine, child_center=center, after=cursor, limit=FEED_BATCH)
+            for update in updates:
+                yield update
+                cursor = update.cursor
+            if len(updates) < FEED_BATCH:
+                await bell.wait(IDLE_WAIT_S)
+
+    async def AckResults(
+        self, req: interconnect_pb2.AckResultsRequest, context: Any
+    ) -> interconnect_pb2.AckResultsResponse:
+        center = await self._caller(context, "AckResults")
+        return interconnect_pb2.AckResultsResponse(
+            acknowledged=await feed.ack(self.rt.engine, child_center=center, cursor=req.cursor)
+        )
+
+    async def GetUploadedCase(
+        self, req: interconnect_pb2.GetUploadedCaseRequest, context: Any
+    ) -> interconnect_pb2.UploadedCase:
+        center = await self._caller(context, "GetUploadedCase")
+        row = await self._own_case(center, req.child_case_id, "GetUploadedCase")
+        out = interconnect_pb2.UploadedCase(
+            child_case_id=req.child_case_id,
+            parent_case_id=row["case_id"],
+            parent_case_number=row["case_number"] or "",
+            status=row["status"],
+            outcome=cast(Any, row["outcome"] or 0),
+        )
+        for item in row["open_supplement"] or []:
+            out.open_supplement.add(
+                material_code=item.get("material_code", ""),
+                reason=item.get("reason", ""),
+                department=item.get("department", ""),
+            )
+        return out

@@ -1,0 +1,173 @@
+"""The child's forwarding outbox: operations for the parent, delivered in order per case, with backoff.
+
+Scheduling uses wall-clock time (like the event outbox), not the domain clock a test may move.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.common.clock import aware
+from services.intake import orm
+
+UPLOAD, SUPPLEMENT, WITHDRAW = "upload", "supplement", "withdraw"
+HELD, PENDING, DONE, FAILED, CANCELLED = "held", "pending", "done", "failed", "cancelled"
+BACKOFF_BASE_S = 0.5
+BACKOFF_MAX_S = 30.0
+F = orm.forwarding.c
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One row of the forwarding outbox."""
+
+    seq: int
+    case_id: str
+    op: str
+    state: str
+    parent_center: str
+    payload: dict[str, Any]
+    attempts: int
+    waiting_since: datetime
+
+    @classmethod
+    def of(cls, row: Any) -> Operation:
+        """From a database row."""
+        return cls(
+            seq=int(row["seq"]),
+            case_id=row["case_id"],
+            op=row["op"],
+            state=row["state"],
+            parent_center=row["parent_center"],
+            payload=dict(row["payload"] or {}),
+            attempts=int(row["attempts"]),
+            waiting_since=aware(row["waiting_since"]) or datetime.min,
+        )
+
+    @property
+    def operation_id(self) -> str:
+        """Unique per operation, so the parent applies a retried call once."""
+        return f"{self.case_id}/{self.op}/{self.seq}"
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before the next attempt: exponential with jitter, capped."""
+    return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** min(attempts, 16)) * random.uniform(0.5, 1.0)  # noqa: S311
+
+
+def wall() -> datetime:
+    """Now, by the wall clock."""
+    return datetime.now(UTC)
+
+
+async def enqueue(
+    conn: AsyncConnection,
+    *,
+    case_id: str,
+    op: str,
+    parent_center: str,
+    payload: dict[str, Any] | None = None,
+    state: str = PENDING,
+) -> None:
+    """Queue an operation in the caller's transaction."""
+    now = wall()
+    await conn.execute(
+        orm.forwarding.insert().values(
+            case_id=case_id,
+            op=op,
+            state=state,
+            parent_center=parent_center,
+            payload=payload or {},
+            attempts=0,
+            next_attempt_at=now,
+            last_error="",
+            waiting_since=now,
+            done_at=None,
+            parent_case_id="",
+            parent_case_number="",
+            result_at=None,
+        )
+    )
+
+
+async def upload_of(conn: AsyncConnection, case_id: str, *, lock: bool = False) -> dict[str, Any] | None:
+    """The upload operation of a case, if the case was forwarded."""
+    stmt = select(orm.forwarding).where(F.case_id == case_id, F.op == UPLOAD).order_by(F.seq.desc()).limit(1)
+    if lock:
+        stmt = stmt.with_for_update()
+    row = (await conn.execute(stmt)).mappings().first()
+    return dict(row) if row else None
+
+
+async def set_state(conn: AsyncConnection, seq: int, **values: Any) -> None:
+    """Update one operation."""
+    await conn.execute(update(orm.forwarding).where(F.seq == seq).values(**values))
+
+
+async def release(conn: AsyncConnection, seq: int, *, payload: dict[str, Any]) -> None:
+    """A held upload may go now (the preliminary review approved it)."""
+    now = wall()
+    await set_state(conn, seq, state=PENDING, payload=payload, waiting_since=now, next_attempt_at=now)
+
+
+async def finish(conn: AsyncConnection, seq: int, *, state: str, error: str = "", **values: Any) -> None:
+    """Close an operation: done, failed or cancelled."""
+    await set_state(conn, seq, state=state, done_at=wall(), last_error=error[:2000], **values)
+
+
+async def due(engine: AsyncEngine, *, limit: int, exclude: set[int]) -> list[Operation]:
+    """Pending operations whose time has come, each the first undelivered one of its case."""
+    now = wall()
+    earlier = orm.forwarding.alias("earlier")
+    blocked = exists().where(
+        and_(
+            earlier.c.case_id == F.case_id,
+            earlier.c.seq < F.seq,
+            earlier.c.state.in_((HELD, PENDING, FAILED)),
+        )
+    )
+    stmt = (
+        select(orm.forwarding)
+        .where(F.state == PENDING, F.next_attempt_at <= now, ~blocked)
+        .order_by(F.next_attempt_at, F.seq)
+        .limit(limit + len(exclude))
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(stmt)).mappings().all()
+        await conn.rollback()
+    return [Operation.of(r) for r in rows if int(r["seq"]) not in exclude][:limit]
+
+
+async def retry_later(engine: AsyncEngine, op: Operation, *, error: str, permanent: bool) -> None:
+    """Record a failed attempt: back off (or stop, for errors a retry cannot fix)."""
+    attempts = op.attempts + 1
+    now = wall()
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(orm.forwarding)
+            .where(F.seq == op.seq, F.state == PENDING)
+            .values(
+                attempts=attempts,
+                last_error=error[:2000],
+                state=FAILED if permanent else PENDING,
+                next_attempt_at=now + timedelta(seconds=backoff(attempts)),
+            )
+        )
+
+
+async def retry_now(engine: AsyncEngine) -> int:
+    """The link is back: make every waiting operation due at once; how many."""
+    now = wall()
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(orm.forwarding)
+            .where(F.state == PENDING, F.next_attempt_at > now)
+            .values(next_attempt_at=now)
+        )
+    return int(result.rowcount or 0)

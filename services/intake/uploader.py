@@ -1,0 +1,314 @@
+"""The child's link to its parent node and the uploader that drains the forwarding outbox over it.
+
+Every operation is retried with exponential backoff until the parent answers; the parent makes
+each one idempotent (UploadCase on the child case id, the others on an operation id), so a case
+is delivered exactly once however often the link fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+
+from onestop.common.v1 import common_pb2
+from onestop.interconnect.v1 import interconnect_pb2, interconnect_pb2_grpc
+from services.common.clock import aware
+from services.common.events import timestamp
+from services.common.logging import get_logger
+from services.common.runtime import Runtime
+from services.common.tls import TlsFiles, secure_channel
+from services.intake import federation, outbound, repository
+from services.intake.documents import LocalDocumentStore
+
+log = get_logger(__name__)
+CHUNK_BYTES = 256 * 1024
+CONCURRENCY = 32
+KNOWN_DIGESTS = 100_000  # documents the parent confirmed holding (forms shared by many cases)
+IDLE_POLL_S = 0.5
+PERMANENT = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.OUT_OF_RANGE,
+    grpc.StatusCode.UNIMPLEMENTED,
+}
+
+
+class MissingDocument(RuntimeError):
+    """A document of the case is not in this node's store: a retry cannot help."""
+
+
+class RetryLater(RuntimeError):
+    """The parent has not got everything yet: try again after the backoff."""
+
+
+class ParentLink:
+    """The mTLS channel to the parent, rebuilt when the certificate files are rotated."""
+
+    def __init__(
+        self, *, address: str, files: TlsFiles, resolve_parent: Callable[[], Awaitable[str]]
+    ) -> None:
+        self.address = address
+        self.files = files
+        self.parent_center = ""
+        self.connected = False
+        self.last_error = ""
+        self._resolve = resolve_parent
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: interconnect_pb2_grpc.InterconnectStub | None = None
+        self._stamp: tuple[float, ...] = ()
+
+    async def ready(self) -> str:
+        """The parent's center code (asked of routing's organisation, retried until it answers)."""
+        delay = 0.2
+        while not self.parent_center:
+            try:
+                self.parent_center = await self._resolve()
+            except Exception as exc:  # noqa: BLE001 - routing may start after us
+                self.last_error = f"parent center unknown: {exc}"
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        return self.parent_center
+
+    def stub(self) -> interconnect_pb2_grpc.InterconnectStub:
+        """A stub on the current channel (a new one after the certificates changed)."""
+        stamp = self.files.stamp()
+        if self._stub is None or stamp != self._stamp:
+            old = self._channel
+            self._channel = secure_channel(self.address, self.files, server_center=self.parent_center)
+            self._stub = interconnect_pb2_grpc.InterconnectStub(self._channel)
+            self._stamp = stamp
+            if old is not None:
+                asyncio.get_running_loop().call_later(30.0, lambda: asyncio.ensure_future(old.close()))
+        return self._stub
+
+
+def _documents(items: Any) -> list[common_pb2.Document]:
+    return [json_format.ParseDict(d, common_pb2.Document(), ignore_unknown_fields=True) for d in items or []]
+
+
+class Uploader:
+    """Delivers due operations of the forwarding outbox, many at a time, in order within each case."""
+
+    def __init__(self, *, runtime: Runtime, ctx: Any, link: ParentLink, store: LocalDocumentStore) -> None:
+        self.rt = runtime
+        self.ctx = ctx
+        self.link = link
+        self.store = store
+        self.delivered = 0
+        self._parent_has: dict[str, None] = {}
+
+    async def run(self) -> None:
+        """Deliver forever."""
+        await self.link.ready()
+        bell = self.ctx.bells.uploads
+        inflight: dict[int, asyncio.Task[None]] = {}
+
+        def done(seq: int) -> Callable[[asyncio.Task[None]], None]:
+            def callback(_: asyncio.Task[None]) -> None:
+                inflight.pop(seq, None)
+                bell.ring_now()
+
+            return callback
+
+        delay = IDLE_POLL_S
+        while True:
+            free = CONCURRENCY - len(inflight)
+            try:
+                ops = (
+                    await outbound.due(self.rt.engine, limit=free, exclude=set(inflight)) if free > 0 else []
+                )
+                delay = IDLE_POLL_S
+            except Exception as exc:  # noqa: BLE001 - the database is away: the outbox waits for it
+                log.warning("forwarding outbox unreadable; will retry", error=repr(exc), retry_in=delay)
+                ops, delay = [], min(delay * 2, 10.0)
+                await asyncio.sleep(delay)
+            for op in ops:
+                task = asyncio.create_task(self._deliver(op), name=f"deliver-{op.seq}")
+                inflight[op.seq] = task
+                task.add_done_callback(done(op.seq))
+            await bell.wait(IDLE_POLL_S)
+
+    async def _deliver(self, op: outbound.Operation) -> None:
+        try:
+            await self._attempt(op)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - not even the failure could be recorded; the row is still pending
+            log.warning(
+                "forwarding attempt not recorded; it will be retried",
+                op=op.op,
+                case_id=op.case_id,
+                error=repr(exc),
+            )
+
+    async def _attempt(self, op: outbound.Operation) -> None:
+        try:
+            stub = self.link.stub()
+            if op.op == outbound.UPLOAD:
+                await self._upload(stub, op)
+            elif op.op == outbound.SUPPLEMENT:
+                await self._supplement(stub, op)
+            else:
+                await self._withdraw(stub, op)
+            self.delivered += 1
+        except grpc.aio.AioRpcError as exc:
+            error = f"{exc.code().name}: {exc.details()}"
+            self.link.last_error = error
+            log.info(
+                "forwarding attempt failed",
+                op=op.op,
+                case_id=op.case_id,
+                attempts=op.attempts + 1,
+                error=error,
+            )
+            await outbound.retry_later(self.rt.engine, op, error=error, permanent=exc.code() in PERMANENT)
+        except (MissingDocument, RetryLater) as exc:
+            await outbound.retry_later(
+                self.rt.engine, op, error=str(exc), permanent=isinstance(exc, MissingDocument)
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - kept in the outbox and retried
+            log.warning("forwarding attempt crashed", op=op.op, case_id=op.case_id, error=repr(exc))
+            await outbound.retry_later(self.rt.engine, op, error=repr(exc), permanent=False)
+
+    async def _send_documents(self, stub: Any, docs: list[common_pb2.Document], *, resume: bool) -> None:
+        for doc in {d.digest: d for d in docs}.values():
+            if doc.digest in self._parent_has:
+                continue
+            path = self.store.path(doc.digest)
+            if not path.exists():
+                raise MissingDocument(f"document {doc.digest} is not stored at this center")
+            size = path.stat().st_size
+            offset = 0
+            if resume:  # a retry: ask what the parent already holds and go on from there
+                status = await stub.GetDocumentStatus(
+                    interconnect_pb2.GetDocumentStatusRequest(digest=doc.digest), timeout=10
+                )
+                if status.complete:
+                    self._remember(doc.digest)
+                    continue
+                offset = status.received
+            status = await stub.UploadDocument(
+                _chunks(path, doc, offset, size), timeout=60 + size / 1_000_000
+            )
+            if not status.complete:
+                raise RetryLater(
+                    f"document {doc.digest} incomplete at the parent ({status.received}/{size} bytes)"
+                )
+            self._remember(doc.digest)
+
+    def _remember(self, digest: str) -> None:
+        if len(self._parent_has) >= KNOWN_DIGESTS:
+            self._parent_has.pop(next(iter(self._parent_has)))
+        self._parent_has[digest] = None
+
+    async def _upload(self, stub: Any, op: outbound.Operation) -> None:
+        async with self.rt.engine.connect() as conn:
+            row = await repository.get_case(conn, case_id=op.case_id)
+        if row is None:
+            raise MissingDocument(f"case {op.case_id} is gone")
+        docs = _documents(row["documents"])
+        await self._send_documents(stub, docs, resume=op.attempts > 0)
+        req = interconnect_pb2.UploadCaseRequest(
+            child_case_id=row["case_id"],
+            child_case_number=row["case_number"] or "",
+            matter_code=row["matter_code"],
+            applicant=json_format.ParseDict(
+                row["applicant"] or {}, common_pb2.Applicant(), ignore_unknown_fields=True
+            ),
+            documents=docs,
+            title=row["title"] or "",
+            form=dict(row["form"] or {}),
+            preliminary_reviewer=json_format.ParseDict(
+                row["submitted_by"] or {}, common_pb2.Actor(), ignore_unknown_fields=True
+            ),
+        )
+        accepted = aware(row["accepted_at"])
+        if accepted is not None:
+            req.accepted_at_child.CopyFrom(timestamp(accepted))
+        if op.payload.get("preliminary_opinion"):
+            req.preliminary_opinion.ParseFromString(bytes.fromhex(op.payload["preliminary_opinion"]))
+        reply = await stub.UploadCase(req, timeout=30)
+        number = reply.parent_case_number
+        async with self.rt.uow() as uow:
+            await outbound.finish(
+                uow.conn,
+                op.seq,
+                state=outbound.DONE,
+                parent_case_id=reply.parent_case_id,
+                parent_case_number=number,
+            )
+            await federation.note(
+                uow,
+                self.ctx,
+                case_id=op.case_id,
+                key=federation.entry_id("uploaded", op.seq),
+                what="case_uploaded",
+                zh=f"已上报上级中心 {op.parent_center}" + (f"，上级编号 {number}" if number else ""),
+                en=f"uploaded to {op.parent_center}" + (f" as {number}" if number else ""),
+            )
+            await uow.commit()
+
+    async def _supplement(self, stub: Any, op: outbound.Operation) -> None:
+        docs = _documents(op.payload.get("documents"))
+        await self._send_documents(stub, docs, resume=op.attempts > 0)
+        await stub.SupplementCase(
+            interconnect_pb2.SupplementCaseRequest(
+                child_case_id=op.case_id, documents=docs, operation_id=op.operation_id
+            ),
+            timeout=30,
+        )
+        async with self.rt.uow() as uow:
+            await outbound.finish(uow.conn, op.seq, state=outbound.DONE)
+            await federation.note(
+                uow,
+                self.ctx,
+                case_id=op.case_id,
+                key=federation.entry_id("supplement", op.seq),
+                what="supplement_uploaded",
+                zh=f"补正材料已报送上级中心 {op.parent_center}",
+                en=f"supplement sent to {op.parent_center}",
+            )
+            await uow.commit()
+
+    async def _withdraw(self, stub: Any, op: outbound.Operation) -> None:
+        await stub.WithdrawCase(
+            interconnect_pb2.WithdrawCaseRequest(
+                child_case_id=op.case_id,
+                reason=str(op.payload.get("reason", "")),
+                operation_id=op.operation_id,
+            ),
+            timeout=30,
+        )
+        async with self.rt.engine.begin() as conn:
+            await outbound.finish(conn, op.seq, state=outbound.DONE)
+
+
+async def _chunks(
+    path: Path, doc: common_pb2.Document, offset: int, size: int
+) -> AsyncIterator[interconnect_pb2.DocumentChunk]:
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        first = True
+        while True:
+            data = fh.read(CHUNK_BYTES)
+            if not data and not first:
+                return
+            chunk = interconnect_pb2.DocumentChunk(digest=doc.digest, offset=offset, data=data)
+            if first:
+                chunk.total_size = size
+                chunk.filename = doc.filename
+                chunk.content_type = doc.content_type
+                first = False
+            yield chunk
+            offset += len(data)
+            if not data:
+                return

@@ -1,0 +1,226 @@
+"""The child's side of WatchResults: apply each update from the parent exactly once, then acknowledge it.
+
+The applied cursor is stored in the same transaction as the update's effect, so a restart resumes
+from it without loss or duplicates; acknowledgements only let the parent know what it may prune.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from onestop.common.v1 import common_pb2
+from onestop.events.v1 import events_pb2
+from onestop.interconnect.v1 import interconnect_pb2
+from services.common.db import insert_ignore
+from services.common.logging import get_logger
+from services.common.outbox import UnitOfWork
+from services.common.runtime import Runtime
+from services.intake import federation, orm, outbound, repository
+from services.intake.convert import to_json
+from services.intake.timeline_text import describe
+from services.intake.uploader import ParentLink
+
+log = get_logger(__name__)
+CS = common_pb2
+ACK_INTERVAL_S = 0.5
+MAX_BACKOFF_S = 3.0
+RELAYED = {"supplement_requested", "concluded", "task_deemed_approved"}
+
+
+async def applied_cursor(conn: AsyncConnection, parent_center: str) -> int:
+    """The last update applied from `parent_center`."""
+    value = (
+        await conn.execute(
+            select(orm.parent_link.c.applied_cursor).where(orm.parent_link.c.parent_center == parent_center)
+        )
+    ).scalar()
+    return int(value or 0)
+
+
+async def _advance(conn: AsyncConnection, parent_center: str, cursor: int) -> bool:
+    now = datetime.now(UTC)
+    bump = (
+        update(orm.parent_link)
+        .where(orm.parent_link.c.parent_center == parent_center, orm.parent_link.c.applied_cursor < cursor)
+        .values(applied_cursor=cursor, updated_at=now)
+    )
+    if (await conn.execute(bump)).rowcount:
+        return True
+    # Not advanced: applied before, or the first update from this parent.
+    return await insert_ignore(
+        conn, orm.parent_link, {"parent_center": parent_center, "applied_cursor": cursor, "updated_at": now}
+    )
+
+
+async def apply_update(
+    uow: UnitOfWork, ctx: Any, parent_center: str, upd: interconnect_pb2.ResultUpdate
+) -> bool:
+    """Apply one update to the local case (once: False when its cursor was applied before)."""
+    if not await _advance(uow.conn, parent_center, upd.cursor):
+        return False
+    row = await repository.get_case(uow.conn, case_id=upd.child_case_id)
+    if row is None:
+        log.warning("result for an unknown case", parent=parent_center, child_case_id=upd.child_case_id)
+        return True
+    now = ctx.clock.now()
+    op = await outbound.upload_of(uow.conn, row["case_id"])
+    if upd.kind == "accepted" and op is not None and upd.parent_case_number:
+        await outbound.set_state(
+            uow.conn, op["seq"], parent_case_id=upd.parent_case_id, parent_case_number=upd.parent_case_number
+        )
+    if upd.kind == "supplement_requested" and row["status"] in federation.OPEN:
+        items = [to_json(i) for i in upd.supplement]
+        rnd = row["supplement_round"] + 1
+        await repository.update_case(
+            uow.conn,
+            row["case_id"],
+            status=CS.CASE_STATUS_SUPPLEMENT_REQUESTED,
+            open_supplement=items,
+            supplement_round=rnd,
+            updated_at=now,
+        )
+        env = ctx.event(
+            events_pb2.SupplementRequested(items=upd.supplement, round=rnd, during_review=True), row
+        )
+        uow.emit(env)
+        zh, en, _, _ = describe(env)
+        await federation.note(
+            uow,
+            ctx,
+            case_id=row["case_id"],
+            key=env.event_id,
+            what="supplement_requested",
+            zh=f"上级中心 {parent_center} {zh}",
+            en=f"{parent_center}: {en}",
+        )
+    elif upd.kind == "concluded" and row["status"] in federation.OPEN:
+        sealed = upd.sealed.SerializeToString().hex() if upd.HasField("sealed") else None
+        await repository.update_case(
+            uow.conn,
+            row["case_id"],
+            status=CS.CASE_STATUS_CONCLUDED,
+            outcome=upd.outcome,
+            reasons=list(upd.reasons),
+            concluded_at=now,
+            updated_at=now,
+            sealed=sealed,
+            open_supplement=[],
+        )
+        env = ctx.event(
+            events_pb2.ParentResultReceived(
+                parent_center=parent_center, outcome=upd.outcome, sealed=upd.sealed
+            ),
+            row,
+        )
+        uow.emit(env)
+        if op is not None:
+            await outbound.set_state(uow.conn, op["seq"], result_at=outbound.wall())
+        await federation.note(
+            uow,
+            ctx,
+            case_id=row["case_id"],
+            key=env.event_id,
+            what="parent_result_received",
+            zh=f"上级中心 {parent_center} 审批结果已返回:{upd.summary_zh}",
+            en=f"result from {parent_center}: {upd.summary_en}",
+        )
+    else:
+        await federation.note(
+            uow,
+            ctx,
+            case_id=row["case_id"],
+            key=federation.entry_id(parent_center, upd.cursor),
+            what=f"parent_{upd.kind}",
+            zh=f"上级中心 {parent_center}:{upd.summary_zh}",
+            en=f"{parent_center}: {upd.summary_en}",
+            department=upd.department,
+        )
+    if upd.kind in RELAYED and row["origin_center"]:  # a case uploaded to us from below: pass it down
+        await federation.feed_update(
+            uow,
+            ctx,
+            row,
+            what=upd.kind,
+            zh=upd.summary_zh,
+            en=upd.summary_en,
+            outcome=upd.outcome,
+            reasons=upd.reasons,
+            sealed=upd.sealed if upd.HasField("sealed") else None,
+            items=upd.supplement,
+            supplement_round=upd.supplement_round,
+            department=upd.department,
+        )
+    return True
+
+
+class ResultWatcher:
+    """Keeps a WatchResults stream open to the parent, reconnecting with backoff."""
+
+    def __init__(self, *, runtime: Runtime, ctx: Any, link: ParentLink) -> None:
+        self.rt = runtime
+        self.ctx = ctx
+        self.link = link
+        self.applied = 0
+        self._acked = 0
+
+    async def run(self) -> None:
+        """Watch forever."""
+        parent = await self.link.ready()
+        delay = 0.2
+        while True:
+            try:
+                await self._watch(parent)
+            except grpc.aio.AioRpcError as exc:
+                self.link.last_error = f"{exc.code().name}: {exc.details()}"
+                if self.link.connected:
+                    log.warning("result stream lost", parent=parent, error=self.link.last_error)
+                    delay = 0.2
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reconnect; the cursor keeps us exact
+                self.link.last_error = repr(exc)
+                log.warning("result stream failed", parent=parent, exc_info=exc)
+            self.link.connected = False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+
+    async def _watch(self, parent: str) -> None:
+        async with self.rt.engine.connect() as conn:
+            self.applied = await applied_cursor(conn, parent)
+        stub = self.link.stub()
+        call = stub.WatchResults(interconnect_pb2.WatchResultsRequest(after_cursor=self.applied))
+        await call.wait_for_connection()
+        self.link.connected = True
+        self.link.last_error = ""
+        log.info("result stream open", parent=parent, after_cursor=self.applied)
+        # The link is back: whatever waits to go up is due now, not after its backoff.
+        if await outbound.retry_now(self.rt.engine):
+            self.ctx.bells.uploads.ring_now()
+        acker = asyncio.create_task(self._ack_loop(stub))
+        try:
+            async for upd in call:
+                async with self.rt.uow() as uow:
+                    await apply_update(uow, self.ctx, parent, upd)
+                    await uow.commit()
+                self.applied = upd.cursor
+        finally:
+            acker.cancel()
+            with contextlib.suppress(BaseException):
+                await acker
+            call.cancel()
+
+    async def _ack_loop(self, stub: Any) -> None:
+        while True:
+            await asyncio.sleep(ACK_INTERVAL_S)
+            if self.applied > self._acked:
+                cursor = self.applied
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    await stub.AckResults(interconnect_pb2.AckResultsRequest(cursor=cursor), timeout=5)
+                    self._acked = cursor

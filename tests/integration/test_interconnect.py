@@ -1,0 +1,216 @@
+"""Interconnect state on real PostgreSQL: the result feed, the applied cursor, the forwarding outbox, resumable documents."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from onestop.common.v1 import common_pb2
+from onestop.interconnect.v1 import interconnect_pb2
+from services.common import migrate
+from services.common.clock import ManualClock
+from services.common.db import create_engine
+from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.outbox import Outbox, UnitOfWork
+from services.intake import feed, orm, outbound, repository
+from services.intake.documents import LocalDocumentStore
+from services.intake.handlers import IntakeContext
+from services.intake.received_documents import ReceivedDocuments
+from services.intake.watcher import apply_update
+
+pytestmark = pytest.mark.postgres
+CS = common_pb2
+
+
+@pytest.fixture
+async def engine(postgres_db: str) -> AsyncIterator[AsyncEngine]:
+    await asyncio.to_thread(migrate.upgrade, service="intake", database_url=postgres_db)
+    eng = create_engine(postgres_db, pool_size=4)
+    yield eng
+    await eng.dispose()
+
+
+def _ctx() -> IntakeContext:
+    return IntakeContext(
+        center="210211", matters=cast(Any, None), clock=ManualClock(datetime(2026, 11, 26, 9, tzinfo=UTC))
+    )
+
+
+async def _forwarded_case(engine: AsyncEngine, outbox: Outbox) -> str:
+    case_id = str(uuid.uuid4())
+    now = datetime.now(UTC)
+    async with UnitOfWork(engine, outbox) as uow:
+        await repository.insert_case(
+            uow.conn,
+            {
+                "case_id": case_id,
+                "case_number": f"210211-20261126-{uuid.uuid4().int % 10**6:06d}",
+                "query_code": "ABCDEFGH",
+                "center": "210211",
+                "matter_code": "TR-001",
+                "matter_version": 1,
+                "status": CS.CASE_STATUS_FORWARDED,
+                "outcome": 0,
+                "channel": CS.CHANNEL_COUNTER,
+                "applicant": {"name": "张三"},
+                "documents": [],
+                "form": {},
+                "title": "",
+                "submitted_by": {},
+                "submitted_at": now,
+                "accepted_at": now,
+                "concluded_at": None,
+                "key_project": False,
+                "promised_deadline": None,
+                "open_supplement": [],
+                "supplement_round": 0,
+                "reasons": [],
+                "origin_center": "",
+                "origin_case_id": "",
+                "sealed": None,
+                "updated_at": now,
+            },
+        )
+        await outbound.enqueue(uow.conn, case_id=case_id, op=outbound.UPLOAD, parent_center="210200")
+        await uow.commit()
+    return case_id
+
+
+async def test_a_result_update_is_applied_once_even_when_it_arrives_twice(engine: AsyncEngine) -> None:
+    outbox = Outbox(orm.outbox)
+    case_id = await _forwarded_case(engine, outbox)
+    update = interconnect_pb2.ResultUpdate(
+        cursor=1,
+        child_case_id=case_id,
+        kind="concluded",
+        outcome=CS.OUTCOME_APPROVED,
+        summary_zh="办结:准予许可",
+        summary_en="approved",
+    )
+    applied = []
+    for _ in range(2):
+        async with UnitOfWork(engine, outbox) as uow:
+            applied.append(await apply_update(uow, _ctx(), "210200", update))
+            await uow.commit()
+    assert applied == [True, False]
+    async with engine.connect() as conn:
+        row = await repository.get_case(conn, case_id=case_id)
+        trail = [e["kind"] for e in await repository.timeline(conn, case_id)]
+        events = (await conn.execute(select(func.count()).select_from(orm.outbox))).scalar_one()
+    assert row is not None and (row["status"], row["outcome"]) == (
+        CS.CASE_STATUS_CONCLUDED,
+        CS.OUTCOME_APPROVED,
+    )
+    assert trail == ["parent_result_received"] and events == 1
+
+
+async def test_feed_cursors_follow_commit_order_without_gaps(engine: AsyncEngine) -> None:
+    first = await engine.connect()
+    await first.begin()
+    await feed.append(
+        first, child_center="A", update_msg=interconnect_pb2.ResultUpdate(child_case_id="a1", kind="x")
+    )
+
+    async def second() -> int:
+        async with engine.begin() as conn:
+            return await feed.append(
+                conn, child_center="A", update_msg=interconnect_pb2.ResultUpdate(child_case_id="a2", kind="x")
+            )
+
+    later = asyncio.create_task(second())
+    await asyncio.sleep(0.3)
+    assert not later.done()  # waits for the first writer's head row: cursor 2 cannot become visible before 1
+    assert await feed.read(engine, child_center="A", after=0, limit=10) == []
+    await first.commit()
+    await first.close()
+    assert await later == 2
+    async with engine.begin() as conn:
+        await feed.append(
+            conn, child_center="B", update_msg=interconnect_pb2.ResultUpdate(child_case_id="b1")
+        )
+    got = await feed.read(engine, child_center="A", after=0, limit=10)
+    assert [(u.cursor, u.child_case_id) for u in got] == [(1, "a1"), (2, "a2")]
+    assert [u.cursor for u in await feed.read(engine, child_center="B", after=0, limit=10)] == [1]
+    assert await feed.ack(engine, child_center="A", cursor=2) == 2
+    assert await feed.ack(engine, child_center="A", cursor=1) == 2
+    with pytest.raises(InvalidArgument):
+        await feed.ack(engine, child_center="A", cursor=3)
+
+
+async def test_operations_go_up_in_order_per_case_and_back_off_after_a_failure(engine: AsyncEngine) -> None:
+    outbox = Outbox(orm.outbox)
+    x, y = await _forwarded_case(engine, outbox), await _forwarded_case(engine, outbox)
+    async with engine.begin() as conn:
+        await outbound.enqueue(conn, case_id=x, op=outbound.SUPPLEMENT, parent_center="210200")
+    due = await outbound.due(engine, limit=10, exclude=set())
+    assert sorted((o.case_id, o.op) for o in due) == sorted([(x, "upload"), (y, "upload")])
+    upload_x = next(o for o in due if o.case_id == x)
+    await outbound.retry_later(engine, upload_x, error="UNAVAILABLE: parent down", permanent=False)
+    assert [o.case_id for o in await outbound.due(engine, limit=10, exclude=set())] == [y]
+    assert await outbound.retry_now(engine) == 1  # the link is back
+    again = await outbound.due(engine, limit=10, exclude=set())
+    assert {(o.case_id, o.op, o.attempts) for o in again} >= {(x, "upload", 1)}
+    async with engine.begin() as conn:
+        await outbound.finish(conn, upload_x.seq, state=outbound.DONE)
+    assert (x, "supplement") in {
+        (o.case_id, o.op) for o in await outbound.due(engine, limit=10, exclude=set())
+    }
+
+
+async def _chunks(*parts: Any) -> AsyncIterator[interconnect_pb2.DocumentChunk]:
+    for part in parts:
+        yield part
+
+
+async def test_a_document_upload_resumes_where_it_stopped_and_is_checked_by_digest(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    received = ReceivedDocuments(engine=engine, store=LocalDocumentStore(tmp_path))
+    data = b"%PDF-1.4 " + bytes(range(256)) * 40
+    digest = hashlib.sha256(data).hexdigest()
+    head = interconnect_pb2.DocumentChunk(
+        digest=digest,
+        offset=0,
+        data=data[:4000],
+        total_size=len(data),
+        filename="a.pdf",
+        content_type="application/pdf",
+    )
+    status = await received.receive(_chunks(head))
+    assert (status.received, status.complete) == (4000, False)
+    assert (await received.status(digest)).received == 4000
+    with pytest.raises(FailedPrecondition):
+        await received.receive(
+            _chunks(
+                interconnect_pb2.DocumentChunk(digest=digest, offset=6000, data=b"x", total_size=len(data))
+            )
+        )
+    rest = interconnect_pb2.DocumentChunk(
+        digest=digest,
+        offset=4000,
+        data=data[4000:],
+        total_size=len(data),
+        filename="a.pdf",
+        content_type="application/pdf",
+    )
+    assert (await received.receive(_chunks(rest))).complete
+    assert (await received.status(digest)).complete
+    bad = hashlib.sha256(b"other").hexdigest()
+    with pytest.raises(InvalidArgument):
+        await received.receive(
+            _chunks(
+                interconnect_pb2.DocumentChunk(
+                    digest=bad, offset=0, data=data, total_size=len(data), content_type="application/pdf"
+                )
+            )
+        )
+    assert (await received.status(bad)).received == 0
