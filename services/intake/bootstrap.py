@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import grpc
@@ -13,8 +14,10 @@ from services.common.errors import InvalidArgument, NotFound, Unavailable
 from services.common.rpc import insecure_channel
 from services.common.runtime import Runtime, ServiceParts
 from services.intake import handlers, model, orm
+from services.intake.convenience_api import servicers as convenience_servicers
 from services.intake.documents import LocalDocumentStore
 from services.intake.grpc_api import IntakeApi
+from services.intake.interconnect import build_interconnect
 
 # Facts from other services that change what the applicant sees.
 CONSUMED = (
@@ -77,9 +80,16 @@ async def build(runtime: Runtime, *, matters: Any = None) -> ServiceParts:
     )
     store = LocalDocumentStore(settings.data_dir / "documents")
     api = IntakeApi(runtime=runtime, ctx=ctx, store=store)
+    link = build_interconnect(runtime, ctx, store)  # docs/INTERCONNECT.md
     return ServiceParts(
-        servicers=[(api, intake_pb2.DESCRIPTOR.services_by_name["IntakeService"])],
-        handlers={name: handlers.on_event for name in CONSUMED},
+        servicers=[
+            (api, intake_pb2.DESCRIPTOR.services_by_name["IntakeService"]),
+            *link.servicers,
+            *convenience_servicers(runtime, ctx),
+        ],
+        handlers={name: partial(handlers.on_event, ctx=ctx) for name in CONSUMED},
+        background=link.background,
+        extra_servers=link.extra_servers,
     )
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -53,6 +54,7 @@ cases = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 Index("ix_intake_cases_status", cases.c.status)
+Index("ix_intake_cases_origin", cases.c.origin_case_id)
 
 case_sequences = Table(
     "intake_case_sequences",
@@ -87,5 +89,84 @@ timeline = Table(
     UniqueConstraint("case_id", "event_id", name="uq_intake_timeline_event"),
 )
 
+# -- interconnect (docs/INTERCONNECT.md) ------------------------------------------------------------
+_SEQ = BigInteger().with_variant(Integer, "sqlite")
+
+# Child side: the durable forwarding outbox (upload, supplement, withdraw), delivered in order per case.
+forwarding = Table(
+    "intake_forwarding",
+    metadata,
+    Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    Column("case_id", String(36), nullable=False),
+    Column("op", String(16), nullable=False),  # upload | supplement | withdraw
+    Column("state", String(16), nullable=False),  # held | pending | done | failed | cancelled
+    Column("parent_center", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("last_error", Text, nullable=False, default=""),
+    Column("waiting_since", DateTime(timezone=True), nullable=False),
+    Column("done_at", DateTime(timezone=True), nullable=True),
+    Column("parent_case_id", String(36), nullable=False, default=""),
+    Column("parent_case_number", String(64), nullable=False, default=""),
+    Column("result_at", DateTime(timezone=True), nullable=True),
+)
+Index("ix_intake_forwarding_due", forwarding.c.state, forwarding.c.next_attempt_at)
+Index("ix_intake_forwarding_case", forwarding.c.case_id, forwarding.c.seq)
+
+# Child side: the last result update applied from the parent's feed (in the same transaction).
+parent_link = Table(
+    "intake_parent_link",
+    metadata,
+    Column("parent_center", String(32), primary_key=True),
+    Column("applied_cursor", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Parent side: per-child result feed; seq is drawn under the head row's lock, so commit order = seq order.
+result_feed = Table(
+    "intake_result_feed",
+    metadata,
+    Column("child_center", String(32), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("child_case_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+feed_heads = Table(
+    "intake_feed_heads",
+    metadata,
+    Column("child_center", String(32), primary_key=True),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("acked_seq", BigInteger, nullable=False),
+    Column("acked_at", DateTime(timezone=True), nullable=True),
+)
+
+# Parent side: supplement/withdraw operations already applied (a retried call is answered, not redone).
+interconnect_ops = Table(
+    "intake_interconnect_ops",
+    metadata,
+    Column("center", String(32), primary_key=True),
+    Column("operation_id", String(128), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# Parent side: calls refused because they reached for another center's case (or came from a stranger).
+interconnect_audit = Table(
+    "intake_interconnect_audit",
+    metadata,
+    Column("id", _SEQ, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("center", String(64), nullable=False),
+    Column("method", String(64), nullable=False),
+    Column("child_case_id", String(64), nullable=False, default=""),
+    Column("allowed", Boolean, nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+)
+
 outbox = outbox_table(metadata, "intake")
 inbox = inbox_table(metadata, "intake")
+
+from services.intake import orm_convenience  # noqa: E402,F401  (tables on the same metadata)
