@@ -27,6 +27,11 @@ def main() -> None:
     configure_logging(service="gateway", center=settings.center, log_format=settings.log_format)
     from gateway.app import AccessLogger, create_app
 
+    if settings.metrics_port:  # Prometheus scrapes the gateway like every service
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, addr=settings.grpc_host)
+
     web.run_app(
         create_app(settings, config=config),
         host=settings.grpc_host,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -13,11 +14,14 @@ import jinja2
 import yaml
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
+from prometheus_client import Counter, Histogram
 
 from gateway import labels, routes
 from gateway.accounts import import_demo_accounts
+from gateway.audit import trail
 from gateway.auth import PRINCIPAL, Passwords, load_principal, principal_of, session_token
-from gateway.clients import SERVICE_NAMES, Clients, ServiceMissing
+from gateway.clients import SERVICE_NAMES, Clients, ServiceMissing, http_status
 from gateway.config import GatewayConfig, load_config
 from gateway.i18n import language_of, translator
 from gateway.keys import (
@@ -48,6 +52,7 @@ from gateway.security import (
     clear_cookie,
     csrf_token,
     csrf_valid,
+    read_form,
     set_cookie,
 )
 from gateway.store import Store
@@ -58,22 +63,12 @@ log = get_logger(__name__)
 HERE = Path(__file__).resolve().parent
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_GRPC_HTTP = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.FAILED_PRECONDITION: 409,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.UNIMPLEMENTED: 503,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-}
 _STATUS_TEXT = {
     400: ("请求有误", "Bad request"),
     401: ("请先登录", "Please sign in"),
     403: ("无权访问", "Forbidden"),
     404: ("未找到", "Not found"),
+    405: ("不支持此请求方法", "Method not allowed"),
     409: ("当前状态下不能这样操作", "Not possible in the current state"),
     413: ("文件过大", "File too large"),
     415: ("不接受的文件类型", "File type not accepted"),
@@ -129,21 +124,44 @@ def _error_page(request: web.Request, status: int, message: str, reference: str 
     )
 
 
+REQUESTS = Counter("onestop_http_requests_total", "HTTP requests answered", ["route", "status"])
+LATENCY = Histogram("onestop_http_seconds", "HTTP handling time", ["route"])
+
+
+@web.middleware
+async def metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count and time every request by its route pattern (never by raw path: case numbers stay out)."""
+    route = getattr(getattr(request.match_info, "route", None), "resource", None)
+    name = route.canonical if route is not None else "unmatched"
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        LATENCY.labels(name).observe(time.perf_counter() - started)
+        REQUESTS.labels(name, str(status)).inc()
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """gRPC errors become 4xx pages with the service's reason; crashes a friendly 500 with a reference."""
     try:
         return await handler(request)
     except web.HTTPException as exc:
-        if exc.status >= 400 and exc.status != 405 and exc.content_type != "application/json":
+        if exc.status >= 400 and exc.content_type != "application/json":
             response = _error_page(request, exc.status, exc.reason)
-            for name in ("Retry-After", "WWW-Authenticate"):
+            for name in ("Retry-After", "WWW-Authenticate", "Allow"):
                 if name in exc.headers:
                     response.headers[name] = exc.headers[name]
             return response
         raise
     except grpc.aio.AioRpcError as exc:
-        status = _GRPC_HTTP.get(exc.code(), 502)
+        status = http_status(exc.code())
         if status < 500:  # a service's reason for refusing is meant for the person who asked
             return _error_page(request, status, exc.details() or exc.code().name)
         # Transport details (addresses, peers) are for the log, not for visitors.
@@ -162,6 +180,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             t("后台服务暂时无法响应,请稍后再试", "A service did not answer; try again in a moment"),
             reference,
         )
+    except HttpProcessingError as exc:  # a body the parser refused: the client's fault, not ours
+        return _error_page(request, 400, exc.message or "The request could not be read")
     except ServiceMissing as exc:
         zh, en = SERVICE_NAMES.get(exc.service, (exc.service, exc.service))
         t = translator(language_of(request))
@@ -179,7 +199,13 @@ async def session(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Load the signed-in person from the server-side session; a dead cookie is cleared."""
     token = session_token(request)
     if token:
-        who = await load_principal(request.app[STORE], request.app[CONFIG], token, request.app[NOW]())
+        who = await load_principal(
+            request.app[STORE],
+            request.app[CONFIG],
+            token,
+            request.app[NOW](),
+            node=request.app[SETTINGS].center,
+        )
         if who is None:
             request[CLEAR_SESSION] = True
         else:
@@ -194,7 +220,7 @@ async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")
         if not sent and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            form = await request.post()
+            form = await read_form(request)
             value = form.get(CSRF_FIELD, "")
             sent = value if isinstance(value, str) else ""
         if not csrf_valid(request, request.app[SIGNER], sent):
@@ -247,7 +273,8 @@ def create_app(
     """The gateway application; the store and the channels are opened in cleanup_ctx."""
     config = config or load_config(settings)
     app = web.Application(
-        middlewares=[errors, session, csrf], client_max_size=config.max_upload_bytes + 1024 * 1024
+        middlewares=[metrics, errors, session, trail, csrf],
+        client_max_size=config.max_upload_bytes + 1024 * 1024,
     )
     app[SETTINGS] = settings
     app[CONFIG] = config
@@ -260,6 +287,7 @@ def create_app(
         lookup=RateLimiter(config.lookup_rate),
         question=RateLimiter(config.question_rate),
         upload=RateLimiter(config.upload_rate),
+        refusals=RateLimiter(config.refusal_rate),
     )
     app[OPENAPI] = yaml.safe_load((HERE / "openapi.yaml").read_text(encoding="utf-8"))
     env = aiohttp_jinja2.setup(

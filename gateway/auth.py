@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 from argon2 import PasswordHasher
@@ -43,6 +44,13 @@ class Principal:
     grants: tuple[dict[str, str], ...]
     active: int
     token_hash: str
+    # The center this gateway's node serves: its tasks, clocks and extensions are that center's.
+    node: str = ""
+
+    @property
+    def here(self) -> bool:
+        """Whether the active grant is held at this node's own center (not at a center below it)."""
+        return bool(self.node) and self.center == self.node
 
     def actor(self) -> common_pb2.Actor:
         """The Actor the gateway vouches for in every acting gRPC call."""
@@ -60,6 +68,7 @@ class Principal:
 
 
 PRINCIPAL = web.RequestKey("gateway.principal", Principal)
+REFUSED = web.RequestKey("gateway.refused", str)  # why a request was turned away without a 401/403 status
 
 
 def principal_of(request: web.Request) -> Principal | None:
@@ -67,8 +76,10 @@ def principal_of(request: web.Request) -> Principal | None:
     return request.get(PRINCIPAL)
 
 
-def require(*roles: str) -> Callable[[Handler], Handler]:
-    """Only signed-in staff with one of `roles` (none given: any role); others get sign-in or 403."""
+def require(*roles: str, here: bool = False) -> Callable[[Handler], Handler]:
+    """Only signed-in staff with one of `roles` (none: any), held at this node's own center when `here`."""
+    # `here`: the node's tasks, clocks, extensions and warnings belong to its own center, not to the
+    # districts, townships or service points below it whose staff also sign in at this gateway.
 
     def wrap(handler: Handler) -> Handler:
         @wraps(handler)
@@ -77,9 +88,12 @@ def require(*roles: str) -> Callable[[Handler], Handler]:
             if who is None:
                 if request.path.startswith("/api/"):
                     raise web.HTTPUnauthorized(reason="Sign in first")
-                raise web.HTTPSeeOther(f"/staff/login?next={request.path_qs}")
+                request[REFUSED] = "not signed in"
+                raise web.HTTPSeeOther(f"/staff/login?next={quote(request.path_qs, safe='/')}")
             if roles and who.role not in roles:
                 raise web.HTTPForbidden(reason="Your role may not open this page")
+            if here:
+                forbid_outside(who)
             return await handler(request)
 
         return inner
@@ -87,10 +101,25 @@ def require(*roles: str) -> Callable[[Handler], Handler]:
     return wrap
 
 
+def local_path(value: str, default: str = "/") -> str:
+    """`value` when it is a path on this site (no //host, backslash or control character), else `default`."""
+    if not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return default
+    return default if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value) else value
+
+
 def forbid_unless(allowed: bool, reason: str = "Not within your department or center") -> None:
     """403 unless the scope check passed."""
     if not allowed:
         raise web.HTTPForbidden(reason=reason)
+
+
+def forbid_outside(who: Principal) -> None:
+    """403 unless the active grant is held at this node's own center."""
+    forbid_unless(
+        who.here,
+        f"Your role is held at center {who.center or '(none)'}; this console serves center {who.node}",
+    )
 
 
 class Passwords:
@@ -189,7 +218,9 @@ async def open_session(
     return token
 
 
-async def load_principal(store: Store, config: GatewayConfig, token: str, now: datetime) -> Principal | None:
+async def load_principal(
+    store: Store, config: GatewayConfig, token: str, now: datetime, *, node: str = ""
+) -> Principal | None:
     """The session behind a cookie, or None when unknown, expired or idle too long."""
     if not token or len(token) > 128:
         return None
@@ -218,6 +249,7 @@ async def load_principal(store: Store, config: GatewayConfig, token: str, now: d
         grants=grants,
         active=active,
         token_hash=token_hash,
+        node=node,
     )
 
 

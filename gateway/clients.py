@@ -35,6 +35,19 @@ _STUBS: dict[str, Any] = {
     "supervision": supervision_pb2_grpc.SupervisionServiceStub,
     "notification": notification_pb2_grpc.NotificationServiceStub,
 }
+GRPC_HTTP = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.UNIMPLEMENTED: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
 SERVICE_NAMES = {
     "intake": ("收件服务", "intake"),
     "routing": ("事项与分送服务", "routing"),
@@ -42,6 +55,11 @@ SERVICE_NAMES = {
     "supervision": ("监察服务", "supervision"),
     "notification": ("通知服务", "notification"),
 }
+
+
+def http_status(code: grpc.StatusCode) -> int:
+    """The HTTP status a service's gRPC status becomes at the gateway (502 for the unexpected)."""
+    return GRPC_HTTP.get(code, 502)
 
 
 class ServiceMissing(Exception):

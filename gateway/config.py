@@ -36,6 +36,7 @@ class GatewayConfig:
     lookup_rate: Rate = Rate(burst=20, every=3.0)
     question_rate: Rate = Rate(burst=5, every=60.0)
     upload_rate: Rate = Rate(burst=30, every=2.0)
+    refusal_rate: Rate = Rate(burst=60, every=1.0)
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     forms_dir: Path | None = None
 
@@ -69,6 +70,8 @@ def load_config(settings: Settings, env: Mapping[str, str] | None = None) -> Gat
         demo_accounts_file=env.get("ONESTOP_DEMO_ACCOUNTS_FILE", "").strip(),
         sign_in_rate=_rate(env, "ONESTOP_GATEWAY_SIGN_IN_RATE", Rate(burst=10, every=6.0)),
         lookup_rate=_rate(env, "ONESTOP_GATEWAY_LOOKUP_RATE", Rate(burst=20, every=3.0)),
+        upload_rate=_rate(env, "ONESTOP_GATEWAY_UPLOAD_RATE", Rate(burst=30, every=2.0)),
+        refusal_rate=_rate(env, "ONESTOP_GATEWAY_REFUSAL_RATE", Rate(burst=60, every=1.0)),
         forms_dir=Path(forms) if forms else Path(settings.data_dir) / "forms",
     )
 

@@ -26,6 +26,7 @@ class Limits:
     lookup: RateLimiter
     question: RateLimiter
     upload: RateLimiter
+    refusals: RateLimiter  # anonymous refusals that write an audit record
 
 
 @dataclass
@@ -33,7 +34,7 @@ class Caches:
     """Small caches of slowly changing reference data (matters, departments, centers)."""
 
     departments: dict[str, tuple[str, str]] = field(default_factory=dict)
-    own_centers: frozenset[str] = frozenset()
+    subtrees: dict[str, frozenset[str]] = field(default_factory=dict)  # a center and the centers below it
     matters: dict[str, tuple[float, Any]] = field(default_factory=dict)
 
 

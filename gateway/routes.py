@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import web
 
+from gateway.auth import local_path
 from gateway.keys import CLIENTS, CLOSING
 from gateway.views import admin, api, citizen, console, live, public, staff, supervise
 
@@ -28,9 +29,7 @@ async def set_language(request: web.Request) -> web.Response:
     lang = request.match_info["lang"]
     if lang not in ("zh-CN", "en"):
         raise web.HTTPBadRequest(reason="unknown language")
-    back = request.query.get("next", "/")
-    local = back.startswith("/") and not back.startswith("//") and "\\" not in back
-    response = web.HTTPSeeOther(back if local else "/")
+    response = web.HTTPSeeOther(local_path(request.query.get("next", "/")))
     response.set_cookie(
         "lang", lang, max_age=365 * 86400, path="/", secure=True, httponly=True, samesite="Lax"
     )

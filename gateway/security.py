@@ -13,6 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from multidict import MultiDictProxy
 
 from gateway.config import Rate
 
@@ -25,6 +27,19 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 NEW_ANON = web.RequestKey("gateway.new_anon", str)  # an anonymous CSRF nonce to set on the response
 SESSION_OK = web.RequestKey("gateway.session_ok", bool)  # the session cookie is valid
 CLEAR_SESSION = web.RequestKey("gateway.clear_session", bool)  # a dead session cookie to drop
+
+
+BODY_ERRORS: tuple[type[Exception], ...] = (ValueError, LookupError, HttpProcessingError)
+
+
+async def read_form(request: web.Request) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
+    """The posted form (parsed once, then cached by aiohttp); 400 when the body cannot be parsed."""
+    try:
+        return await request.post()
+    except BODY_ERRORS:  # a missing boundary, a broken part header, an unknown charset ...
+        raise web.HTTPBadRequest(
+            reason="The form could not be read; reload the page and send it again"
+        ) from None
 
 
 def sha256_hex(value: str) -> str:

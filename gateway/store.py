@@ -1,4 +1,4 @@
-"""The gateway's own tables: accounts, sessions, citizens' questions and the cases agents carry."""
+"""The gateway's own tables: accounts, sessions, questions, the cases agents carry, and its audit chain."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common.audit import append, audit_tables
 from services.common.db import create_engine
 
 metadata = MetaData()
@@ -87,6 +88,9 @@ carried = Table(
     Column("matter_code", String(64), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# The gateway's own hash-chained audit log (gateway/audit.py writes it; services/common/audit.py chains it).
+audit = audit_tables(metadata, "gateway")
 
 
 def aware(value: datetime | None) -> datetime | None:
@@ -233,6 +237,24 @@ class Store:
         """Drop expired sessions."""
         async with self.engine.begin() as conn:
             await conn.execute(delete(sessions).where(sessions.c.expires_at < now))
+
+    # -- audit -------------------------------------------------------------------------------------
+
+    async def append_audit(
+        self, *, at: datetime, actor: str, role: str, action: str, subject: str, detail: dict[str, Any]
+    ) -> int:
+        """Chain one audit record in its own transaction; its sequence number."""
+        async with self.engine.begin() as conn:
+            return await append(
+                conn, audit, at=at, actor=actor, role=role, action=action, subject=subject, detail=detail
+            )
+
+    async def audit_records(self, *, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """Audit records after a sequence number, oldest first."""
+        log = audit[0]
+        stmt = select(log).where(log.c.seq > after).order_by(log.c.seq).limit(limit)
+        async with self.engine.connect() as conn:
+            return [dict(r) for r in (await conn.execute(stmt)).mappings()]
 
     # -- questions (咨询) ------------------------------------------------------------------------
 

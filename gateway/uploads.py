@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import re
 import tempfile
+import zipfile
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import IO, Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from gateway.clients import Clients
+from gateway.config import MAX_UPLOAD_BYTES
 from onestop.common.v1 import common_pb2
 from onestop.intake.v1 import intake_pb2
 from onestop.routing.v1 import routing_pb2
@@ -18,6 +21,37 @@ from onestop.routing.v1 import routing_pb2
 CHUNK = 256 * 1024
 DIGEST = re.compile(r"^[0-9a-f]{64}$")
 TYPE_NAMES = {"application/pdf": "PDF", "image/jpeg": "JPEG", "image/png": "PNG", "application/ofd": "OFD"}
+CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+UNSAFE_NAME = re.compile(r"[^\w.\- ()\u4e00-\u9fff]+")  # also drops bidi overrides that disguise a name
+MAX_OFD_ENTRIES = 10_000
+OFD_EXPANSION = 20  # an OFD may unpack to at most 20 × its size limit (a zip bomb does not)
+
+
+def safe_filename(name: str) -> str:
+    """The base name a browser sent, without directories or odd characters; 400 on control characters."""
+    # Old browsers send a whole Windows path (C:\scans\a.pdf): only its last part is kept.
+    if CONTROL.search(name):
+        raise web.HTTPBadRequest(
+            reason="The file name contains control characters; rename the file and retry"
+        )
+    base = name.replace("\\", "/").split("/")[-1].strip().lstrip(".")
+    base = UNSAFE_NAME.sub("_", base).strip("_ ")[:200]
+    return base or "document"
+
+
+def check_ofd(fh: IO[bytes], limit: int) -> None:
+    """An OFD is a zip with OFD.xml at its root that does not unpack to far more than its limit."""
+    try:
+        with zipfile.ZipFile(fh) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise web.HTTPUnsupportedMediaType(reason="The file is not a readable OFD document") from None
+    finally:
+        fh.seek(0)
+    if len(entries) > MAX_OFD_ENTRIES or sum(e.file_size for e in entries) > OFD_EXPANSION * limit:
+        raise web.HTTPUnsupportedMediaType(reason="The OFD document unpacks to far more than its size allows")
+    if not any(e.filename == "OFD.xml" for e in entries):
+        raise web.HTTPUnsupportedMediaType(reason="The file is not an OFD document (no OFD.xml)")
 
 
 def sniff(head: bytes, declared: str, filename: str) -> str:
@@ -63,25 +97,49 @@ async def spool(chunks: AsyncIterator[bytes], limit: int) -> tuple[IO[bytes], in
     return fh, size
 
 
-async def send_to_intake(
-    clients: Clients,
-    fh: IO[bytes],
-    *,
-    filename: str,
-    declared: str,
-    matter_code: str,
-    material: routing_pb2.Material,
-) -> common_pb2.Document:
-    """Check the type of a spooled file and stream it to intake; the reply names it by its digest."""
-    head = fh.read(16)
-    fh.seek(0)
-    if not head:
-        raise web.HTTPBadRequest(reason="The file is empty")
-    content_type = sniff(head, declared, filename)
-    allowed = set(material.accepted_types) or set(TYPE_NAMES)
-    if not content_type or content_type not in allowed:
-        names = ", ".join(TYPE_NAMES.get(t, t) for t in sorted(allowed))
-        raise web.HTTPUnsupportedMediaType(reason=f"This material accepts {names} files only")
+@dataclass(frozen=True)
+class Checked:
+    """A spooled file whose name, size and type passed the checks, ready to stream to intake."""
+
+    fh: IO[bytes]
+    filename: str
+    content_type: str
+    material: routing_pb2.Material
+
+
+def check_file(
+    fh: IO[bytes], *, filename: str, declared: str, material: routing_pb2.Material, limit: int = 0
+) -> Checked:
+    """Check a spooled file's name and type by its content (closed when refused)."""
+    # A declared type that names another accepted type than the content's is refused too.
+    try:
+        name = safe_filename(filename)
+        head = fh.read(16)
+        fh.seek(0)
+        if not head:
+            raise web.HTTPBadRequest(reason="The file is empty")
+        declared = declared.split(";")[0].strip().lower()
+        content_type = sniff(head, declared, name)
+        allowed = set(material.accepted_types) or set(TYPE_NAMES)
+        if not content_type or content_type not in allowed:
+            names = ", ".join(TYPE_NAMES.get(t, t) for t in sorted(allowed))
+            raise web.HTTPUnsupportedMediaType(reason=f"This material accepts {names} files only")
+        if declared in TYPE_NAMES and declared != content_type:
+            raise web.HTTPUnsupportedMediaType(
+                reason=f"The file was sent as {TYPE_NAMES[declared]} but its content is "
+                f"{TYPE_NAMES[content_type]}"
+            )
+        if content_type == "application/ofd":
+            check_ofd(fh, limit or MAX_UPLOAD_BYTES)
+    except BaseException:
+        fh.close()
+        raise
+    return Checked(fh, name, content_type, material)
+
+
+async def stream_to_intake(clients: Clients, checked: Checked, *, matter_code: str) -> common_pb2.Document:
+    """Stream a checked file to intake; the reply names it by its digest."""
+    fh = checked.fh
 
     async def chunks() -> AsyncIterator[intake_pb2.DocumentChunk]:
         first = True
@@ -91,10 +149,10 @@ async def send_to_intake(
                 return
             if first:
                 yield intake_pb2.DocumentChunk(
-                    filename=filename[:200],
-                    content_type=content_type,
+                    filename=checked.filename,
+                    content_type=checked.content_type,
                     matter_code=matter_code,
-                    material_code=material.code,
+                    material_code=checked.material.code,
                     data=data,
                 )
                 first = False
@@ -107,28 +165,19 @@ async def send_to_intake(
         fh.close()
 
 
-async def upload_part(
-    clients: Clients, part: BodyPartReader, *, matter: routing_pb2.Matter, material_code: str, ceiling: int
+async def send_to_intake(
+    clients: Clients,
+    fh: IO[bytes],
+    *,
+    filename: str,
+    declared: str,
+    matter_code: str,
+    material: routing_pb2.Material,
+    limit: int = 0,
 ) -> common_pb2.Document:
-    """One multipart file part, streamed from the browser to intake through a size-checked spool."""
-    material, limit = limits_of(matter, material_code, ceiling)
-
-    async def body() -> AsyncIterator[bytes]:
-        while True:
-            data = await part.read_chunk(CHUNK)
-            if not data:
-                return
-            yield data
-
-    fh, _ = await spool(body(), limit)
-    return await send_to_intake(
-        clients,
-        fh,
-        filename=part.filename or "document",
-        declared=part.headers.get("Content-Type", ""),
-        matter_code=matter.code,
-        material=material,
-    )
+    """Check a spooled file and stream it to intake."""
+    checked = check_file(fh, filename=filename, declared=declared, material=material, limit=limit)
+    return await stream_to_intake(clients, checked, matter_code=matter_code)
 
 
 async def documents_from_form(
@@ -139,37 +188,43 @@ async def documents_from_form(
     materials: list[str],
     ceiling: int,
 ) -> list[common_pb2.Document]:
-    """The documents of a posted form: digests the upload script left, or files sent without the script."""
+    """The documents of a posted form (digests or files); every file is checked before the first is sent."""
     docs: list[common_pb2.Document] = []
-    for code in materials:
-        digest = form.get(f"doc_{code}", "")
-        if isinstance(digest, str) and digest:
-            if not DIGEST.match(digest):
-                raise web.HTTPBadRequest(reason=f"document reference for {code} is malformed")
-            docs.append(common_pb2.Document(material_code=code, digest=digest))
-            continue
-        file = form.get(f"file_{code}")
-        if isinstance(file, web.FileField):
-            material, limit = limits_of(matter, code, ceiling)
-            file.file.seek(0, 2)
-            length = file.file.tell()
-            file.file.seek(0)
-            if length == 0:
+    pending: list[tuple[int, Checked]] = []
+    try:
+        for code in materials:
+            digest = form.get(f"doc_{code}", "")
+            if isinstance(digest, str) and digest:
+                if not DIGEST.match(digest):
+                    raise web.HTTPBadRequest(reason=f"document reference for {code} is malformed")
+                docs.append(common_pb2.Document(material_code=code, digest=digest))
                 continue
-            if length > limit:
-                raise web.HTTPRequestEntityTooLarge(
-                    max_size=limit,
-                    actual_size=length,
-                    reason=f"The file is larger than {limit // (1024 * 1024)} MB",
-                )
-            docs.append(
-                await send_to_intake(
-                    clients,
+            file = form.get(f"file_{code}")
+            if isinstance(file, web.FileField):
+                material, limit = limits_of(matter, code, ceiling)
+                file.file.seek(0, 2)
+                length = file.file.tell()
+                file.file.seek(0)
+                if length == 0:
+                    continue
+                if length > limit:
+                    raise web.HTTPRequestEntityTooLarge(
+                        max_size=limit,
+                        actual_size=length,
+                        reason=f"The file is larger than {limit // (1024 * 1024)} MB",
+                    )
+                checked = check_file(
                     file.file,
                     filename=file.filename,
                     declared=file.content_type,
-                    matter_code=matter.code,
                     material=material,
+                    limit=limit,
                 )
-            )
+                pending.append((len(docs), checked))
+                docs.append(common_pb2.Document())
+        for index, checked in pending:
+            docs[index] = await stream_to_intake(clients, checked, matter_code=matter.code)
+    finally:
+        for _, checked in pending:
+            checked.fh.close()
     return docs

@@ -5,10 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.accounts import MIN_PASSWORD_LENGTH, new_password
+from gateway.audit import note
 from gateway.auth import ADMIN_ROLES, CARRIER_ROLES, Principal, principal_of, require
 from gateway.clients import optional
 from gateway.keys import PASSWORDS, clients, now, store
-from gateway.views.common import form_data, matter, own_centers, render, text
+from gateway.views.common import centers_below, form_data, matter, own_centers, render, text
 from onestop.intake.v1 import intake_pb2
 from onestop.routing.v1 import routing_pb2
 from services.common.calendar import default_calendar
@@ -29,8 +30,16 @@ async def _staff_here(request: web.Request) -> list[routing_pb2.Staff]:
     return [s for s in reply.staff if any(g.center in centers for g in s.roles)]
 
 
+async def _managed(request: web.Request, staff: list[routing_pb2.Staff]) -> list[routing_pb2.Staff]:
+    """The staff an administrator manages: every grant they hold here lies at the admin's center or below."""
+    # A district's administrator cannot reset the password of someone who also acts for the city.
+    mine = await centers_below(request, _me(request).center)
+    here = await own_centers(request)
+    return [s for s in staff if all(g.center in mine for g in s.roles if g.center in here)]
+
+
 async def _users_page(request: web.Request, *, shown: tuple[str, str] | None = None) -> web.Response:
-    staff = await _staff_here(request)
+    staff = await _managed(request, await _staff_here(request))
     return render(
         request,
         "staff/admin_users.html",
@@ -57,12 +66,18 @@ async def reset_password(request: web.Request) -> web.Response:
     """Create an account or reset its password (generated, shown once); signs the person out everywhere."""
     who = _me(request)
     username = request.match_info["username"]
-    if username not in {s.username for s in await _staff_here(request)}:
+    staff = await _staff_here(request)
+    if username not in {s.username for s in staff}:
         raise web.HTTPNotFound(reason="no staff member of this center has that username")
+    if username not in {s.username for s in await _managed(request, staff)}:
+        raise web.HTTPForbidden(
+            reason=f"{username} holds a role outside center {who.center}: not yours to manage"
+        )
     chosen = text(await form_data(request), "password", max_len=256)
     if chosen and len(chosen) < MIN_PASSWORD_LENGTH:
         raise web.HTTPBadRequest(reason=f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
     password = chosen or new_password()
+    note(request, generated=not chosen)
     await store(request).set_password(
         username, await request.app[PASSWORDS].hash(password), now=now(request), by=who.username
     )

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import AsyncIterator
 
 from aiohttp import BodyPartReader, web
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from gateway.auth import WINDOW_ROLES, principal_of, require
+from gateway.audit import clean
+from gateway.auth import (
+    SUPERVISING_ROLES,
+    WINDOW_ROLES,
+    forbid_outside,
+    forbid_unless,
+    principal_of,
+    require,
+)
 from gateway.keys import CONFIG, LIMITS, OPENAPI, clients
-from gateway.security import check_rate
+from gateway.security import BODY_ERRORS, check_rate
 from gateway.uploads import limits_of, send_to_intake, spool
 from gateway.views.citizen import CODE, NUMBER
-from gateway.views.common import matter
+from gateway.views.common import CONTROL, matter
+from gateway.views.console import own_department
 from onestop.approval.v1 import approval_pb2
 from onestop.intake.v1 import intake_pb2
 from onestop.routing.v1 import routing_pb2
@@ -30,6 +39,22 @@ def as_json(message: Message, *, status: int = 200) -> web.Response:
         status=status,
         dumps=lambda v: json.dumps(v, ensure_ascii=False),
     )
+
+
+async def small_field(part: BodyPartReader, limit: int = 256) -> str:
+    """A short text part of a multipart upload (read with a bound; 400 when longer or not UTF-8)."""
+    data = b""
+    while chunk := await part.read_chunk(limit + 1):
+        data += chunk
+        if len(data) > limit:
+            raise web.HTTPBadRequest(reason=f"field {part.name} is too long")
+    try:
+        value = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise web.HTTPBadRequest(reason=f"field {part.name} is not UTF-8 text") from None
+    if CONTROL.search(value):
+        raise web.HTTPBadRequest(reason=f"field {part.name} contains control characters")
+    return value[:64]
 
 
 @routes.get("/api/openapi.json", name="openapi")
@@ -69,36 +94,43 @@ async def api_upload(request: web.Request) -> web.Response:
             actual_size=request.content_length,
             reason=f"The file is larger than {ceiling // (1024 * 1024)} MB",
         )
-    reader = await request.multipart()
-    fields: dict[str, str] = {}
-    while True:
-        part = await reader.next()
-        if part is None:
-            raise web.HTTPBadRequest(reason="no file in the upload")
-        if not isinstance(part, BodyPartReader):
-            raise web.HTTPBadRequest(reason="nested multipart is not accepted")
-        if part.name in ("matter_code", "material_code", "_csrf"):
-            fields[part.name] = (await part.text())[:64]
-            continue
-        if part.name != "file":
-            raise web.HTTPBadRequest(reason=f"unexpected field {part.name}")
+    try:
+        reader = await request.multipart()
+        fields: dict[str, str] = {}
+        while True:
+            part = await reader.next()
+            if part is None:
+                raise web.HTTPBadRequest(reason="no file in the upload")
+            if not isinstance(part, BodyPartReader):
+                raise web.HTTPBadRequest(reason="nested multipart is not accepted")
+            if part.name in ("matter_code", "material_code", "_csrf"):
+                fields[part.name] = await small_field(part)
+                continue
+            if part.name != "file":
+                raise web.HTTPBadRequest(reason=f"unexpected field {clean(part.name or '', 64)}")
+            break
         m = await matter(request, fields.get("matter_code", ""))
         material, limit = limits_of(m, fields.get("material_code", ""), ceiling)
 
-        async def body(p: Any = part) -> Any:
+        async def body(p: BodyPartReader = part) -> AsyncIterator[bytes]:
             while data := await p.read_chunk(256 * 1024):
                 yield data
 
         fh, _ = await spool(body(), limit)
-        doc = await send_to_intake(
-            clients(request),
-            fh,
-            filename=part.filename or "document",
-            declared=part.headers.get("Content-Type", ""),
-            matter_code=m.code,
-            material=material,
-        )
-        return as_json(doc, status=201)
+        filename = part.filename or "document"
+        declared = part.headers.get("Content-Type", "")
+    except BODY_ERRORS:  # a missing boundary, a broken part header ...
+        raise web.HTTPBadRequest(reason="The upload could not be read; send it again") from None
+    doc = await send_to_intake(
+        clients(request),
+        fh,
+        filename=filename,
+        declared=declared,
+        matter_code=m.code,
+        material=material,
+        limit=limit,
+    )
+    return as_json(doc, status=201)
 
 
 @routes.post("/api/v1/cases/lookup", name="api_lookup")
@@ -128,8 +160,12 @@ async def api_statistics(request: web.Request) -> web.Response:
     group = request.query.get("group_by", "department")
     if group not in ("center", "department", "window", "staff", "matter"):
         raise web.HTTPBadRequest(reason="group_by must be center, department, window, staff or matter")
-    if group == "staff" and principal_of(request) is None:
-        raise web.HTTPUnauthorized(reason="statistics by staff member are for signed-in staff")
+    if group == "staff":  # figures on named people are for the center's supervisors
+        who = principal_of(request)
+        if who is None:
+            raise web.HTTPUnauthorized(reason="statistics by staff member are for signed-in staff")
+        forbid_unless(who.role in SUPERVISING_ROLES, "statistics by staff member are for supervisors")
+        forbid_outside(who)
     return as_json(
         await clients(request).supervision.GetStatistics(
             supervision_pb2.GetStatisticsRequest(group_by=group), timeout=5
@@ -138,11 +174,12 @@ async def api_statistics(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/staff/queue", name="api_queue")
-@require(*WINDOW_ROLES)
+@require(*WINDOW_ROLES, here=True)
 async def api_queue(request: web.Request) -> web.Response:
     """The signed-in window's queue as JSON (the department comes from the session, never the query)."""
     who = principal_of(request)
     assert who is not None
+    own_department(request, who)
     return as_json(
         await clients(request).approval.ListQueue(
             approval_pb2.ListQueueRequest(

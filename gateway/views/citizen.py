@@ -97,6 +97,10 @@ async def apply_submit(request: web.Request) -> web.Response:
     data = await form_data(request)
     who = principal_of(request)
     agent = who is not None and who.role in CARRIER_ROLES
+    # Every field is checked before the first document is stored: a refused form writes nothing.
+    applicant = _applicant(data, language_of(request))
+    request_id = text(data, "request_id", max_len=64)
+    title = text(data, "title", max_len=200)
     docs = await documents_from_form(
         clients(request),
         data,
@@ -106,15 +110,13 @@ async def apply_submit(request: web.Request) -> web.Response:
     )
     reply = await clients(request).intake.SubmitCase(
         intake_pb2.SubmitCaseRequest(
-            client_request_id=text(data, "request_id", max_len=64),
+            client_request_id=request_id,
             matter_code=m.code,
             channel=common_pb2.CHANNEL_AGENT if agent else common_pb2.CHANNEL_ONLINE,
-            applicant=_applicant(data, language_of(request)),
+            applicant=applicant,
             documents=docs,
-            submitted_by=who.actor()
-            if who is not None and agent
-            else online_actor(request, text(data, "name")),
-            title=text(data, "title", max_len=200),
+            submitted_by=who.actor() if who is not None and agent else online_actor(request, applicant.name),
+            title=title,
         ),
         timeout=15,
     )
@@ -207,8 +209,11 @@ async def track_lookup(request: web.Request) -> web.StreamResponse:
 
 
 def _code_for(request: web.Request, number: str) -> str:
+    """The query code this browser unlocked the case with; a form posted without one is refused."""
     code = tracked(request).get(number)
     if not code:
+        if request.method != "GET":
+            raise web.HTTPForbidden(reason="Look the case up with its number and query code first")
         raise redirect(f"/track?number={number}") if NUMBER.match(number) else web.HTTPNotFound()
     return code
 
@@ -323,8 +328,10 @@ async def supplement(request: web.Request) -> web.Response:
 
 @routes.post("/track/{number}/evaluation", name="evaluate")
 async def evaluate(request: web.Request) -> web.Response:
-    """好差评: rate a concluded case from 1 to 5 (the gateway vouches for the query code)."""
+    """好差评: rate a concluded case from 1 to 5 (the query code vouches; staff may not rate)."""
     number = request.match_info["number"]
+    if principal_of(request) is not None:
+        raise web.HTTPForbidden(reason="Staff may not evaluate a case: the rating is the applicant's own")
     code = _code_for(request, number)
     data = await form_data(request)
     try:

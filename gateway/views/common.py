@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -13,11 +14,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.i18n import language_of, translator
 from gateway.keys import CACHES, clients, settings
+from gateway.security import read_form
 from onestop.common.v1 import common_pb2
 from onestop.routing.v1 import routing_pb2
 from services.common.calendar import CalendarError, default_calendar
 
 MATTER_TTL = 60.0
+# Control characters other than tab and line breaks (textareas keep those), and lone surrogates.
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
 def render(
@@ -33,16 +37,18 @@ def tr(request: web.Request) -> Callable[[str, str], str]:
 
 
 async def form_data(request: web.Request) -> Mapping[str, Any]:
-    """The posted form (already parsed, and cached, by the CSRF check)."""
-    return await request.post()
+    """The posted form (already parsed, and cached, by the CSRF check); 400 when it cannot be parsed."""
+    return await read_form(request)
 
 
 def text(data: Mapping[str, Any], name: str, *, max_len: int = 200, required: bool = False) -> str:
-    """A trimmed text field, length-limited; 400 when required and empty."""
+    """A trimmed text field, length-limited and free of control characters; 400 when required and empty."""
     value = data.get(name, "")
     value = value.strip() if isinstance(value, str) else ""
     if len(value) > max_len:
         raise web.HTTPBadRequest(reason=f"field {name} is longer than {max_len} characters")
+    if CONTROL.search(value):
+        raise web.HTTPBadRequest(reason=f"field {name} contains control characters")
     if required and not value:
         raise web.HTTPBadRequest(reason=f"field {name} is required")
     return value
@@ -82,10 +88,14 @@ async def departments(request: web.Request) -> dict[str, tuple[str, str]]:
 
 async def own_centers(request: web.Request) -> frozenset[str]:
     """This node's center and every center below it (service points work in their node's gateway)."""
-    cache = request.app[CACHES]
-    if cache.own_centers:
-        return cache.own_centers
-    root = settings(request).center
+    return await centers_below(request, settings(request).center)
+
+
+async def centers_below(request: web.Request, root: str) -> frozenset[str]:
+    """A center and every center below it, from routing's organisation (cached for the process)."""
+    cache = request.app[CACHES].subtrees
+    if root in cache:
+        return cache[root]
     found = {root}
     frontier = [root]
     while frontier:
@@ -97,8 +107,8 @@ async def own_centers(request: web.Request) -> frozenset[str]:
             if c.code not in found:
                 found.add(c.code)
                 frontier.append(c.code)
-    cache.own_centers = frozenset(found)
-    return cache.own_centers
+    cache[root] = frozenset(found)
+    return cache[root]
 
 
 def online_actor(request: web.Request, name: str = "") -> common_pb2.Actor:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, date, datetime, time
 from typing import Any
 
 from aiohttp import web
 
+from gateway.audit import note
 from gateway.auth import (
     CARRIER_ROLES,
     DECIDING_ROLES,
@@ -15,6 +17,7 @@ from gateway.auth import (
     TRACKING_ROLES,
     WINDOW_ROLES,
     Principal,
+    forbid_outside,
     forbid_unless,
     principal_of,
     require,
@@ -44,6 +47,7 @@ routes = web.RouteTableDef()
 DESIGNATING_DEPARTMENTS = frozenset({"DRC", "ECON", "FTRADE"})  # R1: authorized to name key projects
 ACTIONS = frozenset({"claim", "release", "approve", "reject", "supplement", "opinion", "extension"})
 NOTICES = frozenset({"acceptance", "supplement", "decision", "extension"})
+QUESTION_ID = re.compile(r"^[0-9a-f-]{36}$")
 
 
 def _me(request: web.Request) -> Principal:
@@ -52,11 +56,21 @@ def _me(request: web.Request) -> Principal:
     return who
 
 
+def own_department(request: web.Request, who: Principal) -> None:
+    """403 when the query names another department than the session's (it never widens the scope)."""
+    asked = request.query.get("department", "")
+    forbid_unless(
+        not asked or asked == who.department,
+        f"You may open only your own department's queue ({who.department or 'none'})",
+    )
+
+
 @routes.get("/staff/queue", name="queue")
-@require(*WINDOW_ROLES)
+@require(*WINDOW_ROLES, here=True)
 async def queue(request: web.Request) -> web.Response:
     """The window's queue: priority first, then the nearest due time (only one's own department)."""
     who = _me(request)
+    own_department(request, who)
     closed = request.query.get("closed") == "1"
     reply = await clients(request).approval.ListQueue(
         approval_pb2.ListQueueRequest(
@@ -78,9 +92,9 @@ async def _may_see_case(
     request: web.Request, who: Principal, number: str, tasks: list[common_pb2.Task]
 ) -> bool:
     if who.role in SUPERVISING_ROLES or who.role in TRACKING_ROLES:
-        return True
+        return who.here
     if who.role in WINDOW_ROLES:
-        return any(t.department == who.department for t in tasks)
+        return who.here and any(t.department == who.department for t in tasks)
     if who.role in CARRIER_ROLES:
         mine = await store(request).carried_cases(
             username=who.username if who.role == "agent" else None,
@@ -162,6 +176,8 @@ async def case_detail(request: web.Request) -> web.Response:
 
 def _may_designate(who: Principal) -> bool:
     """The center director, or the head or chief representative of an authorized department (R1)."""
+    if not who.here:
+        return False
     if who.role == "center_director":
         return True
     return who.role in DECIDING_ROLES and who.department in DESIGNATING_DEPARTMENTS
@@ -184,6 +200,7 @@ async def designate(request: web.Request) -> web.Response:
     )
     number = request.match_info["number"]
     data = await form_data(request)
+    note(request, case_number=number)
     try:
         day = date.fromisoformat(text(data, "promised_date", max_len=10, required=True))
     except ValueError:
@@ -195,6 +212,7 @@ async def designate(request: web.Request) -> web.Response:
     if tracker and tracker not in {u for u, _ in await _trackers(request)}:
         raise web.HTTPBadRequest(reason="choose a tracker of this center")
     case = await clients(request).intake.GetCase(intake_pb2.GetCaseRequest(case_number=number), timeout=5)
+    note(request, promised_date=day.isoformat(), tracker=tracker)
     req = intake_pb2.DesignateKeyProjectRequest(
         case_id=case.case_id, designated_by=who.actor(), tracker=tracker
     )
@@ -205,6 +223,8 @@ async def designate(request: web.Request) -> web.Response:
 
 async def _task_in_scope(request: web.Request, who: Principal, task_id: str) -> common_pb2.Task:
     task = await clients(request).approval.GetTask(approval_pb2.GetTaskRequest(task_id=task_id), timeout=5)
+    note(request, case_number=task.case_number, department=task.department)
+    forbid_outside(who)
     forbid_unless(
         who.role in WINDOW_ROLES and task.department == who.department,
         "This task belongs to another department's window",
@@ -213,7 +233,7 @@ async def _task_in_scope(request: web.Request, who: Principal, task_id: str) -> 
 
 
 @routes.post("/staff/tasks/{task_id}/{action}", name="task_action")
-@require(*WINDOW_ROLES)
+@require(*WINDOW_ROLES, here=True)
 async def task_action(request: web.Request) -> web.Response:
     """Claim, release, decide, ask for a supplement, add an opinion or request an extension."""
     who = _me(request)
@@ -356,7 +376,7 @@ async def notice(request: web.Request) -> web.Response:
 
 
 @routes.get("/staff/questions", name="questions")
-@require(*WINDOW_ROLES, *SUPERVISING_ROLES)
+@require(*WINDOW_ROLES, *SUPERVISING_ROLES, here=True)
 async def questions(request: web.Request) -> web.Response:
     """Citizens' questions to this window (咨询): open ones to answer, answered ones for reference."""
     who = _me(request)
@@ -374,11 +394,12 @@ async def questions(request: web.Request) -> web.Response:
 
 
 @routes.post("/staff/questions/{question_id}/answer", name="answer")
-@require(*WINDOW_ROLES)
+@require(*WINDOW_ROLES, here=True)
 async def answer(request: web.Request) -> web.Response:
     """The window answers; a published answer joins the matter's public FAQ."""
     who = _me(request)
-    q = await store(request).question(request.match_info["question_id"])
+    question_id = request.match_info["question_id"]
+    q = await store(request).question(question_id) if QUESTION_ID.match(question_id) else None
     if q is None:
         raise web.HTTPNotFound(reason="no such question")
     forbid_unless(q["department"] == who.department, "This question was asked of another department")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.audit import clean, record
 from gateway.auth import (
     ADMIN_ROLES,
     CARRIER_ROLES,
@@ -11,8 +12,10 @@ from gateway.auth import (
     SUPERVISING_ROLES,
     TRACKING_ROLES,
     WINDOW_ROLES,
+    Principal,
     SignInError,
     check_password,
+    local_path,
     open_session,
     principal_of,
     require,
@@ -26,7 +29,7 @@ routes = web.RouteTableDef()
 
 
 def _safe_next(value: str) -> str:
-    return value if value.startswith("/") and not value.startswith("//") and "\\" not in value else "/staff"
+    return local_path(value, "/staff")
 
 
 @routes.get("/staff/login", name="login")
@@ -41,23 +44,33 @@ async def login_form(request: web.Request) -> web.Response:
 
 @routes.post("/staff/login")
 async def login(request: web.Request) -> web.StreamResponse:
-    """Check the password (argon2, lockout), load the role grants from routing, open a session."""
+    """Check the password (argon2, lockout), load the role grants, open a session; audit every attempt."""
+    # The audit record names the username as typed, never the password.
     check_rate(request, request.app[LIMITS].sign_in)
     data = await form_data(request)
-    username = text(data, "username", max_len=64)
+    raw = data.get("username", "")
+    username = raw.strip() if isinstance(raw, str) else ""
     password = data.get("password", "")
     password = password if isinstance(password, str) else ""
     target = _safe_next(text(data, "next", max_len=300) or "/staff")
     t = tr(request)
     instant = now(request)
 
-    def refused(message: str) -> web.Response:
+    async def refused(message: str, why: str) -> web.Response:
+        await record(
+            request, "sign_in", outcome="refused", status=401, reason=why, actor=username[:64] or "(blank)"
+        )
         return render(
-            request, "staff/login.html", {"next": target, "error": message, "username": username}, status=401
+            request,
+            "staff/login.html",
+            {"next": target, "error": message, "username": clean(username, 64)},
+            status=401,
         )
 
     if not username or not password or len(password) > 256:
-        return refused(t("请输入用户名和密码", "Enter your username and password"))
+        return await refused(t("请输入用户名和密码", "Enter your username and password"), "blank or overlong")
+    if len(username) > 64 or clean(username, 64) != username:
+        return await refused(t("用户名或密码不正确", "Wrong username or password"), "malformed username")
     try:
         await check_password(
             store(request),
@@ -68,7 +81,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             now=instant,
         )
     except SignInError as exc:
-        return refused(t(exc.zh, exc.en))
+        return await refused(t(exc.zh, exc.en), exc.en)
     staff = await clients(request).routing.GetStaff(routing_pb2.GetStaffRequest(username=username), timeout=5)
     centers = await own_centers(request)
     grants = [
@@ -77,7 +90,9 @@ async def login(request: web.Request) -> web.StreamResponse:
         if g.center in centers
     ]
     if not grants:
-        return refused(t("您在本中心没有任何岗位权限", "You hold no role at this center"))
+        return await refused(
+            t("您在本中心没有任何岗位权限", "You hold no role at this center"), "no role at this center"
+        )
     token = await open_session(
         store(request),
         request.app[CONFIG],
@@ -85,6 +100,27 @@ async def login(request: web.Request) -> web.StreamResponse:
         display_name=staff.display_name or username,
         grants=grants,
         now=instant,
+    )
+    first = grants[0]
+    await record(
+        request,
+        "sign_in",
+        outcome="ok",
+        status=303,
+        who=Principal(
+            username=username,
+            display_name=staff.display_name or username,
+            role=first["role"],
+            center=first["center"],
+            department=first["department"],
+            service_point=first["service_point"],
+            grants=tuple(grants),
+            active=0,
+            token_hash="",
+        ),
+        grants=[
+            f"{g['role']}@{g['center']}{'/' + g['department'] if g['department'] else ''}" for g in grants
+        ],
     )
     response = web.HTTPSeeOther(target)
     set_cookie(response, SESSION_COOKIE, token)
@@ -97,6 +133,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     who = principal_of(request)
     if who is not None:
         await store(request).delete_session(who.token_hash)
+        await record(request, "sign_out", outcome="ok", status=303)
     response = web.HTTPSeeOther("/staff/login")
     clear_cookie(response, SESSION_COOKIE)
     raise response
@@ -126,16 +163,17 @@ async def home(request: web.Request) -> web.Response:
     assert who is not None
     t = tr(request)
     links: list[tuple[str, str]] = []
-    if who.role in WINDOW_ROLES:
+    here = who.here  # window, head, tracker and office work belongs to this node's own center
+    if here and who.role in WINDOW_ROLES:
         links += [
             ("/staff/queue", t("本窗口待办队列", "My window's queue")),
             ("/staff/questions", t("群众咨询", "Citizens' questions")),
         ]
-    if who.role in EXTENSION_DECIDERS:
+    if here and who.role in EXTENSION_DECIDERS:
         links.append(("/staff/extensions", t("延期申请审批", "Extension requests")))
-    if who.role in TRACKING_ROLES:
+    if here and who.role in TRACKING_ROLES:
         links.append(("/staff/key-projects", t("重点项目督办", "Key projects")))
-    if who.role in SUPERVISING_ROLES:
+    if here and who.role in SUPERVISING_ROLES:
         links += [
             ("/staff/warnings", t("预警督办看板", "Warning board")),
             ("/staff/accountability", t("超时默许与问责", "Deemed approvals and accountability")),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import charts
+from gateway.audit import note
 from gateway.auth import (
     EXTENSION_DECIDERS,
     SUPERVISING_ROLES,
@@ -31,7 +32,7 @@ def _me(request: web.Request) -> Principal:
 
 
 @routes.get("/staff/extensions", name="extensions")
-@require(*EXTENSION_DECIDERS)
+@require(*EXTENSION_DECIDERS, here=True)
 async def extensions(request: web.Request) -> web.Response:
     """Extension requests awaiting the head (R7): one's own department, or all for the center director."""
     who = _me(request)
@@ -54,19 +55,22 @@ async def extensions(request: web.Request) -> web.Response:
 
 
 @routes.post("/staff/extensions/{extension_id}", name="decide_extension")
-@require(*EXTENSION_DECIDERS)
+@require(*EXTENSION_DECIDERS, here=True)
 async def decide_extension(request: web.Request) -> web.Response:
     """Approve or refuse an extension; the applicant is told in writing by the notification service."""
     who = _me(request)
     data = await form_data(request)
     approve = data.get("approve") == "1"
     ext_id = request.match_info["extension_id"]
-    if who.role != "center_director":
+    note(request, approve=approve)
+    if who.role != "center_director":  # the director decides for every department of the center (R7)
         pending = await clients(request).approval.ListExtensions(
             approval_pb2.ListExtensionsRequest(department=who.department), timeout=5
         )
-        if not any(e.extension_id == ext_id for e in pending.extensions):
+        ext = next((e for e in pending.extensions if e.extension_id == ext_id), None)
+        if ext is None:
             raise web.HTTPForbidden(reason="This extension belongs to another department")
+        note(request, case_number=ext.case_number, days=ext.days)
     await clients(request).approval.DecideExtension(
         approval_pb2.DecideExtensionRequest(
             extension_id=ext_id, approve=approve, reason=text(data, "reason", max_len=1000), by=who.actor()
@@ -77,7 +81,7 @@ async def decide_extension(request: web.Request) -> web.Response:
 
 
 @routes.get("/staff/key-projects", name="key_projects")
-@require(*TRACKING_ROLES)
+@require(*TRACKING_ROLES, here=True)
 async def key_projects(request: web.Request) -> web.Response:
     """Key projects followed by this tracker (the office and the director see them all)."""
     who = _me(request)
@@ -103,7 +107,7 @@ async def key_projects(request: web.Request) -> web.Response:
 
 
 @routes.get("/staff/warnings", name="warnings")
-@require(*SUPERVISING_ROLES)
+@require(*SUPERVISING_ROLES, here=True)
 async def warnings(request: web.Request) -> web.Response:
     """The warning board: yellow and red lights, urged clocks and what is heading for deemed approval."""
     t = tr(request)
@@ -137,7 +141,7 @@ async def warnings(request: web.Request) -> web.Response:
 
 
 @routes.get("/staff/accountability", name="accountability")
-@require(*SUPERVISING_ROLES)
+@require(*SUPERVISING_ROLES, here=True)
 async def accountability(request: web.Request) -> web.Response:
     """Deemed approvals and the staff responsible (R6, R22)."""
     reply, missing = await optional(
@@ -158,7 +162,7 @@ async def accountability(request: web.Request) -> web.Response:
 
 
 @routes.get("/staff/dashboard", name="dashboard")
-@require(*SUPERVISING_ROLES)
+@require(*SUPERVISING_ROLES, here=True)
 async def dashboard(request: web.Request) -> web.Response:
     """Supervisors' charts: workload by department, on-time rates and ratings."""
     return render(request, "staff/dashboard.html", await statistics_data(request))

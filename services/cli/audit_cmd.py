@@ -29,16 +29,37 @@ async def _verify_one(url: str, service: str) -> Verdict:
         await engine.dispose()
 
 
+GATEWAY = "gateway"
+
+
+def _url(args: argparse.Namespace, service: str) -> str:
+    if service == GATEWAY:
+        if args.gateway_database:
+            return str(args.gateway_database)
+        if args.node_dir:
+            return f"sqlite+aiosqlite:///{Path(args.node_dir) / 'files' / 'gateway' / 'gateway.sqlite'}"
+        return str(args.database)
+    return str(args.database or f"sqlite+aiosqlite:///{Path(args.node_dir) / 'db' / f'{service}.sqlite'}")
+
+
+def _check(url: str, service: str) -> Verdict:
+    if service == GATEWAY:
+        from gateway.audit import verify_chain  # the gateway keeps its chain in its own database
+
+        return asyncio.run(verify_chain(url))
+    return asyncio.run(_verify_one(url, service))
+
+
 def _verify(args: argparse.Namespace) -> int:
-    services = args.service or audited_services()
+    services = args.service or [*audited_services(), GATEWAY]
     if not args.database and not args.node_dir:
         print("onestop audit verify: give --database URL or --node-dir DIR", file=sys.stderr)
         return 2
     failed = False
     for service in services:
-        url = args.database or f"sqlite+aiosqlite:///{Path(args.node_dir) / 'db' / f'{service}.sqlite'}"
+        url = _url(args, service)
         try:
-            verdict = asyncio.run(_verify_one(url, service))
+            verdict = _check(url, service)
         except Exception as exc:  # noqa: BLE001 - reported per service
             print(f"{service}: cannot read the audit log: {exc}")
             failed = True
@@ -58,5 +79,14 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("verify", help="verify every record of the audit chains")
     p.add_argument("--database", help="the node's database URL (PostgreSQL)")
     p.add_argument("--node-dir", help="a node directory on the embedded default (SQLite files under db/)")
-    p.add_argument("--service", action="append", choices=SERVICES, help="only this service (repeatable)")
+    p.add_argument(
+        "--gateway-database",
+        help="the gateway's accounts and audit database URL, when it is not the node's (--database)",
+    )
+    p.add_argument(
+        "--service",
+        action="append",
+        choices=[*SERVICES, GATEWAY],
+        help="only this service (repeatable)",
+    )
     p.set_defaults(func=_verify)

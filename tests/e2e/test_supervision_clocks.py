@@ -194,21 +194,32 @@ def test_a_supplement_pause_moves_the_due_date(node, sup, clock_file):
     c.close()
 
 
-def test_a_year_without_calendar_data_raises_the_alarm_and_loading_it_recomputes_open_clocks(node, sup, clock_file):
+def test_a_year_without_calendar_data_raises_the_alarm_and_loading_it_recomputes_open_clocks(
+    node, sup, clock_file
+):
     at(clock_file, 2026, 12, 28, 9, 0)  # Monday; seven working days later is in 2027, which has no data yet
     c = NodeClients.of(node)
     number = c.submit("KP-001").case.case_number
     c.wait_tasks(number, count=1)
-    clocks = wait_for(lambda: sup.GetClocks(supervision_pb2.GetClocksRequest(case_number=number)).clocks,
-                      what="the clocks")
+    clocks = wait_for(
+        lambda: sup.GetClocks(supervision_pb2.GetClocksRequest(case_number=number)).clocks, what="the clocks"
+    )
     assert all(not clock.HasField("due_at") for clock in clocks)  # never a weekend-only guess
     wait_for(lambda: "calendar_missing" in _stream_kinds(node), what="the calendar-missing alarm")
     with pytest.raises(grpc.RpcError) as err:
-        sup.LoadCalendarYear(supervision_pb2.LoadCalendarYearRequest(year=2027, by=actor("clerk.plan", "window_clerk")))
+        sup.LoadCalendarYear(
+            supervision_pb2.LoadCalendarYearRequest(year=2027, by=actor("clerk.plan", "window_clerk"))
+        )
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    reply = sup.LoadCalendarYear(supervision_pb2.LoadCalendarYearRequest(
-        year=2027, holidays={"2027-01-01": "元旦 New Year's Day"}, workdays=[], source="test: State Council 2027",
-        by=actor("admin", "administrator")))
+    reply = sup.LoadCalendarYear(
+        supervision_pb2.LoadCalendarYearRequest(
+            year=2027,
+            holidays={"2027-01-01": "元旦 New Year's Day"},
+            workdays=[],
+            source="test: State Council 2027",
+            by=actor("admin", "administrator"),
+        )
+    )
     assert reply.moved_clocks >= 1
     clock = task_clock(sup, number, "DRC")
     due = clock.due_at.ToDatetime().replace(tzinfo=ZoneInfo("UTC")).astimezone(SH)

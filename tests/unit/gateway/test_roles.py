@@ -29,8 +29,12 @@ async def test_a_clerk_sees_only_the_own_departments_queue(gw: Gateway) -> None:
     assert await gw.sign_in("clerk.drc") == 303
     page = await (await gw.client.get("/staff/queue")).text()
     assert "210200-20250106-0009" in page and NUMBER not in page
-    data = await (await gw.client.get("/api/v1/staff/queue?department=PLAN")).json()
+    data = await (await gw.client.get("/api/v1/staff/queue")).json()
     assert {t["department"] for t in data["tasks"]} == {"DRC"}
+    # Asking for another department's queue is refused, never widened (and audited as a refusal).
+    refused = await gw.client.get("/api/v1/staff/queue?department=PLAN")
+    assert refused.status == 403
+    assert (await gw.client.get("/api/v1/staff/queue?department=DRC")).status == 200
 
 
 async def test_a_clerk_may_claim_but_not_approve(gw: Gateway) -> None:
