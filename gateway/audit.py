@@ -29,8 +29,7 @@ from gateway.clients import ServiceMissing, http_status
 from gateway.keys import LIMITS, NOW, STORE
 from gateway.security import SAFE_METHODS, client_ip
 from gateway.store import audit as audit_tables
-from services.common.audit import Verdict, verify
-from services.common.db import create_engine
+from services.common.audit import Verdict, verify_database
 from services.common.logging import get_logger
 
 log = get_logger(__name__)
@@ -230,9 +229,4 @@ async def trail(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 async def verify_chain(database_url: str) -> Verdict:
     """Recompute the gateway's audit chain in its database; names the first edited or missing record."""
-    engine = create_engine(database_url)
-    try:
-        async with engine.connect() as conn:
-            return await verify(conn, audit_tables)
-    finally:
-        await engine.dispose()
+    return await verify_database(database_url, audit_tables)

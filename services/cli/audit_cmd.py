@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from services.common.audit import Verdict, verify
-from services.common.db import create_engine
+from services.common.audit import Verdict, verify_database
 from services.common.ports import SERVICES
 
 
@@ -20,13 +19,7 @@ def audited_services() -> list[str]:
 
 
 async def _verify_one(url: str, service: str) -> Verdict:
-    tables = importlib.import_module(f"services.{service}.orm").audit
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return await verify(conn, tables)
-    finally:
-        await engine.dispose()
+    return await verify_database(url, importlib.import_module(f"services.{service}.orm").audit)
 
 
 GATEWAY = "gateway"

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Integer, MetaData, String, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.common.db import Instant, insert_ignore
+from services.common.db import Instant, create_engine, insert_ignore
 
 GENESIS = "0" * 64
 
@@ -210,3 +210,13 @@ async def verify(conn: AsyncConnection, tables: tuple[Table, Table]) -> Verdict:
             count, False, f"records after {count} are missing (the head says {last.seq})", count + 1
         )
     return Verdict(count, True)
+
+
+async def verify_database(url: str, tables: tuple[Table, Table]) -> Verdict:
+    """Open the database at `url` and verify the chain kept in `tables` there."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await verify(conn, tables)
+    finally:
+        await engine.dispose()

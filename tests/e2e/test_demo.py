@@ -51,3 +51,16 @@ def test_the_demo_prints_urls_that_answer_and_stops_cleanly(tmp_path: Path) -> N
         finally:
             if proc.poll() is None:
                 proc.kill()
+    # Every node directory's audit chains, the gateway's included, verify from the files the demo left.
+    nodes = [d for d in (tmp_path / "demo").iterdir() if (d / "db").is_dir()]
+    assert len(nodes) == 2
+    for node_dir in nodes:
+        verified = subprocess.run(
+            [sys.executable, "-m", "services.cli.main", "audit", "verify", "--node-dir", str(node_dir)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        assert re.search(r"^gateway: \d+ records, chain intact$", verified.stdout, re.M), verified.stdout
+        assert re.search(r"^approval: \d+ records, chain intact$", verified.stdout, re.M), verified.stdout
