@@ -14,6 +14,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.floors import ratios  # noqa: E402
+
 # (script, extra arguments for a full run, for --quick)
 BENCHES: list[tuple[str, list[str], list[str]]] = [
     ("bench_blocks.py", [], []),
@@ -50,6 +54,8 @@ def main() -> int:
         if result.returncode != 0:
             failed.append(script)
     results = json.loads(args.json.read_text()) if args.json.exists() else {}
+    results.update(ratios(results))  # each workload's CPU per case against its I/O floor, this run
+    args.json.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     print(f"\n{'metric':40s} {'value':>12s} {'unit':10s} {'target':>10s}  verdict")
     for name, m in results.items():
         target = m.get("target")
