@@ -85,6 +85,20 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def seconds(name: str, default: float, env: Mapping[str, str] | None = None) -> float:
+    """A non-negative number of seconds from the environment variable `name`; fails fast on nonsense."""
+    raw = (os.environ if env is None else env).get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise SettingsError(f"{name} must not be negative, got {value}")
+    return value
+
+
 def _required(env: Mapping[str, str], name: str) -> str:
     value = env.get(name, "").strip()
     if not value:

@@ -13,6 +13,7 @@ from onestop.routing.v1 import routing_pb2, routing_pb2_grpc
 from services.common.errors import InvalidArgument, NotFound, Unavailable
 from services.common.rpc import insecure_channel
 from services.common.runtime import Runtime, ServiceParts
+from services.common.settings import seconds
 from services.intake import handlers, model, orm
 from services.intake.convenience_api import servicers as convenience_servicers
 from services.intake.documents import LocalDocumentStore
@@ -32,20 +33,22 @@ CONSUMED = (
     "task_deemed_approved",
     "case_delivered",
 )
-MATTER_TTL_S = 30.0
+MATTER_TTL_ENV = "ONESTOP_MATTER_CACHE_S"  # how long a new catalogue version may take to reach intake
+DEFAULT_MATTER_TTL_S = 30.0
 
 
 class RoutingMatters:
     """Looks matters up in routing's catalogue over gRPC, with a short cache."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, ttl: float = DEFAULT_MATTER_TTL_S) -> None:
         self._stub = routing_pb2_grpc.RoutingServiceStub(insecure_channel(address))
+        self._ttl = ttl
         self._cache: dict[str, tuple[float, handlers.MatterView]] = {}
 
     async def get(self, code: str) -> handlers.MatterView:
         """The current version of matter `code`."""
         hit = self._cache.get(code)
-        if hit and time.monotonic() - hit[0] < MATTER_TTL_S:
+        if hit and time.monotonic() - hit[0] < self._ttl:
             return hit[1]
         try:
             matter: routing_pb2.Matter = await self._stub.GetMatter(
@@ -75,7 +78,8 @@ async def build(runtime: Runtime, *, matters: Any = None) -> ServiceParts:
     settings = runtime.settings
     ctx = handlers.IntakeContext(
         center=settings.center,
-        matters=matters or RoutingMatters(settings.peer("routing")),
+        matters=matters
+        or RoutingMatters(settings.peer("routing"), seconds(MATTER_TTL_ENV, DEFAULT_MATTER_TTL_S)),
         clock=runtime.clock,
     )
     store = LocalDocumentStore(settings.data_dir / "documents")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from functools import partial
 
@@ -11,7 +10,7 @@ from onestop.supervision.v1 import supervision_pb2
 from services.common.calendar import WorkingCalendar, default_calendar
 from services.common.outbox import UnitOfWork
 from services.common.runtime import Runtime, ServiceParts
-from services.common.settings import SettingsError
+from services.common.settings import seconds
 from services.supervision import deem, handlers, orm, recompute, ticker
 from services.supervision.clocks import DeemApprover, SupervisionContext
 from services.supervision.grpc_api import SupervisionApi
@@ -23,16 +22,7 @@ CONSUMED = tuple(handlers.EVENT_HANDLERS)
 
 def tick_interval(env: Mapping[str, str] | None = None) -> float:
     """Seconds between background ticks from $ONESTOP_SUPERVISION_TICK_S (0 turns the ticker off)."""
-    raw = (os.environ if env is None else env).get(TICK_ENV, "").strip()
-    if not raw:
-        return DEFAULT_TICK_S
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{TICK_ENV} must be a number of seconds, got {raw!r}") from None
-    if value < 0:
-        raise SettingsError(f"{TICK_ENV} must not be negative, got {value}")
-    return value
+    return seconds(TICK_ENV, DEFAULT_TICK_S, env)
 
 
 async def build(
