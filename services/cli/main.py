@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from services.cli import audit_cmd, calendar_cmd, certs_cmd, seal_cmd
+from services.cli import audit_cmd, calendar_cmd, catalogue_cmd, certs_cmd, seal_cmd
 from services.common.ports import SERVICES
 
 
@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_demo)
 
     calendar_cmd.register(sub)
+    catalogue_cmd.register(sub)
     certs_cmd.register(sub)
     seal_cmd.register(sub)
     audit_cmd.register(sub)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -16,6 +18,16 @@ CATALOGUE = ROOT / "services" / "routing" / "data" / "demo_catalogue.yaml"
 CORE = ("routing", "intake", "approval")
 
 
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli.main", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def _tr001_with_promise(days: int, *, version: int = 2) -> bytes:
     """The demo catalogue as the next version `version`, with TR-001's promised limit changed."""
     text = CATALOGUE.read_text(encoding="utf-8").replace("\nversion: 1\n", f"\nversion: {version}\n", 1)
@@ -25,10 +37,11 @@ def _tr001_with_promise(days: int, *, version: int = 2) -> bytes:
 
 
 def test_the_catalogue_is_searched_versioned_and_each_case_keeps_the_version_it_was_accepted_under(
-    node_factory,
+    node_factory, tmp_path: Path
 ) -> None:
     # Intake caches matters (ONESTOP_MATTER_CACHE_S, 30 s by default); here a new version applies at once.
-    c = NodeClients.of(node_factory(services=CORE, env={"ONESTOP_MATTER_CACHE_S": "0"}))
+    node = node_factory(services=CORE, env={"ONESTOP_MATTER_CACHE_S": "0"})
+    c = NodeClients.of(node)
     routing = c.routing
 
     # Search by name (zh and en) and by category; the reply names the version it comes from.
@@ -72,6 +85,22 @@ def test_the_catalogue_is_searched_versioned_and_each_case_keeps_the_version_it_
     new_due = c.wait_tasks(after.case_number, count=4)[0].due_at.ToDatetime()
     assert new_due < old_due  # 8 working days instead of 10, from the same day or a later one
 
+    # The admin command imports a file the same way and lists the versions.
+    third = tmp_path / "catalogue-3.yaml"
+    third.write_bytes(_tr001_with_promise(9, version=3))
+    imported = _cli(
+        "catalogue", "import", str(third), "--by", "admin.gjz", "--routing", node.address("routing")
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert (
+        "catalogue version 3 in force, by admin.gjz" in imported.stdout
+        and "changed: TR-001" in imported.stdout
+    )
+    listed = _cli("catalogue", "versions", "--routing", node.address("routing"))
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == ["1", "2", "3"]
+    again = _cli("catalogue", "import", str(third), "--by", "admin.gjz", "--routing", node.address("routing"))
+    assert again.returncode == 1 and "version" in again.stderr
+
     # Bad imports change nothing and say what is wrong.
     with pytest.raises(grpc.RpcError) as stale:
         routing.ImportCatalogue(
@@ -96,7 +125,7 @@ def test_the_catalogue_is_searched_versioned_and_each_case_keeps_the_version_it_
     assert broken.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "broken.yaml" in (broken.value.details() or "")
     versions = routing.ListCatalogueVersions(routing_pb2.ListCatalogueVersionsRequest(), timeout=5).versions
-    assert [v.version for v in versions] == [1, 2]
+    assert [v.version for v in versions] == [1, 2, 3]
     with pytest.raises(grpc.RpcError) as unknown:
         routing.GetMatter(routing_pb2.GetMatterRequest(code="NO-SUCH"), timeout=5)
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
