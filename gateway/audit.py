@@ -72,6 +72,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/staff/admin/users/{username}/password"): "reset_password",
     ("GET", "/staff/admin/catalogue"): "view_catalogue",
     ("GET", "/staff/admin/calendar"): "view_calendar",
+    ("POST", "/staff/admin/catalogue"): "import_catalogue",
+    ("POST", "/staff/admin/calendar"): "load_calendar_year",
     ("GET", "/staff/carried"): "view_carried",
     ("POST", "/apply/{code}"): "submit_case",
     ("POST", "/apply/{code}/supplement"): "supplement_case",

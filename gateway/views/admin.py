@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
 from aiohttp import web
 
 from gateway.accounts import MIN_PASSWORD_LENGTH, new_password
 from gateway.audit import note
 from gateway.auth import ADMIN_ROLES, CARRIER_ROLES, Principal, principal_of, require
 from gateway.clients import optional
-from gateway.keys import PASSWORDS, clients, now, store
+from gateway.keys import CACHES, PASSWORDS, clients, now, store
 from gateway.views.common import centers_below, form_data, matter, own_centers, render, text
 from onestop.intake.v1 import intake_pb2
 from onestop.routing.v1 import routing_pb2
-from services.common.calendar import default_calendar
+from onestop.supervision.v1 import supervision_pb2
+from services.common.calendar import CalendarDataError, default_calendar, parse_year_json
 
 routes = web.RouteTableDef()
+MAX_CATALOGUE_BYTES = 2 * 1024 * 1024  # within routing's 4 MiB ceiling for an import
+MAX_CALENDAR_BYTES = 64 * 1024
 
 
 def _me(request: web.Request) -> Principal:
@@ -87,25 +94,100 @@ async def reset_password(request: web.Request) -> web.Response:
     return response
 
 
-@routes.get("/staff/admin/catalogue", name="admin_catalogue")
-@require(*ADMIN_ROLES)
-async def catalogue(request: web.Request) -> web.Response:
-    """Versions of the matter catalogue (read-only here; imports go through `onestop catalogue import`)."""
+async def _catalogue_page(
+    request: web.Request, imported: routing_pb2.CatalogueVersion | None = None
+) -> web.Response:
     reply = await clients(request).routing.ListCatalogueVersions(
         routing_pb2.ListCatalogueVersionsRequest(), timeout=5
     )
     return render(
-        request, "staff/admin_catalogue.html", {"versions": sorted(reply.versions, key=lambda v: -v.version)}
+        request,
+        "staff/admin_catalogue.html",
+        {"versions": sorted(reply.versions, key=lambda v: -v.version), "imported": imported},
+    )
+
+
+def _uploaded(data: Mapping[str, Any], *, limit: int, suffixes: tuple[str, ...]) -> tuple[str, str]:
+    """(file name, UTF-8 text) of the form's `file`; 400 with the reason when it is missing or unfit."""
+    field = data.get("file")
+    if not isinstance(field, web.FileField):
+        raise web.HTTPBadRequest(reason="choose a file to upload")
+    name = Path(field.filename or "").name[:100]
+    if not name.lower().endswith(suffixes):
+        raise web.HTTPBadRequest(reason=f"the file must end with {' or '.join(suffixes)}")
+    raw = field.file.read(limit + 1)
+    if len(raw) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(raw))
+    try:
+        return name, raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise web.HTTPBadRequest(reason=f"{name} is not UTF-8 text") from None
+
+
+@routes.get("/staff/admin/catalogue", name="admin_catalogue")
+@require(*ADMIN_ROLES)
+async def catalogue(request: web.Request) -> web.Response:
+    """Versions of the matter catalogue, and a form to import the next one."""
+    return await _catalogue_page(request)
+
+
+@routes.post("/staff/admin/catalogue", name="import_catalogue")
+@require(*ADMIN_ROLES, here=True)
+async def import_catalogue(request: web.Request) -> web.Response:
+    """Import an uploaded catalogue file as the next version (validated by routing; errors name the field)."""
+    name, content = _uploaded(await form_data(request), limit=MAX_CATALOGUE_BYTES, suffixes=(".yaml", ".yml"))
+    version = await clients(request).routing.ImportCatalogue(
+        routing_pb2.ImportCatalogueRequest(
+            content=content.encode(), source=name, changed_by=_me(request).username
+        ),
+        timeout=30,
+    )
+    request.app[CACHES].matters.clear()  # pages show the new version at once
+    note(request, version=version.version, changed=list(version.changed))
+    return await _catalogue_page(request, imported=version)
+
+
+async def _calendar_page(request: web.Request, loaded: list[tuple[int, int]] | None = None) -> web.Response:
+    cal = default_calendar()
+    years = [cal.year_data(y) for y in cal.years()]
+    return render(
+        request, "staff/admin_calendar.html", {"years": years, "today": now(request), "loaded": loaded}
     )
 
 
 @routes.get("/staff/admin/calendar", name="admin_calendar")
 @require(*ADMIN_ROLES)
 async def calendar(request: web.Request) -> web.Response:
-    """The working-day calendar years this gateway has loaded (read-only)."""
-    cal = default_calendar()
-    years = [cal.year_data(y) for y in cal.years()]
-    return render(request, "staff/admin_calendar.html", {"years": years, "today": now(request)})
+    """The working-day calendar years loaded, and a form to load a newly published year."""
+    return await _calendar_page(request)
+
+
+@routes.post("/staff/admin/calendar", name="load_calendar")
+@require(*ADMIN_ROLES, here=True)
+async def load_calendar(request: web.Request) -> web.Response:
+    """Load a published year (JSON, services/common/calendar_data/README.md): supervision recomputes clocks."""
+    who = _me(request)
+    name, content = _uploaded(await form_data(request), limit=MAX_CALENDAR_BYTES, suffixes=(".json",))
+    try:
+        years = parse_year_json(content, source=name)
+    except CalendarDataError as exc:
+        raise web.HTTPBadRequest(reason=str(exc)) from None
+    loaded = []
+    for year in years:
+        reply = await clients(request).supervision.LoadCalendarYear(
+            supervision_pb2.LoadCalendarYearRequest(
+                year=year.year,
+                holidays={d.isoformat(): label for d, label in year.holidays.items()},
+                workdays=sorted(d.isoformat() for d in year.workdays),
+                source=f"{name}, uploaded by {who.username}",
+                by=who.actor(),
+            ),
+            timeout=60,
+        )
+        default_calendar().add_year(year)  # this gateway's own working-day figures follow at once
+        loaded.append((year.year, reply.moved_clocks))
+    note(request, years=[y for y, _ in loaded])
+    return await _calendar_page(request, loaded=loaded)
 
 
 @routes.get("/staff/carried", name="carried")

@@ -484,8 +484,18 @@ def load_year_file(path: str | os.PathLike[str]) -> list[YearData]:
     """Parse a JSON calendar file holding one year object or a list of them."""
     p = Path(path)
     try:
-        raw: Any = json.loads(p.read_text(encoding="utf-8"))
+        text = p.read_text(encoding="utf-8")
     except (OSError, ValueError) as exc:
+        raise CalendarDataError(f"{p}: cannot read calendar data: {exc}") from exc
+    return parse_year_json(text, source=str(p))
+
+
+def parse_year_json(text: str, *, source: str) -> list[YearData]:
+    """Parse calendar JSON (one year object or a list of them); errors name `source`."""
+    p = source
+    try:
+        raw: Any = json.loads(text)
+    except ValueError as exc:
         raise CalendarDataError(f"{p}: cannot read calendar data: {exc}") from exc
     items = raw if isinstance(raw, list) else [raw]
     out = []
@@ -496,7 +506,7 @@ def load_year_file(path: str | os.PathLike[str]) -> list[YearData]:
         workdays = item.get("workdays", [])
         if not isinstance(holidays, list | dict) or not isinstance(workdays, list):
             raise CalendarDataError(f"{p}: holidays/workdays must be lists of dates")
-        out.append(YearData.build(item["year"], holidays=holidays, workdays=workdays, source=str(p)))
+        out.append(YearData.build(item["year"], holidays=holidays, workdays=workdays, source=p))
     return out
 
 

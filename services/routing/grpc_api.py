@@ -9,6 +9,7 @@ from services.common.errors import InvalidArgument, NotFound
 from services.common.events import timestamp
 from services.common.runtime import Runtime
 from services.routing import handlers
+from services.routing.catalogue import diff
 from services.routing.convert import centers_message, matter_message, staff_message
 from services.routing.handlers import RoutingContext
 
@@ -109,9 +110,17 @@ class RoutingApi:
         self, req: routing_pb2.ListCatalogueVersionsRequest, _: Any
     ) -> routing_pb2.ListCatalogueVersionsResponse:
         out = routing_pb2.ListCatalogueVersionsResponse()
+        previous = None
         for version in sorted(self.ctx.versions):
             cat = self.ctx.versions[version]
-            out.versions.append(_version_message(version, cat.changed_by, cat.changed_at, (), (), ()))
+            # What each version changed, against the one before it (the first one adds every matter).
+            change = diff(old=previous, new=cat) if previous is not None else None
+            added = change.added if change else tuple(sorted(cat.matters))
+            removed, changed = (change.removed, change.changed) if change else ((), ())
+            out.versions.append(
+                _version_message(version, cat.changed_by, cat.changed_at, added, removed, changed)
+            )
+            previous = cat
         return out
 
     async def GetRoute(self, req: routing_pb2.GetRouteRequest, _: Any) -> routing_pb2.Route:

@@ -22,8 +22,8 @@ The policy (the text of docs/SECURITY.md, "Authorization"):
     - Supervisor: the warning board, accountability, dashboards, statistics by staff member, every case
       detail, every key project (R16, R17).
     - Tracker: the key projects they follow and their case details (R5).
-    - Administrator: staff accounts (password resets) of their center and below; catalogue and
-      calendar (read-only). No case data.
+    - Administrator: staff accounts (password resets) of their center and below; at their own center,
+      importing catalogue versions and loading calendar years. No case data.
     - Agent: the cases they carried for residents; liaison officer and fee collector: every case
       carried at their convenience center (R19, R20).
     - Applicant (no session): the public pages; their own case with its number and query code (a
@@ -95,30 +95,31 @@ ACTIONS = (
     "track",  # follow a key project / look a case up by number and query code
     "evaluate",  # rate a concluded case
     "carried",  # the cases carried for residents
+    "calendar",  # load a newly published calendar year
 )
 TABLE: tuple[tuple[str, str, str, str], ...] = (
-    # center, role, username,               qu cl de su ex ed kp wa ac st us ca tr ev cr
-    (CITY, "window_clerk", "clerk.plan", "Y  Y  .  Y  Y  .  .  .  .  .  .  Y  .  .  ."),
-    (CITY, "chief_representative", "chief.plan", "Y  Y  Y  Y  Y  .  .  .  .  .  .  Y  .  .  ."),
-    (CITY, "department_head", "head.plan", "Y  Y  Y  Y  Y  Y  .  .  .  .  .  Y  .  .  ."),
-    (CITY, "center_director", "director", ".  .  .  .  .  Y  Y  Y  Y  Y  .  Y  Y  .  ."),
-    (CITY, "supervisor", "supervisor", ".  .  .  .  .  .  .  Y  Y  Y  .  Y  Y  .  ."),
-    (CITY, "tracker", "tracker", ".  .  .  .  .  .  .  .  .  .  .  Y  Y  .  ."),
-    (CITY, "administrator", "admin", ".  .  .  .  .  .  .  .  .  .  Y  .  .  .  ."),
-    (CITY, "window_clerk", "clerk.drc", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (TOWN, "agent", "agent1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y"),
-    (TOWN, "liaison_officer", "liaison1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y"),
-    (TOWN, "fee_collector", "fee1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y"),
-    (TOWN, "center_director", "director.ycz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "window_clerk", "clerk.gjz.plan", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "chief_representative", "chief.gjz.plan", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "department_head", "head.gjz.plan", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "center_director", "director.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "supervisor", "supervisor.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "tracker", "tracker.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "administrator", "admin.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    ("", "applicant", "+code", ".  .  .  .  .  .  .  .  .  .  .  .  Y  Y  ."),
-    ("", "applicant", "-code", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    # center, role, username,               qu cl de su ex ed kp wa ac st us ca tr ev cr cl
+    (CITY, "window_clerk", "clerk.plan", "Y  Y  .  Y  Y  .  .  .  .  .  .  Y  .  .  .  ."),
+    (CITY, "chief_representative", "chief.plan", "Y  Y  Y  Y  Y  .  .  .  .  .  .  Y  .  .  .  ."),
+    (CITY, "department_head", "head.plan", "Y  Y  Y  Y  Y  Y  .  .  .  .  .  Y  .  .  .  ."),
+    (CITY, "center_director", "director", ".  .  .  .  .  Y  Y  Y  Y  Y  .  Y  Y  .  .  ."),
+    (CITY, "supervisor", "supervisor", ".  .  .  .  .  .  .  Y  Y  Y  .  Y  Y  .  .  ."),
+    (CITY, "tracker", "tracker", ".  .  .  .  .  .  .  .  .  .  .  Y  Y  .  .  ."),
+    (CITY, "administrator", "admin", ".  .  .  .  .  .  .  .  .  .  Y  .  .  .  .  Y"),
+    (CITY, "window_clerk", "clerk.drc", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (TOWN, "agent", "agent1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  ."),
+    (TOWN, "liaison_officer", "liaison1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  ."),
+    (TOWN, "fee_collector", "fee1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  ."),
+    (TOWN, "center_director", "director.ycz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (DISTRICT, "window_clerk", "clerk.gjz.plan", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (DISTRICT, "chief_representative", "chief.gjz.plan", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (DISTRICT, "department_head", "head.gjz.plan", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (DISTRICT, "center_director", "director.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (DISTRICT, "supervisor", "supervisor.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (DISTRICT, "tracker", "tracker.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (DISTRICT, "administrator", "admin.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    ("", "applicant", "+code", ".  .  .  .  .  .  .  .  .  .  .  .  Y  Y  .  ."),
+    ("", "applicant", "-code", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
 )
 PASSWORDS = {
     username: f"pw-{username}-{uuid.uuid4().hex[:10]}"
@@ -127,6 +128,7 @@ PASSWORDS = {
 }
 PASSWORDS.update({u: f"pw-{u}-{uuid.uuid4().hex[:10]}" for u in ("clerk.ltax", "clerk.ntax")})
 USERS_TARGET_ALLOWED, USERS_TARGET_REFUSED = "clerk.ltax", "clerk.ntax"
+CALENDAR_YEAR = 2031  # loaded by the allowed cell; refused cells try the year after
 
 
 @dataclass(frozen=True)
@@ -578,6 +580,11 @@ def _attempt(w: World, row: Row, action: str, allowed: bool) -> list[Reply]:
         ]
     if action == "carried":
         return [web.get("/staff/carried", action="view_carried")]
+    if action == "calendar":
+        year = CALENDAR_YEAR if allowed else CALENDAR_YEAR + 1
+        data = json.dumps({"year": year, "holidays": {f"{year}-01-01": "元旦"}, "workdays": []}).encode()
+        files = {"file": (f"{year}.json", "application/json", data)}
+        return [web.multipart("/staff/admin/calendar", {}, files, action="load_calendar_year")]
     raise AssertionError(action)
 
 
@@ -631,6 +638,8 @@ def _effect(w: World, row: Row, action: str, replies: list[Reply]) -> None:
         wait_for(lambda: w.evaluations() >= 1, what="the evaluation counted")
     elif action == "carried":
         assert w.carried in replies[0].text
+    elif action == "calendar":
+        assert 'id="calendar-loaded"' in replies[0].text and str(CALENDAR_YEAR) in replies[0].text
     for reply in replies:
         assert reply.status < 400, f"{reply.method} {reply.path}: {reply.status} {reply.text[:300]}"
 
@@ -648,6 +657,8 @@ def _state(w: World, action: str) -> object:
         return w.db.account(USERS_TARGET_REFUSED)
     if action == "evaluate":
         return w.evaluations()
+    if action == "calendar":  # the year a refused cell tries to load stays unknown to supervision
+        return w.visitors["admin"].get("/staff/admin/calendar").text.count(f"<td>{CALENDAR_YEAR + 1}</td>")
     return None
 
 

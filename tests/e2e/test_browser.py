@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ import pytest
 from services.cli.node import Node
 from tests.e2e.browser_helpers import browser, context, pdf, reload_until, shot, sign_in, web_node
 from tests.harness import NodeClients
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 __all__ = ["browser", "web_node"]  # fixtures
@@ -166,3 +169,50 @@ def test_a_clerk_of_another_department_is_refused(browser: Any, web_node: Node) 
     assert refused.status == 403
     page.goto(f"{base}/lang/en?next=/staff/queue")
     assert "Queue" in (page.text_content("h1") or "")
+
+
+def test_an_administrator_imports_a_catalogue_version_and_loads_a_calendar_year(
+    browser: Any, web_node: Node, tmp_path: Path
+) -> None:
+    base = web_node.gateway_url
+    source = ROOT / "services" / "routing" / "data" / "demo_catalogue.yaml"
+    text = source.read_text(encoding="utf-8").replace("\nversion: 1\n", "\nversion: 2\n", 1)
+    start = text.index("  - code: TR-001")
+    at = text.index("promised_limit_days: 10", start)
+    nextversion = tmp_path / "catalogue-2.yaml"
+    nextversion.write_text(text[:at] + "promised_limit_days: 8" + text[at + 23 :], encoding="utf-8")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        text.replace("{department: FIRE, group: 1}", "{department: FIER, group: 1}", 1), encoding="utf-8"
+    )
+    year = tmp_path / "2027.json"
+    year.write_text(
+        json.dumps({"year": 2027, "holidays": {"2027-01-01": "元旦"}, "workdays": []}, ensure_ascii=False),
+        encoding="utf-8",
+    )
+
+    page = context(browser).new_page()
+    sign_in(page, base, "admin")
+    page.goto(f"{base}/staff/admin/catalogue")
+    page.set_input_files("#import-catalogue input[type=file]", str(broken))
+    page.click("#import-catalogue button[type=submit]")
+    assert "FIER" in (page.text_content("main") or "")  # the reason, naming the bad department
+    page.goto(f"{base}/staff/admin/catalogue")
+    page.set_input_files("#import-catalogue input[type=file]", str(nextversion))
+    page.click("#import-catalogue button[type=submit]")
+    page.wait_for_selector("#catalogue-imported")
+    assert "TR-001" in (page.text_content("#catalogue-imported") or "")
+    assert page.locator("table.list tbody tr").count() == 2  # version 2 by admin, over version 1
+    first = page.text_content("table.list tbody tr:first-child") or ""
+    assert "admin" in first and "TR-001" in first
+    shot(page, "15-admin-catalogue-imported")
+    page.goto(f"{base}/guide/TR-001")
+    assert "8" in (page.text_content("main") or "")
+
+    page.goto(f"{base}/staff/admin/calendar")
+    page.set_input_files("#load-calendar input[type=file]", str(year))
+    page.click("#load-calendar button[type=submit]")
+    page.wait_for_selector("#calendar-loaded")
+    assert "2027" in (page.text_content("#calendar-loaded") or "")
+    assert page.locator("table.list tbody tr td:first-child:text-is('2027')").count() == 1
+    shot(page, "16-admin-calendar-loaded")

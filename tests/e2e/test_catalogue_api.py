@@ -73,6 +73,7 @@ def test_the_catalogue_is_searched_versioned_and_each_case_keeps_the_version_it_
     assert v2.version == 2 and list(v2.changed) == ["TR-001"] and not v2.added and not v2.removed
     versions = routing.ListCatalogueVersions(routing_pb2.ListCatalogueVersionsRequest(), timeout=5).versions
     assert [(v.version, v.changed_by) for v in versions] == [(1, "system:initial-import"), (2, "admin.gjz")]
+    assert "TR-001" in versions[0].added and list(versions[1].changed) == ["TR-001"]
     assert routing.GetMatter(routing_pb2.GetMatterRequest(code="TR-001"), timeout=5).promised_limit_days == 8
     old = routing.GetMatter(routing_pb2.GetMatterRequest(code="TR-001", version=1), timeout=5)
     assert old.promised_limit_days == 10 and old.version == 1
