@@ -89,7 +89,6 @@ LIVE_ONLY = (
     "case_forwarded",
     "task_decided",
     "case_withdrawn",
-    "parent_result_received",
 )
 
 

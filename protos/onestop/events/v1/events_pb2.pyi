@@ -199,9 +199,12 @@ class SupplementRequested(_message.Message):
     ITEMS_FIELD_NUMBER: _builtins.int
     ROUND_FIELD_NUMBER: _builtins.int
     DURING_REVIEW_FIELD_NUMBER: _builtins.int
+    PARENT_CENTER_FIELD_NUMBER: _builtins.int
     round: _builtins.int
     during_review: _builtins.bool
     """raised by departments after acceptance"""
+    parent_center: _builtins.str
+    """raised at the parent center (came down the interconnect)"""
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.SupplementItem]: ...
     def __init__(
@@ -210,10 +213,11 @@ class SupplementRequested(_message.Message):
         items: _abc.Iterable[_common_pb2.SupplementItem] | None = ...,
         round: _builtins.int = ...,
         during_review: _builtins.bool = ...,
+        parent_center: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["during_review", b"during_review", "items", b"items", "round", b"round"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["during_review", b"during_review", "items", b"items", "parent_center", b"parent_center", "round", b"round"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
