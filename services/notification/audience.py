@@ -181,6 +181,9 @@ def _concluded(s: Situation) -> list[Outgoing]:
     outcome = _OUTCOMES.get(get(data, "outcome"))
     if outcome is None:  # withdrawn (or unknown): the applicant chose to stop; nothing to tell
         return []
+    if get(data, "preliminary_review", default=False) and outcome != "rejected":
+        # This center's preliminary review passed: no decision yet, the parent center decides (R3).
+        return to_applicant(s, "preliminary_review_passed", {"outcome": outcome})
     seal = get(data, "sealed", default={})
     extra = {
         # Set when the decision was taken by the parent center and came down the interconnect.

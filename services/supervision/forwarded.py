@@ -59,7 +59,9 @@ async def preliminary_concluded(
 ) -> bool:
     """The preliminary review here ended approving: stop its clocks, the case goes up (True when handled)."""
     body = env.case_concluded
-    preliminary = case is not None and case["forward_reason"] == PRELIMINARY_REVIEW
+    preliminary = body.preliminary_review or (
+        case is not None and case["forward_reason"] == PRELIMINARY_REVIEW
+    )
     if not preliminary or body.outcome not in APPROVING:
         return False  # a refused preliminary review concludes the case here
     at = from_timestamp(env.occurred_at)

@@ -80,3 +80,11 @@ async def test_refused_preliminary_review_concludes_the_case_here(sup: Supervisi
     await case.conclude(common_pb2.OUTCOME_REJECTED, at(2025, 9, 24))
     state = await _state(sup, case.number)
     assert (state.case_status, state.outcome) == ("concluded", common_pb2.OUTCOME_REJECTED)
+
+
+async def test_a_preliminary_review_marked_on_the_event_leaves_the_case_forwarded(sup: Supervision) -> None:
+    # The case_forwarded has not been seen (yet): the flag on case_concluded is enough.
+    case = await sup.case("P-9", promised=7, statutory=7).accept(at(2025, 9, 22), "PLAN")
+    await case.feed(events_pb2.CaseConcluded(outcome=APPROVED, preliminary_review=True), at(2025, 9, 24))
+    assert (await _state(sup, case.number)).case_status == "forwarded"
+    assert (await sup.clock_row(case.case_clock))["stopped_at"] is not None
