@@ -27,6 +27,8 @@ EXTENSION_DECIDERS = frozenset({"department_head", "center_director"})
 SUPERVISING_ROLES = frozenset({"supervisor", "center_director"})
 TRACKING_ROLES = frozenset({"tracker", "supervisor", "center_director"})
 ADMIN_ROLES = frozenset({"administrator"})
+# The link to the parent node: the director and the office follow it, the administrator keeps it up.
+LINK_ROLES = frozenset({"center_director", "supervisor", "administrator"})
 CARRIER_ROLES = frozenset({"agent", "liaison_officer", "fee_collector"})
 Handler = Callable[[web.Request], Awaitable[Any]]
 

@@ -10,6 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from onestop.approval.v1 import approval_pb2_grpc
 from onestop.intake.v1 import intake_pb2_grpc
+from onestop.interconnect.v1 import interconnect_pb2_grpc
 from onestop.notification.v1 import notification_pb2_grpc
 from onestop.routing.v1 import routing_pb2_grpc
 from onestop.supervision.v1 import supervision_pb2_grpc
@@ -20,6 +21,7 @@ from services.common.settings import Settings
 if TYPE_CHECKING:
     from onestop.approval.v1.approval_pb2_grpc import ApprovalServiceAsyncStub
     from onestop.intake.v1.intake_pb2_grpc import IntakeServiceAsyncStub
+    from onestop.interconnect.v1.interconnect_pb2_grpc import InterconnectStatusAsyncStub
     from onestop.notification.v1.notification_pb2_grpc import NotificationServiceAsyncStub
     from onestop.routing.v1.routing_pb2_grpc import RoutingServiceAsyncStub
     from onestop.supervision.v1.supervision_pb2_grpc import SupervisionServiceAsyncStub
@@ -85,7 +87,10 @@ class Clients:
         channels = {
             name: insecure_channel(settings.peers[name]) for name in SERVICES if settings.peers.get(name)
         }
-        return cls({name: _STUBS[name](ch) for name, ch in channels.items()}, channels)
+        stubs = {name: _STUBS[name](ch) for name, ch in channels.items()}
+        if "intake" in channels:  # InterconnectStatus is served on intake's internal port
+            stubs["interconnect"] = interconnect_pb2_grpc.InterconnectStatusStub(channels["intake"])
+        return cls(stubs, channels)
 
     def _get(self, name: str) -> Any:
         try:
@@ -101,6 +106,11 @@ class Clients:
     def intake(self) -> IntakeServiceAsyncStub:
         """IntakeService."""
         return cast("IntakeServiceAsyncStub", self._get("intake"))
+
+    @property
+    def interconnect(self) -> InterconnectStatusAsyncStub:
+        """InterconnectStatus (on intake's internal port): the link to the parent node."""
+        return cast("InterconnectStatusAsyncStub", self._get("interconnect"))
 
     @property
     def routing(self) -> RoutingServiceAsyncStub:

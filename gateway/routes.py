@@ -8,7 +8,7 @@ from aiohttp import web
 
 from gateway.auth import local_path
 from gateway.keys import CLIENTS, CLOSING
-from gateway.views import admin, api, citizen, console, live, public, staff, supervise
+from gateway.views import admin, api, citizen, console, interconnect, live, public, staff, supervise
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -54,6 +54,7 @@ def setup(app: web.Application) -> None:
         staff.routes,
         console.routes,
         supervise.routes,
+        interconnect.routes,
         admin.routes,
         api.routes,
     ):

@@ -9,6 +9,7 @@ from gateway.auth import (
     ADMIN_ROLES,
     CARRIER_ROLES,
     EXTENSION_DECIDERS,
+    LINK_ROLES,
     SUPERVISING_ROLES,
     TRACKING_ROLES,
     WINDOW_ROLES,
@@ -179,6 +180,8 @@ async def home(request: web.Request) -> web.Response:
             ("/staff/accountability", t("超时默许与问责", "Deemed approvals and accountability")),
             ("/staff/dashboard", t("统计分析", "Dashboard")),
         ]
+    if here and who.role in LINK_ROLES:
+        links.append(("/staff/interconnect", t("上级联网状态", "Link to the parent center")))
     if who.role in CARRIER_ROLES:
         links.append(("/staff/carried", t("我代办的报件", "Cases I carry")))
     if who.role in ADMIN_ROLES:

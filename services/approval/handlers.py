@@ -163,6 +163,7 @@ async def on_case_routed(uow: UnitOfWork, ctx: ApprovalContext, env: events_pb2.
             "accepted_at": accepted_at,
             "promised_limit_days": body.promised_limit_days,
             "key_project": body.key_project,
+            "preliminary_review": body.preliminary_review,
             "supplement_round": 0,
             "state": "open",
             "outcome": 0,
@@ -537,7 +538,10 @@ async def _advance(
     uow.emit(
         ctx.event(
             events_pb2.CaseConcluded(
-                outcome=common_pb2.Outcome.ValueType(outcome), reasons=reasons, sealed=sealed
+                outcome=common_pb2.Outcome.ValueType(outcome),
+                reasons=reasons,
+                sealed=sealed,
+                preliminary_review=bool(plan.get("preliminary_review")),
             ),
             case_id=case_id,
             case_number=plan["case_number"],

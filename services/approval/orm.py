@@ -31,6 +31,7 @@ plans = Table(
     Column("accepted_at", Instant, nullable=False),
     Column("promised_limit_days", Integer, nullable=False),
     Column("key_project", Boolean, nullable=False, default=False),
+    Column("preliminary_review", Boolean, nullable=False, default=False),  # CaseRouted.preliminary_review
     Column("supplement_round", Integer, nullable=False, default=0),
     Column("state", String(16), nullable=False),  # open | concluded | withdrawn
     Column("outcome", Integer, nullable=False, default=0),

@@ -34,6 +34,7 @@ class Settings:
     metrics_port: int = 0
     http_port: int = HTTP_PORT
     interconnect_port: int = INTERCONNECT_PORT
+    interconnect_host: str = ""  # bind address of intake's interconnect server; "" = grpc_host
     data_dir: Path = Path("./data")
     log_format: str = "console"
     stream_replicas: int = 1
@@ -136,6 +137,8 @@ def load_settings(*, service: str, env: Mapping[str, str] | None = None) -> Sett
         database_url=database_url,
         nats_url=nats_url,
         grpc_host=env.get("ONESTOP_GRPC_HOST", "127.0.0.1"),
+        interconnect_host=env.get("ONESTOP_INTERCONNECT_HOST", "")
+        or env.get("ONESTOP_GRPC_HOST", "127.0.0.1"),
         grpc_port=_int(env, "ONESTOP_GRPC_PORT", GRPC_PORTS.get(service, 0)),
         metrics_port=_int(env, "ONESTOP_METRICS_PORT", METRICS_PORT),
         http_port=_int(env, "ONESTOP_HTTP_PORT", HTTP_PORT),

@@ -106,7 +106,7 @@ def build_interconnect(runtime: Runtime, ctx: IntakeContext, store: LocalDocumen
     async def start() -> grpc.aio.Server:
         server = grpc.aio.server(options=SERVER_OPTIONS)
         add_servicer(server, api, SERVICES["Interconnect"])
-        address = f"{settings.grpc_host}:{settings.interconnect_port}"
+        address = f"{settings.interconnect_host or settings.grpc_host}:{settings.interconnect_port}"
         server.add_secure_port(address, creds)
         await server.start()
         log.info("interconnect serving (mutual TLS)", address=address)

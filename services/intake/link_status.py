@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 
 from onestop.interconnect.v1 import interconnect_pb2
 from services.common.clock import aware
@@ -32,6 +32,23 @@ def upload_state(row: Any) -> str:
     return str(state)
 
 
+def _where_state(state: str) -> ColumnElement[bool]:
+    """The SQL condition of a displayed state ("" = every open one), so LIMIT applies after the filter."""
+    f = orm.forwarding.c
+    done = f.state == outbound.DONE
+    conditions = {
+        "preliminary_review": f.state == outbound.HELD,
+        "waiting_to_upload": f.state == outbound.PENDING,
+        "uploaded": and_(done, f.result_at.is_(None)),
+        "result_received": and_(done, f.result_at.is_not(None)),
+        "failed": f.state == outbound.FAILED,
+        "cancelled": f.state == outbound.CANCELLED,
+    }
+    if state:
+        return conditions[state]
+    return or_(*(conditions[s] for s in OPEN_STATES))
+
+
 class LinkStatusApi:
     """Implements onestop.interconnect.v1.InterconnectStatus."""
 
@@ -55,7 +72,7 @@ class LinkStatusApi:
             select(orm.forwarding, c.case_number, pending.c.n)
             .join(orm.cases, c.case_id == f.case_id)
             .outerjoin(pending, pending.c.case_id == f.case_id)
-            .where(f.op == outbound.UPLOAD)
+            .where(f.op == outbound.UPLOAD, _where_state(req.state))
             .order_by(f.waiting_since)
             .limit(min(req.limit or 500, 5000))
         )
@@ -65,8 +82,6 @@ class LinkStatusApi:
         out = interconnect_pb2.ListForwardedResponse()
         for row in rows:
             state = upload_state(row)
-            if (req.state and state != req.state) or (not req.state and state not in OPEN_STATES):
-                continue
             since = aware(row["waiting_since"]) or now
             item = out.cases.add(
                 case_id=row["case_id"],

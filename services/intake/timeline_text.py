@@ -40,6 +40,13 @@ def describe(env: events_pb2.Envelope) -> tuple[str, str, str, str]:
         )
     if what == "case_routed":
         depts = "、".join(t.department for t in body.tasks)
+        if body.preliminary_review:
+            return (
+                f"本中心初审(报上级中心决定),分送部门窗口:{depts}",
+                f"preliminary review here by {len(body.tasks)} department window(s); decided above",
+                "",
+                "",
+            )
         return f"分送部门窗口并联审批:{depts}", f"routed to {len(body.tasks)} department window(s)", "", ""
     if what == "case_forwarded":
         return f"上报上级中心 {body.parent_center}", f"forwarded to {body.parent_center}", "", ""
@@ -62,6 +69,8 @@ def describe(env: events_pb2.Envelope) -> tuple[str, str, str, str]:
         return zh, en, body.by.username, ""
     if what == "case_concluded":
         zh, en = _OUTCOME.get(body.outcome, ("办结", "concluded"))
+        if body.preliminary_review:  # not the decision: the parent decides after an approving review
+            return f"初审结论:{zh}", f"preliminary review: {en}", "", ""
         return f"办结:{zh}", f"concluded: {en}", "", ""
     if what == "case_withdrawn":
         return "申请人撤回申请", "withdrawn by the applicant", body.by.username, ""

@@ -87,7 +87,10 @@ async def apply_update(
             updated_at=now,
         )
         env = ctx.event(
-            events_pb2.SupplementRequested(items=upd.supplement, round=rnd, during_review=True), row
+            events_pb2.SupplementRequested(
+                items=upd.supplement, round=rnd, during_review=True, parent_center=parent_center
+            ),
+            row,
         )
         uow.emit(env)
         zh, en, _, _ = describe(env)

@@ -149,7 +149,13 @@ def _items(data: Mapping[str, Any]) -> list[dict[str, str]]:
 def _supplement(s: Situation) -> list[Outgoing]:
     data = s.fact.data
     during = s.fact.kind == "supplement_round_opened" or bool(get(data, "during_review", default=False))
-    extra = {"items": _items(data), "round": int(get(data, "round", default=0) or 0), "during_review": during}
+    extra = {
+        "items": _items(data),
+        "round": int(get(data, "round", default=0) or 0),
+        "during_review": during,
+        # Raised during review at the parent center and passed down the interconnect.
+        "parent_center": get(data, "parent_center"),
+    }
     return to_applicant(s, "supplement_notice", extra, notice_kind="supplement")
 
 
@@ -175,8 +181,13 @@ def _concluded(s: Situation) -> list[Outgoing]:
     outcome = _OUTCOMES.get(get(data, "outcome"))
     if outcome is None:  # withdrawn (or unknown): the applicant chose to stop; nothing to tell
         return []
+    if get(data, "preliminary_review", default=False) and outcome != "rejected":
+        # This center's preliminary review passed: no decision yet, the parent center decides (R3).
+        return to_applicant(s, "preliminary_review_passed", {"outcome": outcome})
     seal = get(data, "sealed", default={})
     extra = {
+        # Set when the decision was taken by the parent center and came down the interconnect.
+        "parent_center": get(data, "parent_center") if s.fact.kind == "parent_result_received" else "",
         "outcome": outcome,
         "reasons": [str(r) for r in get(data, "reasons", default=[])],
         "seal_key_id": get(seal, "seal", "key_id"),
@@ -303,6 +314,7 @@ PLANNERS: dict[str, Callable[[Situation], list[Outgoing]]] = {
     "supplement_round_opened": _supplement,
     "extension_decided": _extension_decided,
     "case_concluded": _concluded,
+    "parent_result_received": _concluded,  # the parent's decision of a case this node forwarded
     "task_deemed_approved": _task_deemed,
     "case_delivered": _delivered,
     "task_opened": _task_opened,

@@ -71,6 +71,8 @@ def _texts(fact: Fact) -> tuple[str, str] | None:
         return f"{dept} 超时默许,视为同意", f"{dept}: deemed approved (no decision in time)"
     if k == "case_concluded":
         zh, en = _OUTCOME.get(get(d, "outcome"), ("已办结", "concluded"))
+        if get(d, "preliminary_review", default=False):
+            return f"初审结论:{zh}", f"preliminary review: {en}"
         return f"已办结:{zh}", f"concluded: {en}"
     if k == "case_withdrawn":
         return "申请已撤回", "application withdrawn"
@@ -89,7 +91,6 @@ LIVE_ONLY = (
     "case_forwarded",
     "task_decided",
     "case_withdrawn",
-    "parent_result_received",
 )
 
 

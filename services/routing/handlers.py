@@ -173,6 +173,7 @@ async def on_case_accepted(uow: UnitOfWork, ctx: RoutingContext, env: events_pb2
         else matter.warning_threshold_days,
         on_the_spot=matter.on_the_spot,
         accepted_by=body.accepted_by,
+        preliminary_review=bool(placement.preliminary),
     )
     routed.accepted_at.CopyFrom(env.occurred_at)
     for planned in placement.preliminary or plan_tasks(matter):

@@ -35,10 +35,16 @@ class SupervisionApi:
         async with self.rt.engine.connect() as conn:
             case = await repository.get_case(conn, case_number=req.case_number)
             rows = await repository.case_clocks(conn, case_id=case["case_id"]) if case else []
-        if not rows:
+        if case is None or (not rows and not case["forwarded_to"]):
             raise NotFound(f"no clocks for case {req.case_number}")
         now = self.ctx.clock.now()
-        return supervision_pb2.GetClocksResponse(clocks=[self._clock(r, now) for r in rows])
+        # A case decided above has no clocks here, but its state (forwarded, the parent's outcome) shows.
+        return supervision_pb2.GetClocksResponse(
+            clocks=[self._clock(r, now) for r in rows],
+            case_status=case["status"],
+            forwarded_to=case["forwarded_to"],
+            outcome=case["outcome"],
+        )
 
     async def ListWarnings(
         self, req: supervision_pb2.ListWarningsRequest, _: Any

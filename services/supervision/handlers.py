@@ -12,7 +12,7 @@ from services.common.clock import from_timestamp
 from services.common.events import kind
 from services.common.logging import get_logger
 from services.common.outbox import UnitOfWork
-from services.supervision import clocks, deem, model, repository
+from services.supervision import clocks, deem, forwarded, model, repository
 from services.supervision.clocks import SupervisionContext
 
 log = get_logger(__name__)
@@ -67,6 +67,8 @@ async def on_case_routed(uow: UnitOfWork, ctx: SupervisionContext, env: events_p
     await repository.advance_case(uow.conn, case_id=env.case_id, status="routed", now=ctx.clock.now())
     case = await repository.get_case(uow.conn, case_id=env.case_id)
     assert case is not None
+    if forwarded.decided_above(case):  # the deciding node runs the clocks
+        return
     row = _new_clock(
         case,
         clock_id=repository.case_clock_id(env.case_id),
@@ -139,6 +141,8 @@ async def on_task_opened(uow: UnitOfWork, ctx: SupervisionContext, env: events_p
     if await repository.get_clock(uow.conn, repository.task_clock_id(task.task_id)):
         return
     case = await repository.get_case(uow.conn, case_id=task.case_id or env.case_id)
+    if forwarded.decided_above(case):
+        return
     if case is None or not case["routed"]:
         raise NotReadyYet(f"task {task.task_id} opened before case {env.case_number} was routed")
     if case["status"] in ("concluded", "withdrawn"):
@@ -401,7 +405,10 @@ async def _conclude(
 
 
 async def on_case_concluded(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
-    """The case is decided: every clock of it stops."""
+    """The case is decided: every clock of it stops (an approving preliminary review sends it up)."""
+    case = await repository.get_case(uow.conn, case_id=env.case_id, lock=True)
+    if await forwarded.preliminary_concluded(uow, ctx, env, case):
+        return
     await _conclude(uow, ctx, env, status="concluded", outcome=env.case_concluded.outcome)
 
 
@@ -423,6 +430,8 @@ EVENT_HANDLERS = {
     "key_project_designated": on_key_project_designated,
     "case_concluded": on_case_concluded,
     "case_withdrawn": on_case_withdrawn,
+    "case_forwarded": forwarded.on_case_forwarded,
+    "parent_result_received": forwarded.on_parent_result_received,
 }
 
 

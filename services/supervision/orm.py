@@ -30,7 +30,8 @@ cases = Table(
     Column("case_number", String(64), nullable=True, unique=True),
     Column("center", String(32), nullable=False, default=""),
     Column("matter_code", String(64), nullable=False, default=""),
-    Column("status", String(16), nullable=False),  # submitted | accepted | routed | concluded | withdrawn
+    # submitted | accepted | routed | forwarded | concluded | withdrawn
+    Column("status", String(16), nullable=False),
     Column("outcome", Integer, nullable=False, default=0),
     Column("accepted_at", Instant(), nullable=True),
     Column("routed", Boolean, nullable=False, default=False),
@@ -43,6 +44,8 @@ cases = Table(
     Column("key_deadline", Instant(), nullable=True),
     Column("tracker", String(64), nullable=False, default=""),
     Column("query_code_digest", String(64), nullable=True),  # not carried by events yet
+    Column("forwarded_to", String(32), nullable=False, default=""),  # the parent center deciding it
+    Column("forward_reason", String(32), nullable=False, default=""),  # decided_above | preliminary_review
     Column("concluded_at", Instant(), nullable=True),
     Column("updated_at", Instant(), nullable=False),
 )

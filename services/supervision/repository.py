@@ -122,7 +122,7 @@ async def upsert_case(conn: AsyncConnection, *, case_id: str, now: datetime, **v
     )
 
 
-_CASE_ORDER = ("submitted", "accepted", "routed")
+_CASE_ORDER = ("submitted", "accepted", "routed", "forwarded")
 
 
 async def advance_case(conn: AsyncConnection, *, case_id: str, status: str, now: datetime) -> None:

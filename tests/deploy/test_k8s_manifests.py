@@ -350,6 +350,89 @@ def test_interconnect_ingress_passes_tls_through_to_intake(overlay: str) -> None
     assert (backend["name"], port) == ("intake", ports.INTERCONNECT_PORT)
 
 
+# What intake's interconnect reads (services/common/settings.py, services/common/tls.py) and the
+# file of the mounted Secret each variable must point at.
+TLS_FILES = {
+    "ONESTOP_TLS_CERT_FILE": "tls.crt",
+    "ONESTOP_TLS_KEY_FILE": "tls.key",
+    "ONESTOP_TLS_CA_FILE": "ca.crt",
+}
+
+
+def interconnect_problems(deployment: Obj, center: str) -> list[str]:
+    """Intake must bind the interconnect, on its port, with the center's TLS Secret mounted where the env points."""
+    container = _main_container(deployment)
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    problems = []
+    if env.get("ONESTOP_INTERCONNECT_PORT") != str(ports.INTERCONNECT_PORT):
+        problems.append(f"ONESTOP_INTERCONNECT_PORT is {env.get('ONESTOP_INTERCONNECT_PORT')!r}")
+    if env.get("ONESTOP_INTERCONNECT_HOST") != "0.0.0.0":
+        problems.append(
+            "ONESTOP_INTERCONNECT_HOST must be 0.0.0.0 (the ingress or load balancer dials the pod IP)"
+        )
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"].get("volumes", [])}
+    for variable, key in TLS_FILES.items():
+        path = env.get(variable) or ""
+        mounts = [
+            m for m in container.get("volumeMounts", []) if path.startswith(m["mountPath"].rstrip("/") + "/")
+        ]
+        if not mounts:
+            problems.append(f"{variable}={path!r} is not inside any mounted volume")
+            continue
+        secret = volumes.get(mounts[0]["name"], {}).get("secret") or {}
+        if secret.get("secretName") != f"onestop-{center}-interconnect-tls":
+            problems.append(f"{variable} is not in the Secret onestop-{center}-interconnect-tls ({secret})")
+        items = {i["key"]: i["path"] for i in secret.get("items", [])}
+        if items and key not in items:
+            problems.append(f"the Secret's items do not project {key}")
+        if not path.endswith("/" + key):
+            problems.append(f"{variable}={path!r} should name the Secret's {key}")
+    return problems
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_intake_mounts_the_interconnect_tls_secret_where_the_code_reads_it(overlay: str) -> None:
+    center = node_config(overlay)["ONESTOP_CENTER"]
+    assert interconnect_problems(objects(overlay, "Deployment")["intake"], center) == []
+
+
+def test_interconnect_problems_are_reported() -> None:
+    broken = copy.deepcopy(objects("city", "Deployment")["intake"])
+    container = _main_container(broken)
+    container["env"] = [
+        e for e in container["env"] if e["name"] not in ("ONESTOP_TLS_CA_FILE", "ONESTOP_INTERCONNECT_HOST")
+    ]
+    container["volumeMounts"] = [m for m in container["volumeMounts"] if m["mountPath"] != "/etc/onestop/tls"]
+    problems = interconnect_problems(broken, "210200")
+    assert any("ONESTOP_INTERCONNECT_HOST" in p for p in problems)
+    assert any("ONESTOP_TLS_CA_FILE" in p for p in problems)
+    assert any("ONESTOP_TLS_CERT_FILE" in p and "not inside" in p for p in problems)
+
+
+def test_the_city_publishes_the_interconnect_port_to_its_children() -> None:
+    service = objects("city", "Service")["intake-interconnect"]
+    spec = service["spec"]
+    assert spec["type"] == "LoadBalancer" and spec["externalTrafficPolicy"] == "Local"
+    assert spec["loadBalancerSourceRanges"], "the door is for the government network only"
+    assert [(p["port"], p["targetPort"]) for p in spec["ports"]] == [
+        (ports.INTERCONNECT_PORT, "interconnect")
+    ]
+    intake = objects("city", "Deployment")["intake"]
+    assert k8s_check._matches(
+        {"matchLabels": spec["selector"]}, intake["spec"]["template"]["metadata"]["labels"]
+    )
+    # NetworkPolicy admits the same ranges on that port, nothing else.
+    policy = objects("city", "NetworkPolicy")["intake-interconnect-children"]
+    [rule] = policy["spec"]["ingress"]
+    assert [p["port"] for p in rule["ports"]] == [ports.INTERCONNECT_PORT]
+    assert sorted(b["ipBlock"]["cidr"] for b in rule["from"]) == sorted(spec["loadBalancerSourceRanges"])
+
+
+def test_a_district_publishes_no_load_balancer() -> None:
+    services = objects("district", "Service").values()
+    assert not [s for s in services if s["spec"].get("type") == "LoadBalancer"]
+
+
 @pytest.mark.parametrize("overlay", sorted(OVERLAYS))
 def test_every_secret_the_overlay_needs_is_documented(overlay: str) -> None:
     operations = (REPO / "docs" / "OPERATIONS.md").read_text(encoding="utf-8")

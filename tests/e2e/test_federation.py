@@ -260,6 +260,30 @@ def test_a_province_matter_gets_the_city_preliminary_review_before_it_goes_up(tr
     city_trail = city.timeline(at_city.case_number)
     assert city_trail.index("preliminary_review_passed") < city_trail.index("parent_result_received")
     assert city.case(at_city.case_number).status == CS.CASE_STATUS_CONCLUDED
+    routed = [e for e in _entries(city, at_city.case_number) if e.kind == "case_routed"]
+    assert routed and routed[0].summary_zh.startswith("本中心初审")
+
+
+def _entries(clients: NodeClients, case_number: str) -> list[intake_pb2.TimelineEntry]:
+    reply = clients.intake.GetTimeline(intake_pb2.GetCaseRequest(case_number=case_number), timeout=5)
+    return list(reply.entries)
+
+
+def test_a_refused_preliminary_review_is_the_answer_and_reads_as_a_preliminary_review(tree: Tree) -> None:
+    district, city, province = tree.clients[DISTRICT], tree.clients[CITY], tree.clients[PROVINCE]
+    child = district.submit("KP-002")
+    at_city = parent_case(city, child.case.case_id)
+    tasks = city.wait_tasks(at_city.case_number, count=4, timeout=30)
+    for task in tasks[1:]:
+        city.decide(task)
+    city.decide(tasks[0], approval_pb2.VERDICT_REJECT, reasons=["选址不符合规划 / site not in the plan"])
+    done = district.wait_case(child.case.case_number, CS.CASE_STATUS_CONCLUDED, timeout=30)
+    assert done.outcome == CS.OUTCOME_REJECTED
+    concluded = [e for e in _entries(city, at_city.case_number) if e.kind == "case_concluded"]
+    assert [(e.summary_zh, e.summary_en) for e in concluded] == [
+        ("初审结论:不予许可", "preliminary review: rejected")
+    ]
+    assert not [c for c in uploads(province) if c.origin_case_id == at_city.case_id]
 
 
 def test_a_supplement_notice_goes_down_two_levels_and_the_answer_goes_back_up(tree: Tree) -> None:

@@ -21,9 +21,12 @@ from services.common.clock import ManualClock
 from services.common.db import create_engine
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.outbox import Outbox, UnitOfWork
+from services.common.runtime import Runtime
+from services.common.settings import Settings
 from services.intake import feed, orm, outbound, repository
 from services.intake.documents import LocalDocumentStore
 from services.intake.handlers import IntakeContext
+from services.intake.link_status import LinkStatusApi
 from services.intake.received_documents import ReceivedDocuments
 from services.intake.watcher import apply_update
 
@@ -214,3 +217,31 @@ async def test_a_document_upload_resumes_where_it_stopped_and_is_checked_by_dige
             )
         )
     assert (await received.status(bad)).received == 0
+
+
+async def test_waiting_uploads_are_listed_however_many_cases_went_up_before(engine: AsyncEngine) -> None:
+    outbox = Outbox(orm.outbox)
+    done = [await _forwarded_case(engine, outbox) for _ in range(3)]
+    waiting = await _forwarded_case(engine, outbox)
+    async with engine.begin() as conn:
+        for case_id in done:
+            op = await outbound.upload_of(conn, case_id)
+            assert op is not None
+            await outbound.finish(conn, op["seq"], state=outbound.DONE)
+    settings = Settings(
+        service="intake", env="test", center="210211", center_level="district", database_url="", nats_url=""
+    )
+    runtime = Runtime(settings=settings, engine=engine, outbox=outbox, clock=ManualClock(datetime.now(UTC)))
+    api = LinkStatusApi(runtime=runtime, link=None)
+    # The older, finished uploads fill a small limit: the filter must come before it.
+    listed = await api.ListForwarded(
+        interconnect_pb2.ListForwardedRequest(state="waiting_to_upload", limit=2), None
+    )
+    assert waiting in {c.case_id for c in listed.cases}
+    assert {c.state for c in listed.cases} == {"waiting_to_upload"}
+    uploaded = await api.ListForwarded(
+        interconnect_pb2.ListForwardedRequest(state="uploaded", limit=100), None
+    )
+    assert set(done) <= {c.case_id for c in uploaded.cases}
+    link = await api.GetLink(interconnect_pb2.GetLinkRequest(), None)
+    assert link.waiting_to_upload >= 1 and not link.connected

@@ -33,6 +33,19 @@ def test_the_test_clock_is_refused_in_production() -> None:
         )
 
 
+def test_interconnect_binds_to_its_own_host_or_else_the_grpc_host() -> None:
+    assert load_settings(service="intake", env=BASE).interconnect_host == "127.0.0.1"
+    inside = BASE | {"ONESTOP_GRPC_HOST": "0.0.0.0"}
+    assert load_settings(service="intake", env=inside).interconnect_host == "0.0.0.0"
+    split = inside | {"ONESTOP_INTERCONNECT_HOST": "10.20.0.5", "ONESTOP_INTERCONNECT_PORT": "50061"}
+    settings = load_settings(service="intake", env=split)
+    assert (settings.interconnect_host, settings.interconnect_port, settings.grpc_host) == (
+        "10.20.0.5",
+        50061,
+        "0.0.0.0",
+    )
+
+
 def test_secrets_are_redacted_when_settings_are_logged() -> None:
     settings = load_settings(service="intake", env=BASE)
     assert ":secret@" not in str(settings.redacted())

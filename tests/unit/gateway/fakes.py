@@ -14,6 +14,7 @@ from gateway.clients import Clients
 from onestop.approval.v1 import approval_pb2
 from onestop.common.v1 import common_pb2
 from onestop.intake.v1 import intake_pb2
+from onestop.interconnect.v1 import interconnect_pb2
 from onestop.notification.v1 import notification_pb2
 from onestop.routing.v1 import routing_pb2
 from onestop.supervision.v1 import supervision_pb2
@@ -389,6 +390,50 @@ class FakeSupervision:
         return supervision_pb2.Evaluation(case_number=req.case_number, rating=req.rating)
 
 
+class FakeInterconnect:
+    """InterconnectStatus of a district whose link to the city is down, with waiting and failed uploads."""
+
+    def __init__(self, *, parent: str = "10.20.0.5:50060", connected: bool = False) -> None:
+        self.parent = parent
+        self.connected = connected
+        self.listed: list[str] = []
+
+    async def GetLink(self, req: Any, timeout: float = 0) -> Any:
+        if not self.parent:
+            return interconnect_pb2.Link()
+        return interconnect_pb2.Link(
+            parent_address=self.parent,
+            parent_center="210200",
+            connected=self.connected,
+            applied_cursor=41,
+            last_error="" if self.connected else "UNAVAILABLE: connection refused",
+            waiting_to_upload=0 if self.connected else 1,
+            oldest_waiting_seconds=0 if self.connected else 3 * 3600 + 5 * 60,
+        )
+
+    async def ListForwarded(self, req: Any, timeout: float = 0) -> Any:
+        self.listed.append(req.state)
+        out = interconnect_pb2.ListForwardedResponse()
+        if req.state == "waiting_to_upload" and not self.connected:
+            out.cases.add(
+                case_number="210211-20250106-0007",
+                parent_center="210200",
+                state=req.state,
+                age_seconds=3 * 3600 + 5 * 60,
+                attempts=9,
+                last_error="UNAVAILABLE: connection refused",
+            )
+        if req.state == "failed" and not self.connected:
+            out.cases.add(
+                case_number="210211-20250106-0003",
+                parent_center="210200",
+                state=req.state,
+                attempts=1,
+                last_error="NOT_FOUND: unknown matter XX-999",
+            )
+        return out
+
+
 class FakeNotification:
     """NotificationService with an empty inbox."""
 
@@ -405,6 +450,7 @@ class Fakes:
     approval: FakeApproval = field(default_factory=FakeApproval)
     supervision: Any = field(default_factory=DownSupervision)
     notification: Any = None
+    interconnect: Any = None
 
     def clients(self) -> Clients:
         """Clients over the fakes; notification absent unless set (not configured)."""
@@ -416,6 +462,8 @@ class Fakes:
         }
         if self.notification is not None:
             stubs["notification"] = self.notification
+        if self.interconnect is not None:
+            stubs["interconnect"] = self.interconnect
         return Clients(stubs)
 
 

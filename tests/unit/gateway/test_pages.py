@@ -43,9 +43,16 @@ BY_ROLE = {
         "/staff/dashboard",
         "/staff/key-projects",
         "/staff/questions",
+        "/staff/interconnect",
         f"/staff/cases/{NUMBER}",
     ],
-    "admin": ["/staff", "/staff/admin/users", "/staff/admin/catalogue", "/staff/admin/calendar"],
+    "admin": [
+        "/staff",
+        "/staff/interconnect",
+        "/staff/admin/users",
+        "/staff/admin/catalogue",
+        "/staff/admin/calendar",
+    ],
     "agent1": ["/staff", "/staff/carried", "/apply/PL-001"],
 }
 

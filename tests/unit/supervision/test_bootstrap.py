@@ -22,6 +22,8 @@ def test_supervision_consumes_the_facts_that_move_clocks() -> None:
     assert set(bootstrap.CONSUMED) == {
         "case_accepted",
         "case_routed",
+        "case_forwarded",
+        "parent_result_received",
         "task_opened",
         "task_claimed",
         "task_decided",

@@ -199,9 +199,12 @@ class SupplementRequested(_message.Message):
     ITEMS_FIELD_NUMBER: _builtins.int
     ROUND_FIELD_NUMBER: _builtins.int
     DURING_REVIEW_FIELD_NUMBER: _builtins.int
+    PARENT_CENTER_FIELD_NUMBER: _builtins.int
     round: _builtins.int
     during_review: _builtins.bool
     """raised by departments after acceptance"""
+    parent_center: _builtins.str
+    """raised at the parent center (came down the interconnect)"""
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.SupplementItem]: ...
     def __init__(
@@ -210,10 +213,11 @@ class SupplementRequested(_message.Message):
         items: _abc.Iterable[_common_pb2.SupplementItem] | None = ...,
         round: _builtins.int = ...,
         during_review: _builtins.bool = ...,
+        parent_center: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["during_review", b"during_review", "items", b"items", "round", b"round"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["during_review", b"during_review", "items", b"items", "parent_center", b"parent_center", "round", b"round"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -349,6 +353,7 @@ class CaseRouted(_message.Message):
     ON_THE_SPOT_FIELD_NUMBER: _builtins.int
     ACCEPTED_BY_FIELD_NUMBER: _builtins.int
     ACCEPTED_AT_FIELD_NUMBER: _builtins.int
+    PRELIMINARY_REVIEW_FIELD_NUMBER: _builtins.int
     matter_code: _builtins.str
     promised_limit_days: _builtins.int
     statutory_limit_days: _builtins.int
@@ -357,6 +362,10 @@ class CaseRouted(_message.Message):
     key_project: _builtins.bool
     on_the_spot: _builtins.bool
     """concluded at acceptance by the accepting window"""
+    preliminary_review: _builtins.bool
+    """The tasks are this center's preliminary review (R3) of a case decided above; when it passes,
+    the case goes up to the parent, which decides. False: this center decides.
+    """
     @_builtins.property
     def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlannedTask]: ...
     @_builtins.property
@@ -376,10 +385,11 @@ class CaseRouted(_message.Message):
         on_the_spot: _builtins.bool = ...,
         accepted_by: _common_pb2.Actor | None = ...,
         accepted_at: _timestamp_pb2.Timestamp | None = ...,
+        preliminary_review: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "accepted_by", b"accepted_by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "accepted_by", b"accepted_by", "deemed_approval_allowed", b"deemed_approval_allowed", "key_project", b"key_project", "matter_code", b"matter_code", "on_the_spot", b"on_the_spot", "promised_limit_days", b"promised_limit_days", "statutory_limit_days", b"statutory_limit_days", "tasks", b"tasks", "warning_threshold_days", b"warning_threshold_days"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "accepted_by", b"accepted_by", "deemed_approval_allowed", b"deemed_approval_allowed", "key_project", b"key_project", "matter_code", b"matter_code", "on_the_spot", b"on_the_spot", "preliminary_review", b"preliminary_review", "promised_limit_days", b"promised_limit_days", "statutory_limit_days", b"statutory_limit_days", "tasks", b"tasks", "warning_threshold_days", b"warning_threshold_days"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -607,7 +617,12 @@ class CaseConcluded(_message.Message):
     OUTCOME_FIELD_NUMBER: _builtins.int
     REASONS_FIELD_NUMBER: _builtins.int
     SEALED_FIELD_NUMBER: _builtins.int
+    PRELIMINARY_REVIEW_FIELD_NUMBER: _builtins.int
     outcome: _common_pb2.Outcome.ValueType
+    preliminary_review: _builtins.bool
+    """A preliminary review concluded (see CaseRouted.preliminary_review), not the final decision:
+    approved, the case goes up to the parent; refused, this is the case's final answer.
+    """
     @_builtins.property
     def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -618,10 +633,11 @@ class CaseConcluded(_message.Message):
         outcome: _common_pb2.Outcome.ValueType = ...,
         reasons: _abc.Iterable[_builtins.str] | None = ...,
         sealed: _common_pb2.SealedDecision | None = ...,
+        preliminary_review: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["sealed", b"sealed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcome", b"outcome", "reasons", b"reasons", "sealed", b"sealed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcome", b"outcome", "preliminary_review", b"preliminary_review", "reasons", b"reasons", "sealed", b"sealed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -235,16 +235,30 @@ class GetClocksResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CLOCKS_FIELD_NUMBER: _builtins.int
+    CASE_STATUS_FIELD_NUMBER: _builtins.int
+    FORWARDED_TO_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    case_status: _builtins.str
+    """The case as supervision sees it (filled by GetClocks): submitted | accepted | routed | forwarded |
+    concluded | withdrawn. A case forwarded to the parent runs no clocks here; the deciding node does.
+    """
+    forwarded_to: _builtins.str
+    """the parent center, for a case decided above"""
+    outcome: _common_pb2.Outcome.ValueType
+    """once concluded (here, or the parent's result)"""
     @_builtins.property
     def clocks(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Clock]: ...
     def __init__(
         self,
         *,
         clocks: _abc.Iterable[_common_pb2.Clock] | None = ...,
+        case_status: _builtins.str = ...,
+        forwarded_to: _builtins.str = ...,
+        outcome: _common_pb2.Outcome.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clocks", b"clocks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_status", b"case_status", "clocks", b"clocks", "forwarded_to", b"forwarded_to", "outcome", b"outcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

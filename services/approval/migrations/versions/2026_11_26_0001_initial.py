@@ -103,6 +103,7 @@ def upgrade() -> None:
     sa.Column('accepted_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('promised_limit_days', sa.Integer(), nullable=False),
     sa.Column('key_project', sa.Boolean(), nullable=False),
+    sa.Column('preliminary_review', sa.Boolean(), nullable=False),
     sa.Column('supplement_round', sa.Integer(), nullable=False),
     sa.Column('state', sa.String(length=16), nullable=False),
     sa.Column('outcome', sa.Integer(), nullable=False),

@@ -72,6 +72,8 @@ def upgrade() -> None:
     sa.Column('key_deadline', sa.DateTime(timezone=True), nullable=True),
     sa.Column('tracker', sa.String(length=64), nullable=False),
     sa.Column('query_code_digest', sa.String(length=64), nullable=True),
+    sa.Column('forwarded_to', sa.String(length=32), nullable=False),
+    sa.Column('forward_reason', sa.String(length=32), nullable=False),
     sa.Column('concluded_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('case_id'),
