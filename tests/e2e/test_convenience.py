@@ -1,7 +1,7 @@
 """Convenience service at a township node (R19–R22): agency, delivery, fees, petitions, staffing warning.
 
-One Yingchengzi town node (210211101) on a shared test clock. Cross-node upload of a household-registration
-matter (CV-006 decided at the district) is built elsewhere and not covered here.
+One Yingchengzi town node (210211101) on a shared test clock. A household-registration matter (CV-006) going
+up to the district and back is in tests/e2e/test_convenience_federation.py.
 """
 
 from __future__ import annotations
