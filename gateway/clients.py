@@ -9,7 +9,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from onestop.approval.v1 import approval_pb2_grpc
-from onestop.intake.v1 import intake_pb2_grpc
+from onestop.intake.v1 import convenience_pb2_grpc, intake_pb2_grpc
 from onestop.notification.v1 import notification_pb2_grpc
 from onestop.routing.v1 import routing_pb2_grpc
 from onestop.supervision.v1 import supervision_pb2_grpc
@@ -19,6 +19,7 @@ from services.common.settings import Settings
 
 if TYPE_CHECKING:
     from onestop.approval.v1.approval_pb2_grpc import ApprovalServiceAsyncStub
+    from onestop.intake.v1.convenience_pb2_grpc import ConvenienceServiceAsyncStub
     from onestop.intake.v1.intake_pb2_grpc import IntakeServiceAsyncStub
     from onestop.notification.v1.notification_pb2_grpc import NotificationServiceAsyncStub
     from onestop.routing.v1.routing_pb2_grpc import RoutingServiceAsyncStub
@@ -54,6 +55,7 @@ SERVICE_NAMES = {
     "approval": ("审批服务", "approval"),
     "supervision": ("监察服务", "supervision"),
     "notification": ("通知服务", "notification"),
+    "convenience": ("便民服务(收件服务)", "convenience (intake)"),
 }
 
 
@@ -85,7 +87,10 @@ class Clients:
         channels = {
             name: insecure_channel(settings.peers[name]) for name in SERVICES if settings.peers.get(name)
         }
-        return cls({name: _STUBS[name](ch) for name, ch in channels.items()}, channels)
+        stubs = {name: _STUBS[name](ch) for name, ch in channels.items()}
+        if "intake" in channels:  # intake serves the convenience service on the same port
+            stubs["convenience"] = convenience_pb2_grpc.ConvenienceServiceStub(channels["intake"])
+        return cls(stubs, channels)
 
     def _get(self, name: str) -> Any:
         try:
@@ -101,6 +106,11 @@ class Clients:
     def intake(self) -> IntakeServiceAsyncStub:
         """IntakeService."""
         return cast("IntakeServiceAsyncStub", self._get("intake"))
+
+    @property
+    def convenience(self) -> ConvenienceServiceAsyncStub:
+        """ConvenienceService (served by intake): agency, delivery, fees."""
+        return cast("ConvenienceServiceAsyncStub", self._get("convenience"))
 
     @property
     def routing(self) -> RoutingServiceAsyncStub:

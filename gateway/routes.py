@@ -8,7 +8,7 @@ from aiohttp import web
 
 from gateway.auth import local_path
 from gateway.keys import CLIENTS, CLOSING
-from gateway.views import admin, api, citizen, console, live, public, staff, supervise
+from gateway.views import admin, agency, api, citizen, console, fees, live, public, staff, supervise
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -55,6 +55,8 @@ def setup(app: web.Application) -> None:
         console.routes,
         supervise.routes,
         admin.routes,
+        agency.routes,
+        fees.routes,
         api.routes,
     ):
         app.router.add_routes(table)
