@@ -2,8 +2,10 @@
 
 A village agent takes CV-006 (decided by the district's public security bureau) at Yingchengzi Village's
 service point; the town node (210211101) receives it, its liaison assigns a full-process agent, and the
-town uploads it over mutual TLS to the Ganjingzi district node (210211), where PSB decides. The sealed
-result comes back down to the town and the agent delivers it at the service point, with the resident's
+town uploads it over mutual TLS to the Ganjingzi district node (210211). PSB there asks for a missing
+permit; the notice comes down to the town, the carrying agent answers it for the resident, the answer goes
+back up and PSB approves. The sealed result comes back down, the town's fee collector takes the identity-card
+fee with a receipt, and the agent delivers the result at the service point with the resident's
 confirmation. The nodes are processes, built like tests/e2e/test_federation.py builds its tree.
 """
 
@@ -21,11 +23,11 @@ import pytest
 from onestop.approval.v1 import approval_pb2
 from onestop.common.v1 import common_pb2
 from onestop.intake.v1 import convenience_pb2 as pb
-from onestop.intake.v1 import convenience_pb2_grpc
+from onestop.intake.v1 import convenience_pb2_grpc, intake_pb2
 from onestop.routing.v1 import routing_pb2
 from services.cli.main import build_parser
 from services.common.events import timestamp
-from tests.e2e.test_federation import DISTRICT, TOWNSHIP, Tree, decide_all, parent_case
+from tests.e2e.test_federation import DISTRICT, TOWNSHIP, Tree, parent_case
 from tests.harness import NodeClients, pg_reachable, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -114,10 +116,21 @@ def test_a_household_registration_goes_from_a_village_point_up_to_the_district_a
         conv.RecordDelivery(refused, timeout=10)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
-    # The district's public security bureau decides; the sealed result comes back down.
+    # The district's public security bureau asks for the permit to move in; the notice comes down to the
+    # town, where the carrying agent answers it for the resident, and the answer goes back up.
     (task,) = district.wait_tasks(up.case_number, timeout=30)
     assert task.department == "PSB"
-    decide_all(district, up.case_number, 1)
+    item = CS.SupplementItem(material_code="MOVE-IN", reason="迁入地址与户口簿不一致,请补交准予迁入证明")
+    district.decide(task, approval_pb2.VERDICT_REQUEST_SUPPLEMENT, items=[item])
+    asked = town.wait_case(number, CS.CASE_STATUS_SUPPLEMENT_REQUESTED, timeout=30)
+    assert [i.material_code for i in asked.open_supplement] == ["MOVE-IN"]
+    town.intake.SupplementCase(
+        intake_pb2.SupplementCaseRequest(case_id=case_id, documents=[town.upload("MOVE-IN")], by=agent2),
+        timeout=10,
+    )
+    (again,) = district.wait_tasks(up.case_number, timeout=30)
+    assert "MOVE-IN" in {d.material_code for d in district.case(up.case_number).documents}
+    district.decide(again)
     sealed = district.approval.GetCaseDecision(
         approval_pb2.GetCaseDecisionRequest(case_number=up.case_number), timeout=5
     )
@@ -126,7 +139,22 @@ def test_a_household_registration_goes_from_a_village_point_up_to_the_district_a
     assert done.outcome == CS.OUTCOME_APPROVED
     trail = town.timeline(number)
     assert trail.index("case_uploaded") < trail.index("parent_result_received")
-    assert trail.count("parent_result_received") == 1
+    assert trail.count("parent_result_received") == 1 and "case_supplemented" in trail
+
+    # Back at the town: the identity-card fee is collected for the case, with its receipt.
+    fee = conv.CollectFee(
+        pb.CollectFeeRequest(
+            case_number=number,
+            fee_code="ID-CARD",
+            fee_kind="administrative",
+            amount="20.00",
+            payer="孙小梅",
+            method="cash",
+            collector=town_staff("fee1", "fee_collector"),
+        ),
+        timeout=10,
+    )
+    assert fee.receipt_number.startswith(f"{TOWNSHIP}-") and fee.matter_code == "CV-006"
 
     # Back at the village: the agent hands the result over and the resident confirms.
     waiting = {u.case_number: u for u in conv.ListUndelivered(pb.ListUndeliveredRequest(), timeout=5).cases}
