@@ -9,7 +9,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from onestop.approval.v1 import approval_pb2_grpc
-from onestop.intake.v1 import intake_pb2_grpc
+from onestop.intake.v1 import convenience_pb2_grpc, intake_pb2_grpc
 from onestop.interconnect.v1 import interconnect_pb2_grpc
 from onestop.notification.v1 import notification_pb2_grpc
 from onestop.routing.v1 import routing_pb2_grpc
@@ -20,6 +20,7 @@ from services.common.settings import Settings
 
 if TYPE_CHECKING:
     from onestop.approval.v1.approval_pb2_grpc import ApprovalServiceAsyncStub
+    from onestop.intake.v1.convenience_pb2_grpc import ConvenienceServiceAsyncStub
     from onestop.intake.v1.intake_pb2_grpc import IntakeServiceAsyncStub
     from onestop.interconnect.v1.interconnect_pb2_grpc import InterconnectStatusAsyncStub
     from onestop.notification.v1.notification_pb2_grpc import NotificationServiceAsyncStub
@@ -56,6 +57,7 @@ SERVICE_NAMES = {
     "approval": ("审批服务", "approval"),
     "supervision": ("监察服务", "supervision"),
     "notification": ("通知服务", "notification"),
+    "convenience": ("便民服务(收件服务)", "convenience (intake)"),
 }
 
 
@@ -90,6 +92,8 @@ class Clients:
         stubs = {name: _STUBS[name](ch) for name, ch in channels.items()}
         if "intake" in channels:  # InterconnectStatus is served on intake's internal port
             stubs["interconnect"] = interconnect_pb2_grpc.InterconnectStatusStub(channels["intake"])
+            # intake serves the convenience service on the same port
+            stubs["convenience"] = convenience_pb2_grpc.ConvenienceServiceStub(channels["intake"])
         return cls(stubs, channels)
 
     def _get(self, name: str) -> Any:
@@ -111,6 +115,11 @@ class Clients:
     def interconnect(self) -> InterconnectStatusAsyncStub:
         """InterconnectStatus (on intake's internal port): the link to the parent node."""
         return cast("InterconnectStatusAsyncStub", self._get("interconnect"))
+
+    @property
+    def convenience(self) -> ConvenienceServiceAsyncStub:
+        """ConvenienceService (served by intake): agency, delivery, fees."""
+        return cast("ConvenienceServiceAsyncStub", self._get("convenience"))
 
     @property
     def routing(self) -> RoutingServiceAsyncStub:

@@ -83,6 +83,19 @@ ROLE_NAMES = {
     "liaison_officer": ("联络员", "liaison officer"),
     "fee_collector": ("收费员", "fee collector"),
 }
+# Convenience service (R20): fee ledger entries and how a result reaches the applicant.
+ENTRY_KINDS = {"charge": ("收费", "charge"), "refund": ("退费", "refund"), "void": ("作废", "void")}
+FEE_KINDS = {
+    "administrative": ("行政事业性收费", "administrative fee"),
+    "other": ("其他收费", "other charge"),
+    "fine": ("罚没款", "fine"),
+}
+PAY_METHODS = {"cash": ("现金", "cash"), "card": ("刷卡", "card"), "transfer": ("转账", "transfer")}
+DELIVERY_METHODS = {
+    "handed_over": ("当面交付", "handed over"),
+    "posted": ("邮寄", "posted"),
+    "picked_up": ("本人领取", "picked up"),
+}
 
 
 def when(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -125,4 +138,8 @@ GLOBALS = {
     "CHANNEL": CHANNEL,
     "RATINGS": RATINGS,
     "ROLE_NAMES": ROLE_NAMES,
+    "ENTRY_KINDS": ENTRY_KINDS,
+    "FEE_KINDS": FEE_KINDS,
+    "PAY_METHODS": PAY_METHODS,
+    "DELIVERY_METHODS": DELIVERY_METHODS,
 }

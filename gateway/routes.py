@@ -8,7 +8,19 @@ from aiohttp import web
 
 from gateway.auth import local_path
 from gateway.keys import CLIENTS, CLOSING
-from gateway.views import admin, api, citizen, console, interconnect, live, public, staff, supervise
+from gateway.views import (
+    admin,
+    agency,
+    api,
+    citizen,
+    console,
+    fees,
+    interconnect,
+    live,
+    public,
+    staff,
+    supervise,
+)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -56,6 +68,8 @@ def setup(app: web.Application) -> None:
         supervise.routes,
         interconnect.routes,
         admin.routes,
+        agency.routes,
+        fees.routes,
         api.routes,
     ):
         app.router.add_routes(table)

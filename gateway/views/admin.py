@@ -1,4 +1,4 @@
-"""Administrators (users, roles, catalogue versions, calendar) and the cases agents carry."""
+"""Administrators: users, roles, catalogue versions, calendar (the cases agents carry: views/agency.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,9 @@ from aiohttp import web
 
 from gateway.accounts import MIN_PASSWORD_LENGTH, new_password
 from gateway.audit import note
-from gateway.auth import ADMIN_ROLES, CARRIER_ROLES, Principal, principal_of, require
-from gateway.clients import optional
+from gateway.auth import ADMIN_ROLES, Principal, principal_of, require
 from gateway.keys import CACHES, PASSWORDS, clients, now, store
-from gateway.views.common import centers_below, form_data, matter, own_centers, render, text
-from onestop.intake.v1 import intake_pb2
+from gateway.views.common import centers_below, form_data, own_centers, render, text
 from onestop.routing.v1 import routing_pb2
 from onestop.supervision.v1 import supervision_pb2
 from services.common.calendar import CalendarDataError, default_calendar, parse_year_json
@@ -188,23 +186,3 @@ async def load_calendar(request: web.Request) -> web.Response:
         loaded.append((year.year, reply.moved_clocks))
     note(request, years=[y for y, _ in loaded])
     return await _calendar_page(request, loaded=loaded)
-
-
-@routes.get("/staff/carried", name="carried")
-@require(*CARRIER_ROLES)
-async def carried(request: web.Request) -> web.Response:
-    """Agents: the cases they carry; liaison officers and fee collectors: every case carried at their center."""
-    who = _me(request)
-    rows = await store(request).carried_cases(
-        username=who.username if who.role == "agent" else None,
-        center=None if who.role == "agent" else who.center,
-    )
-    out = []
-    for row in rows[:100]:
-        case, _ = await optional(
-            clients(request).intake.GetCase(intake_pb2.GetCaseRequest(case_id=row["case_id"]), timeout=5),
-            "intake",
-        )
-        m = await matter(request, row["matter_code"])
-        out.append((row, case, m))
-    return render(request, "staff/carried.html", {"rows": out})

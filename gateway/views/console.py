@@ -25,6 +25,7 @@ from gateway.auth import (
 from gateway.clients import call_or_none, optional
 from gateway.keys import clients, now, store
 from gateway.labels import SHANGHAI
+from gateway.views.agency import carries
 from gateway.views.common import (
     departments,
     form_data,
@@ -96,11 +97,7 @@ async def _may_see_case(
     if who.role in WINDOW_ROLES:
         return who.here and any(t.department == who.department for t in tasks)
     if who.role in CARRIER_ROLES:
-        mine = await store(request).carried_cases(
-            username=who.username if who.role == "agent" else None,
-            center=None if who.role == "agent" else who.center,
-        )
-        return any(r["case_number"] == number for r in mine)
+        return await carries(request, who, number)
     return False
 
 

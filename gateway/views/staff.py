@@ -184,6 +184,8 @@ async def home(request: web.Request) -> web.Response:
         links.append(("/staff/interconnect", t("上级联网状态", "Link to the parent center")))
     if who.role in CARRIER_ROLES:
         links.append(("/staff/carried", t("我代办的报件", "Cases I carry")))
+    if here and who.role in ("fee_collector", "center_director"):
+        links.append(("/staff/fees", t("收费与日终对账", "Fees and the day's reconciliation")))
     if who.role in ADMIN_ROLES:
         links += [
             ("/staff/admin/users", t("用户与岗位", "Users and roles")),

@@ -6,7 +6,10 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from onestop.events.v1 import events_pb2
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from services.common.events import new_event
+from services.common.logging import get_logger
 from services.common.outbox import UnitOfWork
 from services.intake import convenience_repository as repo
 from services.intake import fees
@@ -16,6 +19,8 @@ from services.intake.convert import to_json
 
 REFUNDERS = (FEE_COLLECTOR, "center_director")
 RECONCILERS = (FEE_COLLECTOR, LIAISON, "center_director")
+SUPERVISORS = ("center_director", "supervisor")  # the management office a discrepancy is flagged to
+log = get_logger(__name__)
 
 
 async def _entry(uow: UnitOfWork, ctx: ConvenienceContext, **values: Any) -> dict[str, Any]:
@@ -204,4 +209,33 @@ async def reconcile(uow: UnitOfWork, ctx: ConvenienceContext, req: Any) -> dict[
         ),
     }
     row["id"] = await repo.add_reconciliation(uow.conn, row)
+    if row["flagged"]:
+        uow.emit(await _failed_event(ctx, row, req.by))
     return row
+
+
+async def _failed_event(ctx: ConvenienceContext, row: dict[str, Any], by: Any) -> events_pb2.Envelope:
+    """fee_reconciliation_failed, naming the supervisors notification tells (R20: flagged to management)."""
+    told: list[str] = []
+    for role in SUPERVISORS:
+        told += [g.username for g in await ctx.staff.grants(ctx.center, role) if g.username not in told]
+    body = events_pb2.FeeReconciliationFailed(
+        reconciliation_id=row["id"],
+        day=row["day"],
+        collector=row["collector"],
+        expected=fees.money(row["expected"]),
+        declared=fees.money(row["declared"]),
+        difference=fees.money(row["difference"]),
+        entries=row["entries"],
+        by=by,
+        supervisors=told,
+    )
+    log.warning(
+        "fee reconciliation does not balance",
+        center=ctx.center,
+        day=row["day"],
+        collector=row["collector"],
+        difference=body.difference,
+        told=told,
+    )
+    return new_event(center=ctx.center, producer="intake", at=row["at"], body=body)

@@ -308,6 +308,24 @@ def _key_project(s: Situation) -> list[Outgoing]:
     return to_staff(s, "key_project_designated", [target], extra)
 
 
+def _fee_reconciliation_failed(s: Situation) -> list[Outgoing]:
+    data = s.fact.data
+    extra = {
+        "day": get(data, "day"),
+        "collector": get(data, "collector"),
+        "expected": get(data, "expected"),
+        "declared": get(data, "declared"),
+        "difference": get(data, "difference"),
+        "entries": int(get(data, "entries", default=0) or 0),
+        "reconciled_by": get(data, "by", "display_name") or get(data, "by", "username"),
+        "reconciliation_id": str(get(data, "reconciliation_id")),
+    }
+    told = [str(u) for u in get(data, "supervisors", default=[]) if u]
+    missing = "the center has no director or supervisor to warn; the discrepancy stays on the day's report"
+    targets = [(f"staff:{u}", "") for u in told] or [("staff:", missing)]
+    return to_staff(s, "fee_reconciliation_failed", targets, extra)
+
+
 PLANNERS: dict[str, Callable[[Situation], list[Outgoing]]] = {
     "case_accepted": _accepted,
     "supplement_requested": _supplement,
@@ -322,4 +340,5 @@ PLANNERS: dict[str, Callable[[Situation], list[Outgoing]]] = {
     "task_urged": _urged,
     "extension_requested": _extension_requested,
     "key_project_designated": _key_project,
+    "fee_reconciliation_failed": _fee_reconciliation_failed,
 }

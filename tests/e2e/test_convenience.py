@@ -1,7 +1,7 @@
 """Convenience service at a township node (R19–R22): agency, delivery, fees, petitions, staffing warning.
 
-One Yingchengzi town node (210211101) on a shared test clock. Cross-node upload of a household-registration
-matter (CV-006 decided at the district) is built elsewhere and not covered here.
+One Yingchengzi town node (210211101) on a shared test clock. A household-registration matter (CV-006) going
+up to the district and back is in tests/e2e/test_convenience_federation.py.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 from onestop.common.v1 import common_pb2
 from onestop.intake.v1 import convenience_pb2 as pb
 from onestop.intake.v1 import convenience_pb2_grpc
+from onestop.notification.v1 import notification_pb2, notification_pb2_grpc
 from onestop.supervision.v1 import supervision_pb2, supervision_pb2_grpc
 from services.common.clock import FileClock
 from services.common.events import timestamp
@@ -59,6 +60,11 @@ def c(node):
 @pytest.fixture(scope="module")
 def conv(node):
     return convenience_pb2_grpc.ConvenienceServiceStub(grpc.insecure_channel(node.address("intake")))
+
+
+@pytest.fixture(scope="module")
+def notes(node):
+    return notification_pb2_grpc.NotificationServiceStub(grpc.insecure_channel(node.address("notification")))
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +201,7 @@ def _seq(receipt: str) -> int:
     return int(receipt.rsplit("-", 1)[1])
 
 
-def test_fees_receipts_refund_and_daily_reconciliation(c, conv, clock_file):
+def test_fees_receipts_refund_and_daily_reconciliation(c, conv, notes, clock_file):
     at(clock_file, 2025, 11, 20, 10, 0)
     fee1, fee2 = staff("fee1", "fee_collector"), staff("fee2", "fee_collector")
     case_number = c.submit("CV-005").case.case_number
@@ -276,6 +282,14 @@ def test_fees_receipts_refund_and_daily_reconciliation(c, conv, clock_file):
         and short.difference == "-0.50"
         and "DISCREPANCY" in short.report_html
     )
+
+    def warned() -> list[notification_pb2.InboxMessage]:
+        inbox = notes.ListInbox(notification_pb2.ListInboxRequest(recipient="staff:director.ycz")).messages
+        return [m for m in inbox if m.kind == "fee_reconciliation_failed"]
+
+    (warning,) = wait_for(warned, what="the discrepancy warning in the director's inbox")
+    assert warning.title == "收费对账不符:2025-11-20 fee2"
+    assert "差额 -0.50 元" in warning.body and f"对账记录 {short.id}" in warning.body
     center = conv.Reconcile(
         pb.ReconcileRequest(day="2025-11-20", declared="250.50", by=staff("director.ycz", "center_director"))
     )

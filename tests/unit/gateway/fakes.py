@@ -79,6 +79,10 @@ STAFF = {
     "tracker": [("tracker", CENTER, "")],
     "admin": [("administrator", CENTER, "")],
     "agent1": [("agent", "210200101", "")],
+    "agent.here": [("agent", CENTER, "")],
+    "liaison1": [("liaison_officer", CENTER, "")],
+    "fee1": [("fee_collector", CENTER, "")],
+    "fee2": [("fee_collector", CENTER, "")],
     "elsewhere": [("window_clerk", "210211", "PLAN")],
 }
 
@@ -451,12 +455,14 @@ class Fakes:
     supervision: Any = field(default_factory=DownSupervision)
     notification: Any = None
     interconnect: Any = None
+    convenience: Any = field(default_factory=lambda: _fake_convenience())
 
     def clients(self) -> Clients:
         """Clients over the fakes; notification absent unless set (not configured)."""
         stubs = {
             "routing": self.routing,
             "intake": self.intake,
+            "convenience": self.convenience,
             "approval": self.approval,
             "supervision": self.supervision,
         }
@@ -465,6 +471,12 @@ class Fakes:
         if self.interconnect is not None:
             stubs["interconnect"] = self.interconnect
         return Clients(stubs)
+
+
+def _fake_convenience() -> Any:
+    from tests.unit.gateway.fake_convenience import FakeConvenience  # it builds on this module
+
+    return FakeConvenience()
 
 
 class FakeWatch:

@@ -54,6 +54,10 @@ BY_ROLE = {
         "/staff/admin/calendar",
     ],
     "agent1": ["/staff", "/staff/carried", "/apply/PL-001"],
+    "agent.here": ["/staff/carried", "/staff/carried?done=delivered"],
+    "liaison1": ["/staff", "/staff/carried", "/staff/carried?done=assigned"],
+    "fee1": ["/staff", "/staff/fees", "/staff/fees?day=2025-01-05", "/staff/carried"],
+    "director": ["/staff/fees"],
 }
 
 

@@ -8,8 +8,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from onestop.common.v1 import common_pb2
+from onestop.events.v1 import events_pb2
 from onestop.intake.v1 import convenience_pb2 as pb
 from services.common.db import create_engine
 from services.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied
@@ -123,3 +125,29 @@ async def test_concurrent_refunds_never_exceed_the_charge(env: Any) -> None:
         )
     )
     assert rec["balanced"] and rec["expected"] == Decimal("10.00") and rec["entries"] == 4
+
+
+async def test_a_day_that_does_not_balance_puts_one_alarm_naming_the_director_in_the_outbox(env: Any) -> None:
+    ctx, _, run = env
+    await run(lambda uow: fees_handlers.collect(uow, ctx, charge("20.00", "fee2")))
+
+    async def reconcile(declared: str) -> dict[str, Any]:
+        req = pb.ReconcileRequest(day="2026-03-02", collector="fee2", declared=declared, by=actor("fee2"))
+        return await run(lambda uow: fees_handlers.reconcile(uow, ctx, req))  # type: ignore[no-any-return]
+
+    assert (await reconcile("20.00"))["balanced"]
+    short = await reconcile("19.90")
+
+    async def alarms(uow: UnitOfWork) -> list[bytes]:
+        rows = await uow.conn.execute(
+            select(orm.outbox.c.payload).where(orm.outbox.c.subject == "ev.fee_reconciliation_failed")
+        )
+        return [r[0] for r in rows]
+
+    (payload,) = await run(alarms)
+    env_ = events_pb2.Envelope.FromString(payload)
+    body = env_.fee_reconciliation_failed
+    assert (env_.center, env_.producer, env_.case_number) == (CENTER, "intake", "")
+    assert (body.reconciliation_id, body.day, body.collector) == (short["id"], "2026-03-02", "fee2")
+    assert (body.expected, body.declared, body.difference) == ("20.00", "19.90", "-0.10")
+    assert list(body.supervisors) == ["director"] and body.by.username == "fee2"

@@ -169,3 +169,35 @@ def test_extension_request_goes_to_the_department_head_and_key_project_to_its_tr
     )
     assert [o.recipient for o in ext] == ["head:PLAN"]
     assert [o.recipient for o in key] == ["staff:tracker.zhao"]
+
+
+SHORT = {
+    "reconciliation_id": "7",
+    "day": "2025-11-20",
+    "collector": "fee2",
+    "expected": "200.50",
+    "declared": "200.00",
+    "difference": "-0.50",
+    "entries": 1,
+    "by": {"username": "fee2", "display_name": "赵金凤"},
+    "supervisors": ["director.ycz", "supervisor.ycz"],
+}
+
+
+def test_a_reconciliation_that_does_not_balance_warns_each_supervisor_in_their_inbox() -> None:
+    outs = plan(
+        fact("fee_reconciliation_failed", SHORT, case_number=""), recipient=None, task=None, channels=BOTH
+    )
+    assert [(o.channel, o.recipient) for o in outs] == [
+        (INBOX, "staff:director.ycz"),
+        (INBOX, "staff:supervisor.ycz"),
+    ]
+    assert outs[0].context["difference"] == "-0.50" and outs[0].context["reconciled_by"] == "赵金凤"
+
+
+def test_a_discrepancy_at_a_center_without_supervisors_is_recorded_as_untold() -> None:
+    data = {**SHORT, "supervisors": []}
+    (out,) = plan(
+        fact("fee_reconciliation_failed", data, case_number=""), recipient=None, task=None, channels=BOTH
+    )
+    assert out.channel == NONE and "no director or supervisor" in out.skip_reason

@@ -140,3 +140,26 @@ def test_a_template_asking_for_a_missing_field_is_a_template_error(tmp_path: Pat
 def test_unknown_message_kind_is_a_template_error() -> None:
     with pytest.raises(RenderError, match="template error: TemplateNotFound"):
         templates().message(kind="no_such_message", language="zh-CN", context={})
+
+
+def test_fee_discrepancy_warning_gives_the_day_the_collector_and_the_difference() -> None:
+    data = {
+        "day": "2025-11-20",
+        "collector": "fee2",
+        "expected": "200.50",
+        "declared": "200.00",
+        "difference": "-0.50",
+        "entries": 1,
+        "by": {"username": "fee2", "display_name": "赵金凤"},
+        "supervisors": ["director.ycz"],
+        "reconciliation_id": "7",
+    }
+    (out,) = plan(
+        fact("fee_reconciliation_failed", data, case_number=""), recipient=None, task=None, channels=BOTH
+    )
+    message = templates().message(kind=out.kind, language=out.language, context=out.context)
+    assert message.title == "收费对账不符:2025-11-20 fee2"
+    assert "应收 200.50 元,实收 200.00 元,差额 -0.50 元" in message.body and "赵金凤" in message.body
+    assert not message.sms  # staff are told in their inbox only
+    center = dict(out.context, collector="")
+    assert "全中心" in templates().message(kind=out.kind, language=out.language, context=center).title

@@ -58,6 +58,7 @@ class Envelope(_message.Message):
     CALENDAR_MISSING_FIELD_NUMBER: _builtins.int
     SPECIAL_PROCEDURE_STARTED_FIELD_NUMBER: _builtins.int
     SPECIAL_PROCEDURE_ENDED_FIELD_NUMBER: _builtins.int
+    FEE_RECONCILIATION_FAILED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """UUID; also the Nats-Msg-Id"""
     center: _builtins.str
@@ -118,6 +119,8 @@ class Envelope(_message.Message):
     def special_procedure_started(self) -> Global___SpecialProcedureStarted: ...
     @_builtins.property
     def special_procedure_ended(self) -> Global___SpecialProcedureEnded: ...
+    @_builtins.property
+    def fee_reconciliation_failed(self) -> Global___FeeReconciliationFailed: ...
     def __init__(
         self,
         *,
@@ -153,12 +156,13 @@ class Envelope(_message.Message):
         calendar_missing: Global___CalendarMissing | None = ...,
         special_procedure_started: Global___SpecialProcedureStarted | None = ...,
         special_procedure_ended: Global___SpecialProcedureEnded | None = ...,
+        fee_reconciliation_failed: Global___FeeReconciliationFailed | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "calendar_missing", b"calendar_missing", "case_accepted", b"case_accepted", "case_concluded", b"case_concluded", "case_delivered", b"case_delivered", "case_forwarded", b"case_forwarded", "case_routed", b"case_routed", "case_submitted", b"case_submitted", "case_supplemented", b"case_supplemented", "case_withdrawn", b"case_withdrawn", "clock_warned", b"clock_warned", "evaluation_submitted", b"evaluation_submitted", "extension_decided", b"extension_decided", "extension_requested", b"extension_requested", "key_project_designated", b"key_project_designated", "occurred_at", b"occurred_at", "parent_result_received", b"parent_result_received", "special_procedure_ended", b"special_procedure_ended", "special_procedure_started", b"special_procedure_started", "supplement_requested", b"supplement_requested", "supplement_round_opened", b"supplement_round_opened", "task_claimed", b"task_claimed", "task_decided", b"task_decided", "task_deemed_approved", b"task_deemed_approved", "task_opened", b"task_opened", "task_released", b"task_released", "task_urged", b"task_urged"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "calendar_missing", b"calendar_missing", "case_accepted", b"case_accepted", "case_concluded", b"case_concluded", "case_delivered", b"case_delivered", "case_forwarded", b"case_forwarded", "case_routed", b"case_routed", "case_submitted", b"case_submitted", "case_supplemented", b"case_supplemented", "case_withdrawn", b"case_withdrawn", "clock_warned", b"clock_warned", "evaluation_submitted", b"evaluation_submitted", "extension_decided", b"extension_decided", "extension_requested", b"extension_requested", "fee_reconciliation_failed", b"fee_reconciliation_failed", "key_project_designated", b"key_project_designated", "occurred_at", b"occurred_at", "parent_result_received", b"parent_result_received", "special_procedure_ended", b"special_procedure_ended", "special_procedure_started", b"special_procedure_started", "supplement_requested", b"supplement_requested", "supplement_round_opened", b"supplement_round_opened", "task_claimed", b"task_claimed", "task_decided", b"task_decided", "task_deemed_approved", b"task_deemed_approved", "task_opened", b"task_opened", "task_released", b"task_released", "task_urged", b"task_urged"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "calendar_missing", b"calendar_missing", "case_accepted", b"case_accepted", "case_concluded", b"case_concluded", "case_delivered", b"case_delivered", "case_forwarded", b"case_forwarded", "case_id", b"case_id", "case_number", b"case_number", "case_routed", b"case_routed", "case_submitted", b"case_submitted", "case_supplemented", b"case_supplemented", "case_withdrawn", b"case_withdrawn", "center", b"center", "clock_warned", b"clock_warned", "evaluation_submitted", b"evaluation_submitted", "event_id", b"event_id", "extension_decided", b"extension_decided", "extension_requested", b"extension_requested", "key_project_designated", b"key_project_designated", "occurred_at", b"occurred_at", "parent_result_received", b"parent_result_received", "producer", b"producer", "special_procedure_ended", b"special_procedure_ended", "special_procedure_started", b"special_procedure_started", "supplement_requested", b"supplement_requested", "supplement_round_opened", b"supplement_round_opened", "task_claimed", b"task_claimed", "task_decided", b"task_decided", "task_deemed_approved", b"task_deemed_approved", "task_opened", b"task_opened", "task_released", b"task_released", "task_urged", b"task_urged", "trace", b"trace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "calendar_missing", b"calendar_missing", "case_accepted", b"case_accepted", "case_concluded", b"case_concluded", "case_delivered", b"case_delivered", "case_forwarded", b"case_forwarded", "case_id", b"case_id", "case_number", b"case_number", "case_routed", b"case_routed", "case_submitted", b"case_submitted", "case_supplemented", b"case_supplemented", "case_withdrawn", b"case_withdrawn", "center", b"center", "clock_warned", b"clock_warned", "evaluation_submitted", b"evaluation_submitted", "event_id", b"event_id", "extension_decided", b"extension_decided", "extension_requested", b"extension_requested", "fee_reconciliation_failed", b"fee_reconciliation_failed", "key_project_designated", b"key_project_designated", "occurred_at", b"occurred_at", "parent_result_received", b"parent_result_received", "producer", b"producer", "special_procedure_ended", b"special_procedure_ended", "special_procedure_started", b"special_procedure_started", "supplement_requested", b"supplement_requested", "supplement_round_opened", b"supplement_round_opened", "task_claimed", b"task_claimed", "task_decided", b"task_decided", "task_deemed_approved", b"task_deemed_approved", "task_opened", b"task_opened", "task_released", b"task_released", "task_urged", b"task_urged", "trace", b"trace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["case_submitted", "supplement_requested", "case_supplemented", "case_accepted", "case_routed", "case_forwarded", "task_opened", "task_claimed", "task_released", "task_decided", "supplement_round_opened", "extension_requested", "extension_decided", "case_concluded", "case_withdrawn", "case_delivered", "key_project_designated", "clock_warned", "task_urged", "task_deemed_approved", "parent_result_received", "evaluation_submitted", "calendar_missing", "special_procedure_started", "special_procedure_ended"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["case_submitted", "supplement_requested", "case_supplemented", "case_accepted", "case_routed", "case_forwarded", "task_opened", "task_claimed", "task_released", "task_decided", "supplement_round_opened", "extension_requested", "extension_decided", "case_concluded", "case_withdrawn", "case_delivered", "key_project_designated", "clock_warned", "task_urged", "task_deemed_approved", "parent_result_received", "evaluation_submitted", "calendar_missing", "special_procedure_started", "special_procedure_ended", "fee_reconciliation_failed"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -930,3 +934,58 @@ class SpecialProcedureEnded(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SpecialProcedureEnded: _TypeAlias = SpecialProcedureEnded  # noqa: Y015
+
+@_typing.final
+class FeeReconciliationFailed(_message.Message):
+    """A day's fee reconciliation did not balance (R20): the management office is told. No case."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECONCILIATION_ID_FIELD_NUMBER: _builtins.int
+    DAY_FIELD_NUMBER: _builtins.int
+    COLLECTOR_FIELD_NUMBER: _builtins.int
+    EXPECTED_FIELD_NUMBER: _builtins.int
+    DECLARED_FIELD_NUMBER: _builtins.int
+    DIFFERENCE_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    SUPERVISORS_FIELD_NUMBER: _builtins.int
+    reconciliation_id: _builtins.int
+    day: _builtins.str
+    """YYYY-MM-DD, local"""
+    collector: _builtins.str
+    """username; empty: the whole center"""
+    expected: _builtins.str
+    """exact decimals as text, e.g. "200.50" """
+    declared: _builtins.str
+    difference: _builtins.str
+    """declared - expected"""
+    entries: _builtins.int
+    @_builtins.property
+    def by(self) -> _common_pb2.Actor:
+        """who reconciled"""
+
+    @_builtins.property
+    def supervisors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """usernames told: the center's directors and supervisors"""
+
+    def __init__(
+        self,
+        *,
+        reconciliation_id: _builtins.int = ...,
+        day: _builtins.str = ...,
+        collector: _builtins.str = ...,
+        expected: _builtins.str = ...,
+        declared: _builtins.str = ...,
+        difference: _builtins.str = ...,
+        entries: _builtins.int = ...,
+        by: _common_pb2.Actor | None = ...,
+        supervisors: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["by", b"by"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "collector", b"collector", "day", b"day", "declared", b"declared", "difference", b"difference", "entries", b"entries", "expected", b"expected", "reconciliation_id", b"reconciliation_id", "supervisors", b"supervisors"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FeeReconciliationFailed: _TypeAlias = FeeReconciliationFailed  # noqa: Y015
