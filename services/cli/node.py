@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -36,8 +37,36 @@ class LaunchError(RuntimeError):
     """A process of the node did not come up; the message says which and where its log is."""
 
 
+_GIVEN: set[int] = set()  # ports this process handed out
+
+
+def _ephemeral_start() -> int:
+    """The first port of the kernel's range for outgoing connections (Linux; 32768 elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now."""
+    """A TCP port nobody listens on right now, chosen below the ephemeral range.
+
+    A port the kernel hands out for binding to port 0 comes from the same range as the source ports of
+    outgoing connections, so between choosing it and the service binding it, a client connection (to
+    PostgreSQL, to NATS) may take it. Ports drawn at random below that range do not race with those.
+    """
+    top = _ephemeral_start()
+    for _ in range(50):
+        port = random.randint(max(top - 12000, 1024), top - 1)
+        if port in _GIVEN:  # handed out already: its process may not have bound it yet
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
