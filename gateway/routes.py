@@ -8,7 +8,18 @@ from aiohttp import web
 
 from gateway.auth import local_path
 from gateway.keys import CLIENTS, CLOSING
-from gateway.views import admin, api, citizen, console, interconnect, live, public, staff, supervise
+from gateway.views import (
+    admin,
+    api,
+    citizen,
+    console,
+    documents,
+    interconnect,
+    live,
+    public,
+    staff,
+    supervise,
+)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -53,6 +64,7 @@ def setup(app: web.Application) -> None:
         live.routes,
         staff.routes,
         console.routes,
+        documents.routes,
         supervise.routes,
         interconnect.routes,
         admin.routes,
