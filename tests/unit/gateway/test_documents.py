@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Any
+
+import aiohttp
+import grpc
 
 from gateway.keys import STORE
 from gateway.views.documents import disposition
+from onestop.intake.v1 import intake_pb2
 from tests.unit.gateway.conftest import Gateway
-from tests.unit.gateway.fakes import CODE, NUMBER, PDF
+from tests.unit.gateway.fakes import CODE, NUMBER, PDF, rpc_error
 
 DIGEST = hashlib.sha256(PDF).hexdigest()
 STAFF_URL = f"/staff/cases/{NUMBER}/documents/{DIGEST}"
@@ -83,3 +88,21 @@ def test_the_download_name_is_stripped_of_quotes_paths_and_control_characters() 
     assert value.startswith('attachment; filename="a_b_Set-Cookie: x=1_.._')
     assert value.endswith("%E7%94%B3%E8%AF%B7.pdf")
     assert disposition("") == "attachment; filename=\"document\"; filename*=UTF-8''document"
+
+
+async def test_a_stream_that_breaks_off_is_an_incomplete_download_not_a_short_file(gw: Gateway) -> None:
+    async def broken(req: Any, timeout: float = 0) -> Any:
+        yield intake_pb2.DocumentChunk(
+            filename="a.pdf", content_type="application/pdf", size=len(PDF), digest=DIGEST, data=PDF[:8]
+        )
+        raise rpc_error(grpc.StatusCode.DATA_LOSS, "altered while it was being sent")
+
+    gw.fakes.intake.DownloadDocument = broken  # type: ignore[method-assign]
+    assert await gw.sign_in("clerk.plan") == 303
+    resp = await gw.client.get(STAFF_URL)
+    assert resp.status == 200 and resp.content_length == len(PDF)
+    try:
+        body = await resp.read()
+    except aiohttp.ClientPayloadError:
+        body = b""
+    assert body != PDF and len(body) < len(PDF)
