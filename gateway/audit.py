@@ -57,6 +57,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/staff/queue"): "view_queue",
     ("GET", "/staff/cases/{number}"): "view_case",
     ("GET", "/staff/cases/{number}/notices/{kind}"): "print_notice",
+    ("GET", "/staff/cases/{number}/documents/{digest}"): "view_document",
     ("POST", "/staff/cases/{number}/key-project"): "designate_key_project",
     ("POST", "/staff/tasks/{task_id}/{action}"): "task",  # named by TASK_ACTIONS
     ("GET", "/staff/questions"): "view_questions",
@@ -89,12 +90,14 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/track"): "track_case",
     ("POST", "/api/v1/cases/lookup"): "track_case",
     ("GET", "/track/{number}"): "track_case",
+    ("GET", "/track/{number}/documents/{digest}"): "download_document",
     ("POST", "/track/{number}/supplement"): "supplement_case",
     ("POST", "/track/{number}/evaluation"): "evaluate",
     ("POST", "/track/{number}/withdraw"): "withdraw_case",
     ("GET", "/api/v1/cases/{number}/events"): "watch_case",
 }
-LOOKUPS = frozenset({"track_case"})  # a 404 there means a wrong case number or query code
+# a 404 there means a wrong case number, query code or document digest
+LOOKUPS = frozenset({"track_case", "download_document"})
 SUBJECT_KEYS = ("number", "task_id", "extension_id", "username", "question_id", "code")
 
 

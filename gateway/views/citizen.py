@@ -208,7 +208,7 @@ async def track_lookup(request: web.Request) -> web.StreamResponse:
     return await _unlock(request, text(data, "number", max_len=64), text(data, "code", max_len=16))
 
 
-def _code_for(request: web.Request, number: str) -> str:
+def code_for(request: web.Request, number: str) -> str:
     """The query code this browser unlocked the case with; a form posted without one is refused."""
     code = tracked(request).get(number)
     if not code:
@@ -222,7 +222,7 @@ def _code_for(request: web.Request, number: str) -> str:
 async def case_page(request: web.Request) -> web.Response:
     """The applicant's case: timeline, department tasks, clocks, notices, decision, supplement and evaluation."""
     number = request.match_info["number"]
-    code = _code_for(request, number)
+    code = code_for(request, number)
     c = clients(request)
     reply = await c.intake.TrackCase(
         intake_pb2.TrackCaseRequest(case_number=number, query_code=code), timeout=5
@@ -297,7 +297,7 @@ async def case_page(request: web.Request) -> web.Response:
 async def supplement(request: web.Request) -> web.Response:
     """Answer the one-time supplement notice by uploading what was asked."""
     number = request.match_info["number"]
-    code = _code_for(request, number)
+    code = code_for(request, number)
     reply = await clients(request).intake.TrackCase(
         intake_pb2.TrackCaseRequest(case_number=number, query_code=code), timeout=5
     )
@@ -332,7 +332,7 @@ async def evaluate(request: web.Request) -> web.Response:
     number = request.match_info["number"]
     if principal_of(request) is not None:
         raise web.HTTPForbidden(reason="Staff may not evaluate a case: the rating is the applicant's own")
-    code = _code_for(request, number)
+    code = code_for(request, number)
     data = await form_data(request)
     try:
         rating = int(text(data, "rating", max_len=1, required=True))
@@ -363,7 +363,7 @@ async def evaluate(request: web.Request) -> web.Response:
 async def withdraw(request: web.Request) -> web.Response:
     """The applicant withdraws an open case (the query code vouches for them)."""
     number = request.match_info["number"]
-    code = _code_for(request, number)
+    code = code_for(request, number)
     reply = await clients(request).intake.TrackCase(
         intake_pb2.TrackCaseRequest(case_number=number, query_code=code), timeout=5
     )

@@ -101,6 +101,18 @@ async def _may_see_case(
     return False
 
 
+async def case_in_scope(request: web.Request, who: Principal, number: str) -> list[common_pb2.Task]:
+    """The case's tasks, or 403 when the case detail is not for this person (one check for every page)."""
+    reply = await clients(request).approval.ListCaseTasks(
+        approval_pb2.ListCaseTasksRequest(case_number=number), timeout=5
+    )
+    tasks = list(reply.tasks)
+    forbid_unless(
+        await _may_see_case(request, who, number, tasks), "This case has no task of your department"
+    )
+    return tasks
+
+
 @routes.get("/staff/cases/{number}", name="staff_case")
 @require()
 async def case_detail(request: web.Request) -> web.Response:
@@ -108,13 +120,7 @@ async def case_detail(request: web.Request) -> web.Response:
     who = _me(request)
     number = request.match_info["number"]
     c = clients(request)
-    tasks_reply = await c.approval.ListCaseTasks(
-        approval_pb2.ListCaseTasksRequest(case_number=number), timeout=5
-    )
-    tasks = list(tasks_reply.tasks)
-    forbid_unless(
-        await _may_see_case(request, who, number, tasks), "This case has no task of your department"
-    )
+    tasks = await case_in_scope(request, who, number)
     case, timeline = await asyncio.gather(
         c.intake.GetCase(intake_pb2.GetCaseRequest(case_number=number), timeout=5),
         c.intake.GetTimeline(intake_pb2.GetCaseRequest(case_number=number), timeout=5),
@@ -331,14 +337,7 @@ async def notice(request: web.Request) -> web.Response:
     if kind not in NOTICES:
         raise web.HTTPNotFound(reason="unknown notice")
     c = clients(request)
-    tasks = list(
-        (
-            await c.approval.ListCaseTasks(approval_pb2.ListCaseTasksRequest(case_number=number), timeout=5)
-        ).tasks
-    )
-    forbid_unless(
-        await _may_see_case(request, who, number, tasks), "This case has no task of your department"
-    )
+    tasks = await case_in_scope(request, who, number)
     case = await c.intake.GetCase(intake_pb2.GetCaseRequest(case_number=number), timeout=5)
     sealed = None
     if kind == "decision":

@@ -50,3 +50,9 @@ class Unavailable(DomainError):
     """A dependency is down for now; the caller may retry."""
 
     reason = "UNAVAILABLE"
+
+
+class DataLoss(DomainError):
+    """What we stored is gone or damaged (a document whose bytes no longer match their digest)."""
+
+    reason = "DATA_LOSS"

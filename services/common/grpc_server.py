@@ -35,6 +35,7 @@ _CODES: dict[type[errors.DomainError], tuple[grpc.StatusCode, int]] = {
     errors.PermissionDenied: (grpc.StatusCode.PERMISSION_DENIED, code_pb2.PERMISSION_DENIED),
     errors.AlreadyExists: (grpc.StatusCode.ALREADY_EXISTS, code_pb2.ALREADY_EXISTS),
     errors.Unavailable: (grpc.StatusCode.UNAVAILABLE, code_pb2.UNAVAILABLE),
+    errors.DataLoss: (grpc.StatusCode.DATA_LOSS, code_pb2.DATA_LOSS),
 }
 
 

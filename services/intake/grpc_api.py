@@ -11,10 +11,13 @@ import grpc
 from onestop.common.v1 import common_pb2
 from onestop.intake.v1 import intake_pb2
 from services.common.errors import InvalidArgument, NotFound
+from services.common.logging import get_logger
 from services.common.runtime import Runtime
-from services.intake import handlers, repository
+from services.intake import download, handlers, repository
 from services.intake.convert import case_message, timeline_message
 from services.intake.documents import MAX_DOCUMENT_BYTES, DocumentStore, safe_filename
+
+log = get_logger(__name__)
 
 
 class IntakeApi:
@@ -143,3 +146,18 @@ class IntakeApi:
             content_type=meta.content_type,
             size=size,
         )
+
+    async def DownloadDocument(
+        self, req: intake_pb2.DownloadDocumentRequest, _: Any
+    ) -> AsyncIterator[intake_pb2.DocumentChunk]:
+        # Intake keeps no audit chain of its own: the gateway records who opened which document.
+        doc = await download.find_document(self.rt.engine, req)
+        log.info(
+            "document served",
+            case_number=doc["case_number"],
+            digest=doc["digest"],
+            by=req.by.username,
+            applicant=bool(req.query_code),
+        )
+        async for chunk in download.stream_document(self.store, doc):
+            yield chunk

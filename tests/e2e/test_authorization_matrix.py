@@ -12,7 +12,8 @@ The policy (the text of docs/SECURITY.md, "Authorization"):
     - Window clerk, chief representative, department head (at the center, of a department): their own
       department's queue (naming another department is refused, never widened); claim, release, ask
       for a supplement, add an opinion, request an extension on their department's tasks; the case
-      detail of a case with a task of their department. Only the chief representative and the
+      detail (and its documents) of a case with a task of their department. Whoever may open a case
+      detail may download its documents: the same check guards both. Only the chief representative and the
       department head decide (approve, reject) (R15).
     - Department head: decides the extension requests of their department (R7).
     - Center director: decides every department's extensions; designates key projects (with the
@@ -27,7 +28,8 @@ The policy (the text of docs/SECURITY.md, "Authorization"):
     - Agent: the cases they carried for residents; liaison officer and fee collector: every case
       carried at their convenience center (R19, R20).
     - Applicant (no session): the public pages; their own case with its number and query code (a
-      wrong number or code is a 404, counted and rate-limited); answering a supplement notice,
+      wrong number or code is a 404, counted and rate-limited) and the documents they sent with it;
+      answering a supplement notice,
       withdrawing and evaluating with the query code. Staff sessions may not evaluate: the rating is
       the applicant's own.
     - Everything else is refused: 403 for a signed-in person, sign-in (303 to the login page, 401 on
@@ -44,6 +46,7 @@ that must not change.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import http.client
 import json
 import re
@@ -96,30 +99,31 @@ ACTIONS = (
     "evaluate",  # rate a concluded case
     "carried",  # the cases carried for residents
     "calendar",  # load a newly published calendar year
+    "document",  # download a PLAN case's document (staff: as the case detail; applicant: with the code)
 )
 TABLE: tuple[tuple[str, str, str, str], ...] = (
-    # center, role, username,               qu cl de su ex ed kp wa ac st us ca tr ev cr cl
-    (CITY, "window_clerk", "clerk.plan", "Y  Y  .  Y  Y  .  .  .  .  .  .  Y  .  .  .  ."),
-    (CITY, "chief_representative", "chief.plan", "Y  Y  Y  Y  Y  .  .  .  .  .  .  Y  .  .  .  ."),
-    (CITY, "department_head", "head.plan", "Y  Y  Y  Y  Y  Y  .  .  .  .  .  Y  .  .  .  ."),
-    (CITY, "center_director", "director", ".  .  .  .  .  Y  Y  Y  Y  Y  .  Y  Y  .  .  ."),
-    (CITY, "supervisor", "supervisor", ".  .  .  .  .  .  .  Y  Y  Y  .  Y  Y  .  .  ."),
-    (CITY, "tracker", "tracker", ".  .  .  .  .  .  .  .  .  .  .  Y  Y  .  .  ."),
-    (CITY, "administrator", "admin", ".  .  .  .  .  .  .  .  .  .  Y  .  .  .  .  Y"),
-    (CITY, "window_clerk", "clerk.drc", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (TOWN, "agent", "agent1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  ."),
-    (TOWN, "liaison_officer", "liaison1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  ."),
-    (TOWN, "fee_collector", "fee1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  ."),
-    (TOWN, "center_director", "director.ycz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "window_clerk", "clerk.gjz.plan", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "chief_representative", "chief.gjz.plan", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "department_head", "head.gjz.plan", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "center_director", "director.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "supervisor", "supervisor.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "tracker", "tracker.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "administrator", "admin.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    ("", "applicant", "+code", ".  .  .  .  .  .  .  .  .  .  .  .  Y  Y  .  ."),
-    ("", "applicant", "-code", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    # center, role, username,               qu cl de su ex ed kp wa ac st us ca tr ev cr cl do
+    (CITY, "window_clerk", "clerk.plan", "Y  Y  .  Y  Y  .  .  .  .  .  .  Y  .  .  .  .  Y"),
+    (CITY, "chief_representative", "chief.plan", "Y  Y  Y  Y  Y  .  .  .  .  .  .  Y  .  .  .  .  Y"),
+    (CITY, "department_head", "head.plan", "Y  Y  Y  Y  Y  Y  .  .  .  .  .  Y  .  .  .  .  Y"),
+    (CITY, "center_director", "director", ".  .  .  .  .  Y  Y  Y  Y  Y  .  Y  Y  .  .  .  Y"),
+    (CITY, "supervisor", "supervisor", ".  .  .  .  .  .  .  Y  Y  Y  .  Y  Y  .  .  .  Y"),
+    (CITY, "tracker", "tracker", ".  .  .  .  .  .  .  .  .  .  .  Y  Y  .  .  .  Y"),
+    (CITY, "administrator", "admin", ".  .  .  .  .  .  .  .  .  .  Y  .  .  .  .  Y  ."),
+    (CITY, "window_clerk", "clerk.drc", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (TOWN, "agent", "agent1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  .  ."),
+    (TOWN, "liaison_officer", "liaison1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  .  ."),
+    (TOWN, "fee_collector", "fee1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  .  ."),
+    (TOWN, "center_director", "director.ycz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (DISTRICT, "window_clerk", "clerk.gjz.plan", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (DISTRICT, "chief_representative", "chief.gjz.plan", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (DISTRICT, "department_head", "head.gjz.plan", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (DISTRICT, "center_director", "director.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (DISTRICT, "supervisor", "supervisor.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (DISTRICT, "tracker", "tracker.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (DISTRICT, "administrator", "admin.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    ("", "applicant", "+code", ".  .  .  .  .  .  .  .  .  .  .  .  Y  Y  .  .  Y"),
+    ("", "applicant", "-code", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
 )
 PASSWORDS = {
     username: f"pw-{username}-{uuid.uuid4().hex[:10]}"
@@ -580,6 +584,15 @@ def _attempt(w: World, row: Row, action: str, allowed: bool) -> list[Reply]:
         ]
     if action == "carried":
         return [web.get("/staff/carried", action="view_carried")]
+    if action == "document":
+        digest = w.grpc.case(w.shared.case_number).documents[0].digest
+        if row.username == "+code":
+            number, code = w.concluded
+            assert web.form("/track", {"number": number, "code": code}).status == 303
+            digest = w.grpc.case(number).documents[0].digest
+            return [web.get(f"/track/{number}/documents/{digest}", action="download_document")]
+        # Staff, and a visitor without a code who tries the staff address (sent to sign in).
+        return [web.get(f"/staff/cases/{w.shared.case_number}/documents/{digest}", action="view_document")]
     if action == "calendar":
         year = CALENDAR_YEAR if allowed else CALENDAR_YEAR + 1
         data = json.dumps({"year": year, "holidays": {f"{year}-01-01": "元旦"}, "workdays": []}).encode()
@@ -638,6 +651,16 @@ def _effect(w: World, row: Row, action: str, replies: list[Reply]) -> None:
         wait_for(lambda: w.evaluations() >= 1, what="the evaluation counted")
     elif action == "carried":
         assert w.carried in replies[0].text
+    elif action == "document":
+        number = w.concluded[0] if row.username == "+code" else w.shared.case_number
+        assert hashlib.sha256(replies[0].body).hexdigest() == w.grpc.case(number).documents[0].digest
+        if row.staff:  # reading a case's document is recorded, not only refused attempts
+            (rec,) = w.db.audit(replies[0].request_id)
+            assert (rec["action"], rec["detail"]["outcome"], rec["actor"]) == (
+                "view_document",
+                "ok",
+                row.username,
+            )
     elif action == "calendar":
         assert 'id="calendar-loaded"' in replies[0].text and str(CALENDAR_YEAR) in replies[0].text
     for reply in replies:

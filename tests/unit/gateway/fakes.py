@@ -148,6 +148,7 @@ class FakeIntake:
     supplements: list[intake_pb2.SupplementCaseRequest] = field(default_factory=list)
     withdrawn: list[intake_pb2.WithdrawCaseRequest] = field(default_factory=list)
     designated: list[intake_pb2.DesignateKeyProjectRequest] = field(default_factory=list)
+    stored: dict[str, bytes] = field(default_factory=dict)  # digest -> bytes (edit one to damage it)
 
     def __post_init__(self) -> None:
         case = common_pb2.Case(
@@ -160,7 +161,15 @@ class FakeIntake:
             applicant=common_pb2.Applicant(name="张三", phone="13800001111"),
         )
         case.accepted_at.CopyFrom(timestamp(datetime(2025, 1, 6, 9, tzinfo=UTC)))
+        case.documents.add(
+            material_code="APPLICATION",
+            digest=hashlib.sha256(PDF).hexdigest(),
+            filename="申请表.pdf",
+            content_type="application/pdf",
+            size=len(PDF),
+        )
         self.cases[NUMBER] = case
+        self.stored[hashlib.sha256(PDF).hexdigest()] = PDF
 
     async def TrackCase(self, req: intake_pb2.TrackCaseRequest, timeout: float = 0) -> Any:
         case = self.cases.get(req.case_number)
@@ -181,6 +190,23 @@ class FakeIntake:
 
     async def ListCases(self, req: Any, timeout: float = 0) -> Any:
         return intake_pb2.ListCasesResponse(cases=[c for c in self.cases.values() if c.status == req.status])
+
+    async def DownloadDocument(
+        self, req: intake_pb2.DownloadDocumentRequest, timeout: float = 0
+    ) -> AsyncIterator[intake_pb2.DocumentChunk]:
+        case = self.cases.get(req.case_number)
+        doc = next((d for d in case.documents if d.digest == req.digest), None) if case else None
+        if doc is None or (req.query_code and req.query_code.upper() != CODE):
+            raise rpc_error(grpc.StatusCode.NOT_FOUND, "no such document in this case")
+        data = self.stored[doc.digest]
+        if hashlib.sha256(data).hexdigest() != doc.digest:
+            raise rpc_error(grpc.StatusCode.DATA_LOSS, "the stored copy is altered")
+        for i in range(0, len(data), 8):  # small chunks, so the page is assembled from several
+            chunk = intake_pb2.DocumentChunk(data=data[i : i + 8])
+            if i == 0:
+                chunk.filename, chunk.content_type = doc.filename, doc.content_type
+                chunk.size, chunk.digest = doc.size, doc.digest
+            yield chunk
 
     async def UploadDocument(
         self, chunks: AsyncIterator[intake_pb2.DocumentChunk], timeout: float = 0

@@ -325,6 +325,8 @@ class DocumentChunk(_message.Message):
     MATTER_CODE_FIELD_NUMBER: _builtins.int
     MATERIAL_CODE_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
     filename: _builtins.str
     """first chunk only"""
     content_type: _builtins.str
@@ -334,6 +336,10 @@ class DocumentChunk(_message.Message):
     material_code: _builtins.str
     """first chunk only"""
     data: _builtins.bytes
+    size: _builtins.int
+    """DownloadDocument, first chunk only: total bytes"""
+    digest: _builtins.str
+    """DownloadDocument, first chunk only: SHA-256 hex"""
     def __init__(
         self,
         *,
@@ -342,10 +348,12 @@ class DocumentChunk(_message.Message):
         matter_code: _builtins.str = ...,
         material_code: _builtins.str = ...,
         data: _builtins.bytes = ...,
+        size: _builtins.int = ...,
+        digest: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "data", b"data", "filename", b"filename", "material_code", b"material_code", "matter_code", b"matter_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "data", b"data", "digest", b"digest", "filename", b"filename", "material_code", b"material_code", "matter_code", b"matter_code", "size", b"size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -444,8 +452,14 @@ class DownloadDocumentRequest(_message.Message):
     CASE_ID_FIELD_NUMBER: _builtins.int
     DIGEST_FIELD_NUMBER: _builtins.int
     BY_FIELD_NUMBER: _builtins.int
+    CASE_NUMBER_FIELD_NUMBER: _builtins.int
+    QUERY_CODE_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
+    """case_id or case_number"""
     digest: _builtins.str
+    case_number: _builtins.str
+    query_code: _builtins.str
+    """when the applicant downloads: must match the case"""
     @_builtins.property
     def by(self) -> _common_pb2.Actor: ...
     def __init__(
@@ -454,10 +468,12 @@ class DownloadDocumentRequest(_message.Message):
         case_id: _builtins.str = ...,
         digest: _builtins.str = ...,
         by: _common_pb2.Actor | None = ...,
+        case_number: _builtins.str = ...,
+        query_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["by", b"by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "case_id", b"case_id", "digest", b"digest"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "case_id", b"case_id", "case_number", b"case_number", "digest", b"digest", "query_code", b"query_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -149,7 +149,9 @@ class IntakeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DownloadDocument(self, request, context):
-        """Staff read a case's document; only a digest the case refers to is served.
+        """Staff (and the applicant, with the query code) read a case's document: only a digest the case
+        refers to is served. NOT_FOUND for an unknown case or a digest not part of it; DATA_LOSS when the
+        stored file is missing or no longer matches its digest.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -46,7 +46,10 @@ class IntakeServiceStub:
     DesignateKeyProject: _grpc.UnaryUnaryMultiCallable[_intake_pb2.DesignateKeyProjectRequest, _common_pb2.Case]
     GetTimeline: _grpc.UnaryUnaryMultiCallable[_intake_pb2.GetCaseRequest, _intake_pb2.Timeline]
     DownloadDocument: _grpc.UnaryStreamMultiCallable[_intake_pb2.DownloadDocumentRequest, _intake_pb2.DocumentChunk]
-    """Staff read a case's document; only a digest the case refers to is served."""
+    """Staff (and the applicant, with the query code) read a case's document: only a digest the case
+    refers to is served. NOT_FOUND for an unknown case or a digest not part of it; DATA_LOSS when the
+    stored file is missing or no longer matches its digest.
+    """
 
 @_typing.type_check_only
 class IntakeServiceAsyncStub(IntakeServiceStub):
@@ -65,7 +68,10 @@ class IntakeServiceAsyncStub(IntakeServiceStub):
     DesignateKeyProject: _aio.UnaryUnaryMultiCallable[_intake_pb2.DesignateKeyProjectRequest, _common_pb2.Case]  # type: ignore[assignment]
     GetTimeline: _aio.UnaryUnaryMultiCallable[_intake_pb2.GetCaseRequest, _intake_pb2.Timeline]  # type: ignore[assignment]
     DownloadDocument: _aio.UnaryStreamMultiCallable[_intake_pb2.DownloadDocumentRequest, _intake_pb2.DocumentChunk]  # type: ignore[assignment]
-    """Staff read a case's document; only a digest the case refers to is served."""
+    """Staff (and the applicant, with the query code) read a case's document: only a digest the case
+    refers to is served. NOT_FOUND for an unknown case or a digest not part of it; DATA_LOSS when the
+    stored file is missing or no longer matches its digest.
+    """
 
 class IntakeServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -141,6 +147,9 @@ class IntakeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _intake_pb2.DownloadDocumentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_intake_pb2.DocumentChunk], _abc.AsyncIterator[_intake_pb2.DocumentChunk]]:
-        """Staff read a case's document; only a digest the case refers to is served."""
+        """Staff (and the applicant, with the query code) read a case's document: only a digest the case
+        refers to is served. NOT_FOUND for an unknown case or a digest not part of it; DATA_LOSS when the
+        stored file is missing or no longer matches its digest.
+        """
 
 def add_IntakeServiceServicer_to_server(servicer: IntakeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
