@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 from aiohttp import web
 
 from gateway.auth import CARRIER_ROLES, principal_of
-from gateway.clients import call_or_none, optional
+from gateway.clients import call_or_none, clocks_call, optional
 from gateway.i18n import language_of
 from gateway.keys import CONFIG, LIMITS, SIGNER, clients, now, store
 from gateway.security import TRACK_COOKIE, check_rate, set_cookie, sha256_hex
@@ -242,7 +242,7 @@ async def case_page(request: web.Request) -> web.Response:
             "approval",
         ),
         optional(
-            call_or_none(c, "supervision", "GetClocks", supervision_pb2.GetClocksRequest(case_number=number)),
+            clocks_call(c, number),
             "supervision",
         ),
         optional(

@@ -22,7 +22,7 @@ from gateway.auth import (
     principal_of,
     require,
 )
-from gateway.clients import call_or_none, optional
+from gateway.clients import call_or_none, clocks_call, optional
 from gateway.keys import clients, now, store
 from gateway.labels import SHANGHAI
 from gateway.views.agency import carries
@@ -42,7 +42,6 @@ from onestop.approval.v1 import approval_pb2
 from onestop.common.v1 import common_pb2
 from onestop.intake.v1 import intake_pb2
 from onestop.routing.v1 import routing_pb2
-from onestop.supervision.v1 import supervision_pb2
 
 routes = web.RouteTableDef()
 DESIGNATING_DEPARTMENTS = frozenset({"DRC", "ECON", "FTRADE"})  # R1: authorized to name key projects
@@ -128,7 +127,7 @@ async def case_detail(request: web.Request) -> web.Response:
     concluded = case.status in (common_pb2.CASE_STATUS_CONCLUDED, common_pb2.CASE_STATUS_DELIVERED)
     (clocks, clocks_missing), (sealed, _), (extensions, _) = await asyncio.gather(
         optional(
-            call_or_none(c, "supervision", "GetClocks", supervision_pb2.GetClocksRequest(case_number=number)),
+            clocks_call(c, number),
             "supervision",
         ),
         optional(

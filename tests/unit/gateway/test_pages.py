@@ -105,3 +105,33 @@ async def test_a_head_decides_only_extensions_of_the_own_department(make_gateway
     assert await gw.post("/staff/extensions/e1", {"approve": "1"}, page="/staff") == 303
     assert await gw.post("/staff/extensions/other", {"approve": "1"}, page="/staff") == 403
     assert [n for n, _ in gw.fakes.approval.acted] == ["decide_extension"]
+
+
+class _NotYetSupervised(FakeSupervision):
+    """Supervision up, but the case was accepted a moment ago: it has no clocks for it yet."""
+
+    async def GetClocks(self, req: Any, timeout: float = 0) -> Any:
+        import grpc
+
+        from tests.unit.gateway.fakes import rpc_error
+
+        raise rpc_error(grpc.StatusCode.NOT_FOUND, f"no clocks for case {req.case_number}")
+
+
+async def test_a_case_supervision_has_not_seen_yet_still_shows_to_staff_and_applicant(
+    make_gateway: Any,
+) -> None:
+    gw = await make_gateway(Fakes(supervision=_NotYetSupervised()))
+    assert await gw.sign_in("clerk.plan") == 303
+    staff = await gw.client.get(f"/staff/cases/{NUMBER}")
+    assert staff.status == 200, (await staff.text())[-400:]
+    await gw.post("/staff/logout", page="/staff")
+    from tests.unit.gateway.fakes import CODE
+
+    token = await gw.csrf("/track")
+    await gw.client.post(
+        "/track", data={"number": NUMBER, "code": CODE, "_csrf": token}, allow_redirects=False
+    )
+    applicant = await gw.client.get(f"/track/{NUMBER}")
+    assert applicant.status == 200, (await applicant.text())[-400:]
+    assert NUMBER in await applicant.text()
