@@ -75,6 +75,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/staff/admin/catalogue"): "import_catalogue",
     ("POST", "/staff/admin/calendar"): "load_calendar_year",
     ("GET", "/staff/carried"): "view_carried",
+    ("GET", "/staff/interconnect"): "view_interconnect",
     ("POST", "/apply/{code}"): "submit_case",
     ("POST", "/apply/{code}/supplement"): "supplement_case",
     ("POST", "/api/v1/uploads"): "upload_document",
