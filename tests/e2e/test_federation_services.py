@@ -304,6 +304,38 @@ def test_a_province_matter_runs_the_preliminary_review_clocks_at_the_city_and_is
     assert len(decisions) == 1 and f"经上级中心({PROVINCE})审批" in decisions[0], letters
 
 
+def test_a_province_matter_from_the_district_gets_a_letter_naming_the_province_that_decided(
+    fed: Federation,
+) -> None:
+    district, city, province = (fed.tree.clients[c] for c in (DISTRICT, CITY, PROVINCE))
+    mobile = phone()
+    child = district.submit("KP-002", phone=mobile)
+    number = child.case.case_number
+    at_city = parent_case(city, child.case.case_id)
+    decide_all(city, at_city.case_number, 4)  # the city's preliminary review passes
+    at_province = parent_case(province, at_city.case_id)
+    decide_all(province, at_province.case_number, 4)
+    done = district.wait_case(number, CS.CASE_STATUS_CONCLUDED, timeout=40)
+    assert done.outcome == CS.OUTCOME_APPROVED
+    letters = wait_for(
+        lambda: (t := fed.sms(mobile)) and any("评价" in x for x in t) and t,
+        what="the decision letter at the district",
+    )
+    decisions = [t for t in letters if "准予许可" in t]
+    assert len(decisions) == 1 and f"经上级中心({PROVINCE})审批" in decisions[0], letters
+    assert not [t for t in letters if "初审" in t]  # the city's review is not the district applicant's news
+    notice = fed.notification(DISTRICT).GetNotice(
+        notification_pb2.GetNoticeRequest(case_number=number, kind="decision"), timeout=5
+    )
+    assert f"({PROVINCE})" in notice.html and f"({CITY})" not in notice.html
+    here = fed.clocks(DISTRICT, number)
+    assert here is not None and (here.case_status, here.outcome, len(here.clocks)) == (
+        "concluded",
+        CS.OUTCOME_APPROVED,
+        0,
+    )
+
+
 def _interconnect(web: Web) -> str:
     page = web.get("/staff/interconnect")
     assert page.status == 200, page.text[:300]
