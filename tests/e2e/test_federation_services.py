@@ -336,6 +336,28 @@ def test_a_province_matter_from_the_district_gets_a_letter_naming_the_province_t
     )
 
 
+def test_a_supplement_raised_at_the_province_reaches_the_district_applicant_naming_the_province(
+    fed: Federation,
+) -> None:
+    district, city, province = (fed.tree.clients[c] for c in (DISTRICT, CITY, PROVINCE))
+    mobile = phone()
+    child = district.submit("KP-002", phone=mobile)
+    at_city = parent_case(city, child.case.case_id)
+    decide_all(city, at_city.case_number, 4)
+    at_province = parent_case(province, at_city.case_id)
+    tasks = province.wait_tasks(at_province.case_number, count=4, timeout=30)
+    for task in tasks[1:]:  # the one-time notice goes out once every department has spoken
+        province.decide(task)
+    item = CS.SupplementItem(material_code="OPINIONS", reason="环评批复缺页 / a page is missing")
+    province.decide(tasks[0], approval_pb2.VERDICT_REQUEST_SUPPLEMENT, items=[item])
+    district.wait_case(child.case.case_number, CS.CASE_STATUS_SUPPLEMENT_REQUESTED, timeout=30)
+    texts = wait_for(
+        lambda: [t for t in fed.sms(mobile) if "补正" in t],
+        what="the supplement notice at the district",
+    )
+    assert len(texts) == 1 and f"经上级中心({PROVINCE})审查" in texts[0] and "OPINIONS" in texts[0], texts
+
+
 def _interconnect(web: Web) -> str:
     page = web.get("/staff/interconnect")
     assert page.status == 200, page.text[:300]
