@@ -6,7 +6,8 @@ send SMS to one fake SMS gateway (`services.fakesms`): what an applicant receive
 
 - supervision at the child follows a forwarded case without clocks; the deciding node runs them;
 - notification at the child tells the applicant the parent's decision (naming the parent), once,
-  and passes on a supplement notice raised at the parent;
+  and passes on a supplement notice raised at the parent; two levels up (a province matter from the
+  district) the letter and the notice name the province, not the city that passed them down;
 - a preliminary review at the city runs its clocks there and tells the applicant "sent up";
 - the district's `/staff/interconnect` page shows the link and the uploads waiting while the parent is down.
 """
@@ -22,7 +23,7 @@ import tempfile
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,16 +58,21 @@ class Federation:
 
     tree: Tree
     sms_url: str
+    channels: dict[tuple[str, str], grpc.Channel] = field(default_factory=dict)
+
+    def _channel(self, center: str, service: str) -> grpc.Channel:
+        key = (center, service)
+        if key not in self.channels:
+            self.channels[key] = grpc.insecure_channel(self.tree.nodes[center].address(service))
+        return self.channels[key]
 
     def supervision(self, center: str) -> supervision_pb2_grpc.SupervisionServiceStub:
         """The supervision service of a node."""
-        channel = grpc.insecure_channel(self.tree.nodes[center].address("supervision"))
-        return supervision_pb2_grpc.SupervisionServiceStub(channel)
+        return supervision_pb2_grpc.SupervisionServiceStub(self._channel(center, "supervision"))
 
     def notification(self, center: str) -> notification_pb2_grpc.NotificationServiceStub:
         """The notification service of a node."""
-        channel = grpc.insecure_channel(self.tree.nodes[center].address("notification"))
-        return notification_pb2_grpc.NotificationServiceStub(channel)
+        return notification_pb2_grpc.NotificationServiceStub(self._channel(center, "notification"))
 
     def clocks(self, center: str, case_number: str) -> supervision_pb2.GetClocksResponse | None:
         """What supervision at `center` shows of a case (None while it does not know it yet)."""
@@ -132,7 +138,10 @@ def fed() -> Iterator[Federation]:
             },
         )
         wait_for(lambda: _up(sms_url), timeout=20, what="the fake SMS gateway")
-        yield Federation(tree, sms_url)
+        fed = Federation(tree, sms_url)
+        yield fed
+        for channel in fed.channels.values():
+            channel.close()
     finally:
         tree.stop()
         sms.terminate()
@@ -312,8 +321,18 @@ def test_a_province_matter_from_the_district_gets_a_letter_naming_the_province_t
     child = district.submit("KP-002", phone=mobile)
     number = child.case.case_number
     at_city = parent_case(city, child.case.case_id)
+    reviewing = wait_for(
+        lambda: (r := fed.clocks(CITY, at_city.case_number)) and len(r.clocks) == 5 and r,
+        what="the city's preliminary review clocks of the uploaded case",
+    )
+    assert all(c.state != CS.CLOCK_STATE_STOPPED for c in reviewing.clocks)
     decide_all(city, at_city.case_number, 4)  # the city's preliminary review passes
     at_province = parent_case(province, at_city.case_id)
+    passed = wait_for(
+        lambda: (r := fed.clocks(CITY, at_city.case_number)) and r.case_status == "forwarded" and r,
+        what="the city's review passed",
+    )
+    assert all(c.state == CS.CLOCK_STATE_STOPPED for c in passed.clocks) and passed.forwarded_to == PROVINCE
     decide_all(province, at_province.case_number, 4)
     done = district.wait_case(number, CS.CASE_STATUS_CONCLUDED, timeout=40)
     assert done.outcome == CS.OUTCOME_APPROVED
@@ -334,6 +353,11 @@ def test_a_province_matter_from_the_district_gets_a_letter_naming_the_province_t
         CS.OUTCOME_APPROVED,
         0,
     )
+    above = wait_for(
+        lambda: (r := fed.clocks(CITY, at_city.case_number)) and r.case_status == "concluded" and r,
+        what="the province's outcome at the city",
+    )
+    assert above.outcome == CS.OUTCOME_APPROVED and len(above.clocks) == 5
 
 
 def test_a_supplement_raised_at_the_province_reaches_the_district_applicant_naming_the_province(
