@@ -155,8 +155,15 @@ class Clients:
             await channel.close()
 
 
-async def optional(call: Awaitable[T] | None, service: str) -> tuple[T | None, str]:
-    """Await a call to a service that may be absent: (reply, "") or (None, the service's name)."""
+async def optional(
+    call: Awaitable[T] | None, service: str, *, absent_ok: bool = False
+) -> tuple[T | None, str]:
+    """Await a call to a service that may be absent: (reply, "") or (None, the service's name).
+
+    `absent_ok`: NOT_FOUND means there is nothing to show (None, ""), not that the page is wrong: a
+    case decided at the parent node has no decision in this node's approval, a case forwarded before
+    supervision heard of it has no clocks here.
+    """
     if call is None:
         return None, service
     try:
@@ -164,6 +171,8 @@ async def optional(call: Awaitable[T] | None, service: str) -> tuple[T | None, s
     except grpc.aio.AioRpcError as exc:
         if exc.code() in DEGRADED_CODES:
             return None, service
+        if absent_ok and exc.code() == grpc.StatusCode.NOT_FOUND:
+            return None, ""
         raise
     except ServiceMissing:
         return None, service

@@ -244,6 +244,7 @@ async def case_page(request: web.Request) -> web.Response:
         optional(
             call_or_none(c, "supervision", "GetClocks", supervision_pb2.GetClocksRequest(case_number=number)),
             "supervision",
+            absent_ok=True,
         ),
         optional(
             call_or_none(
@@ -261,6 +262,7 @@ async def case_page(request: web.Request) -> web.Response:
             if concluded
             else None,
             "",
+            absent_ok=True,  # decided at the parent node: the decision is not sealed here
         ),
     )
     instant = now(request)

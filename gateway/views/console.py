@@ -127,6 +127,7 @@ async def case_detail(request: web.Request) -> web.Response:
         optional(
             call_or_none(c, "supervision", "GetClocks", supervision_pb2.GetClocksRequest(case_number=number)),
             "supervision",
+            absent_ok=True,
         ),
         optional(
             call_or_none(
@@ -135,6 +136,7 @@ async def case_detail(request: web.Request) -> web.Response:
             if concluded
             else None,
             "",
+            absent_ok=True,  # decided at the parent node: the decision is not sealed here
         ),
         optional(
             call_or_none(

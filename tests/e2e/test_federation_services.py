@@ -211,6 +211,10 @@ def test_a_city_matter_runs_its_clocks_at_the_city_and_the_district_applicant_ge
     assert sorted(sent).count(("decision", "sms")) == 1, sent
     inbox = notify.ListInbox(notification_pb2.ListInboxRequest(case_number=number), timeout=5)
     assert [m.kind for m in inbox.messages].count("decision") == 1
+    applicant = Web(fed.tree.nodes[DISTRICT].gateway_url)  # the applicant looks the case up at the district
+    assert applicant.form("/track", {"number": number, "code": child.query_code}).status == 303
+    page = applicant.get(f"/track/{number}")
+    assert page.status == 200 and 'id="decision"' in page.text and "准予许可" in page.text
 
 
 def test_a_supplement_raised_at_the_city_reaches_the_district_applicant_naming_the_city(
@@ -414,6 +418,8 @@ def test_the_district_link_page_shows_the_uploads_waiting_while_the_city_is_down
             what="the case waiting and the link down on the page",
         )
         assert 'id="link-alarm"' in page
+        detail = director.get(f"/staff/cases/{number}")  # the waiting list links to the case
+        assert detail.status == 200 and number in detail.text, detail.text[:500]
         counts = _interconnect(admin)
         assert number not in counts and re.search(r'id="link-waiting">[1-9]', counts), counts[-2000:]
     finally:
