@@ -33,6 +33,7 @@ import pytest
 from onestop.approval.v1 import approval_pb2
 from onestop.common.v1 import common_pb2
 from onestop.intake.v1 import intake_pb2
+from onestop.interconnect.v1 import interconnect_pb2
 from onestop.notification.v1 import notification_pb2, notification_pb2_grpc
 from onestop.supervision.v1 import supervision_pb2, supervision_pb2_grpc
 from services.cli.main import build_parser
@@ -284,9 +285,17 @@ def test_a_province_matter_runs_the_preliminary_review_clocks_at_the_city_and_is
     )
     assert running.forwarded_to == PROVINCE and running.case_status != "forwarded"
     assert all(c.state != CS.CLOCK_STATE_STOPPED for c in running.clocks)
+    listed = fed.tree.status(CITY).ListForwarded(  # what /staff/interconnect lists as "in review here"
+        interconnect_pb2.ListForwardedRequest(state="preliminary_review"), timeout=5
+    )
+    assert applied.case.case_id in {c.case_id for c in listed.cases}
     for task in tasks:
         city.decide(task)
     parent_case(province, applied.case.case_id)
+    listed = fed.tree.status(CITY).ListForwarded(
+        interconnect_pb2.ListForwardedRequest(state="preliminary_review"), timeout=5
+    )
+    assert applied.case.case_id not in {c.case_id for c in listed.cases}
     passed = wait_for(
         lambda: (
             (r := fed.clocks(CITY, number)) and all(c.state == CS.CLOCK_STATE_STOPPED for c in r.clocks) and r
@@ -384,6 +393,30 @@ def test_a_supplement_raised_at_the_province_reaches_the_district_applicant_nami
         what="the supplement notice at the district",
     )
     assert len(texts) == 1 and f"经上级中心({PROVINCE})审查" in texts[0] and "OPINIONS" in texts[0], texts
+
+
+def test_the_letter_comes_once_when_the_district_notification_restarts_as_the_result_arrives(
+    fed: Federation,
+) -> None:
+    district, city = fed.tree.clients[DISTRICT], fed.tree.clients[CITY]
+    mobile = phone()
+    child = district.submit("PL-001", phone=mobile)
+    up = parent_case(city, child.case.case_id)
+    (task,) = city.wait_tasks(up.case_number, timeout=30)
+    wait_for(lambda: fed.sms(mobile), what="the acceptance SMS")  # notification has this case's applicant
+    fed.tree.nodes[DISTRICT].kill("notification")
+    try:
+        city.decide(task)
+        district.wait_case(child.case.case_number, CS.CASE_STATUS_CONCLUDED, timeout=30)
+    finally:
+        fed.tree.nodes[DISTRICT].restart("notification")
+    letters = wait_for(
+        lambda: (t := fed.sms(mobile)) and any("评价" in x for x in t) and t,
+        timeout=30,
+        what="the letter after the restart",
+    )
+    assert len([t for t in letters if "准予许可" in t]) == 1, letters
+    assert len([t for t in letters if "评价" in t]) == 1, letters
 
 
 def _interconnect(web: Web) -> str:
