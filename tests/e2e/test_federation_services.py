@@ -32,7 +32,6 @@ import pytest
 
 from onestop.approval.v1 import approval_pb2
 from onestop.common.v1 import common_pb2
-from onestop.intake.v1 import intake_pb2
 from onestop.interconnect.v1 import interconnect_pb2
 from onestop.notification.v1 import notification_pb2, notification_pb2_grpc
 from onestop.supervision.v1 import supervision_pb2, supervision_pb2_grpc
@@ -85,6 +84,21 @@ class Federation:
             if err.code() == grpc.StatusCode.NOT_FOUND:
                 return None
             raise
+
+    def notice(self, center: str, case_number: str, kind: str) -> notification_pb2.Notice:
+        """A written notice of a case (waits: it may be written a moment after the SMS went out)."""
+
+        def probe() -> notification_pb2.Notice | None:
+            try:
+                return self.notification(center).GetNotice(
+                    notification_pb2.GetNoticeRequest(case_number=case_number, kind=kind), timeout=5
+                )
+            except grpc.RpcError as err:
+                if err.code() == grpc.StatusCode.NOT_FOUND:
+                    return None
+                raise
+
+        return wait_for(probe, what=f"the {kind} notice of {case_number} at {center}")
 
     def sms(self, phone: str) -> list[str]:
         """The texts the fake SMS gateway received for `phone`, in order."""
@@ -203,15 +217,22 @@ def test_a_city_matter_runs_its_clocks_at_the_city_and_the_district_applicant_ge
     assert sum(1 for t in letters if "评价" in t) == 1, letters
     assert not [t for t in letters if up.case_number in t]  # the city does not text the district's applicant
     notify = fed.notification(DISTRICT)
-    notice = notify.GetNotice(
-        notification_pb2.GetNoticeRequest(case_number=number, kind="decision"), timeout=5
-    )
+    notice = fed.notice(DISTRICT, number, "decision")
     assert CITY in notice.html
     deliveries = notify.ListDeliveries(notification_pb2.ListDeliveriesRequest(case_number=number), timeout=5)
     sent = [(d.kind, d.channel) for d in deliveries.deliveries if d.kind == "decision"]
     assert sorted(sent).count(("decision", "sms")) == 1, sent
-    inbox = notify.ListInbox(notification_pb2.ListInboxRequest(case_number=number), timeout=5)
-    assert [m.kind for m in inbox.messages].count("decision") == 1
+    inbox = wait_for(
+        lambda: [
+            m.kind
+            for m in notify.ListInbox(
+                notification_pb2.ListInboxRequest(case_number=number), timeout=5
+            ).messages
+            if m.kind == "decision"
+        ],
+        what="the decision in the applicant's web inbox",
+    )
+    assert inbox == ["decision"], inbox
     applicant = Web(fed.tree.nodes[DISTRICT].gateway_url)  # the applicant looks the case up at the district
     assert applicant.form("/track", {"number": number, "code": child.query_code}).status == 303
     page = applicant.get(f"/track/{number}")
@@ -235,9 +256,7 @@ def test_a_supplement_raised_at_the_city_reaches_the_district_applicant_naming_t
         what="the supplement notice by SMS at the district",
     )
     assert len(texts) == 1 and f"经上级中心({CITY})审查" in texts[0] and "SITE-PLAN" in texts[0], texts
-    notice = fed.notification(DISTRICT).GetNotice(
-        notification_pb2.GetNoticeRequest(case_number=number, kind="supplement"), timeout=5
-    )
+    notice = fed.notice(DISTRICT, number, "supplement")
     assert CITY in notice.html and "SITE-PLAN" in notice.html
     asked = fed.clocks(DISTRICT, number)
     assert asked is not None and (asked.forwarded_to, len(asked.clocks)) == (CITY, 0)
@@ -250,10 +269,15 @@ def test_a_supplement_raised_at_the_city_reaches_the_district_applicant_naming_t
         what="the city's clocks paused for the supplement",
     )
     assert paused.case_status != "concluded"
-    doc = district.upload("SITE-PLAN", b"%PDF-1.4 site plan at 1:500 " + uuid.uuid4().bytes)
-    district.intake.SupplementCase(
-        intake_pb2.SupplementCaseRequest(case_id=child.case.case_id, documents=[doc]), timeout=10
+    applicant = Web(fed.tree.nodes[DISTRICT].gateway_url)  # answers on the district's portal
+    assert applicant.form("/track", {"number": number, "code": child.query_code}).status == 303
+    page = applicant.get(f"/track/{number}")
+    assert page.status == 200 and 'id="supplement-form"' in page.text and "比例尺不清" in page.text
+    pdf = b"%PDF-1.4 site plan at 1:500 " + uuid.uuid4().bytes
+    answer = applicant.multipart(
+        f"/track/{number}/supplement", {}, {"file_SITE-PLAN": ("site.pdf", "application/pdf", pdf)}
     )
+    assert answer.status == 303 and "done=supplemented" in answer.location, answer.text[:500]
     (again,) = city.wait_tasks(up.case_number, timeout=30)
     city.decide(again)
     district.wait_case(number, CS.CASE_STATUS_CONCLUDED, timeout=30)
@@ -263,12 +287,11 @@ def test_a_supplement_raised_at_the_city_reaches_the_district_applicant_naming_t
     )
     assert len([t for t in letters if "准予许可" in t and f"({CITY})" in t]) == 1, letters
     assert len([t for t in letters if "补正" in t]) == 1, letters
-    done = fed.clocks(DISTRICT, number)
-    assert done is not None and (done.case_status, done.outcome, len(done.clocks)) == (
-        "concluded",
-        CS.OUTCOME_APPROVED,
-        0,
+    done = wait_for(
+        lambda: (r := fed.clocks(DISTRICT, number)) and r.case_status == "concluded" and r,
+        what="the city's outcome at the district's supervision after the supplement",
     )
+    assert (done.outcome, len(done.clocks)) == (CS.OUTCOME_APPROVED, 0)
 
 
 def test_a_province_matter_runs_the_preliminary_review_clocks_at_the_city_and_is_sent_up(
@@ -356,9 +379,7 @@ def test_a_province_matter_from_the_district_gets_a_letter_naming_the_province_t
     decisions = [t for t in letters if "准予许可" in t]
     assert len(decisions) == 1 and f"经上级中心({PROVINCE})审批" in decisions[0], letters
     assert not [t for t in letters if "初审" in t]  # the city's review is not the district applicant's news
-    notice = fed.notification(DISTRICT).GetNotice(
-        notification_pb2.GetNoticeRequest(case_number=number, kind="decision"), timeout=5
-    )
+    notice = fed.notice(DISTRICT, number, "decision")
     assert f"({PROVINCE})" in notice.html and f"({CITY})" not in notice.html
     here = fed.clocks(DISTRICT, number)
     assert here is not None and (here.case_status, here.outcome, len(here.clocks)) == (
