@@ -332,6 +332,11 @@ def test_a_province_matter_runs_the_preliminary_review_clocks_at_the_city_and_is
     )
     assert len(texts) == 1 and "已上报上级中心" in texts[0], texts
     assert not [t for t in fed.sms(mobile) if "准予许可" in t or "已办结" in t]
+    told = fed.notification(CITY).ListDeliveries(
+        notification_pb2.ListDeliveriesRequest(case_number=number), timeout=5
+    )
+    kinds = {d.kind for d in told.deliveries}
+    assert "preliminary_review_passed" in kinds and not kinds & {"decision", "evaluation_invitation"}, kinds
     at_province = parent_case(province, applied.case.case_id)
     decide_all(province, at_province.case_number, 4)
     city.wait_case(number, CS.CASE_STATUS_CONCLUDED, timeout=30)
