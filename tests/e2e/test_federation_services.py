@@ -9,7 +9,8 @@ send SMS to one fake SMS gateway (`services.fakesms`): what an applicant receive
   and passes on a supplement notice raised at the parent; two levels up (a province matter from the
   district) the letter and the notice name the province, not the city that passed them down;
 - a preliminary review at the city runs its clocks there and tells the applicant "sent up";
-- the district's `/staff/interconnect` page shows the link and the uploads waiting while the parent is down.
+- the district's `/staff/interconnect` page shows the link and the uploads waiting while the parent node
+  is stopped, and the case goes up and comes back decided once it runs again.
 """
 
 from __future__ import annotations
@@ -457,7 +458,9 @@ def _waiting(page: str) -> str:
     return found.group(1)
 
 
-def test_the_district_link_page_shows_the_uploads_waiting_while_the_city_is_down(fed: Federation) -> None:
+def test_the_district_link_page_shows_the_uploads_waiting_while_the_city_node_is_stopped(
+    fed: Federation,
+) -> None:
     district, city = fed.tree.clients[DISTRICT], fed.tree.clients[CITY]
     director, admin = fed.web("director.gjz"), fed.web("admin.gjz")
     page = wait_for(
@@ -467,7 +470,7 @@ def test_the_district_link_page_shows_the_uploads_waiting_while_the_city_is_down
     assert CITY in page
     clerk = fed.web("clerk.gjz.plan").get("/staff/interconnect")
     assert clerk.status == 403
-    fed.tree.nodes[CITY].kill("intake")
+    fed.tree.nodes[CITY].stop()  # the whole city node: its services, then its NATS
     try:
         child = district.submit("PL-001", phone=phone())
         number = child.case.case_number
@@ -482,8 +485,10 @@ def test_the_district_link_page_shows_the_uploads_waiting_while_the_city_is_down
         counts = _interconnect(admin)
         assert number not in counts and re.search(r'id="link-waiting">[1-9]', counts), counts[-2000:]
     finally:
-        fed.tree.nodes[CITY].restart("intake")
+        fed.tree.nodes[CITY].start()  # same ports, database and JetStream store
     parent_case(city, child.case.case_id, timeout=40)
+    decide_all(city, parent_case(city, child.case.case_id).case_number, 1)  # the restarted city works
+    district.wait_case(number, CS.CASE_STATUS_CONCLUDED, timeout=30)
     drained = wait_for(
         lambda: (
             'id="link-state" class="ok"' in (p := _interconnect(director)) and number not in _waiting(p) and p
