@@ -83,6 +83,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/staff/fees/refund"): "refund_fee",
     ("POST", "/staff/fees/void"): "void_fee",
     ("POST", "/staff/fees/reconcile"): "reconcile_fees",
+    ("GET", "/staff/interconnect"): "view_interconnect",
     ("POST", "/apply/{code}"): "submit_case",
     ("POST", "/apply/{code}/supplement"): "supplement_case",
     ("POST", "/api/v1/uploads"): "upload_document",

@@ -13,7 +13,7 @@ from onestop.intake.v1 import convenience_pb2_grpc, intake_pb2_grpc
 from onestop.interconnect.v1 import interconnect_pb2_grpc
 from onestop.notification.v1 import notification_pb2_grpc
 from onestop.routing.v1 import routing_pb2_grpc
-from onestop.supervision.v1 import supervision_pb2, supervision_pb2_grpc
+from onestop.supervision.v1 import supervision_pb2_grpc
 from services.common.ports import SERVICES
 from services.common.rpc import insecure_channel
 from services.common.settings import Settings
@@ -164,8 +164,15 @@ class Clients:
             await channel.close()
 
 
-async def optional(call: Awaitable[T] | None, service: str) -> tuple[T | None, str]:
-    """Await a call to a service that may be absent: (reply, "") or (None, the service's name)."""
+async def optional(
+    call: Awaitable[T] | None, service: str, *, absent_ok: bool = False
+) -> tuple[T | None, str]:
+    """Await a call to a service that may be absent: (reply, "") or (None, the service's name).
+
+    `absent_ok`: NOT_FOUND means there is nothing to show (None, ""), not that the page is wrong: a
+    case decided at the parent node has no decision in this node's approval, a case forwarded before
+    supervision heard of it has no clocks here.
+    """
     if call is None:
         return None, service
     try:
@@ -173,6 +180,8 @@ async def optional(call: Awaitable[T] | None, service: str) -> tuple[T | None, s
     except grpc.aio.AioRpcError as exc:
         if exc.code() in DEGRADED_CODES:
             return None, service
+        if absent_ok and exc.code() == grpc.StatusCode.NOT_FOUND:
+            return None, ""
         raise
     except ServiceMissing:
         return None, service
@@ -184,22 +193,3 @@ def call_or_none(clients: Clients, service: str, method: str, request: Any, *, t
         return None
     stub = clients.stubs[service]
     return getattr(stub, method)(request, timeout=timeout)
-
-
-def clocks_call(clients: Clients, case_number: str) -> Any:
-    """GetClocks for a case as an awaitable for `optional`; a case supervision has not seen yet has none."""
-    call = call_or_none(
-        clients, "supervision", "GetClocks", supervision_pb2.GetClocksRequest(case_number=case_number)
-    )
-    if call is None:
-        return None
-
-    async def clocks() -> supervision_pb2.GetClocksResponse:
-        try:
-            return await call  # type: ignore[no-any-return]
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:  # accepted a moment ago: its clocks are on the way
-                return supervision_pb2.GetClocksResponse()
-            raise
-
-    return clocks()

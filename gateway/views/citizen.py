@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 from aiohttp import web
 
 from gateway.auth import CARRIER_ROLES, principal_of
-from gateway.clients import call_or_none, clocks_call, optional
+from gateway.clients import call_or_none, optional
 from gateway.i18n import language_of
 from gateway.keys import CONFIG, LIMITS, SIGNER, clients, now, store
 from gateway.security import TRACK_COOKIE, check_rate, set_cookie, sha256_hex
@@ -242,8 +242,9 @@ async def case_page(request: web.Request) -> web.Response:
             "approval",
         ),
         optional(
-            clocks_call(c, number),
+            call_or_none(c, "supervision", "GetClocks", supervision_pb2.GetClocksRequest(case_number=number)),
             "supervision",
+            absent_ok=True,
         ),
         optional(
             call_or_none(
@@ -261,6 +262,7 @@ async def case_page(request: web.Request) -> web.Response:
             if concluded
             else None,
             "",
+            absent_ok=True,  # decided at the parent node: the decision is not sealed here
         ),
     )
     instant = now(request)

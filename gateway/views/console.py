@@ -22,7 +22,7 @@ from gateway.auth import (
     principal_of,
     require,
 )
-from gateway.clients import call_or_none, clocks_call, optional
+from gateway.clients import call_or_none, optional
 from gateway.keys import clients, now, store
 from gateway.labels import SHANGHAI
 from gateway.views.agency import carries
@@ -42,6 +42,7 @@ from onestop.approval.v1 import approval_pb2
 from onestop.common.v1 import common_pb2
 from onestop.intake.v1 import intake_pb2
 from onestop.routing.v1 import routing_pb2
+from onestop.supervision.v1 import supervision_pb2
 
 routes = web.RouteTableDef()
 DESIGNATING_DEPARTMENTS = frozenset({"DRC", "ECON", "FTRADE"})  # R1: authorized to name key projects
@@ -127,8 +128,9 @@ async def case_detail(request: web.Request) -> web.Response:
     concluded = case.status in (common_pb2.CASE_STATUS_CONCLUDED, common_pb2.CASE_STATUS_DELIVERED)
     (clocks, clocks_missing), (sealed, _), (extensions, _) = await asyncio.gather(
         optional(
-            clocks_call(c, number),
+            call_or_none(c, "supervision", "GetClocks", supervision_pb2.GetClocksRequest(case_number=number)),
             "supervision",
+            absent_ok=True,
         ),
         optional(
             call_or_none(
@@ -137,6 +139,7 @@ async def case_detail(request: web.Request) -> web.Response:
             if concluded
             else None,
             "",
+            absent_ok=True,  # decided at the parent node: the decision is not sealed here
         ),
         optional(
             call_or_none(

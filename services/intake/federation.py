@@ -80,8 +80,12 @@ async def feed_update(
     items: Iterable[Any] = (),
     supplement_round: int = 0,
     department: str = "",
+    raised_at: str = "",
 ) -> None:
-    """Tell the child that uploaded `row` what happened to it (nothing for a case of our own)."""
+    """Tell the child that uploaded `row` what happened to it (nothing for a case of our own).
+
+    `raised_at`: the center where it happened when that is not this one (an update relayed from above).
+    """
     if not row["origin_center"]:
         return
     msg = interconnect_pb2.ResultUpdate(
@@ -94,6 +98,7 @@ async def feed_update(
         supplement_round=supplement_round,
         department=department,
         parent_center=ctx.center,
+        raised_at_center=raised_at or ctx.center,
         summary_zh=zh,
         summary_en=en,
     )

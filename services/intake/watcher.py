@@ -70,6 +70,7 @@ async def apply_update(
         log.warning("result for an unknown case", parent=parent_center, child_case_id=upd.child_case_id)
         return True
     now = ctx.clock.now()
+    raised_at = upd.raised_at_center or parent_center  # a center above the parent, for a relayed update
     op = await outbound.upload_of(uow.conn, row["case_id"])
     if upd.kind == "accepted" and op is not None and upd.parent_case_number:
         await outbound.set_state(
@@ -88,7 +89,7 @@ async def apply_update(
         )
         env = ctx.event(
             events_pb2.SupplementRequested(
-                items=upd.supplement, round=rnd, during_review=True, parent_center=parent_center
+                items=upd.supplement, round=rnd, during_review=True, parent_center=raised_at
             ),
             row,
         )
@@ -100,8 +101,8 @@ async def apply_update(
             case_id=row["case_id"],
             key=env.event_id,
             what="supplement_requested",
-            zh=f"上级中心 {parent_center} {zh}",
-            en=f"{parent_center}: {en}",
+            zh=f"上级中心 {raised_at} {zh}",
+            en=f"{raised_at}: {en}",
         )
     elif upd.kind == "concluded" and row["status"] in federation.OPEN:
         sealed = upd.sealed.SerializeToString().hex() if upd.HasField("sealed") else None
@@ -159,6 +160,7 @@ async def apply_update(
             items=upd.supplement,
             supplement_round=upd.supplement_round,
             department=upd.department,
+            raised_at=raised_at,
         )
     return True
 

@@ -185,9 +185,14 @@ def _concluded(s: Situation) -> list[Outgoing]:
         # This center's preliminary review passed: no decision yet, the parent center decides (R3).
         return to_applicant(s, "preliminary_review_passed", {"outcome": outcome})
     seal = get(data, "sealed", default={})
+    above = ""
+    if s.fact.kind == "parent_result_received":
+        # The center that decided: the sealed decision names it. It is the parent itself, or a center
+        # further up when the parent only passed the case on (a province matter from a district).
+        above = get(seal, "decision", "center") or get(data, "parent_center")
     extra = {
-        # Set when the decision was taken by the parent center and came down the interconnect.
-        "parent_center": get(data, "parent_center") if s.fact.kind == "parent_result_received" else "",
+        # Set when the decision was taken above this center and came down the interconnect.
+        "parent_center": above,
         "outcome": outcome,
         "reasons": [str(r) for r in get(data, "reasons", default=[])],
         "seal_key_id": get(seal, "seal", "key_id"),

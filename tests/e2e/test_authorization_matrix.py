@@ -19,12 +19,13 @@ The policy (the text of docs/SECURITY.md, "Authorization"):
     - Center director: decides every department's extensions; designates key projects (with the
       chief representatives and heads of the authorized departments DRC, ECON, FTRADE) (R1); the
       warning board, accountability, dashboards and statistics by staff member; every case detail;
-      follows every key project.
+      follows every key project; the link to the parent node with the cases waiting to go up.
     - Supervisor: the warning board, accountability, dashboards, statistics by staff member, every case
-      detail, every key project (R16, R17).
+      detail, every key project (R16, R17), the link to the parent node with its cases.
     - Tracker: the key projects they follow and their case details (R5).
     - Administrator: staff accounts (password resets) of their center and below; at their own center,
-      importing catalogue versions and loading calendar years. No case data.
+      importing catalogue versions and loading calendar years; the link to the parent node, counts
+      only. No case data.
     - Agent: the cases they carried for residents; liaison officer and fee collector: every case
       carried at their convenience center (R19, R20).
     - Applicant (no session): the public pages; their own case with its number and query code (a
@@ -100,30 +101,36 @@ ACTIONS = (
     "carried",  # the cases carried for residents
     "calendar",  # load a newly published calendar year
     "document",  # download a PLAN case's document (staff: as the case detail; applicant: with the code)
+    "interconnect",  # the link to the parent node (this node has none: the page says so)
 )
 TABLE: tuple[tuple[str, str, str, str], ...] = (
-    # center, role, username,               qu cl de su ex ed kp wa ac st us ca tr ev cr cl do
-    (CITY, "window_clerk", "clerk.plan", "Y  Y  .  Y  Y  .  .  .  .  .  .  Y  .  .  .  .  Y"),
-    (CITY, "chief_representative", "chief.plan", "Y  Y  Y  Y  Y  .  .  .  .  .  .  Y  .  .  .  .  Y"),
-    (CITY, "department_head", "head.plan", "Y  Y  Y  Y  Y  Y  .  .  .  .  .  Y  .  .  .  .  Y"),
-    (CITY, "center_director", "director", ".  .  .  .  .  Y  Y  Y  Y  Y  .  Y  Y  .  .  .  Y"),
-    (CITY, "supervisor", "supervisor", ".  .  .  .  .  .  .  Y  Y  Y  .  Y  Y  .  .  .  Y"),
-    (CITY, "tracker", "tracker", ".  .  .  .  .  .  .  .  .  .  .  Y  Y  .  .  .  Y"),
-    (CITY, "administrator", "admin", ".  .  .  .  .  .  .  .  .  .  Y  .  .  .  .  Y  ."),
-    (CITY, "window_clerk", "clerk.drc", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (TOWN, "agent", "agent1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  .  ."),
-    (TOWN, "liaison_officer", "liaison1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  .  ."),
-    (TOWN, "fee_collector", "fee1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  .  ."),
-    (TOWN, "center_director", "director.ycz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "window_clerk", "clerk.gjz.plan", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "chief_representative", "chief.gjz.plan", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "department_head", "head.gjz.plan", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "center_director", "director.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "supervisor", "supervisor.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "tracker", "tracker.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "administrator", "admin.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    ("", "applicant", "+code", ".  .  .  .  .  .  .  .  .  .  .  .  Y  Y  .  .  Y"),
-    ("", "applicant", "-code", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    # center, role, username,               qu cl de su ex ed kp wa ac st us ca tr ev cr cl do ic
+    (CITY, "window_clerk", "clerk.plan", "Y  Y  .  Y  Y  .  .  .  .  .  .  Y  .  .  .  .  Y  ."),
+    (CITY, "chief_representative", "chief.plan", "Y  Y  Y  Y  Y  .  .  .  .  .  .  Y  .  .  .  .  Y  ."),
+    (CITY, "department_head", "head.plan", "Y  Y  Y  Y  Y  Y  .  .  .  .  .  Y  .  .  .  .  Y  ."),
+    (CITY, "center_director", "director", ".  .  .  .  .  Y  Y  Y  Y  Y  .  Y  Y  .  .  .  Y  Y"),
+    (CITY, "supervisor", "supervisor", ".  .  .  .  .  .  .  Y  Y  Y  .  Y  Y  .  .  .  Y  Y"),
+    (CITY, "tracker", "tracker", ".  .  .  .  .  .  .  .  .  .  .  Y  Y  .  .  .  Y  ."),
+    (CITY, "administrator", "admin", ".  .  .  .  .  .  .  .  .  .  Y  .  .  .  .  Y  .  Y"),
+    (CITY, "window_clerk", "clerk.drc", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (TOWN, "agent", "agent1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  .  .  ."),
+    (TOWN, "liaison_officer", "liaison1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  .  .  ."),
+    (TOWN, "fee_collector", "fee1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  .  .  ."),
+    (TOWN, "center_director", "director.ycz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (DISTRICT, "window_clerk", "clerk.gjz.plan", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (
+        DISTRICT,
+        "chief_representative",
+        "chief.gjz.plan",
+        ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .",
+    ),
+    (DISTRICT, "department_head", "head.gjz.plan", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (DISTRICT, "center_director", "director.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (DISTRICT, "supervisor", "supervisor.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (DISTRICT, "tracker", "tracker.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (DISTRICT, "administrator", "admin.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    ("", "applicant", "+code", ".  .  .  .  .  .  .  .  .  .  .  .  Y  Y  .  .  Y  ."),
+    ("", "applicant", "-code", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
 )
 PASSWORDS = {
     username: f"pw-{username}-{uuid.uuid4().hex[:10]}"
@@ -593,6 +600,8 @@ def _attempt(w: World, row: Row, action: str, allowed: bool) -> list[Reply]:
             return [web.get(f"/track/{number}/documents/{digest}", action="download_document")]
         # Staff, and a visitor without a code who tries the staff address (sent to sign in).
         return [web.get(f"/staff/cases/{w.shared.case_number}/documents/{digest}", action="view_document")]
+    if action == "interconnect":
+        return [web.get("/staff/interconnect", action="view_interconnect")]
     if action == "calendar":
         year = CALENDAR_YEAR if allowed else CALENDAR_YEAR + 1
         data = json.dumps({"year": year, "holidays": {f"{year}-01-01": "元旦"}, "workdays": []}).encode()
@@ -663,6 +672,8 @@ def _effect(w: World, row: Row, action: str, replies: list[Reply]) -> None:
             )
     elif action == "calendar":
         assert 'id="calendar-loaded"' in replies[0].text and str(CALENDAR_YEAR) in replies[0].text
+    elif action == "interconnect":  # the matrix's node is the root: no parent, no case listed
+        assert 'id="link-none"' in replies[0].text and 'id="waiting"' not in replies[0].text
     for reply in replies:
         assert reply.status < 400, f"{reply.method} {reply.path}: {reply.status} {reply.text[:300]}"
 

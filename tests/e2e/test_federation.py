@@ -48,7 +48,14 @@ class Tree:
     clients: dict[str, NodeClients] = field(default_factory=dict)
     databases: list[str] = field(default_factory=list)
 
-    def start(self, center: str) -> None:
+    def start(
+        self,
+        center: str,
+        *,
+        services: tuple[str, ...] = CORE,
+        gateway: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> None:
         """Start one center's node with a certificate from the CA (its parent is already running)."""
         issued = certs_cmd.issue(self.ca_dir, center=center, out=self.base / "certs" / center)
         name = f"onestop_fed_{uuid.uuid4().hex[:10]}"
@@ -62,10 +69,10 @@ class Tree:
                 data_dir=self.base / center,
                 database=database,
                 parent=f"127.0.0.1:{parent.interconnect_port}" if parent else "",
-                env=certs_cmd.tls_env(issued),
+                env=certs_cmd.tls_env(issued) | (env or {}),
             ),
-            services=CORE,
-            gateway=False,
+            services=services,
+            gateway=gateway,
         )
         self.nodes[center] = node
         node.start()
@@ -76,7 +83,7 @@ class Tree:
         for clients in self.clients.values():
             clients.close()
         for node in reversed(list(self.nodes.values())):
-            for name in CORE:
+            for name in node.services:
                 if name in node.procs:
                     node.kill(name)
             node.stop()

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from onestop.common.v1 import common_pb2
+from onestop.events.v1 import events_pb2
 from onestop.interconnect.v1 import interconnect_pb2
 from services.common import migrate
 from services.common.clock import ManualClock
@@ -48,7 +49,7 @@ def _ctx() -> IntakeContext:
     )
 
 
-async def _forwarded_case(engine: AsyncEngine, outbox: Outbox) -> str:
+async def _forwarded_case(engine: AsyncEngine, outbox: Outbox, *, origin: str = "") -> str:
     case_id = str(uuid.uuid4())
     now = datetime.now(UTC)
     async with UnitOfWork(engine, outbox) as uow:
@@ -77,8 +78,8 @@ async def _forwarded_case(engine: AsyncEngine, outbox: Outbox) -> str:
                 "open_supplement": [],
                 "supplement_round": 0,
                 "reasons": [],
-                "origin_center": "",
-                "origin_case_id": "",
+                "origin_center": origin,
+                "origin_case_id": str(uuid.uuid4()) if origin else "",
                 "sealed": None,
                 "updated_at": now,
             },
@@ -114,6 +115,43 @@ async def test_a_result_update_is_applied_once_even_when_it_arrives_twice(engine
         CS.OUTCOME_APPROVED,
     )
     assert trail == ["parent_result_received"] and events == 1
+
+
+async def test_a_supplement_relayed_from_two_levels_up_names_the_center_that_raised_it(
+    engine: AsyncEngine,
+) -> None:
+    outbox = Outbox(orm.outbox)
+    case_id = await _forwarded_case(engine, outbox, origin="210211101")  # uploaded to us by a township
+    item = CS.SupplementItem(material_code="EIA", reason="figures missing")
+    relayed = interconnect_pb2.ResultUpdate(
+        cursor=1,
+        child_case_id=case_id,
+        kind="supplement_requested",
+        supplement=[item],
+        parent_center="210200",
+        raised_at_center="210000",  # the city passes down what the province asked
+    )
+    async with UnitOfWork(engine, outbox) as uow:
+        assert await apply_update(uow, _ctx(), "210200", relayed)
+        await uow.commit()
+    async with engine.connect() as conn:
+        payloads = (await conn.execute(select(orm.outbox.c.payload))).scalars().all()
+    (env,) = [events_pb2.Envelope.FromString(p) for p in payloads]
+    assert env.supplement_requested.parent_center == "210000"
+    (down,) = await feed.read(engine, child_center="210211101", after=0, limit=10)
+    assert (down.kind, down.parent_center, down.raised_at_center) == (
+        "supplement_requested",
+        "210211",
+        "210000",
+    )
+    older = interconnect_pb2.ResultUpdate(  # a parent that does not fill raised_at_center: itself
+        cursor=2, child_case_id=case_id, kind="task_deemed_approved", department="ENV"
+    )
+    async with UnitOfWork(engine, outbox) as uow:
+        assert await apply_update(uow, _ctx(), "210200", older)
+        await uow.commit()
+    _, again = await feed.read(engine, child_center="210211101", after=0, limit=10)
+    assert (again.parent_center, again.raised_at_center) == ("210211", "210200")
 
 
 async def test_feed_cursors_follow_commit_order_without_gaps(engine: AsyncEngine) -> None:

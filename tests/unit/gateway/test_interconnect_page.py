@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.keys import STORE
 from tests.unit.gateway.fakes import FakeInterconnect, Fakes
 
 
@@ -41,10 +42,17 @@ async def test_the_administrator_sees_the_link_but_no_case_numbers(make_gateway:
 
 async def test_window_staff_trackers_and_agents_may_not_open_it(make_gateway: Any) -> None:
     gw = await make_gateway(Fakes(interconnect=FakeInterconnect()))
-    for who in ("clerk.plan", "head.plan", "tracker", "agent1"):
+    refused = ("clerk.plan", "head.plan", "tracker", "agent1")
+    for who in refused:
         assert await gw.sign_in(who) == 303
         assert (await gw.client.get("/staff/interconnect")).status == 403, who
         assert 'href="/staff/interconnect"' not in await (await gw.client.get("/staff")).text()
+    app = gw.client.app
+    assert app is not None
+    rows = [r for r in await app[STORE].audit_records() if r["action"] == "view_interconnect"]
+    assert [(r["actor"], r["detail"]["outcome"], r["detail"]["status"]) for r in rows] == [
+        (who, "refused", 403) for who in refused
+    ]
 
 
 async def test_a_root_node_and_a_node_without_intake_say_so(make_gateway: Any) -> None:

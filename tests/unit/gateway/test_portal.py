@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import grpc
 from aiohttp import FormData
 
 from gateway.security import TRACK_COOKIE
 from gateway.views.public import encode_sealed
 from onestop.common.v1 import common_pb2
 from tests.unit.gateway.conftest import Gateway
-from tests.unit.gateway.fakes import CODE, NUMBER, PDF, Fakes, FakeSupervision
+from tests.unit.gateway.fakes import CODE, NUMBER, PDF, Fakes, FakeSupervision, rpc_error
 
 
 async def test_chinese_first_and_english_on_request(gw: Gateway) -> None:
@@ -208,3 +209,29 @@ async def test_the_applicant_withdraws_with_the_query_code(gw: Gateway) -> None:
 async def test_the_language_switch_refuses_a_backslash_detour(gw: Gateway) -> None:
     resp = await gw.client.get("/lang/en?next=/\\evil.example/", allow_redirects=False)
     assert resp.headers["Location"] == "/"
+
+
+class _NoClocksHere(FakeSupervision):
+    """Supervision of a node that forwarded the case before it heard of it: no clocks, NOT_FOUND."""
+
+    async def GetClocks(self, req: Any, timeout: float = 0) -> Any:
+        raise rpc_error(grpc.StatusCode.NOT_FOUND, f"no clocks for case {req.case_number}")
+
+
+async def test_a_case_decided_at_the_parent_node_opens_for_the_applicant_and_for_staff(
+    make_gateway: Any,
+) -> None:
+    # No decision sealed by this node's approval (the parent sealed it), no clocks here: both are
+    # NOT_FOUND, and the pages show the outcome without them instead of answering 404.
+    fakes = Fakes(supervision=_NoClocksHere())
+    fakes.intake.cases[NUMBER].status = common_pb2.CASE_STATUS_CONCLUDED
+    fakes.intake.cases[NUMBER].outcome = common_pb2.OUTCOME_APPROVED
+    gw = await make_gateway(fakes)
+    await gw.post("/track", {"number": NUMBER, "code": CODE}, page="/track")
+    resp = await gw.client.get(f"/track/{NUMBER}")
+    page = await resp.text()
+    assert resp.status == 200 and 'id="decision"' in page and "准予许可" in page
+    assert 'id="verify-link"' not in page and 'id="evaluation-form"' in page
+    assert await gw.sign_in("director") == 303
+    resp = await gw.client.get(f"/staff/cases/{NUMBER}")
+    assert resp.status == 200 and NUMBER in await resp.text()

@@ -43,6 +43,14 @@ def test_parents_rejection_in_english_gives_the_reasons() -> None:
     assert "the upper-level center (210000) decided" in html
 
 
+def test_a_decision_taken_two_levels_up_names_the_center_that_sealed_it() -> None:
+    sealed = {"seal": SEALED["seal"], "decision": {"decided_by": "chief.drc", "center": "210000"}}
+    data = {"parent_center": "210200", "outcome": "OUTCOME_APPROVED", "sealed": sealed}
+    _, sms, html = _render("parent_result_received", data, "zh-CN")
+    assert "经上级中心(210000)审批" in sms and "(210200)" not in sms
+    assert "(210000)" in html and "(210200)" not in html
+
+
 def test_local_decision_letter_does_not_mention_a_parent() -> None:
     _, sms, html = _render("case_concluded", {"outcome": "OUTCOME_APPROVED", "parent_center": "x"}, "zh-CN")
     assert "上级中心" not in sms and "上级中心" not in html

@@ -302,6 +302,7 @@ class ResultUpdate(_message.Message):
     PARENT_CENTER_FIELD_NUMBER: _builtins.int
     SUMMARY_ZH_FIELD_NUMBER: _builtins.int
     SUMMARY_EN_FIELD_NUMBER: _builtins.int
+    RAISED_AT_CENTER_FIELD_NUMBER: _builtins.int
     cursor: _builtins.int
     child_case_id: _builtins.str
     parent_case_number: _builtins.str
@@ -317,6 +318,10 @@ class ResultUpdate(_message.Message):
     summary_zh: _builtins.str
     """how the update reads on the child's timeline"""
     summary_en: _builtins.str
+    raised_at_center: _builtins.str
+    """Where it happened: the sender itself, or a center further up whose update the sender passes down
+    (a supplement raised at the province reaches a district through the city). Empty from older parents.
+    """
     @_builtins.property
     def supplement(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.SupplementItem]: ...
     @_builtins.property
@@ -343,10 +348,11 @@ class ResultUpdate(_message.Message):
         parent_center: _builtins.str = ...,
         summary_zh: _builtins.str = ...,
         summary_en: _builtins.str = ...,
+        raised_at_center: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "sealed", b"sealed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "child_case_id", b"child_case_id", "cursor", b"cursor", "department", b"department", "kind", b"kind", "outcome", b"outcome", "parent_case_id", b"parent_case_id", "parent_case_number", b"parent_case_number", "parent_center", b"parent_center", "reasons", b"reasons", "sealed", b"sealed", "summary_en", b"summary_en", "summary_zh", b"summary_zh", "supplement", b"supplement", "supplement_round", b"supplement_round"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "child_case_id", b"child_case_id", "cursor", b"cursor", "department", b"department", "kind", b"kind", "outcome", b"outcome", "parent_case_id", b"parent_case_id", "parent_case_number", b"parent_case_number", "parent_center", b"parent_center", "raised_at_center", b"raised_at_center", "reasons", b"reasons", "sealed", b"sealed", "summary_en", b"summary_en", "summary_zh", b"summary_zh", "supplement", b"supplement", "supplement_round", b"supplement_round"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
