@@ -76,8 +76,8 @@ async def _record(uow: UnitOfWork, ctx: IntakeContext, env: events_pb2.Envelope,
 
 async def _timeline(uow: UnitOfWork, env: events_pb2.Envelope, case_id: str) -> None:
     zh, en, actor, department = describe(env)
-    await repository.add_timeline(
-        uow.conn,
+    repository.add_timeline_later(
+        uow,
         case_id=case_id,
         event_id=env.event_id,
         at=from_timestamp(env.occurred_at),

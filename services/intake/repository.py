@@ -9,6 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import insert_ignore
+from services.common.outbox import UnitOfWork
 from services.intake import orm
 
 
@@ -66,8 +67,8 @@ async def add_document(conn: AsyncConnection, row: dict[str, Any]) -> None:
     await insert_ignore(conn, orm.documents, row)
 
 
-async def add_timeline(
-    conn: AsyncConnection,
+def add_timeline_later(
+    uow: UnitOfWork,
     *,
     case_id: str,
     event_id: str,
@@ -78,9 +79,9 @@ async def add_timeline(
     actor: str = "",
     department: str = "",
 ) -> None:
-    """Append one entry to a case's timeline (once per event)."""
-    await insert_ignore(
-        conn,
+    """Append one entry to a case's timeline (once per event), written with the unit of work's other
+    entries in one round trip just before it commits."""
+    uow.insert_later(
         orm.timeline,
         {
             "case_id": case_id,

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from onestop.events.v1 import events_pb2
 from services.common.db import insert_ignore
 from services.common.events import kind, subject_for
+from services.common.outbox import UnitOfWork
 from services.supervision import bulk, model, orm
 
 # Columns a tick may change; everything else only changes on events.
@@ -220,8 +221,8 @@ async def open_clocks_after(conn: AsyncConnection, *, after: str, limit: int) ->
     return [_row(r) for r in (await conn.execute(stmt)).mappings()]
 
 
-async def add_change(
-    conn: AsyncConnection,
+def add_change(
+    uow: UnitOfWork,
     *,
     clock_id: str,
     case_number: str,
@@ -232,18 +233,21 @@ async def add_change(
     detail: str = "",
     event_id: str = "",
 ) -> None:
-    """Record one change to a clock with its cause."""
-    await conn.execute(
-        orm.clock_changes.insert().values(
-            clock_id=clock_id,
-            case_number=case_number,
-            at=at,
-            cause=cause,
-            old_due=old_due,
-            new_due=new_due,
-            detail=detail,
-            event_id=event_id,
-        )
+    """Record one change to a clock with its cause (written with the unit of work's other changes in one
+    round trip just before it commits)."""
+    uow.insert_later(
+        orm.clock_changes,
+        {
+            "clock_id": clock_id,
+            "case_number": case_number,
+            "at": at,
+            "cause": cause,
+            "old_due": old_due,
+            "new_due": new_due,
+            "detail": detail,
+            "event_id": event_id,
+        },
+        ignore=False,
     )
 
 
