@@ -92,9 +92,19 @@ async def get_task(conn: AsyncConnection, task_id: str) -> TaskInfo | None:
     return TaskInfo(row["task_id"], row["case_number"], row["department"], row["window"]) if row else None
 
 
-async def add_delivery(conn: AsyncConnection, row: dict[str, Any]) -> bool:
-    """Record a planned delivery; False when this (event, kind, channel, recipient) exists already."""
-    return await insert_ignore(conn, orm.deliveries, row)
+async def add_deliveries(conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:
+    """Record planned deliveries in one statement; the ids of those whose (event, kind, channel,
+    recipient) did not exist yet."""
+    if not rows:
+        return set()
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = (
+        dialect.insert(orm.deliveries)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .returning(orm.deliveries.c.delivery_id)
+    )
+    return {r[0] for r in await conn.execute(stmt)}
 
 
 async def claim_due(
