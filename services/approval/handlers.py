@@ -182,7 +182,8 @@ async def on_case_routed(uow: UnitOfWork, ctx: ApprovalContext, env: events_pb2.
             "grp": t.group,
             "prerequisites": list(t.prerequisites),
             "lead": t.lead,
-            "status": model.PENDING if not t.prerequisites or body.key_project else model.WAITING,
+            # A task that may start at once is inserted open (as _open would leave it): no second write.
+            "status": model.PENDING if opens else model.WAITING,
             "priority": priority,
             "due_at": due,
             "claimed_by": None,
@@ -192,10 +193,11 @@ async def on_case_routed(uow: UnitOfWork, ctx: ApprovalContext, env: events_pb2.
             "items": [],
             "extension_days": 0,
             "created_at": now,
-            "opened_at": None,
+            "opened_at": now if opens and not body.on_the_spot else None,
             "decided_at": None,
         }
         for t in body.tasks
+        for opens in [not t.prerequisites or body.key_project]
     ]
     await repository.insert_tasks(uow.conn, rows)
     if body.on_the_spot:
@@ -207,7 +209,7 @@ async def on_case_routed(uow: UnitOfWork, ctx: ApprovalContext, env: events_pb2.
         return
     for row in rows:
         if row["status"] == model.PENDING:
-            await _open(uow, ctx, row)
+            _emit_opened(uow, ctx, row)
 
 
 async def _open(uow: UnitOfWork, ctx: ApprovalContext, row: dict[str, Any]) -> None:
@@ -215,6 +217,10 @@ async def _open(uow: UnitOfWork, ctx: ApprovalContext, row: dict[str, Any]) -> N
     await repository.update_task(
         uow.conn, row["task_id"], status=model.PENDING, opened_at=row["opened_at"], items=[]
     )
+    _emit_opened(uow, ctx, row)
+
+
+def _emit_opened(uow: UnitOfWork, ctx: ApprovalContext, row: dict[str, Any]) -> None:
     uow.emit(
         ctx.event(
             events_pb2.TaskOpened(task=task_message(row)),

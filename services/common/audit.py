@@ -130,8 +130,12 @@ async def append_many(conn: AsyncConnection, tables: tuple[Table, Table], entrie
             }
         )
         prev = digest
-    await conn.execute(log.insert(), rows)
-    await conn.execute(update(head).where(head.c.id == 1).values(seq=seq, hash=prev))
+    move_head = update(head).where(head.c.id == 1).values(seq=seq, hash=prev)
+    if conn.dialect.name == "postgresql":  # the records and the new head in one round trip
+        await conn.execute(move_head.add_cte(log.insert().values(rows).cte("new_records")))
+    else:
+        await conn.execute(log.insert(), rows)
+        await conn.execute(move_head)
     return seq
 
 
