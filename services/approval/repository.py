@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select, update
@@ -41,6 +42,21 @@ async def lock_case_of_task(
     if plan is None:
         raise NotFound(f"no task {task_id}")
     return dict(plan), await case_tasks(conn, plan["case_id"])
+
+
+async def lock_cases_of_tasks(conn: AsyncConnection, task_ids: Sequence[str]) -> None:
+    """Lock the cases of several tasks in one statement, in case id order (so two batches of decisions
+    cannot deadlock on each other)."""
+    if not task_ids or conn.dialect.name != "postgresql":  # SQLite: one writer at a time anyway
+        return
+    owners = select(orm.tasks.c.case_id).where(orm.tasks.c.task_id.in_(task_ids))
+    stmt = (
+        select(orm.plans.c.case_id)
+        .where(orm.plans.c.case_id.in_(owners))
+        .order_by(orm.plans.c.case_id)
+        .with_for_update()
+    )
+    await conn.execute(stmt)
 
 
 async def insert_plan(conn: AsyncConnection, row: dict[str, Any]) -> None:
