@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import insert_ignore
@@ -44,13 +45,12 @@ async def update_case(conn: AsyncConnection, case_id: str, **values: Any) -> Non
 
 async def next_sequence(conn: AsyncConnection, *, center: str, day: str) -> int:
     """The next number of the day for `center` (unique; the row lock serializes writers)."""
-    await insert_ignore(conn, orm.case_sequences, {"center": center, "day": day, "seq": 0})
-    stmt = (
-        update(orm.case_sequences)
-        .where(orm.case_sequences.c.center == center, orm.case_sequences.c.day == day)
-        .values(seq=orm.case_sequences.c.seq + 1)
-        .returning(orm.case_sequences.c.seq)
-    )
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(orm.case_sequences).values(center=center, day=day, seq=1)
+    stmt = insert.on_conflict_do_update(
+        index_elements=[orm.case_sequences.c.center, orm.case_sequences.c.day],
+        set_={"seq": orm.case_sequences.c.seq + 1},
+    ).returning(orm.case_sequences.c.seq)
     return int((await conn.execute(stmt)).scalar_one())
 
 
