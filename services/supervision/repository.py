@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from onestop.events.v1 import events_pb2
@@ -115,25 +116,27 @@ async def get_case(
     return _row(row) if row else None
 
 
-async def upsert_case(conn: AsyncConnection, *, case_id: str, now: datetime, **values: Any) -> None:
-    """Create the case row on first sight, then set ``values``."""
-    await insert_ignore(conn, orm.cases, {"case_id": case_id, "status": "submitted", "updated_at": now})
-    await conn.execute(
-        update(orm.cases).where(orm.cases.c.case_id == case_id).values(updated_at=now, **values)
-    )
-
-
 _CASE_ORDER = ("submitted", "accepted", "routed")
 
 
-async def advance_case(conn: AsyncConnection, *, case_id: str, status: str, now: datetime) -> None:
-    """Move a case forward to ``status`` (events may arrive out of order; a case never goes back)."""
-    earlier = _CASE_ORDER[: _CASE_ORDER.index(status)]
-    await conn.execute(
-        update(orm.cases)
-        .where(orm.cases.c.case_id == case_id, orm.cases.c.status.in_(earlier))
-        .values(status=status, updated_at=now)
+async def upsert_case(
+    conn: AsyncConnection, *, case_id: str, now: datetime, advance_to: str = "", **values: Any
+) -> dict[str, Any]:
+    """Create the case row on first sight, then set ``values`` and move it forward to ``advance_to`` (events
+    may arrive out of order; a case never goes back): one statement; the row as it now is."""
+    c = orm.cases.c
+    changes: dict[str, Any] = {"updated_at": now, **values}
+    if advance_to:
+        earlier = _CASE_ORDER[: _CASE_ORDER.index(advance_to)]
+        changes["status"] = case((c.status.in_(earlier), advance_to), else_=c.status)
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = (
+        dialect.insert(orm.cases)
+        .values({"case_id": case_id, "status": advance_to or "submitted", "updated_at": now, **values})
+        .on_conflict_do_update(index_elements=[c.case_id], set_=changes)
+        .returning(*orm.cases.c)
     )
+    return _row((await conn.execute(stmt)).mappings().one())
 
 
 async def key_project_cases(conn: AsyncConnection, *, tracker: str) -> list[dict[str, Any]]:
