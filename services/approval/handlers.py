@@ -452,8 +452,8 @@ async def _conclude_task(
         reasons=reasons,
         decided_at=now,
     )
-    await repository.add_decision(
-        uow.conn,
+    repository.add_decision(
+        uow,
         {
             "case_number": row["case_number"],
             "task_id": row["task_id"],
@@ -536,8 +536,8 @@ async def _advance(
     await repository.update_plan(
         uow.conn, case_id, state="concluded", outcome=common_pb2.Outcome.ValueType(outcome), updated_at=now
     )
-    await repository.add_decision(
-        uow.conn,
+    repository.add_decision(
+        uow,
         {"case_number": plan["case_number"], "task_id": "", "sealed": sealed.SerializeToString(), "at": now},
     )
     uow.emit(

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.approval import orm
 from services.common.errors import NotFound
+from services.common.outbox import UnitOfWork
 
 
 async def get_plan(
@@ -159,9 +160,9 @@ async def extensions(
     return [dict(r) for r in (await conn.execute(stmt.order_by(orm.extensions.c.requested_at))).mappings()]
 
 
-async def add_decision(conn: AsyncConnection, row: dict[str, Any]) -> None:
-    """Keep a sealed decision."""
-    await conn.execute(orm.decisions.insert().values(**row))
+def add_decision(uow: UnitOfWork, row: dict[str, Any]) -> None:
+    """Keep a sealed decision (written with the unit of work's other decisions just before it commits)."""
+    uow.insert_later(orm.decisions, row, ignore=False)
 
 
 async def case_decision(conn: AsyncConnection, case_number: str) -> bytes | None:
