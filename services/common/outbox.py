@@ -122,6 +122,9 @@ class UnitOfWork:
         self._before_commit: list[Callable[[AsyncConnection], Awaitable[None]]] = []
         self._audit: dict[str, AuditBuffer] = {}
         self._later: dict[tuple[Table, bool], list[dict[str, Any]]] = {}
+        # What handlers read or wrote in this transaction, kept so that the next event of a batch about
+        # the same case need not read it again (gone with the transaction).
+        self.memo: dict[Any, Any] = {}
 
     @property
     def conn(self) -> AsyncConnection:

@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from onestop.events.v1 import events_pb2
 from services.common.clock import Clock
@@ -24,6 +24,8 @@ from services.notification.model import (
     SKIPPED,
     Channels,
     Outgoing,
+    Recipient,
+    TaskInfo,
     mask_address,
 )
 from services.notification.templates import RenderError, Templates
@@ -81,10 +83,12 @@ async def on_event(uow: UnitOfWork, ctx: NotificationContext, env: events_pb2.En
     now = ctx.clock.now()
     if fact.kind == "case_accepted" and env.case_number:
         await repository.save_recipient(conn, convert.recipient(env), now=now)
+        for key in [k for k in uow.memo if k[0] == "recipient"]:
+            del uow.memo[key]  # read again after the change
     if fact.kind == "task_opened":
-        await repository.save_task(conn, convert.task(env))
-    recipient = await repository.get_recipient(conn, case_number=env.case_number, case_id=env.case_id)
-    task = await repository.get_task(conn, str(audience.get(fact.data, "task_id")))
+        _save_task(uow, convert.task(env))
+    recipient = await _recipient(uow, case_number=env.case_number, case_id=env.case_id)
+    task = await _task(uow, str(audience.get(fact.data, "task_id")))
     planned = audience.plan(fact, recipient=recipient, task=task, channels=ctx.channels, new_id=ctx.new_id)
     rows = [_row(out, env=env, ctx=ctx, now=now) for out in planned]
     effects = _deliver_locally(ctx, rows, now=now)
@@ -115,6 +119,33 @@ async def on_event(uow: UnitOfWork, ctx: NotificationContext, env: events_pb2.En
             ctx.wake()
 
     after_commit(uow, after)
+
+
+async def _recipient(uow: UnitOfWork, *, case_number: str, case_id: str) -> Recipient | None:
+    """The case's applicant, read once per transaction (a batch brings several events of a case)."""
+    key = ("recipient", case_number, case_id)
+    if key not in uow.memo:
+        uow.memo[key] = await repository.get_recipient(uow.conn, case_number=case_number, case_id=case_id)
+    return cast(Recipient | None, uow.memo[key])
+
+
+def _save_task(uow: UnitOfWork, task: TaskInfo) -> None:
+    """Remember a task's department and window (first sighting wins), written just before commit."""
+    repository.save_task_later(uow, task)
+    uow.memo.setdefault(("new task", task.task_id), task)
+
+
+async def _task(uow: UnitOfWork, task_id: str) -> TaskInfo | None:
+    """A task seen in task_opened: as stored (an earlier sighting), else as first seen in this transaction."""
+    if not task_id:
+        return None
+    key = ("task", task_id)
+    if key not in uow.memo:
+        stored = await repository.get_task(uow.conn, task_id)
+        if stored is None:
+            return cast(TaskInfo | None, uow.memo.get(("new task", task_id)))
+        uow.memo[key] = stored
+    return cast(TaskInfo, uow.memo[key])
 
 
 def _deliver_locally(

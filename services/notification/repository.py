@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.clock import aware
 from services.common.db import insert_ignore
+from services.common.outbox import UnitOfWork
 from services.notification import orm
 from services.notification.model import DEAD, DUE_STATES, PENDING, Recipient, TaskInfo
 
@@ -70,10 +71,9 @@ async def get_recipient(conn: AsyncConnection, *, case_number: str, case_id: str
     )
 
 
-async def save_task(conn: AsyncConnection, task: TaskInfo) -> None:
-    """Remember a task's department and window (first sighting wins)."""
-    await insert_ignore(
-        conn,
+def save_task_later(uow: UnitOfWork, task: TaskInfo) -> None:
+    """Remember a task's department and window (first sighting wins), written just before commit."""
+    uow.insert_later(
         orm.tasks,
         {
             "task_id": task.task_id,
