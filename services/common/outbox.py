@@ -171,8 +171,8 @@ class UnitOfWork:
         now = datetime.now(UTC)
         rows = [{"consumer": consumer, "event_id": e, "processed_at": now} for e in dict.fromkeys(event_ids)]
         dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(inbox).values(rows).on_conflict_do_nothing().returning(inbox.c.event_id)
-        return {row[0] for row in await self.conn.execute(stmt)}
+        stmt = dialect.insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id)
+        return {row[0] for row in await self.conn.execute(stmt, rows)}  # one multi-row INSERT, cached
 
     def insert_later(self, table: Table, row: dict[str, Any], *, ignore: bool = True) -> None:
         """Insert `row` (``ignore``: unless its key exists) just before commit, batched with the other

@@ -98,13 +98,10 @@ async def add_deliveries(conn: AsyncConnection, rows: list[dict[str, Any]]) -> s
     if not rows:
         return set()
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = (
-        dialect.insert(orm.deliveries)
-        .values(rows)
-        .on_conflict_do_nothing()
-        .returning(orm.deliveries.c.delivery_id)
-    )
-    return {r[0] for r in await conn.execute(stmt)}
+    # executemany with RETURNING: SQLAlchemy sends one multi-row INSERT and caches its compiled form
+    # (a statement built with .values(rows) would be compiled again on every call).
+    stmt = dialect.insert(orm.deliveries).on_conflict_do_nothing().returning(orm.deliveries.c.delivery_id)
+    return {r[0] for r in await conn.execute(stmt, rows)}
 
 
 async def claim_due(
