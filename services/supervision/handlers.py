@@ -138,7 +138,7 @@ def _new_clock(
 async def on_task_opened(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
     """A department task opened: its clock starts now (a re-opening after a supplement changes nothing)."""
     task = env.task_opened.task
-    case = await repository.get_case(uow.conn, case_id=task.case_id or env.case_id)
+    case, case_clock = await repository.get_case_and_its_clock(uow.conn, task.case_id or env.case_id)
     if case is None or not case["routed"]:  # (a task with a clock is of a routed case)
         raise NotReadyYet(f"task {task.task_id} opened before case {env.case_number} was routed")
     if case["status"] in ("concluded", "withdrawn"):
@@ -154,11 +154,10 @@ async def on_task_opened(uow: UnitOfWork, ctx: SupervisionContext, env: events_p
     )
     if not await clocks.start(uow, ctx, row, event_id=env.event_id):
         return  # its clock exists: a re-opening after a supplement changes nothing
-    case_row = await repository.get_clock(uow.conn, repository.case_clock_id(case["case_id"]))
     if (
-        case_row
-        and case_row["paused"]
-        and any(p["to"] is None and p["kind"] == model.SUPPLEMENT for p in case_row["pauses"])
+        case_clock
+        and case_clock["paused"]
+        and any(p["to"] is None and p["kind"] == model.SUPPLEMENT for p in case_clock["pauses"])
     ):
         # A task opening while the case waits for the applicant also waits.
         await clocks.save(

@@ -116,6 +116,24 @@ async def get_case(
     return _row(row) if row else None
 
 
+async def get_case_and_its_clock(
+    conn: AsyncConnection, case_id: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """A known case and the pause state (``paused``, ``pauses``) of its own clock: one round trip."""
+    clock = orm.clocks.alias("case_clock")
+    stmt = (
+        select(orm.cases, clock.c.clock_id.label("clock_id_"), clock.c.paused, clock.c.pauses)
+        .select_from(orm.cases.outerjoin(clock, clock.c.clock_id == case_clock_id(case_id)))
+        .where(orm.cases.c.case_id == case_id)
+    )
+    found = (await conn.execute(stmt)).mappings().first()
+    if found is None:
+        return None, None
+    row = dict(found)
+    clock_id, paused, pauses = row.pop("clock_id_"), row.pop("paused"), row.pop("pauses")
+    return _row(row), ({"paused": paused, "pauses": pauses} if clock_id is not None else None)
+
+
 _CASE_ORDER = ("submitted", "accepted", "routed")
 
 
