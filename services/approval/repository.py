@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.approval import orm
@@ -35,14 +35,24 @@ async def lock_case_of_task(
     conn: AsyncConnection, task_id: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Lock the case a task belongs to and load its plan and every task: two round trips."""
-    owner = select(orm.tasks.c.case_id).where(orm.tasks.c.task_id == task_id).scalar_subquery()
-    stmt = select(orm.plans).where(orm.plans.c.case_id == owner)
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    plan = (await conn.execute(stmt)).mappings().first()
+    stmt = _LOCK_PLAN_OF_TASK if conn.dialect.name == "postgresql" else _PLAN_OF_TASK
+    plan = (await conn.execute(stmt, {"task_id": task_id})).mappings().first()
     if plan is None:
         raise NotFound(f"no task {task_id}")
     return dict(plan), await case_tasks(conn, plan["case_id"])
+
+
+# The decision path's reads, built once (values as parameters).
+_PLAN_OF_TASK = select(orm.plans).where(
+    orm.plans.c.case_id
+    == select(orm.tasks.c.case_id).where(orm.tasks.c.task_id == bindparam("task_id")).scalar_subquery()
+)
+_LOCK_PLAN_OF_TASK = _PLAN_OF_TASK.with_for_update()
+_CASE_TASKS = (
+    select(orm.tasks)
+    .where(orm.tasks.c.case_id == bindparam("case_id"))
+    .order_by(orm.tasks.c.grp, orm.tasks.c.department)
+)
 
 
 async def lock_cases_of_tasks(conn: AsyncConnection, task_ids: Sequence[str]) -> None:
@@ -93,12 +103,7 @@ async def case_tasks(conn: AsyncConnection, case_id: str, *, lock: bool = False)
     """Every task of a case, in plan order; with lock=True the case is locked first."""
     if lock:
         await lock_case(conn, case_id)
-    stmt = (
-        select(orm.tasks)
-        .where(orm.tasks.c.case_id == case_id)
-        .order_by(orm.tasks.c.grp, orm.tasks.c.department)
-    )
-    return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+    return [dict(r) for r in (await conn.execute(_CASE_TASKS, {"case_id": case_id})).mappings()]
 
 
 async def update_task(conn: AsyncConnection, task_id: str, **values: Any) -> None:
