@@ -22,7 +22,7 @@ import nats
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import CpuMeter, merge_results, metric, percentile  # noqa: E402
+from bench.common import CpuMeter, merge_results, metric, percentile, process_cpu_seconds  # noqa: E402
 from onestop.approval.v1 import approval_pb2, approval_pb2_grpc  # noqa: E402
 from onestop.common.v1 import common_pb2  # noqa: E402
 from onestop.events.v1 import events_pb2  # noqa: E402
@@ -50,6 +50,21 @@ def peak_rss_mb(node: Node) -> dict[str, float]:
         except OSError:
             continue
     return out
+
+
+async def settle(pids: list[int], *, window: float = 0.5, quiet: float = 0.1, limit: float = 120.0) -> float:
+    """Wait until the node has finished what the cases caused (notifications, clocks, relays run on after
+    the conclusions the benchmark waits for): its processes use less than `quiet` of a core over a window.
+    Seconds waited."""
+    started = time.perf_counter()
+    before = sum(process_cpu_seconds(p) for p in pids)
+    while time.perf_counter() - started < limit:
+        await asyncio.sleep(window)
+        now = sum(process_cpu_seconds(p) for p in pids)
+        if now - before < quiet * window:
+            break
+        before = now
+    return time.perf_counter() - started
 
 
 async def run(node: Node, *, cases: int, concurrency: int, rate: float = 0.0) -> dict[str, float]:
@@ -149,7 +164,11 @@ async def run(node: Node, *, cases: int, concurrency: int, rate: float = 0.0) ->
     await asyncio.gather(*(submit(i) for i in range(cases)))
     await asyncio.wait_for(done.wait(), timeout=600)
     elapsed = time.perf_counter() - t0
+    for task in bots:
+        task.cancel()
+    drained = await settle([p.popen.pid for p in node.procs.values() if p.popen])
     cpu = meter.stop()
+    print(f"  (node quiet {drained:.1f} s after the last conclusion: CPU counted until then)")
     names = {p.popen.pid: name for name, p in node.procs.items() if p.popen}
     for name, seconds in sorted(meter.breakdown(names).items(), key=lambda kv: -kv[1]):
         print(f"  CPU {name:16s} {seconds / cases * 1000:7.2f} ms/case")

@@ -12,6 +12,7 @@ from onestop.approval.v1 import approval_pb2
 from onestop.common.v1 import common_pb2
 from services.approval import extensions, handlers, model, repository
 from services.approval.handlers import ApprovalContext, task_message
+from services.common.batching import GroupCommitter
 from services.common.errors import InvalidArgument, NotFound
 from services.common.events import timestamp
 from services.common.outbox import UnitOfWork, transact
@@ -37,6 +38,10 @@ class ApprovalApi:
     def __init__(self, *, runtime: Runtime, ctx: ApprovalContext) -> None:
         self.rt = runtime
         self.ctx = ctx
+        # Decisions arriving together commit together (the hot path: one transaction per batch).
+        self.decisions = GroupCommitter(
+            runtime.uow, prepare=lambda uow, task_ids: repository.lock_cases_of_tasks(uow.conn, task_ids)
+        )
 
     async def _in_uow(self, fn: Callable[[UnitOfWork], Awaitable[Any]]) -> Any:
         return await transact(self.rt.uow, fn)
@@ -71,7 +76,8 @@ class ApprovalApi:
         return task_message(await self._in_uow(lambda uow: handlers.claim(uow, self.ctx, req, release=True)))
 
     async def DecideTask(self, req: approval_pb2.DecideTaskRequest, _: Any) -> common_pb2.Task:
-        return task_message(await self._in_uow(lambda uow: handlers.decide(uow, self.ctx, req)))
+        row = await self.decisions.run(lambda uow: handlers.decide(uow, self.ctx, req), key=req.task_id)
+        return task_message(row)
 
     async def DeemApprove(self, req: approval_pb2.DeemApproveRequest, _: Any) -> common_pb2.Task:
         return task_message(await self._in_uow(lambda uow: handlers.deem_approve(uow, self.ctx, req)))

@@ -183,7 +183,8 @@ async def on_case_routed(uow: UnitOfWork, ctx: ApprovalContext, env: events_pb2.
             "grp": t.group,
             "prerequisites": list(t.prerequisites),
             "lead": t.lead,
-            "status": model.PENDING if not t.prerequisites or body.key_project else model.WAITING,
+            # A task that may start at once is inserted open (as _open would leave it): no second write.
+            "status": model.PENDING if opens else model.WAITING,
             "priority": priority,
             "due_at": due,
             "claimed_by": None,
@@ -193,10 +194,11 @@ async def on_case_routed(uow: UnitOfWork, ctx: ApprovalContext, env: events_pb2.
             "items": [],
             "extension_days": 0,
             "created_at": now,
-            "opened_at": None,
+            "opened_at": now if opens and not body.on_the_spot else None,
             "decided_at": None,
         }
         for t in body.tasks
+        for opens in [not t.prerequisites or body.key_project]
     ]
     await repository.insert_tasks(uow.conn, rows)
     if body.on_the_spot:
@@ -208,7 +210,7 @@ async def on_case_routed(uow: UnitOfWork, ctx: ApprovalContext, env: events_pb2.
         return
     for row in rows:
         if row["status"] == model.PENDING:
-            await _open(uow, ctx, row)
+            _emit_opened(uow, ctx, row)
 
 
 async def _open(uow: UnitOfWork, ctx: ApprovalContext, row: dict[str, Any]) -> None:
@@ -216,6 +218,10 @@ async def _open(uow: UnitOfWork, ctx: ApprovalContext, row: dict[str, Any]) -> N
     await repository.update_task(
         uow.conn, row["task_id"], status=model.PENDING, opened_at=row["opened_at"], items=[]
     )
+    _emit_opened(uow, ctx, row)
+
+
+def _emit_opened(uow: UnitOfWork, ctx: ApprovalContext, row: dict[str, Any]) -> None:
     uow.emit(
         ctx.event(
             events_pb2.TaskOpened(task=task_message(row)),
@@ -447,8 +453,8 @@ async def _conclude_task(
         reasons=reasons,
         decided_at=now,
     )
-    await repository.add_decision(
-        uow.conn,
+    repository.add_decision(
+        uow,
         {
             "case_number": row["case_number"],
             "task_id": row["task_id"],
@@ -531,8 +537,8 @@ async def _advance(
     await repository.update_plan(
         uow.conn, case_id, state="concluded", outcome=common_pb2.Outcome.ValueType(outcome), updated_at=now
     )
-    await repository.add_decision(
-        uow.conn,
+    repository.add_decision(
+        uow,
         {"case_number": plan["case_number"], "task_id": "", "sealed": sealed.SerializeToString(), "at": now},
     )
     uow.emit(

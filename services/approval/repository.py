@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.approval import orm
 from services.common.errors import NotFound
+from services.common.outbox import UnitOfWork
 
 
 async def get_plan(
@@ -33,14 +35,39 @@ async def lock_case_of_task(
     conn: AsyncConnection, task_id: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Lock the case a task belongs to and load its plan and every task: two round trips."""
-    owner = select(orm.tasks.c.case_id).where(orm.tasks.c.task_id == task_id).scalar_subquery()
-    stmt = select(orm.plans).where(orm.plans.c.case_id == owner)
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    plan = (await conn.execute(stmt)).mappings().first()
+    stmt = _LOCK_PLAN_OF_TASK if conn.dialect.name == "postgresql" else _PLAN_OF_TASK
+    plan = (await conn.execute(stmt, {"task_id": task_id})).mappings().first()
     if plan is None:
         raise NotFound(f"no task {task_id}")
     return dict(plan), await case_tasks(conn, plan["case_id"])
+
+
+# The decision path's reads, built once (values as parameters).
+_PLAN_OF_TASK = select(orm.plans).where(
+    orm.plans.c.case_id
+    == select(orm.tasks.c.case_id).where(orm.tasks.c.task_id == bindparam("task_id")).scalar_subquery()
+)
+_LOCK_PLAN_OF_TASK = _PLAN_OF_TASK.with_for_update()
+_CASE_TASKS = (
+    select(orm.tasks)
+    .where(orm.tasks.c.case_id == bindparam("case_id"))
+    .order_by(orm.tasks.c.grp, orm.tasks.c.department)
+)
+
+
+async def lock_cases_of_tasks(conn: AsyncConnection, task_ids: Sequence[str]) -> None:
+    """Lock the cases of several tasks in one statement, in case id order (so two batches of decisions
+    cannot deadlock on each other)."""
+    if not task_ids or conn.dialect.name != "postgresql":  # SQLite: one writer at a time anyway
+        return
+    owners = select(orm.tasks.c.case_id).where(orm.tasks.c.task_id.in_(task_ids))
+    stmt = (
+        select(orm.plans.c.case_id)
+        .where(orm.plans.c.case_id.in_(owners))
+        .order_by(orm.plans.c.case_id)
+        .with_for_update()
+    )
+    await conn.execute(stmt)
 
 
 async def insert_plan(conn: AsyncConnection, row: dict[str, Any]) -> None:
@@ -76,12 +103,7 @@ async def case_tasks(conn: AsyncConnection, case_id: str, *, lock: bool = False)
     """Every task of a case, in plan order; with lock=True the case is locked first."""
     if lock:
         await lock_case(conn, case_id)
-    stmt = (
-        select(orm.tasks)
-        .where(orm.tasks.c.case_id == case_id)
-        .order_by(orm.tasks.c.grp, orm.tasks.c.department)
-    )
-    return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+    return [dict(r) for r in (await conn.execute(_CASE_TASKS, {"case_id": case_id})).mappings()]
 
 
 async def update_task(conn: AsyncConnection, task_id: str, **values: Any) -> None:
@@ -143,9 +165,9 @@ async def extensions(
     return [dict(r) for r in (await conn.execute(stmt.order_by(orm.extensions.c.requested_at))).mappings()]
 
 
-async def add_decision(conn: AsyncConnection, row: dict[str, Any]) -> None:
-    """Keep a sealed decision."""
-    await conn.execute(orm.decisions.insert().values(**row))
+def add_decision(uow: UnitOfWork, row: dict[str, Any]) -> None:
+    """Keep a sealed decision (written with the unit of work's other decisions just before it commits)."""
+    uow.insert_later(orm.decisions, row, ignore=False)
 
 
 async def case_decision(conn: AsyncConnection, case_number: str) -> bytes | None:

@@ -8,13 +8,14 @@ the chain. `verify` recomputes every hash and names the first edited, deleted or
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Integer, MetaData, String, Table, select, update
+from sqlalchemy import JSON, BigInteger, Column, Integer, MetaData, String, Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import Instant, create_engine, insert_ignore
@@ -130,9 +131,18 @@ async def append_many(conn: AsyncConnection, tables: tuple[Table, Table], entrie
             }
         )
         prev = digest
+    # (One statement with the records in a CTE saved a round trip but was compiled anew on every call:
+    # ~17% of approval's CPU. These two are compiled once.)
     await conn.execute(log.insert(), rows)
-    await conn.execute(update(head).where(head.c.id == 1).values(seq=seq, hash=prev))
+    await conn.execute(_move_head(head), {"new_seq": seq, "new_hash": prev})
     return seq
+
+
+@functools.cache
+def _move_head(head: Table) -> Any:
+    """The head's update, built once per table (values as parameters)."""
+    new_seq, new_hash = bindparam("new_seq", type_=BigInteger), bindparam("new_hash", type_=String)
+    return update(head).where(head.c.id == 1).values(seq=new_seq, hash=new_hash)
 
 
 async def append(

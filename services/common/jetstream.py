@@ -155,8 +155,12 @@ class EventConsumer:
             return
         try:
             async with UnitOfWork(self._engine, self._outbox) as uow:
+                fresh = await uow.mark_many_processed(
+                    self._inbox, consumer=self.name, event_ids=[env.event_id for _, env, _ in good]
+                )
                 for _, env, handler in good:
-                    if await uow.mark_processed(self._inbox, consumer=self.name, event_id=env.event_id):
+                    if env.event_id in fresh:
+                        fresh.discard(env.event_id)  # a redelivered copy in the same batch is applied once
                         await handler(uow, env)
                 await uow.commit()
         except asyncio.CancelledError:

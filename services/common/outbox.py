@@ -25,6 +25,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -120,6 +121,10 @@ class UnitOfWork:
         self._on_commit: list[Callable[[], None]] = []
         self._before_commit: list[Callable[[AsyncConnection], Awaitable[None]]] = []
         self._audit: dict[str, AuditBuffer] = {}
+        self._later: dict[tuple[Table, bool], list[dict[str, Any]]] = {}
+        # What handlers read or wrote in this transaction, kept so that the next event of a batch about
+        # the same case need not read it again (gone with the transaction).
+        self.memo: dict[Any, Any] = {}
 
     @property
     def conn(self) -> AsyncConnection:
@@ -159,6 +164,28 @@ class UnitOfWork:
             {"consumer": consumer, "event_id": event_id, "processed_at": datetime.now(UTC)},
         )
 
+    async def mark_many_processed(self, inbox: Table, *, consumer: str, event_ids: Sequence[str]) -> set[str]:
+        """Record that `consumer` applied these events, in one statement; the ids it had not applied yet."""
+        if not event_ids:
+            return set()
+        now = datetime.now(UTC)
+        rows = [{"consumer": consumer, "event_id": e, "processed_at": now} for e in dict.fromkeys(event_ids)]
+        dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id)
+        return {row[0] for row in await self.conn.execute(stmt, rows)}  # one multi-row INSERT, cached
+
+    def insert_later(self, table: Table, row: dict[str, Any], *, ignore: bool = True) -> None:
+        """Insert `row` (``ignore``: unless its key exists) just before commit, batched with the other
+        rows of its table in one round trip. Only for rows nothing reads back in this transaction."""
+        self._later.setdefault((table, ignore), []).append(row)
+
+    async def _flush_later(self) -> None:
+        dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
+        for (table, ignore), rows in self._later.items():
+            stmt = dialect.insert(table).on_conflict_do_nothing() if ignore else table.insert()
+            await self.conn.execute(stmt, rows)
+        self._later.clear()
+
     def audit(self, tables: tuple[Table, Table], **fields: Any) -> None:
         """Record an action in a hash-chained audit log; chained and written just before commit."""
         key = tables[0].name
@@ -179,6 +206,8 @@ class UnitOfWork:
         """Write the outbox rows and commit, then wake the relay and run the after-commit callbacks."""
         for flush in self._before_commit:
             await flush(self.conn)
+        if self._later:
+            await self._flush_later()
         await self._outbox.add(self.conn, self.events)
         await self.conn.commit()
         self._committed = True

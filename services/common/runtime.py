@@ -84,7 +84,12 @@ async def serve(
     build: Callable[[Runtime], Awaitable[ServiceParts]],
 ) -> None:
     """Run one service until SIGTERM/SIGINT, then drain and stop."""
-    configure_logging(service=settings.service, center=settings.center, log_format=settings.log_format)
+    configure_logging(
+        service=settings.service,
+        center=settings.center,
+        log_format=settings.log_format,
+        level=settings.log_level,
+    )
     log.info("starting", settings=settings.redacted())
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.grpc_host)

@@ -37,6 +37,7 @@ class Settings:
     interconnect_host: str = ""  # bind address of intake's interconnect server; "" = grpc_host
     data_dir: Path = Path("./data")
     log_format: str = "console"
+    log_level: str = "INFO"
     stream_replicas: int = 1
     peers: Mapping[str, str] = field(default_factory=dict)
     parent_addr: str = ""
@@ -107,6 +108,16 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(raw: str) -> str:
+    level = raw.strip().upper() or "INFO"
+    if level not in LOG_LEVELS:
+        raise SettingsError(f"ONESTOP_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+    return level
+
+
 def load_settings(*, service: str, env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings of `service` from the environment; raise SettingsError on any gap."""
     env = os.environ if env is None else env
@@ -145,6 +156,7 @@ def load_settings(*, service: str, env: Mapping[str, str] | None = None) -> Sett
         interconnect_port=_int(env, "ONESTOP_INTERCONNECT_PORT", INTERCONNECT_PORT),
         data_dir=Path(env.get("ONESTOP_DATA_DIR", "./data")),
         log_format=env.get("ONESTOP_LOG_FORMAT", "json" if environment == "production" else "console"),
+        log_level=_log_level(env.get("ONESTOP_LOG_LEVEL", "INFO")),
         stream_replicas=_int(env, "ONESTOP_STREAM_REPLICAS", 1) or 1,
         peers=peers,
         parent_addr=env.get("ONESTOP_PARENT_ADDR", ""),

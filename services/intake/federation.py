@@ -53,8 +53,8 @@ async def note(
     department: str = "",
 ) -> None:
     """Add a timeline entry (once per key)."""
-    await repository.add_timeline(
-        uow.conn,
+    repository.add_timeline_later(
+        uow,
         case_id=case_id,
         event_id=key,
         at=ctx.clock.now(),

@@ -10,6 +10,7 @@ import grpc
 
 from onestop.common.v1 import common_pb2
 from onestop.intake.v1 import intake_pb2
+from services.common.batching import GroupCommitter
 from services.common.errors import InvalidArgument, NotFound
 from services.common.logging import get_logger
 from services.common.runtime import Runtime
@@ -27,11 +28,11 @@ class IntakeApi:
         self.rt = runtime
         self.ctx = ctx
         self.store = store
+        # Submissions arriving together commit together (one transaction, one lock of the day's numbering).
+        self.submissions = GroupCommitter(runtime.uow)
 
     async def SubmitCase(self, req: intake_pb2.SubmitCaseRequest, _: Any) -> intake_pb2.SubmitCaseResponse:
-        async with self.rt.uow() as uow:
-            row, shortfalls = await handlers.submit_case(uow, self.ctx, req)
-            await uow.commit()
+        row, shortfalls = await self.submissions.run(lambda uow: handlers.submit_case(uow, self.ctx, req))
         reply = intake_pb2.SubmitCaseResponse(case=case_message(row), query_code=row["query_code"])
         for s in shortfalls:
             reply.supplement.add(material_code=s.material_code, reason=s.reason)

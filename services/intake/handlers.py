@@ -76,8 +76,8 @@ async def _record(uow: UnitOfWork, ctx: IntakeContext, env: events_pb2.Envelope,
 
 async def _timeline(uow: UnitOfWork, env: events_pb2.Envelope, case_id: str) -> None:
     zh, en, actor, department = describe(env)
-    await repository.add_timeline(
-        uow.conn,
+    repository.add_timeline_later(
+        uow,
         case_id=case_id,
         event_id=env.event_id,
         at=from_timestamp(env.occurred_at),
@@ -401,25 +401,34 @@ _STATUS_ON = {
 }
 
 
+_CHANGES_CASE = frozenset({*_STATUS_ON, "supplement_round_opened", "case_concluded"})
+
+
 async def on_event(uow: UnitOfWork, env: events_pb2.Envelope, *, ctx: IntakeContext) -> None:
     """Apply another service's fact to the case and its timeline (and tell the child that uploaded it)."""
-    row = await repository.get_case(uow.conn, case_id=env.case_id)
+    what = kind(env)
+    key = ("case", env.case_id)
+    # An event that only adds to the timeline (a task opened or decided, ...) uses the case as an earlier
+    # event of the same batch read it; one that may change the case or tell a child reads it afresh.
+    row = uow.memo.pop(key, None)
+    if row is None or row["origin_center"] or what in _CHANGES_CASE:
+        row = await repository.get_case(uow.conn, case_id=env.case_id)
     if row is None:
         raise NotFound(f"event {env.event_id} names unknown case {env.case_id}")
-    what = kind(env)
     now = from_timestamp(env.occurred_at)
     if what == "case_forwarded" and await federation.on_forwarded(uow, ctx, env, row):
         return
     if what == "case_concluded" and await federation.on_preliminary_concluded(uow, ctx, env, row):
         return
     await federation.feed_event(uow, ctx, env, row)
+    uow.memo[key] = row  # (kept in step with the updates below)
     if what in _STATUS_ON and row["status"] in (CS.CASE_STATUS_ACCEPTED, CS.CASE_STATUS_ROUTED):
-        await repository.update_case(uow.conn, row["case_id"], status=_STATUS_ON[what], updated_at=now)
+        await _update_case(uow, row, status=_STATUS_ON[what], updated_at=now)
     elif what == "supplement_round_opened" and row["status"] in OPEN_STATUSES:
         items = [to_json(i) for i in env.supplement_round_opened.items]
-        await repository.update_case(
-            uow.conn,
-            row["case_id"],
+        await _update_case(
+            uow,
+            row,
             status=CS.CASE_STATUS_SUPPLEMENT_REQUESTED,
             open_supplement=items,
             supplement_round=env.supplement_round_opened.round,
@@ -427,9 +436,9 @@ async def on_event(uow: UnitOfWork, env: events_pb2.Envelope, *, ctx: IntakeCont
         )
     elif what == "case_concluded" and row["status"] in OPEN_STATUSES:
         body = env.case_concluded
-        await repository.update_case(
-            uow.conn,
-            row["case_id"],
+        await _update_case(
+            uow,
+            row,
             status=CS.CASE_STATUS_CONCLUDED,
             outcome=body.outcome,
             reasons=list(body.reasons),
@@ -439,3 +448,9 @@ async def on_event(uow: UnitOfWork, env: events_pb2.Envelope, *, ctx: IntakeCont
             open_supplement=[],
         )
     await _timeline(uow, env, row["case_id"])
+
+
+async def _update_case(uow: UnitOfWork, row: dict[str, Any], **values: Any) -> None:
+    """Update the case and the row read for it alike."""
+    await repository.update_case(uow.conn, row["case_id"], **values)
+    row.update(values)

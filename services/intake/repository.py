@@ -6,9 +6,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import insert_ignore
+from services.common.outbox import UnitOfWork
 from services.intake import orm
 
 
@@ -43,13 +45,12 @@ async def update_case(conn: AsyncConnection, case_id: str, **values: Any) -> Non
 
 async def next_sequence(conn: AsyncConnection, *, center: str, day: str) -> int:
     """The next number of the day for `center` (unique; the row lock serializes writers)."""
-    await insert_ignore(conn, orm.case_sequences, {"center": center, "day": day, "seq": 0})
-    stmt = (
-        update(orm.case_sequences)
-        .where(orm.case_sequences.c.center == center, orm.case_sequences.c.day == day)
-        .values(seq=orm.case_sequences.c.seq + 1)
-        .returning(orm.case_sequences.c.seq)
-    )
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(orm.case_sequences).values(center=center, day=day, seq=1)
+    stmt = insert.on_conflict_do_update(
+        index_elements=[orm.case_sequences.c.center, orm.case_sequences.c.day],
+        set_={"seq": orm.case_sequences.c.seq + 1},
+    ).returning(orm.case_sequences.c.seq)
     return int((await conn.execute(stmt)).scalar_one())
 
 
@@ -66,8 +67,8 @@ async def add_document(conn: AsyncConnection, row: dict[str, Any]) -> None:
     await insert_ignore(conn, orm.documents, row)
 
 
-async def add_timeline(
-    conn: AsyncConnection,
+def add_timeline_later(
+    uow: UnitOfWork,
     *,
     case_id: str,
     event_id: str,
@@ -78,9 +79,9 @@ async def add_timeline(
     actor: str = "",
     department: str = "",
 ) -> None:
-    """Append one entry to a case's timeline (once per event)."""
-    await insert_ignore(
-        conn,
+    """Append one entry to a case's timeline (once per event), written with the unit of work's other
+    entries in one round trip just before it commits."""
+    uow.insert_later(
         orm.timeline,
         {
             "case_id": case_id,

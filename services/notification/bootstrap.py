@@ -54,10 +54,11 @@ async def build(
             password=config.smtp_password,
             starttls=config.smtp_starttls,
         )
+    templates = Templates(directory=directory, override_dir=config.template_dir)
     worker = DeliveryWorker(
         engine=runtime.engine,
         clock=runtime.clock,
-        templates=Templates(directory=directory, override_dir=config.template_dir),
+        templates=templates,
         policy=config.retry_policy(),
         sms=sms,
         mail=mail,
@@ -71,6 +72,7 @@ async def build(
         channels=Channels(sms=sms is not None, email=mail is not None),
         hub=hub,
         wake=worker.wake,
+        templates=templates,
     )
     api = NotificationApi(runtime=runtime, ctx=ctx, hub=hub)
     return ServiceParts(

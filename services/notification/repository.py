@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.clock import aware
 from services.common.db import insert_ignore
+from services.common.outbox import UnitOfWork
 from services.notification import orm
 from services.notification.model import DEAD, DUE_STATES, PENDING, Recipient, TaskInfo
 
@@ -70,10 +71,9 @@ async def get_recipient(conn: AsyncConnection, *, case_number: str, case_id: str
     )
 
 
-async def save_task(conn: AsyncConnection, task: TaskInfo) -> None:
-    """Remember a task's department and window (first sighting wins)."""
-    await insert_ignore(
-        conn,
+def save_task_later(uow: UnitOfWork, task: TaskInfo) -> None:
+    """Remember a task's department and window (first sighting wins), written just before commit."""
+    uow.insert_later(
         orm.tasks,
         {
             "task_id": task.task_id,
@@ -92,9 +92,16 @@ async def get_task(conn: AsyncConnection, task_id: str) -> TaskInfo | None:
     return TaskInfo(row["task_id"], row["case_number"], row["department"], row["window"]) if row else None
 
 
-async def add_delivery(conn: AsyncConnection, row: dict[str, Any]) -> bool:
-    """Record a planned delivery; False when this (event, kind, channel, recipient) exists already."""
-    return await insert_ignore(conn, orm.deliveries, row)
+async def add_deliveries(conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:
+    """Record planned deliveries in one statement; the ids of those whose (event, kind, channel,
+    recipient) did not exist yet."""
+    if not rows:
+        return set()
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    # executemany with RETURNING: SQLAlchemy sends one multi-row INSERT and caches its compiled form
+    # (a statement built with .values(rows) would be compiled again on every call).
+    stmt = dialect.insert(orm.deliveries).on_conflict_do_nothing().returning(orm.deliveries.c.delivery_id)
+    return {r[0] for r in await conn.execute(stmt, rows)}
 
 
 async def claim_due(

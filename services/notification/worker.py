@@ -23,6 +23,41 @@ log = get_logger(__name__)
 LEASE = timedelta(seconds=120)
 
 
+LOCAL_CHANNELS = frozenset({INBOX, NOTICE})
+
+
+def render_local(templates: Templates, row: dict[str, Any]) -> tuple[Outcome, tuple[str, dict[str, Any]]]:
+    """A delivery to this node's own tables (a web inbox message or a written notice): the outcome and
+    the row to write with the delivery's new state. RenderError when the template fails."""
+    language, context = row["language"], dict(row["context"])
+    if row["channel"] == NOTICE:
+        html = templates.notice(notice_kind=row["notice_kind"], language=language, context=context)
+        return Outcome.sent("notice stored"), (
+            NOTICE,
+            {
+                "notice_id": row["notice_id"],
+                "delivery_id": row["delivery_id"],
+                "case_number": row["case_number"],
+                "kind": row["notice_kind"],
+                "language": language,
+                "html": html,
+            },
+        )
+    message = templates.message(kind=row["kind"], language=language, context=context)
+    return Outcome.sent("inbox"), (
+        INBOX,
+        {
+            "message_id": str(uuid.uuid4()),
+            "delivery_id": row["delivery_id"],
+            "recipient": row["recipient"],
+            "case_number": row["case_number"],
+            "kind": row["kind"],
+            "title": message.title,
+            "body": message.body,
+        },
+    )
+
+
 class DeliveryWorker:
     """Sends pending deliveries in batches; one slow or broken delivery never holds up the others."""
 
@@ -154,33 +189,9 @@ class DeliveryWorker:
 
     async def _send(self, row: dict[str, Any]) -> tuple[Outcome, tuple[str, dict[str, Any]] | None]:
         channel, language, context = row["channel"], row["language"], dict(row["context"])
-        if channel == NOTICE:
-            html = self._templates.notice(notice_kind=row["notice_kind"], language=language, context=context)
-            return Outcome.sent("notice stored"), (
-                NOTICE,
-                {
-                    "notice_id": row["notice_id"],
-                    "delivery_id": row["delivery_id"],
-                    "case_number": row["case_number"],
-                    "kind": row["notice_kind"],
-                    "language": language,
-                    "html": html,
-                },
-            )
+        if channel in LOCAL_CHANNELS:
+            return render_local(self._templates, row)
         message = self._templates.message(kind=row["kind"], language=language, context=context)
-        if channel == INBOX:
-            return Outcome.sent("inbox"), (
-                INBOX,
-                {
-                    "message_id": str(uuid.uuid4()),
-                    "delivery_id": row["delivery_id"],
-                    "recipient": row["recipient"],
-                    "case_number": row["case_number"],
-                    "kind": row["kind"],
-                    "title": message.title,
-                    "body": message.body,
-                },
-            )
         if channel == SMS:
             if self._sms is None:
                 return Outcome.permanent("sms channel not configured (ONESTOP_SMS_URL is not set)"), None

@@ -111,8 +111,8 @@ async def save(
     }
     await repository.update_clock(uow.conn, row["clock_id"], **values)
     if always or done.clock.due_at != row["due_at"]:
-        await repository.add_change(
-            uow.conn,
+        repository.add_change(
+            uow,
             clock_id=row["clock_id"],
             case_number=row["case_number"],
             at=at,
@@ -137,8 +137,8 @@ async def start(uow: UnitOfWork, ctx: SupervisionContext, row: dict[str, Any], *
         return False
     if done.missing_year:
         await raise_calendar_missing(uow, ctx, done.missing_year, detail=f"clock {row['clock_id']} (started)")
-    await repository.add_change(
-        uow.conn,
+    repository.add_change(
+        uow,
         clock_id=row["clock_id"],
         case_number=row["case_number"],
         at=row["started_at"],
@@ -179,8 +179,8 @@ async def stop(
         "updated_at": ctx.clock.now(),
     }
     await repository.update_clock(uow.conn, row["clock_id"], **values)
-    await repository.add_change(
-        uow.conn,
+    repository.add_change(
+        uow,
         clock_id=row["clock_id"],
         case_number=row["case_number"],
         at=at,

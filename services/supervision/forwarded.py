@@ -36,16 +36,17 @@ async def on_case_forwarded(uow: UnitOfWork, ctx: SupervisionContext, env: event
     """Remember where the case is decided; a case decided above stops whatever clock it has here."""
     body = env.case_forwarded
     now = ctx.clock.now()
+    above = (body.reason or DECIDED_ABOVE) == DECIDED_ABOVE
     await repository.upsert_case(
         uow.conn,
         case_id=env.case_id,
         now=now,
+        advance_to="forwarded" if above else "",
         forwarded_to=body.parent_center,
         forward_reason=body.reason or DECIDED_ABOVE,
     )
-    if (body.reason or DECIDED_ABOVE) != DECIDED_ABOVE:
+    if not above:
         return  # the preliminary review runs here first; its clocks start with case_routed
-    await repository.advance_case(uow.conn, case_id=env.case_id, status="forwarded", now=now)
     at = from_timestamp(env.occurred_at)
     for row in await repository.case_clocks(uow.conn, case_id=env.case_id, open_only=True, lock=True):
         await clocks.stop(uow, ctx, row, at=at, outcome=0, cause="forwarded", event_id=env.event_id)

@@ -30,19 +30,23 @@ def _at(env: events_pb2.Envelope) -> datetime:
 async def on_case_accepted(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
     """Remember the case: accepted here (or uploaded from a child center)."""
     body = env.case_accepted
-    await repository.upsert_case(
+    case = await repository.upsert_case(
         uow.conn,
         case_id=env.case_id,
         now=ctx.clock.now(),
+        advance_to="accepted",
         case_number=env.case_number,
         center=body.origin_center or env.center,
         matter_code=body.matter_code,
         accepted_at=_at(env),
         on_the_spot=body.on_the_spot,
     )
-    await repository.advance_case(uow.conn, case_id=env.case_id, status="accepted", now=ctx.clock.now())
-    # The routing may have overtaken the acceptance (replicas share the consumer): give its clocks the center.
-    await repository.fill_clock_center(uow.conn, case_id=env.case_id, center=body.origin_center or env.center)
+    if case["routed"]:
+        # The routing overtook the acceptance (replicas share the consumer): give its clocks the center.
+        # (Clocks exist only once the case is routed; the upsert's row lock orders us after that routing.)
+        await repository.fill_clock_center(
+            uow.conn, case_id=env.case_id, center=body.origin_center or env.center
+        )
 
 
 async def on_case_routed(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
@@ -50,10 +54,11 @@ async def on_case_routed(uow: UnitOfWork, ctx: SupervisionContext, env: events_p
     body = env.case_routed
     accepted_at = from_timestamp(body.accepted_at) if body.HasField("accepted_at") else _at(env)
     threshold = body.warning_threshold_days or DEFAULT_THRESHOLD_DAYS
-    await repository.upsert_case(
+    case = await repository.upsert_case(
         uow.conn,
         case_id=env.case_id,
         now=ctx.clock.now(),
+        advance_to="routed",
         case_number=env.case_number,
         matter_code=body.matter_code,
         accepted_at=accepted_at,
@@ -64,9 +69,6 @@ async def on_case_routed(uow: UnitOfWork, ctx: SupervisionContext, env: events_p
         threshold_days=threshold,
         deemed_allowed=body.deemed_approval_allowed,
     )
-    await repository.advance_case(uow.conn, case_id=env.case_id, status="routed", now=ctx.clock.now())
-    case = await repository.get_case(uow.conn, case_id=env.case_id)
-    assert case is not None
     if forwarded.decided_above(case):  # the deciding node runs the clocks
         return
     row = _new_clock(
@@ -138,12 +140,10 @@ def _new_clock(
 async def on_task_opened(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
     """A department task opened: its clock starts now (a re-opening after a supplement changes nothing)."""
     task = env.task_opened.task
-    if await repository.get_clock(uow.conn, repository.task_clock_id(task.task_id)):
+    case, case_clock = await repository.get_case_and_its_clock(uow.conn, task.case_id or env.case_id)
+    if forwarded.decided_above(case):  # the deciding node runs the clocks
         return
-    case = await repository.get_case(uow.conn, case_id=task.case_id or env.case_id)
-    if forwarded.decided_above(case):
-        return
-    if case is None or not case["routed"]:
+    if case is None or not case["routed"]:  # (a task with a clock is of a routed case)
         raise NotReadyYet(f"task {task.task_id} opened before case {env.case_number} was routed")
     if case["status"] in ("concluded", "withdrawn"):
         return
@@ -156,12 +156,12 @@ async def on_task_opened(uow: UnitOfWork, ctx: SupervisionContext, env: events_p
         started_at=_at(env),
         now=ctx.clock.now(),
     )
-    await clocks.start(uow, ctx, row, event_id=env.event_id)
-    case_row = await repository.get_clock(uow.conn, repository.case_clock_id(case["case_id"]))
+    if not await clocks.start(uow, ctx, row, event_id=env.event_id):
+        return  # its clock exists: a re-opening after a supplement changes nothing
     if (
-        case_row
-        and case_row["paused"]
-        and any(p["to"] is None and p["kind"] == model.SUPPLEMENT for p in case_row["pauses"])
+        case_clock
+        and case_clock["paused"]
+        and any(p["to"] is None and p["kind"] == model.SUPPLEMENT for p in case_clock["pauses"])
     ):
         # A task opening while the case waits for the applicant also waits.
         await clocks.save(

@@ -6,12 +6,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, case, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from onestop.events.v1 import events_pb2
 from services.common.db import insert_ignore
 from services.common.events import kind, subject_for
+from services.common.outbox import UnitOfWork
 from services.supervision import bulk, model, orm
 
 # Columns a tick may change; everything else only changes on events.
@@ -114,25 +116,49 @@ async def get_case(
     return _row(row) if row else None
 
 
-async def upsert_case(conn: AsyncConnection, *, case_id: str, now: datetime, **values: Any) -> None:
-    """Create the case row on first sight, then set ``values``."""
-    await insert_ignore(conn, orm.cases, {"case_id": case_id, "status": "submitted", "updated_at": now})
-    await conn.execute(
-        update(orm.cases).where(orm.cases.c.case_id == case_id).values(updated_at=now, **values)
-    )
+_CASE_CLOCK = orm.clocks.alias("case_clock")
+# Built once (an alias built per call cost more CPU than the query): parameters case_id and clock_id.
+_CASE_AND_ITS_CLOCK = (
+    select(orm.cases, _CASE_CLOCK.c.clock_id.label("clock_id_"), _CASE_CLOCK.c.paused, _CASE_CLOCK.c.pauses)
+    .select_from(orm.cases.outerjoin(_CASE_CLOCK, _CASE_CLOCK.c.clock_id == bindparam("clock_id")))
+    .where(orm.cases.c.case_id == bindparam("case_id"))
+)
+
+
+async def get_case_and_its_clock(
+    conn: AsyncConnection, case_id: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """A known case and the pause state (``paused``, ``pauses``) of its own clock: one round trip."""
+    params = {"case_id": case_id, "clock_id": case_clock_id(case_id)}
+    found = (await conn.execute(_CASE_AND_ITS_CLOCK, params)).mappings().first()
+    if found is None:
+        return None, None
+    row = dict(found)
+    clock_id, paused, pauses = row.pop("clock_id_"), row.pop("paused"), row.pop("pauses")
+    return _row(row), ({"paused": paused, "pauses": pauses} if clock_id is not None else None)
 
 
 _CASE_ORDER = ("submitted", "accepted", "routed", "forwarded")
 
 
-async def advance_case(conn: AsyncConnection, *, case_id: str, status: str, now: datetime) -> None:
-    """Move a case forward to ``status`` (events may arrive out of order; a case never goes back)."""
-    earlier = _CASE_ORDER[: _CASE_ORDER.index(status)]
-    await conn.execute(
-        update(orm.cases)
-        .where(orm.cases.c.case_id == case_id, orm.cases.c.status.in_(earlier))
-        .values(status=status, updated_at=now)
+async def upsert_case(
+    conn: AsyncConnection, *, case_id: str, now: datetime, advance_to: str = "", **values: Any
+) -> dict[str, Any]:
+    """Create the case row on first sight, then set ``values`` and move it forward to ``advance_to`` (events
+    may arrive out of order; a case never goes back): one statement; the row as it now is."""
+    c = orm.cases.c
+    changes: dict[str, Any] = {"updated_at": now, **values}
+    if advance_to:
+        earlier = _CASE_ORDER[: _CASE_ORDER.index(advance_to)]
+        changes["status"] = case((c.status.in_(earlier), advance_to), else_=c.status)
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = (
+        dialect.insert(orm.cases)
+        .values({"case_id": case_id, "status": advance_to or "submitted", "updated_at": now, **values})
+        .on_conflict_do_update(index_elements=[c.case_id], set_=changes)
+        .returning(*orm.cases.c)
     )
+    return _row((await conn.execute(stmt)).mappings().one())
 
 
 async def key_project_cases(conn: AsyncConnection, *, tracker: str) -> list[dict[str, Any]]:
@@ -146,12 +172,14 @@ async def key_project_cases(conn: AsyncConnection, *, tracker: str) -> list[dict
 # -- clocks --------------------------------------------------------------------------------------
 
 
+_GET_CLOCK = select(orm.clocks).where(orm.clocks.c.clock_id == bindparam("clock_id"))
+_LOCK_CLOCK = _GET_CLOCK.with_for_update()
+
+
 async def get_clock(conn: AsyncConnection, clock_id: str, *, lock: bool = False) -> dict[str, Any] | None:
     """One clock row, or None."""
-    stmt = select(orm.clocks).where(orm.clocks.c.clock_id == clock_id)
-    if lock and conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    row = (await conn.execute(stmt)).mappings().first()
+    stmt = _LOCK_CLOCK if lock and conn.dialect.name == "postgresql" else _GET_CLOCK
+    row = (await conn.execute(stmt, {"clock_id": clock_id})).mappings().first()
     return _row(row) if row else None
 
 
@@ -220,8 +248,8 @@ async def open_clocks_after(conn: AsyncConnection, *, after: str, limit: int) ->
     return [_row(r) for r in (await conn.execute(stmt)).mappings()]
 
 
-async def add_change(
-    conn: AsyncConnection,
+def add_change(
+    uow: UnitOfWork,
     *,
     clock_id: str,
     case_number: str,
@@ -232,18 +260,21 @@ async def add_change(
     detail: str = "",
     event_id: str = "",
 ) -> None:
-    """Record one change to a clock with its cause."""
-    await conn.execute(
-        orm.clock_changes.insert().values(
-            clock_id=clock_id,
-            case_number=case_number,
-            at=at,
-            cause=cause,
-            old_due=old_due,
-            new_due=new_due,
-            detail=detail,
-            event_id=event_id,
-        )
+    """Record one change to a clock with its cause (written with the unit of work's other changes in one
+    round trip just before it commits)."""
+    uow.insert_later(
+        orm.clock_changes,
+        {
+            "clock_id": clock_id,
+            "case_number": case_number,
+            "at": at,
+            "cause": cause,
+            "old_due": old_due,
+            "new_due": new_due,
+            "detail": detail,
+            "event_id": event_id,
+        },
+        ignore=False,
     )
 
 

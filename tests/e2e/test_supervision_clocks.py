@@ -60,10 +60,16 @@ def task_clock(sup, number: str, department: str) -> common_pb2.Clock:
 def start_case(c: NodeClients, sup, matter: str, silent: str) -> tuple[str, list[common_pb2.Task]]:
     number = c.submit(matter).case.case_number
     tasks = c.wait_tasks(number, count=1)
-    wait_for(
-        lambda: len(sup.GetClocks(supervision_pb2.GetClocksRequest(case_number=number)).clocks) > len(tasks),
-        what="clocks of the case and its tasks",
-    )
+
+    def clocks() -> int:
+        try:
+            return len(sup.GetClocks(supervision_pb2.GetClocksRequest(case_number=number)).clocks)
+        except grpc.RpcError as exc:  # supervision may see the routing after approval opened the tasks
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            return 0
+
+    wait_for(lambda: clocks() > len(tasks), what="clocks of the case and its tasks")
     for task in tasks:
         if task.department != silent:
             c.decide(task)

@@ -60,3 +60,10 @@ def test_a_non_numeric_port_names_the_variable() -> None:
 def test_the_gateway_needs_a_long_session_secret_in_production() -> None:
     with pytest.raises(SettingsError, match="SESSION_SECRET"):
         load_settings(service="gateway", env={"ONESTOP_CENTER": "210200", "ONESTOP_ENV": "production"})
+
+
+def test_the_log_level_is_read_and_checked() -> None:
+    assert load_settings(service="intake", env=BASE).log_level == "INFO"
+    assert load_settings(service="intake", env=BASE | {"ONESTOP_LOG_LEVEL": "warning"}).log_level == "WARNING"
+    with pytest.raises(SettingsError, match="ONESTOP_LOG_LEVEL"):
+        load_settings(service="intake", env=BASE | {"ONESTOP_LOG_LEVEL": "loud"})
