@@ -116,7 +116,11 @@ def test_cases_survive_sigkill_of_every_service_and_restarts_of_nats_and_postgre
         numbers += _submit_some(node, per_round, "after")
         c = NodeClients.of(node)
         for number in numbers:
-            case = c.wait_case(number, common_pb2.CASE_STATUS_CONCLUDED, timeout=120)
+            try:
+                case = c.wait_case(number, common_pb2.CASE_STATUS_CONCLUDED, timeout=120)
+            except AssertionError as exc:  # say where the case stopped: its trail and its tasks
+                tasks = [(t.department, common_pb2.TaskStatus.Name(t.status)) for t in c.tasks(number)]
+                raise AssertionError(f"{exc}; timeline {c.timeline(number)}; tasks {tasks}") from None
             assert case.outcome == common_pb2.OUTCOME_APPROVED
     finally:
         bot.stop.set()
