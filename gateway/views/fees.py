@@ -7,6 +7,7 @@ center reach it. Who acts comes from the session; a fee collector reconciles onl
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -121,6 +122,13 @@ def _back(entry: pb.FeeEntry) -> web.HTTPSeeOther:
     return redirect(f"/staff/fees?day={entry.day}&receipt={entry.receipt_number}#receipt")
 
 
+async def _entered(request: web.Request, call: Awaitable[pb.FeeEntry]) -> web.HTTPSeeOther:
+    """The ledger entry a call made, noted for the audit record; the redirect to its receipt."""
+    entry = await call
+    note(request, receipt=entry.receipt_number)
+    return _back(entry)
+
+
 @routes.post("/staff/fees/collect", name="collect_fee")
 @require(FEE_COLLECTOR, here=True)
 async def collect(request: web.Request) -> web.Response:
@@ -142,9 +150,7 @@ async def collect(request: web.Request) -> web.Response:
         collector=who.actor(),
     )
     note(request, case_number=case_number, matter_code=req.matter_code, amount=req.amount)
-    entry = await clients(request).convenience.CollectFee(req, timeout=10)
-    note(request, receipt=entry.receipt_number)
-    raise _back(entry)
+    raise await _entered(request, clients(request).convenience.CollectFee(req, timeout=10))
 
 
 @routes.post("/staff/fees/refund", name="refund_fee")
@@ -159,9 +165,7 @@ async def refund(request: web.Request) -> web.Response:
         by=_me(request).actor(),
     )
     note(request, original=req.receipt_number, amount=req.amount)
-    entry = await clients(request).convenience.RefundFee(req, timeout=10)
-    note(request, receipt=entry.receipt_number)
-    raise _back(entry)
+    raise await _entered(request, clients(request).convenience.RefundFee(req, timeout=10))
 
 
 @routes.post("/staff/fees/void", name="void_fee")
@@ -175,9 +179,7 @@ async def void(request: web.Request) -> web.Response:
         by=_me(request).actor(),
     )
     note(request, original=req.receipt_number)
-    entry = await clients(request).convenience.VoidFee(req, timeout=10)
-    note(request, receipt=entry.receipt_number)
-    raise _back(entry)
+    raise await _entered(request, clients(request).convenience.VoidFee(req, timeout=10))
 
 
 @routes.post("/staff/fees/reconcile", name="reconcile_fees")

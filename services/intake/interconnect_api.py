@@ -7,7 +7,7 @@ be a direct child of this center, and it only ever sees or changes the cases it 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -22,6 +22,7 @@ from onestop.routing.v1 import routing_pb2, routing_pb2_grpc
 from services.common.db import insert_ignore
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from services.common.logging import get_logger
+from services.common.outbox import UnitOfWork
 from services.common.rpc import insecure_channel
 from services.common.runtime import Runtime
 from services.common.tls import peer_center
@@ -193,41 +194,45 @@ class InterconnectApi:
     def _actor(center: str) -> common_pb2.Actor:
         return common_pb2.Actor(username=f"center:{center}", role="child_center", center=center)
 
+    async def _once(
+        self,
+        context: Any,
+        method: str,
+        child_case_id: str,
+        operation_id: str,
+        apply: Callable[[UnitOfWork, dict[str, Any], common_pb2.Actor], Awaitable[dict[str, Any]]],
+    ) -> interconnect_pb2.UploadCaseResponse:
+        """Apply a child's operation on its own case once per operation id (a retry answers `duplicate`)."""
+        center = await self._caller(context, method)
+        row = await self._own_case(center, child_case_id, method)
+        async with self.rt.uow() as uow:
+            if not await self._first_time(uow.conn, center, operation_id):
+                return self._reply(row, duplicate=True)
+            row = await apply(uow, row, self._actor(center))
+            await uow.commit()
+        return self._reply(row, duplicate=False)
+
     async def SupplementCase(
         self, req: interconnect_pb2.SupplementCaseRequest, context: Any
     ) -> interconnect_pb2.UploadCaseResponse:
-        center = await self._caller(context, "SupplementCase")
-        row = await self._own_case(center, req.child_case_id, "SupplementCase")
-        async with self.rt.uow() as uow:
-            if not await self._first_time(uow.conn, center, req.operation_id):
-                return self._reply(row, duplicate=True)
-            row, _ = await handlers.supplement_case(
+        async def supplement(uow: UnitOfWork, row: dict[str, Any], by: common_pb2.Actor) -> dict[str, Any]:
+            done, _ = await handlers.supplement_case(
                 uow,
                 self.ctx,
-                intake_pb2.SupplementCaseRequest(
-                    case_id=row["case_id"], documents=req.documents, by=self._actor(center)
-                ),
+                intake_pb2.SupplementCaseRequest(case_id=row["case_id"], documents=req.documents, by=by),
             )
-            await uow.commit()
-        return self._reply(row, duplicate=False)
+            return done
+
+        return await self._once(context, "SupplementCase", req.child_case_id, req.operation_id, supplement)
 
     async def WithdrawCase(
         self, req: interconnect_pb2.WithdrawCaseRequest, context: Any
     ) -> interconnect_pb2.UploadCaseResponse:
-        center = await self._caller(context, "WithdrawCase")
-        row = await self._own_case(center, req.child_case_id, "WithdrawCase")
-        async with self.rt.uow() as uow:
-            if not await self._first_time(uow.conn, center, req.operation_id):
-                return self._reply(row, duplicate=True)
-            row = await handlers.withdraw_case(
-                uow,
-                self.ctx,
-                intake_pb2.WithdrawCaseRequest(
-                    case_id=row["case_id"], reason=req.reason, by=self._actor(center)
-                ),
-            )
-            await uow.commit()
-        return self._reply(row, duplicate=False)
+        async def withdraw(uow: UnitOfWork, row: dict[str, Any], by: common_pb2.Actor) -> dict[str, Any]:
+            request = intake_pb2.WithdrawCaseRequest(case_id=row["case_id"], reason=req.reason, by=by)
+            return await handlers.withdraw_case(uow, self.ctx, request)
+
+        return await self._once(context, "WithdrawCase", req.child_case_id, req.operation_id, withdraw)
 
     async def WatchResults(
         self, req: interconnect_pb2.WatchResultsRequest, context: Any
