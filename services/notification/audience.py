@@ -176,9 +176,11 @@ def _concluded(s: Situation) -> list[Outgoing]:
     if outcome is None:  # withdrawn (or unknown): the applicant chose to stop; nothing to tell
         return []
     seal = get(data, "sealed", default={})
+    # A result from the parent center carries its reasons inside the parent's sealed decision.
+    reasons = get(data, "reasons", default=[]) or get(seal, "decision", "reasons", default=[])
     extra = {
         "outcome": outcome,
-        "reasons": [str(r) for r in get(data, "reasons", default=[])],
+        "reasons": [str(r) for r in reasons],
         "seal_key_id": get(seal, "seal", "key_id"),
         "seal_algorithm": get(seal, "seal", "algorithm"),
         "seal_signature": get(seal, "seal", "signature"),
@@ -303,6 +305,9 @@ PLANNERS: dict[str, Callable[[Situation], list[Outgoing]]] = {
     "supplement_round_opened": _supplement,
     "extension_decided": _extension_decided,
     "case_concluded": _concluded,
+    # A case decided above concludes here when the parent's result arrives: the parent leaves telling
+    # the applicant to the center that uploaded it (see to_applicant), so this center must.
+    "parent_result_received": _concluded,
     "task_deemed_approved": _task_deemed,
     "case_delivered": _delivered,
     "task_opened": _task_opened,
