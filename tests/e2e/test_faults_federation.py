@@ -330,12 +330,37 @@ class Workload:
         self.cases: dict[str, str] = {}  # case number -> case id
         self._n = 0
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._streamer: threading.Thread | None = None
+        self.errors: list[str] = []
         c = pair.clients(DISTRICT)
         try:  # asked once: routing may be the process that is down when a case is submitted
             matter = c.routing.GetMatter(routing_pb2.GetMatterRequest(code=MATTER), timeout=10)
             self.materials = [m.code for m in matter.materials]
         finally:
             c.close()
+
+    def stream(self, interval: float) -> None:
+        """Keep submitting a case every `interval` seconds until stopped, through every fault."""
+
+        def run() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.submit(1, "stream", timeout=300.0)
+                except Exception as exc:  # noqa: BLE001 - reported by stop_stream
+                    self.errors.append(repr(exc))
+                    return
+                self._stop.wait(interval)
+
+        self._streamer = threading.Thread(target=run, daemon=True)
+        self._streamer.start()
+
+    def stop_stream(self, *, check: bool = True) -> None:
+        """Stop the steady submissions (the one in progress completes)."""
+        self._stop.set()
+        if self._streamer is not None:
+            self._streamer.join(320)
+        assert not (check and self.errors), self.errors
 
     def submit_in_background(self, tag: str) -> threading.Thread:
         """A clerk submitting one case while a process is down, retrying until the node answers."""
@@ -366,7 +391,8 @@ class Workload:
 
     def settle(self, what: str, *, timeout: float = 150.0) -> None:
         """Wait until every case so far is concluded at the district (its result came back)."""
-        open_ = set(self.cases)
+        with self._lock:
+            open_ = set(self.cases)
         deadline = time.monotonic() + timeout
         while open_ and time.monotonic() < deadline:
             c = self.pair.clients(DISTRICT)
@@ -416,7 +442,9 @@ def _cut_link(pair: Pair, work: Workload, mode: str, seconds: float, tag: str) -
     wait_for(lambda: pair.link().connected, timeout=90, what="the link back after the cut")
 
 
-def _campaign(pair: Pair, *, per_fault: int, rounds: int, cuts: list[tuple[str, float]]) -> None:
+def _campaign(
+    pair: Pair, *, per_fault: int, rounds: int, cuts: list[tuple[str, float]], stream_interval: float
+) -> None:
     bot = Bot(pair.nodes[CITY])
     bot.start()
     work = Workload(pair)
@@ -425,6 +453,7 @@ def _campaign(pair: Pair, *, per_fault: int, rounds: int, cuts: list[tuple[str, 
     try:
         work.submit(per_fault, "warmup")
         work.settle("warm-up")
+        work.stream(stream_interval)  # a steady trickle, so every fault hits cases in flight
         for r in range(rounds):
             for center in (DISTRICT, CITY):
                 for name in (*SERVICES, "nats"):
@@ -437,9 +466,11 @@ def _campaign(pair: Pair, *, per_fault: int, rounds: int, cuts: list[tuple[str, 
                 _cut_link(pair, work, mode, seconds, f"r{r}-cut-{mode}")
                 work.settle(f"link cut ({mode}, {seconds:.0f} s)")
                 timings.append((f"cut/{mode}", time.monotonic() - t0))
+        work.stop_stream()
         work.submit(per_fault, "after")
         work.settle("the campaign")
     finally:
+        work.stop_stream(check=False)
         bot.stop.set()
         bot.join(15)
     print(f"\n{len(work.cases)} cases, campaign {time.monotonic() - started:.0f} s:", timings)
@@ -562,11 +593,17 @@ def _check_exactly_once(pair: Pair, work: Workload, bot: Bot) -> None:
 
 @pytest.mark.timeout(900)
 def test_city_cases_from_the_district_survive_kills_restarts_and_a_link_cut(pair: Pair) -> None:
-    _campaign(pair, per_fault=1, rounds=1, cuts=[("reset", 20.0)])
+    _campaign(pair, per_fault=1, rounds=1, cuts=[("reset", 20.0)], stream_interval=4.0)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 @pytest.mark.skipif(not LONG, reason="long fault campaign: set ONESTOP_LONG=1")
 def test_long_campaign_with_minutes_long_link_cuts(pair: Pair) -> None:
-    _campaign(pair, per_fault=4, rounds=2, cuts=[("reset", 180.0), ("blackhole", 120.0)])
+    _campaign(
+        pair,
+        per_fault=4,
+        rounds=2,
+        cuts=[("reset", 180.0), ("blackhole", 120.0)],
+        stream_interval=1.0,
+    )
