@@ -3,9 +3,10 @@
 City-level cases (TR-001) are submitted at the district; they go up over mutual TLS, a bot decides
 the city's department tasks, and the result comes back down. While that workload runs, each fault
 is applied in turn: SIGKILL and restart of every service of the district and of the city, a
-restart of each node's nats-server, and a cut of the district-city link through a local TCP proxy
-(connections reset and refused; in the long variant also a blackhole that silently stops moving
-bytes). After each fault every case so far must be concluded; at the end, on both nodes: each case
+SIGKILL and restart of each node's nats-server, the loss of each node's whole JetStream store
+(recovered by restarting the services and `onestop outbox replay`), and a cut of the district-city
+link through a local TCP proxy (connections reset and refused; in the long variant also a blackhole
+that silently stops moving bytes). After each fault every case so far must be concluded; at the end, on both nodes: each case
 concluded exactly once, uploaded exactly once, its result received exactly once, no event produced
 twice, every task decided once, every clock stopped and none doubled, one decision notice.
 
@@ -29,6 +30,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -71,7 +73,8 @@ class LinkProxy(threading.Thread):
 
     `cut("reset")` aborts every connection and resets new ones at once (a parent that is down or a
     firewall that rejects); `cut("blackhole")` keeps connections open but moves no bytes (a silent
-    partition: only keepalives can notice). `restore()` lets bytes flow again.
+    partition: only keepalives can notice), and the connections open at the cut never carry a byte
+    again, like a stateful firewall that dropped its table. `restore()` lets new connections through.
     """
 
     def __init__(self, upstream_port: int) -> None:
@@ -83,6 +86,7 @@ class LinkProxy(threading.Thread):
         self._loop = asyncio.new_event_loop()
         self._flowing = asyncio.Event()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._stale: set[asyncio.StreamWriter] = set()  # cut off for good by a blackhole
         self._ready = threading.Event()
         self._server: asyncio.Server | None = None
 
@@ -126,6 +130,8 @@ class LinkProxy(threading.Thread):
                 for w in list(self._writers):
                     w.transport.abort()
                 self._writers.clear()
+            else:
+                self._stale |= self._writers
 
         self._call(do)
 
@@ -171,6 +177,7 @@ class LinkProxy(threading.Thread):
         await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
         for w in (writer, up_writer):
             self._writers.discard(w)
+            self._stale.discard(w)
             w.transport.abort()
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -180,6 +187,8 @@ class LinkProxy(threading.Thread):
                 if not data:
                     break
                 await self._flowing.wait()
+                if writer in self._stale:
+                    continue  # swallowed: this connection is dead, but neither end is told
                 if writer not in self._writers:
                     break
                 writer.write(data)
@@ -423,6 +432,27 @@ def _kill_restart(pair: Pair, work: Workload, center: str, name: str, per_fault:
     assert not clerk.is_alive(), f"a case could not be submitted after restarting {name} at {center}"
 
 
+def _lose_jetstream(pair: Pair, work: Workload, center: str, since: datetime, tag: str) -> None:
+    """The broker loses its whole store (a disk gone): restart the services, then replay the outboxes.
+
+    Events that were published but not yet consumed exist nowhere but in the outboxes (marked sent);
+    the replay publishes everything since `since` again and the inboxes drop what was applied.
+    """
+    node = pair.nodes[center]
+    work.submit(2, f"{tag}-before")
+    node.kill("nats")
+    shutil.rmtree(node.data_dir / "nats", ignore_errors=True)
+    (node.data_dir / "nats").mkdir()
+    node.restart("nats")
+    for name in SERVICES:  # each recreates the stream and its durable consumer at start
+        node.kill(name)
+        node.restart(name, timeout=90)
+    args = build_parser().parse_args(
+        ["outbox", "replay", "--database", node.database_url("intake"), "--since", since.isoformat()]
+    )
+    assert args.func(args) == 0
+
+
 def _cut_link(pair: Pair, work: Workload, mode: str, seconds: float, tag: str) -> None:
     assert pair.proxy is not None
     work.submit(2, f"{tag}-before")  # uploaded before the cut: their results wait at the city
@@ -449,6 +479,7 @@ def _campaign(
     bot.start()
     work = Workload(pair)
     started = time.monotonic()
+    since = datetime.now(UTC) - timedelta(minutes=1)  # safely before any loss below
     timings: list[tuple[str, float]] = []
     try:
         work.submit(per_fault, "warmup")
@@ -461,6 +492,11 @@ def _campaign(
                     _kill_restart(pair, work, center, name, per_fault, f"r{r}-{center}-{name}")
                     work.settle(f"SIGKILL of {name} at {center}")
                     timings.append((f"{center}/{name}", time.monotonic() - t0))
+            for center in (DISTRICT, CITY):
+                t0 = time.monotonic()
+                _lose_jetstream(pair, work, center, since, f"r{r}-{center}-jsloss")
+                work.settle(f"loss of the JetStream store at {center} and an outbox replay")
+                timings.append((f"{center}/jetstream-lost", time.monotonic() - t0))
             for mode, seconds in cuts:
                 t0 = time.monotonic()
                 _cut_link(pair, work, mode, seconds, f"r{r}-cut-{mode}")
