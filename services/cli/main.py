@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from services.cli import audit_cmd, calendar_cmd, catalogue_cmd, certs_cmd, seal_cmd
+from services.cli import audit_cmd, calendar_cmd, catalogue_cmd, certs_cmd, outbox_cmd, seal_cmd
 from services.common.ports import SERVICES
 
 
@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     certs_cmd.register(sub)
     seal_cmd.register(sub)
     audit_cmd.register(sub)
+    outbox_cmd.register(sub)
     return parser
 
 

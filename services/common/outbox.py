@@ -2,7 +2,8 @@
 
 A handler changes its tables and records events in one transaction (`UnitOfWork`); the relay
 publishes the events afterwards with Nats-Msg-Id = event id and marks them sent only after the
-server's ack, so a crash between commit and publish replays instead of losing the event.
+server's ack, so a crash between commit and publish replays instead of losing the event; an ack that
+never comes (the broker died holding the message) times out and the batch is published again.
 """
 
 from __future__ import annotations
@@ -247,11 +248,14 @@ async def transact(
 class OutboxRelay:
     """Publishes committed outbox rows to JetStream in batches, marking them sent after the ack."""
 
-    def __init__(self, *, engine: AsyncEngine, outbox: Outbox, js: Any, batch: int = 500) -> None:
+    def __init__(
+        self, *, engine: AsyncEngine, outbox: Outbox, js: Any, batch: int = 500, ack_timeout: float = 15.0
+    ) -> None:
         self._engine = engine
         self._outbox = outbox
         self._js = js
         self._batch = batch
+        self.ack_timeout = ack_timeout
         self.published = 0
 
     async def run_once(self) -> int:
@@ -273,7 +277,17 @@ class OutboxRelay:
             await self._js.publish_async(row.subject, row.payload, headers={"Nats-Msg-Id": row.event_id})
             for row in rows
         ]
-        await asyncio.gather(*futures)
+        try:
+            # An ack future has no deadline of its own: when the broker dies between taking a message
+            # and acking it, the future never resolves and the relay would wait forever.
+            await asyncio.wait_for(asyncio.gather(*futures), self.ack_timeout)
+        except TimeoutError:
+            for future in futures:
+                future.cancel()  # frees the client's pending-publish slots; the rows stay unsent
+            raise TimeoutError(
+                f"JetStream did not ack {sum(not f.done() or f.cancelled() for f in futures)} of "
+                f"{len(rows)} events within {self.ack_timeout} s"
+            ) from None
         async with self._engine.begin() as conn:
             await conn.execute(
                 update(table)

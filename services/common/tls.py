@@ -135,6 +135,10 @@ def secure_channel(
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
+        # gRPC's reconnect backoff grows to 120 s by default: after an outage of a few minutes the
+        # child would find its parent again up to two minutes late. Keep retrying every 10 s at most.
+        ("grpc.initial_reconnect_backoff_ms", 1_000),
+        ("grpc.max_reconnect_backoff_ms", 10_000),
         *(options or []),
     ]
     return grpc.aio.secure_channel(address, channel_credentials(files), options=opts)

@@ -190,11 +190,13 @@ def _concluded(s: Situation) -> list[Outgoing]:
         # The center that decided: the sealed decision names it. It is the parent itself, or a center
         # further up when the parent only passed the case on (a province matter from a district).
         above = get(seal, "decision", "center") or get(data, "parent_center")
+    # A result from the parent center carries its reasons inside the parent's sealed decision.
+    reasons = get(data, "reasons", default=[]) or get(seal, "decision", "reasons", default=[])
     extra = {
         # Set when the decision was taken above this center and came down the interconnect.
         "parent_center": above,
         "outcome": outcome,
-        "reasons": [str(r) for r in get(data, "reasons", default=[])],
+        "reasons": [str(r) for r in reasons],
         "seal_key_id": get(seal, "seal", "key_id"),
         "seal_algorithm": get(seal, "seal", "algorithm"),
         "seal_signature": get(seal, "seal", "signature"),
@@ -337,7 +339,9 @@ PLANNERS: dict[str, Callable[[Situation], list[Outgoing]]] = {
     "supplement_round_opened": _supplement,
     "extension_decided": _extension_decided,
     "case_concluded": _concluded,
-    "parent_result_received": _concluded,  # the parent's decision of a case this node forwarded
+    # A case decided above concludes here when the parent's result arrives: the parent leaves telling
+    # the applicant to the center that uploaded it (see to_applicant), so this center must.
+    "parent_result_received": _concluded,
     "task_deemed_approved": _task_deemed,
     "case_delivered": _delivered,
     "task_opened": _task_opened,

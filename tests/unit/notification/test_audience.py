@@ -53,6 +53,22 @@ def test_rejection_brings_a_decision_letter_and_an_evaluation_invitation() -> No
     assert [o.notice_kind for o in letter if o.channel == NOTICE] == ["decision"]
 
 
+def test_a_result_from_the_parent_center_brings_the_decision_letter_at_the_child() -> None:
+    sealed = {"decision": {"center": "210200", "reasons": ["符合条件"], "decided_by": "chief.econ"}}
+    outs = plan(
+        fact("parent_result_received", {"outcome": "OUTCOME_APPROVED", "sealed": sealed}),
+        recipient=applicant(),
+        task=None,
+        channels=BOTH,
+        new_id=ids(),
+    )
+    assert {o.kind for o in outs} == {"decision", "evaluation_invitation"}
+    letter = [o for o in outs if o.kind == "decision"]
+    assert letter[0].context["reasons"] == ["符合条件"]
+    assert [o.notice_kind for o in letter if o.channel == NOTICE] == ["decision"]
+    assert {o.channel for o in letter} >= {SMS, EMAIL}
+
+
 def test_withdrawn_case_tells_the_applicant_nothing() -> None:
     assert (
         plan(
