@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import nats
@@ -36,6 +36,8 @@ from services.common.outbox import Outbox, UnitOfWork
 log = get_logger(__name__)
 
 Handler = Callable[[UnitOfWork, events_pb2.Envelope], Awaitable[None]]
+# Runs before the handlers of a batch, with the events about to be applied (see UnitOfWork.preload).
+Prefetch = Callable[[UnitOfWork, Sequence[events_pb2.Envelope]], Awaitable[None]]
 # Deliveries after which an event that keeps failing is treated as poison.
 MAX_DELIVERIES = 8
 DUPLICATE_WINDOW_S = 120.0
@@ -89,6 +91,7 @@ class EventConsumer:
         inbox: Table,
         handlers: Mapping[str, Handler],
         batch: int = 128,
+        prefetch: Prefetch | None = None,
     ) -> None:
         self.name = name
         self._js = js
@@ -98,6 +101,7 @@ class EventConsumer:
         self._inbox = inbox
         self._handlers = dict(handlers)
         self._batch = batch
+        self._prefetch = prefetch
         self.processed = 0
         self.dead_lettered = 0
 
@@ -158,10 +162,15 @@ class EventConsumer:
                 fresh = await uow.mark_many_processed(
                     self._inbox, consumer=self.name, event_ids=[env.event_id for _, env, _ in good]
                 )
+                todo = []
                 for _, env, handler in good:
                     if env.event_id in fresh:
                         fresh.discard(env.event_id)  # a redelivered copy in the same batch is applied once
-                        await handler(uow, env)
+                        todo.append((env, handler))
+                if self._prefetch is not None and todo:
+                    await self._prefetch(uow, [env for env, _ in todo])
+                for env, handler in todo:
+                    await handler(uow, env)
                 await uow.commit()
         except asyncio.CancelledError:
             raise
@@ -186,6 +195,8 @@ class EventConsumer:
         try:
             async with UnitOfWork(self._engine, self._outbox) as uow:
                 if await uow.mark_processed(self._inbox, consumer=self.name, event_id=env.event_id):
+                    if self._prefetch is not None:
+                        await self._prefetch(uow, [env])
                     await handler(uow, env)
                 await uow.commit()
         except DomainError as exc:

@@ -9,7 +9,8 @@ never comes (the broker died holding the message) times out and the batch is pub
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     select,
     update,
 )
@@ -123,6 +125,10 @@ class UnitOfWork:
         self._before_commit: list[Callable[[AsyncConnection], Awaitable[None]]] = []
         self._audit: dict[str, AuditBuffer] = {}
         self._later: dict[tuple[Table, bool], list[dict[str, Any]]] = {}
+        # Rows read ahead for a batch (`preload`) and rows to be written back at commit (`upsert_later`),
+        # by table and key: a batch of events about the same cases reads and writes each row once.
+        self._rows: dict[Table, dict[Any, dict[str, Any] | None]] = {}
+        self._dirty: dict[Table, dict[Any, dict[str, Any]]] = {}
         # What handlers read or wrote in this transaction, kept so that the next event of a batch about
         # the same case need not read it again (gone with the transaction).
         self.memo: dict[Any, Any] = {}
@@ -180,6 +186,55 @@ class UnitOfWork:
         rows of its table in one round trip. Only for rows nothing reads back in this transaction."""
         self._later.setdefault((table, ignore), []).append(row)
 
+    async def preload(self, table: Table, keys: Iterable[Any]) -> None:
+        """Read the rows of `table` (single-column primary key) whose key is in `keys`, in one statement,
+        for `cached` to answer; a key with no row is remembered as absent."""
+        column = _single_key(table).name
+        rows = self._rows.setdefault(table, {})
+        wanted = [k for k in dict.fromkeys(keys) if k not in rows]
+        for k in wanted:
+            rows[k] = None
+        for start in range(0, len(wanted), 1000):
+            result = await self.conn.execute(
+                _select_in(table, column), {"keys": wanted[start : start + 1000]}
+            )
+            for row in result.mappings():
+                rows[row[column]] = dict(row)
+
+    def cached(self, table: Table, key: Any) -> tuple[bool, dict[str, Any] | None]:
+        """(True, the row or None when absent) if `key` was preloaded, remembered or written in this
+        transaction; (False, None) if this transaction does not know it (read it, then `remember`).
+        A composite primary key is the tuple of its columns' values, in the table's order."""
+        rows = self._rows.get(table)
+        if rows is None or key not in rows:
+            return False, None
+        return True, rows[key]
+
+    def remember(self, table: Table, key: Any, row: dict[str, Any] | None) -> None:
+        """Keep a row read outside `preload` (None: known absent) for the rest of the transaction."""
+        self._rows.setdefault(table, {})[key] = row
+
+    def upsert_later(self, table: Table, row: dict[str, Any]) -> dict[str, Any]:
+        """Write `row` (insert it, or set the given columns where its primary key exists) just before
+        commit, batched per table and column set; `cached` answers the merged row at once, which is
+        returned. A table written this way must be read through `cached` in this transaction: a direct
+        query would not see the pending write."""
+        key = _key_of(table, row)
+        merged = {**(self._rows.get(table, {}).get(key) or {}), **row}
+        self._rows.setdefault(table, {})[key] = merged
+        pending = self._dirty.setdefault(table, {})
+        pending[key] = {**pending.get(key, {}), **row}
+        return merged
+
+    async def _flush_upserts(self) -> None:
+        for table, pending in self._dirty.items():
+            by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for row in pending.values():
+                by_columns.setdefault(tuple(sorted(row)), []).append(row)
+            for columns, rows in by_columns.items():
+                await self.conn.execute(_upsert(table, columns, self.conn.dialect.name), rows)
+        self._dirty.clear()
+
     async def _flush_later(self) -> None:
         dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
         for (table, ignore), rows in self._later.items():
@@ -207,6 +262,8 @@ class UnitOfWork:
         """Write the outbox rows and commit, then wake the relay and run the after-commit callbacks."""
         for flush in self._before_commit:
             await flush(self.conn)
+        if self._dirty:
+            await self._flush_upserts()  # before insert_later: those rows may refer to these
         if self._later:
             await self._flush_later()
         await self._outbox.add(self.conn, self.events)
@@ -216,6 +273,34 @@ class UnitOfWork:
             self._outbox.wake()
         for callback in self._on_commit:
             callback()
+
+
+def _single_key(table: Table) -> Any:
+    keys = list(table.primary_key.columns)
+    if len(keys) != 1:
+        raise ValueError(f"{table.name} has no single-column primary key")
+    return keys[0]
+
+
+def _key_of(table: Table, row: dict[str, Any]) -> Any:
+    names = [c.name for c in table.primary_key.columns]
+    return row[names[0]] if len(names) == 1 else tuple(row[n] for n in names)
+
+
+@functools.cache
+def _select_in(table: Table, column: str) -> Any:
+    return select(table).where(table.c[column].in_(bindparam("keys", expanding=True)))
+
+
+@functools.cache
+def _upsert(table: Table, columns: tuple[str, ...], dialect_name: str) -> Any:
+    dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
+    keys = [c.name for c in table.primary_key.columns]
+    stmt = dialect.insert(table)
+    updates = {c: stmt.excluded[c] for c in columns if c not in keys}
+    if not updates:
+        return stmt.on_conflict_do_nothing()
+    return stmt.on_conflict_do_update(index_elements=keys, set_=updates)
 
 
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure

@@ -21,7 +21,7 @@ from services.common import migrate
 from services.common.clock import Clock, clock_from_settings
 from services.common.db import create_engine
 from services.common.grpc_server import Health, add_servicer, enable_reflection, new_server
-from services.common.jetstream import EventConsumer, Handler, connect, ensure_streams
+from services.common.jetstream import EventConsumer, Handler, Prefetch, connect, ensure_streams
 from services.common.logging import configure_logging, get_logger
 from services.common.outbox import Outbox, OutboxRelay, UnitOfWork
 from services.common.settings import Settings
@@ -51,6 +51,9 @@ class ServiceParts:
 
     servicers: list[tuple[object, ServiceDescriptor]]
     handlers: Mapping[str, Handler] = field(default_factory=dict)
+    # Called once per fetched batch, in its transaction, before the handlers: load in a few statements
+    # what the batch's handlers will read (see UnitOfWork.preload), instead of one read per event.
+    prefetch: Prefetch | None = None
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     extra_servers: list[Callable[[], Awaitable[grpc.aio.Server | None]]] = field(default_factory=list)
 
@@ -125,6 +128,7 @@ async def serve(
             outbox=outbox,
             inbox=inbox_table,
             handlers=parts.handlers,
+            prefetch=parts.prefetch,
         )
         tasks.append(asyncio.create_task(consumer.run(), name="consumer"))
     tasks += [asyncio.ensure_future(fn()) for fn in parts.background]
