@@ -75,7 +75,10 @@ async def test_upserts_merge_in_memory_and_reach_the_database_once_at_commit(eng
         uow.upsert_later(cases, {"case_id": "B", "state": "new", "tasks_open": 0})
         uow.upsert_later(clocks, {"case_id": "A", "task_id": "t1", "state": "running"})
         uow.upsert_later(clocks, {"case_id": "A", "task_id": "t1", "state": "stopped"})
-        assert uow.cached(clocks, ("A", "t1")) == (True, {"case_id": "A", "task_id": "t1", "state": "stopped"})
+        assert uow.cached(clocks, ("A", "t1")) == (
+            True,
+            {"case_id": "A", "task_id": "t1", "state": "stopped"},
+        )
         await uow.commit()
     assert await _rows(engine, cases) == [("A", "closing", 1), ("B", "new", 0)]
     assert await _rows(engine, clocks) == [("A", "t1", "stopped")]
