@@ -27,7 +27,7 @@ from nats.aio.msg import Msg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import CpuMeter, merge_results, metric, percentile  # noqa: E402
+from bench.common import CpuMeter, database_of, merge_results, metric, percentile  # noqa: E402
 from onestop.approval.v1 import approval_pb2, approval_pb2_grpc  # noqa: E402
 from onestop.common.v1 import common_pb2  # noqa: E402
 from onestop.events.v1 import events_pb2  # noqa: E402
@@ -158,7 +158,10 @@ async def run(
                 await asyncio.sleep(0.2)
 
     procs = {f"{node.config.center}/{name}": p for node in (district, city) for name, p in node.procs.items()}
-    meter = CpuMeter([p.popen.pid for p in procs.values() if p.popen])
+    meter = CpuMeter(
+        [p.popen.pid for p in procs.values() if p.popen],
+        databases=tuple(database_of(n.config.database) for n in (district, city)),
+    )
     meter.start()
     bots = [asyncio.create_task(bot(d)) for d in DEPARTMENTS]
 

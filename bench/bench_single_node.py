@@ -22,7 +22,14 @@ import nats
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import CpuMeter, merge_results, metric, percentile, process_cpu_seconds  # noqa: E402
+from bench.common import (  # noqa: E402
+    CpuMeter,
+    database_of,
+    merge_results,
+    metric,
+    percentile,
+    process_cpu_seconds,
+)
 from onestop.approval.v1 import approval_pb2, approval_pb2_grpc  # noqa: E402
 from onestop.common.v1 import common_pb2  # noqa: E402
 from onestop.events.v1 import events_pb2  # noqa: E402
@@ -145,7 +152,9 @@ async def run(node: Node, *, cases: int, concurrency: int, rate: float = 0.0) ->
                 )
             )
 
-    meter = CpuMeter([p.popen.pid for p in node.procs.values() if p.popen])
+    meter = CpuMeter(
+        [p.popen.pid for p in node.procs.values() if p.popen], databases=(database_of(node.config.database),)
+    )
     meter.start()
     bots = [asyncio.create_task(bot(d)) for d in departments]
     last = 0

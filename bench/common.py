@@ -32,19 +32,62 @@ def pids_named(name: str) -> list[int]:
     return out
 
 
-class CpuMeter:
-    """CPU seconds spent by a set of processes between start() and stop()."""
+# PostgreSQL's own processes whose work every database shares (WAL flushes, checkpoints).
+POSTGRES_SHARED = ("walwriter", "checkpointer", "background writer")
 
-    def __init__(self, pids: list[int], *, include_postgres: bool = True, include_self: bool = True) -> None:
+
+def postgres_pids(databases: tuple[str, ...] = ()) -> list[int]:
+    """PostgreSQL processes: all of them, or (`databases` given) the backends connected to those
+    databases plus the server's shared writers, so other users of the same server are not counted."""
+    pids = pids_named("postgres")
+    if not databases:
+        return pids
+    out = []
+    for pid in pids:
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        # A backend's title: "postgres: 15/main: <user> <database> <host(port)> <state>".
+        words = title.split(": ", 2)[-1].split()
+        if (len(words) > 1 and words[1] in databases) or any(
+            title.rstrip().endswith(s) for s in POSTGRES_SHARED
+        ):
+            out.append(pid)
+    return out
+
+
+def database_of(url: str) -> str:
+    """The database name of a SQLAlchemy URL (what PostgreSQL shows in its backends' titles)."""
+    return url.rsplit("/", 1)[-1].split("?", 1)[0]
+
+
+class CpuMeter:
+    """CPU seconds spent by a set of processes between start() and stop().
+
+    PostgreSQL is counted as every `postgres` process, or, when `databases` are named, only the backends
+    of those databases (plus the shared WAL and checkpoint writers): a benchmark run next to other users
+    of the same server then counts its own statements only.
+    """
+
+    def __init__(
+        self,
+        pids: list[int],
+        *,
+        include_postgres: bool = True,
+        include_self: bool = True,
+        databases: tuple[str, ...] = (),
+    ) -> None:
         self.pids = list(pids)
         if include_self:
             self.pids.append(os.getpid())
         self.include_postgres = include_postgres
+        self.databases = databases
         self.before: dict[int, float] = {}
         self.by_pid: dict[int, float] = {}
 
     def _sample(self) -> dict[int, float]:
-        pids = self.pids + (pids_named("postgres") if self.include_postgres else [])
+        pids = self.pids + (postgres_pids(self.databases) if self.include_postgres else [])
         return {pid: process_cpu_seconds(pid) for pid in pids}
 
     def start(self) -> None:
