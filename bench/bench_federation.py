@@ -241,6 +241,7 @@ def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="onestop-bench-fed-"))
     databases: list[str] = []
     district = city = None
+    finished = False
     try:
         district, city = start_nodes(base, databases)
         print(
@@ -256,6 +257,7 @@ def main() -> int:
                 unique_documents=args.unique_documents,
             )
         )
+        finished = True
     finally:
         for node in (district, city):
             if node is not None:
@@ -265,7 +267,10 @@ def main() -> int:
                 node.stop()
         for name in databases:
             pg_drop_database(name)
-        shutil.rmtree(base, ignore_errors=True)
+        if finished:
+            shutil.rmtree(base, ignore_errors=True)
+        else:
+            print(f"  the run failed: the nodes' logs are kept under {base}", flush=True)
     print(f"  cases/s            {figures['cases_per_s']:8.1f}   (target >= {TARGET_CASES_PER_S})")
     print(f"  round trip p50/p99 {figures['p50_ms']:8.1f} / {figures['p99_ms']:.1f} ms")
     print(
