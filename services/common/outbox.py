@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -74,15 +75,27 @@ def inbox_table(metadata: MetaData, prefix: str) -> Table:
     )
 
 
+# Committed events held in memory for the relay beyond this many are dropped, and the relay reads them
+# from the table instead (a process that commits events but runs no relay, or a relay that is stuck).
+FRESH_LIMIT = 50_000
+
+
 class Outbox:
-    """The outbox table of one service plus a way to wake its relay after a commit."""
+    """The outbox table of one service, plus the events this process committed that its relay has not
+    published yet (so the relay need not read back what it just wrote) and a way to wake the relay."""
 
     def __init__(self, table: Table) -> None:
         self.table = table
         self._wake = asyncio.Event()
+        self._fresh: list[tuple[str, str, bytes]] = []  # (event id, subject, payload), in commit order
+        # Set until a relay has read the table once, and again whenever it must (events were dropped
+        # from memory, or a publish failed): the table, not memory, is the source of truth.
+        self.needs_scan = True
 
     def wake(self) -> None:
-        """Tell the relay that new rows are committed."""
+        """Tell the relay that rows were committed to the table by other means than a `UnitOfWork`
+        (e.g. a bulk insert): it reads them from the table."""
+        self.needs_scan = True
         self._wake.set()
 
     async def wait(self, timeout: float) -> None:
@@ -93,23 +106,36 @@ class Outbox:
             pass
         self._wake.clear()
 
-    async def add(self, conn: AsyncConnection, events: Sequence[events_pb2.Envelope]) -> None:
-        """Insert events in the caller's transaction."""
+    def committed(self, rows: list[tuple[str, str, bytes]]) -> None:
+        """Hand events just committed to the relay and wake it."""
+        self._fresh.extend(rows)
+        if len(self._fresh) > FRESH_LIMIT:
+            self._fresh.clear()
+            self.needs_scan = True
+        self._wake.set()
+
+    def take_fresh(self, limit: int) -> list[tuple[str, str, bytes]]:
+        """Up to `limit` committed events not yet taken, oldest first."""
+        taken, self._fresh = self._fresh[:limit], self._fresh[limit:]
+        return taken
+
+    def forget_fresh(self) -> None:
+        """Drop the events held in memory: a scan of the table is about to publish them."""
+        self._fresh.clear()
+
+    async def add(
+        self, conn: AsyncConnection, events: Sequence[events_pb2.Envelope]
+    ) -> list[tuple[str, str, bytes]]:
+        """Insert events in the caller's transaction; their (event id, subject, payload)."""
         if not events:
-            return
+            return []
         now = datetime.now(UTC)
+        rows = [(env.event_id, subject_for(kind(env)), env.SerializeToString()) for env in events]
         await conn.execute(
             self.table.insert(),
-            [
-                {
-                    "event_id": env.event_id,
-                    "subject": subject_for(kind(env)),
-                    "payload": env.SerializeToString(),
-                    "created_at": now,
-                }
-                for env in events
-            ],
+            [{"event_id": e, "subject": s, "payload": p, "created_at": now} for e, s, p in rows],
         )
+        return rows
 
 
 class UnitOfWork:
@@ -218,7 +244,8 @@ class UnitOfWork:
         """Write `row` (insert it, or set the given columns where its primary key exists) just before
         commit, batched per table and column set; `cached` answers the merged row at once, which is
         returned. A table written this way must be read through `cached` in this transaction: a direct
-        query would not see the pending write."""
+        query would not see the pending write. Write whole rows (every NOT NULL column): the statement
+        is an INSERT first, and PostgreSQL checks NOT NULL before it looks for the conflict."""
         key = _key_of(table, row)
         merged = {**(self._rows.get(table, {}).get(key) or {}), **row}
         self._rows.setdefault(table, {})[key] = merged
@@ -266,11 +293,11 @@ class UnitOfWork:
             await self._flush_upserts()  # before insert_later: those rows may refer to these
         if self._later:
             await self._flush_later()
-        await self._outbox.add(self.conn, self.events)
+        rows = await self._outbox.add(self.conn, self.events)
         await self.conn.commit()
         self._committed = True
-        if self.events:
-            self._outbox.wake()
+        if rows:
+            self._outbox.committed(rows)
         for callback in self._on_commit:
             callback()
 
@@ -330,37 +357,101 @@ async def transact(
     raise AssertionError("unreachable")
 
 
+@functools.cache
+def _unsent(table: Table) -> Any:
+    return (
+        select(table.c.seq, table.c.event_id, table.c.subject, table.c.payload)
+        .where(table.c.sent_at.is_(None))
+        .order_by(table.c.seq)
+        .limit(bindparam("limit"))
+    )
+
+
+@functools.cache
+def _mark_sent(table: Table) -> Any:
+    return (
+        update(table)
+        .where(table.c.event_id.in_(bindparam("ids", expanding=True)))
+        .values(sent_at=bindparam("now"))
+    )
+
+
 class OutboxRelay:
-    """Publishes committed outbox rows to JetStream in batches, marking them sent after the ack."""
+    """Publishes committed outbox rows to JetStream in batches, marking them sent after the ack.
+
+    Events this process commits are handed over in memory (`Outbox.committed`), so in the steady state
+    a batch costs one UPDATE that marks it sent. The table is read (in `seq` order) when the relay starts,
+    after any failure, when memory overflowed, and every `sweep_s` seconds, so rows committed by a
+    process that died before publishing them (or whose commit raised after it took effect) go out too;
+    an event published twice that way is dropped by JetStream's de-duplication on its id and by every
+    consumer's inbox.
+    """
 
     def __init__(
-        self, *, engine: AsyncEngine, outbox: Outbox, js: Any, batch: int = 500, ack_timeout: float = 15.0
+        self,
+        *,
+        engine: AsyncEngine,
+        outbox: Outbox,
+        js: Any,
+        batch: int = 500,
+        ack_timeout: float = 15.0,
+        sweep_s: float = 30.0,
     ) -> None:
         self._engine = engine
         self._outbox = outbox
         self._js = js
         self._batch = batch
         self.ack_timeout = ack_timeout
+        self.sweep_s = sweep_s
         self.published = 0
+        self._scanning = True  # the first batch reads the table
+        self._swept_at = 0.0
 
     async def run_once(self) -> int:
         """Publish one batch; the number of events published."""
-        table = self._outbox.table
-        async with self._engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(table.c.seq, table.c.event_id, table.c.subject, table.c.payload)
-                    .where(table.c.sent_at.is_(None))
-                    .order_by(table.c.seq)
-                    .limit(self._batch)
-                )
-            ).all()
-            await conn.rollback()
+        if self._scanning or self._outbox.needs_scan:
+            return await self._scan_once()
+        rows = self._outbox.take_fresh(self._batch)
         if not rows:
             return 0
+        try:
+            await self._publish(rows)
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    _mark_sent(self._outbox.table), {"ids": [r[0] for r in rows], "now": datetime.now(UTC)}
+                )
+        except BaseException:
+            self._scanning = True  # the rows are still unsent in the table: the next batch reads them there
+            raise
+        self.published += len(rows)
+        return len(rows)
+
+    async def _scan_once(self) -> int:
+        self._scanning = True
+        self._outbox.needs_scan = False
+        # Forget what memory holds before reading: anything committed before this point is in the table
+        # (and is read below); anything committed after it is handed over in memory again.
+        self._outbox.forget_fresh()
+        table = self._outbox.table
+        async with self._engine.connect() as conn:
+            found = (await conn.execute(_unsent(table), {"limit": self._batch})).all()
+            await conn.rollback()
+        if found:
+            await self._publish([(r.event_id, r.subject, r.payload) for r in found])
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    _mark_sent(table), {"ids": [r.event_id for r in found], "now": datetime.now(UTC)}
+                )
+            self.published += len(found)
+        if len(found) < self._batch:
+            self._scanning = False  # caught up with the table
+            self._swept_at = time.monotonic()
+        return len(found)
+
+    async def _publish(self, rows: list[tuple[str, str, bytes]]) -> None:
         futures = [
-            await self._js.publish_async(row.subject, row.payload, headers={"Nats-Msg-Id": row.event_id})
-            for row in rows
+            await self._js.publish_async(subject, payload, headers={"Nats-Msg-Id": event_id})
+            for event_id, subject, payload in rows
         ]
         try:
             # An ack future has no deadline of its own: when the broker dies between taking a message
@@ -373,28 +464,23 @@ class OutboxRelay:
                 f"JetStream did not ack {sum(not f.done() or f.cancelled() for f in futures)} of "
                 f"{len(rows)} events within {self.ack_timeout} s"
             ) from None
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                update(table)
-                .where(table.c.seq.in_([row.seq for row in rows]))
-                .values(sent_at=datetime.now(UTC))
-            )
-        self.published += len(rows)
-        return len(rows)
 
     async def run(self, *, poll_interval: float = 1.0) -> None:
         """Relay forever; on errors, back off and retry (the rows stay unsent)."""
         backoff = 0.2
         while True:
+            if time.monotonic() - self._swept_at > self.sweep_s:
+                self._scanning = True
             try:
                 sent = await self.run_once()
                 backoff = 0.2
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure is retried; the rows are safe
+                self._scanning = True
                 log.warning("outbox relay failed; will retry", error=str(exc), retry_in=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
-            if sent < self._batch:
+            if sent < self._batch and not self._scanning:
                 await self._outbox.wait(poll_interval)
