@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from onestop.interconnect.v1 import interconnect_pb2
@@ -91,19 +91,21 @@ async def append(
     return int(seq)
 
 
+# Built once (a child's stream reads after every ring of its bell).
+_READ = (
+    select(orm.result_feed.c.seq, orm.result_feed.c.payload)
+    .where(orm.result_feed.c.child_center == bindparam("child"), orm.result_feed.c.seq > bindparam("after"))
+    .order_by(orm.result_feed.c.seq)
+    .limit(bindparam("limit"))
+)
+
+
 async def read(
     engine: AsyncEngine, *, child_center: str, after: int, limit: int
 ) -> list[interconnect_pb2.ResultUpdate]:
     """Updates for `child_center` after cursor `after`, in order."""
     async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(orm.result_feed.c.seq, orm.result_feed.c.payload)
-                .where(orm.result_feed.c.child_center == child_center, orm.result_feed.c.seq > after)
-                .order_by(orm.result_feed.c.seq)
-                .limit(limit)
-            )
-        ).all()
+        rows = (await conn.execute(_READ, {"child": child_center, "after": after, "limit": limit})).all()
         await conn.rollback()
     out = []
     for seq, payload in rows:

@@ -28,6 +28,7 @@ from services.intake.documents import LocalDocumentStore
 log = get_logger(__name__)
 CHUNK_BYTES = 256 * 1024
 CONCURRENCY = 32
+REFILL = 8  # free delivery slots worth a query of the forwarding outbox
 KNOWN_DIGESTS = 100_000  # documents the parent confirmed holding (forms shared by many cases)
 IDLE_POLL_S = 0.5
 PERMANENT = {
@@ -121,8 +122,11 @@ class Uploader:
         while True:
             free = CONCURRENCY - len(inflight)
             try:
+                # Ask again once a few slots are free, not after every single delivery.
                 ops = (
-                    await outbound.due(self.rt.engine, limit=free, exclude=set(inflight)) if free > 0 else []
+                    await outbound.due(self.rt.engine, limit=free, exclude=set(inflight))
+                    if free >= REFILL
+                    else []
                 )
                 delay = IDLE_POLL_S
             except Exception as exc:  # noqa: BLE001 - the database is away: the outbox waits for it

@@ -30,6 +30,7 @@ from services.intake.uploader import ParentLink
 log = get_logger(__name__)
 CS = common_pb2
 ACK_INTERVAL_S = 0.5
+APPLY_BATCH = 256  # results applied in one transaction at most
 MAX_BACKOFF_S = 3.0
 RELAYED = {"supplement_requested", "concluded", "task_deemed_approved"}
 
@@ -209,16 +210,41 @@ class ResultWatcher:
         if await outbound.retry_now(self.rt.engine):
             self.ctx.bells.uploads.ring_now()
         acker = asyncio.create_task(self._ack_loop(stub))
+        # What the stream brought: updates, then None when it ended or the error that ended it.
+        received: asyncio.Queue[interconnect_pb2.ResultUpdate | BaseException | None] = asyncio.Queue()
+
+        async def receive() -> None:
+            try:
+                async for upd in call:
+                    received.put_nowait(upd)
+                received.put_nowait(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the applier, which raises it
+                received.put_nowait(exc)
+
+        receiver = asyncio.create_task(receive())
         try:
-            async for upd in call:
-                async with self.rt.uow() as uow:
-                    await apply_update(uow, self.ctx, parent, upd)
-                    await uow.commit()
-                self.applied = upd.cursor
+            while True:
+                # Apply everything that has arrived in one transaction (one commit for a burst of results).
+                batch = [await received.get()]
+                while not received.empty() and len(batch) < APPLY_BATCH:
+                    batch.append(received.get_nowait())
+                updates = [u for u in batch if isinstance(u, interconnect_pb2.ResultUpdate)]
+                if updates:
+                    async with self.rt.uow() as uow:
+                        for upd in updates:
+                            await apply_update(uow, self.ctx, parent, upd)
+                        await uow.commit()
+                    self.applied = updates[-1].cursor
+                if len(updates) < len(batch):  # the stream is over
+                    end = batch[-1]
+                    if isinstance(end, BaseException):
+                        raise end
+                    return
         finally:
-            acker.cancel()
-            with contextlib.suppress(BaseException):
-                await acker
+            for task in (acker, receiver):
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
             call.cancel()
 
     async def _ack_loop(self, stub: Any) -> None:

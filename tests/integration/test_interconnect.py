@@ -195,6 +195,9 @@ async def test_operations_go_up_in_order_per_case_and_back_off_after_a_failure(e
     due = await outbound.due(engine, limit=10, exclude=set())
     assert sorted((o.case_id, o.op) for o in due) == sorted([(x, "upload"), (y, "upload")])
     upload_x = next(o for o in due if o.case_id == x)
+    busy = await outbound.due(engine, limit=10, exclude={upload_x.seq})  # x's upload is being delivered
+    assert [o.case_id for o in busy] == [y]
+    assert len(await outbound.due(engine, limit=1, exclude=set())) == 1
     await outbound.retry_later(engine, upload_x, error="UNAVAILABLE: parent down", permanent=False)
     assert [o.case_id for o in await outbound.due(engine, limit=10, exclude=set())] == [y]
     assert await outbound.retry_now(engine) == 1  # the link is back
