@@ -395,7 +395,7 @@ class OutboxRelay:
         js: Any,
         batch: int = 500,
         ack_timeout: float = 15.0,
-        sweep_s: float = 30.0,
+        sweep_s: float = 5.0,
     ) -> None:
         self._engine = engine
         self._outbox = outbox
