@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import nats
 import pytest
 from sqlalchemy import Column, MetaData, String, Table, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from onestop.events.v1 import events_pb2
 from services.common.db import create_engine
@@ -39,15 +41,21 @@ def _event(number: str) -> events_pb2.Envelope:
     )
 
 
+async def _connect(database_url: str, nats_url: str) -> tuple[AsyncEngine, Any, Any]:
+    """The probe tables on a fresh database, and a JetStream context with the ONESTOP stream."""
+    engine = create_engine(database_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_streams(js, name="ONESTOP")
+    return engine, nc, js
+
+
 async def test_events_committed_with_state_are_published_once_and_applied_once(
     postgres_db, nats_server
 ) -> None:
-    engine = create_engine(postgres_db)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    nc = await nats.connect(nats_server)
-    js = nc.jetstream()
-    await ensure_streams(js, name="ONESTOP")
+    engine, nc, js = await _connect(postgres_db, nats_server)
     outbox = Outbox(outbox_t)
 
     async with UnitOfWork(engine, outbox) as uow:  # a rolled-back unit of work publishes nothing
@@ -133,12 +141,7 @@ async def test_events_committed_with_state_are_published_once_and_applied_once(
 async def test_poison_messages_go_to_the_dead_letter_subject_and_do_not_block(
     postgres_db, nats_server
 ) -> None:
-    engine = create_engine(postgres_db)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    nc = await nats.connect(nats_server)
-    js = nc.jetstream()
-    await ensure_streams(js, name="ONESTOP")
+    engine, nc, js = await _connect(postgres_db, nats_server)
     outbox = Outbox(outbox_t)
     seen: list[str] = []
 
@@ -176,12 +179,7 @@ async def test_poison_messages_go_to_the_dead_letter_subject_and_do_not_block(
 async def test_a_running_relay_publishes_rows_replayed_behind_its_back(postgres_db, nats_server) -> None:
     """`onestop outbox replay` (or a process that died before publishing) writes the table directly,
     without waking anyone: the running relay's periodic sweep of the table still publishes the rows."""
-    engine = create_engine(postgres_db)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    nc = await nats.connect(nats_server)
-    js = nc.jetstream()
-    await ensure_streams(js, name="ONESTOP")
+    engine, nc, js = await _connect(postgres_db, nats_server)
     outbox = Outbox(outbox_t)
     relay = OutboxRelay(engine=engine, outbox=outbox, js=js, sweep_s=0.5)
     task = asyncio.create_task(relay.run(poll_interval=0.1))
