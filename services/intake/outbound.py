@@ -147,16 +147,72 @@ def _due_statement() -> Any:
     )
 
 
-async def due(engine: AsyncEngine, *, limit: int, exclude: set[int]) -> list[Operation]:
+_CASES_IN = select(orm.cases).where(orm.cases.c.case_id.in_(bindparam("ids", expanding=True)))
+_UPLOADS_IN = (
+    select(orm.forwarding)
+    .where(F.case_id.in_(bindparam("ids", expanding=True)), F.op == UPLOAD)
+    .order_by(F.seq)
+)
+
+
+async def cases_of(conn: AsyncConnection, case_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The case rows of these ids (one statement), by id; an unknown id is left out."""
+    if not case_ids:
+        return {}
+    return {r["case_id"]: dict(r) for r in (await conn.execute(_CASES_IN, {"ids": case_ids})).mappings()}
+
+
+async def uploads_of(conn: AsyncConnection, case_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The (latest) upload operation of each of these cases that was forwarded, by case id."""
+    if not case_ids:
+        return {}
+    return {r["case_id"]: dict(r) for r in (await conn.execute(_UPLOADS_IN, {"ids": case_ids})).mappings()}
+
+
+async def due(
+    engine: AsyncEngine, *, limit: int, exclude: set[int]
+) -> tuple[list[Operation], dict[str, dict[str, Any]]]:
     """Pending operations whose time has come, each the first undelivered one of its case, except those
-    in `exclude` (being delivered)."""
+    in `exclude` (being delivered); with the case rows of the uploads among them, read in one go."""
     async with engine.connect() as conn:
         result = await conn.execute(
             _due_statement(), {"now": wall(), "busy": sorted(exclude), "limit": limit}
         )
-        rows = result.mappings().all()
+        ops = [Operation.of(r) for r in result.mappings().all()]
+        cases = await cases_of(conn, [op.case_id for op in ops if op.op == UPLOAD])
         await conn.rollback()
-    return [Operation.of(r) for r in rows]
+    return ops, cases
+
+
+_FINISH = (
+    update(orm.forwarding)
+    .where(F.seq == bindparam("op_seq"))
+    .values(
+        state=bindparam("state"),
+        done_at=bindparam("done_at"),
+        last_error=bindparam("last_error"),
+        parent_case_id=bindparam("parent_case_id"),
+        parent_case_number=bindparam("parent_case_number"),
+    )
+)
+
+
+def finish_upload_later(uow: Any, seq: int, *, parent_case_id: str, parent_case_number: str) -> None:
+    """Close a delivered upload with the parent's case id and number, written with the other uploads
+    finished in the same transaction (one statement)."""
+    rows = uow.memo.setdefault("outbound.finished_uploads", [])
+    if not rows:
+        uow.before_commit(lambda conn: conn.execute(_FINISH, rows))
+    rows.append(
+        {
+            "op_seq": seq,
+            "state": DONE,
+            "done_at": wall(),
+            "last_error": "",
+            "parent_case_id": parent_case_id,
+            "parent_case_number": parent_case_number,
+        }
+    )
 
 
 async def retry_later(engine: AsyncEngine, op: Operation, *, error: str, permanent: bool) -> None:

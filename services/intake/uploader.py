@@ -17,12 +17,14 @@ from google.protobuf import json_format
 
 from onestop.common.v1 import common_pb2
 from onestop.interconnect.v1 import interconnect_pb2, interconnect_pb2_grpc
+from services.common.batching import GroupCommitter
 from services.common.clock import aware
 from services.common.events import timestamp
 from services.common.logging import get_logger
+from services.common.outbox import UnitOfWork
 from services.common.runtime import Runtime
 from services.common.tls import TlsFiles, secure_channel
-from services.intake import federation, outbound, repository
+from services.intake import federation, outbound
 from services.intake.documents import LocalDocumentStore
 
 log = get_logger(__name__)
@@ -104,6 +106,7 @@ class Uploader:
         self.store = store
         self.delivered = 0
         self._parent_has: dict[str, None] = {}
+        self._finishes = GroupCommitter(runtime.uow)
 
     async def run(self) -> None:
         """Deliver forever."""
@@ -123,25 +126,25 @@ class Uploader:
             free = CONCURRENCY - len(inflight)
             try:
                 # Ask again once a few slots are free, not after every single delivery.
-                ops = (
+                ops, cases = (
                     await outbound.due(self.rt.engine, limit=free, exclude=set(inflight))
                     if free >= REFILL
-                    else []
+                    else ([], {})
                 )
                 delay = IDLE_POLL_S
             except Exception as exc:  # noqa: BLE001 - the database is away: the outbox waits for it
                 log.warning("forwarding outbox unreadable; will retry", error=repr(exc), retry_in=delay)
-                ops, delay = [], min(delay * 2, 10.0)
+                ops, cases, delay = [], {}, min(delay * 2, 10.0)
                 await asyncio.sleep(delay)
             for op in ops:
-                task = asyncio.create_task(self._deliver(op), name=f"deliver-{op.seq}")
+                task = asyncio.create_task(self._deliver(op, cases.get(op.case_id)), name=f"deliver-{op.seq}")
                 inflight[op.seq] = task
                 task.add_done_callback(done(op.seq))
             await bell.wait(IDLE_POLL_S)
 
-    async def _deliver(self, op: outbound.Operation) -> None:
+    async def _deliver(self, op: outbound.Operation, case: dict[str, Any] | None) -> None:
         try:
-            await self._attempt(op)
+            await self._attempt(op, case)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - not even the failure could be recorded; the row is still pending
@@ -152,11 +155,11 @@ class Uploader:
                 error=repr(exc),
             )
 
-    async def _attempt(self, op: outbound.Operation) -> None:
+    async def _attempt(self, op: outbound.Operation, case: dict[str, Any] | None) -> None:
         try:
             stub = self.link.stub()
             if op.op == outbound.UPLOAD:
-                await self._upload(stub, op)
+                await self._upload(stub, op, case)
             elif op.op == outbound.SUPPLEMENT:
                 await self._supplement(stub, op)
             else:
@@ -214,9 +217,7 @@ class Uploader:
             self._parent_has.pop(next(iter(self._parent_has)))
         self._parent_has[digest] = None
 
-    async def _upload(self, stub: Any, op: outbound.Operation) -> None:
-        async with self.rt.engine.connect() as conn:
-            row = await repository.get_case(conn, case_id=op.case_id)
+    async def _upload(self, stub: Any, op: outbound.Operation, row: dict[str, Any] | None) -> None:
         if row is None:
             raise MissingDocument(f"case {op.case_id} is gone")
         docs = _documents(row["documents"])
@@ -242,13 +243,10 @@ class Uploader:
             req.preliminary_opinion.ParseFromString(bytes.fromhex(op.payload["preliminary_opinion"]))
         reply = await stub.UploadCase(req, timeout=30)
         number = reply.parent_case_number
-        async with self.rt.uow() as uow:
-            await outbound.finish(
-                uow.conn,
-                op.seq,
-                state=outbound.DONE,
-                parent_case_id=reply.parent_case_id,
-                parent_case_number=number,
+
+        async def finish(uow: UnitOfWork) -> None:
+            outbound.finish_upload_later(
+                uow, op.seq, parent_case_id=reply.parent_case_id, parent_case_number=number
             )
             await federation.note(
                 uow,
@@ -259,7 +257,9 @@ class Uploader:
                 zh=f"已上报上级中心 {op.parent_center}" + (f"，上级编号 {number}" if number else ""),
                 en=f"uploaded to {op.parent_center}" + (f" as {number}" if number else ""),
             )
-            await uow.commit()
+
+        # Uploads finishing together share one transaction (one UPDATE, one timeline INSERT, one COMMIT).
+        await self._finishes.run(finish)
 
     async def _supplement(self, stub: Any, op: outbound.Operation) -> None:
         docs = _documents(op.payload.get("documents"))

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from onestop.common.v1 import common_pb2
@@ -45,34 +45,74 @@ async def applied_cursor(conn: AsyncConnection, parent_center: str) -> int:
     return int(value or 0)
 
 
-async def _advance(conn: AsyncConnection, parent_center: str, cursor: int) -> bool:
+_LINK_LOCK = (
+    select(orm.parent_link.c.applied_cursor)
+    .where(orm.parent_link.c.parent_center == bindparam("parent"))
+    .with_for_update()
+)
+_LINK_SET = (
+    update(orm.parent_link)
+    .where(orm.parent_link.c.parent_center == bindparam("parent"))
+    .values(applied_cursor=bindparam("cursor"), updated_at=bindparam("now"))
+)
+
+
+async def apply_updates(
+    uow: UnitOfWork, ctx: Any, parent_center: str, updates: list[interconnect_pb2.ResultUpdate]
+) -> int:
+    """Apply updates (in cursor order) to the local cases, each once: those at or below the applied
+    cursor are skipped. The link row is locked, the cases and their uploads read, in one statement
+    each; the new cursor is stored in the same transaction. How many were applied."""
+    conn = uow.conn
     now = datetime.now(UTC)
-    bump = (
-        update(orm.parent_link)
-        .where(orm.parent_link.c.parent_center == parent_center, orm.parent_link.c.applied_cursor < cursor)
-        .values(applied_cursor=cursor, updated_at=now)
-    )
-    if (await conn.execute(bump)).rowcount:
-        return True
-    # Not advanced: applied before, or the first update from this parent.
-    return await insert_ignore(
-        conn, orm.parent_link, {"parent_center": parent_center, "applied_cursor": cursor, "updated_at": now}
-    )
+    applied = (await conn.execute(_LINK_LOCK, {"parent": parent_center})).scalar()
+    if applied is None:  # the first update from this parent (or a racing watcher's first one)
+        await insert_ignore(
+            conn, orm.parent_link, {"parent_center": parent_center, "applied_cursor": 0, "updated_at": now}
+        )
+        applied = (await conn.execute(_LINK_LOCK, {"parent": parent_center})).scalar_one()
+    fresh: list[interconnect_pb2.ResultUpdate] = []
+    for upd in updates:
+        if upd.cursor > applied:
+            fresh.append(upd)
+            applied = upd.cursor
+    if not fresh:
+        return 0
+    ids = list(dict.fromkeys(u.child_case_id for u in fresh))
+    cases = await outbound.cases_of(conn, ids)
+    uploads = await outbound.uploads_of(conn, ids)
+    for upd in fresh:
+        row = cases.get(upd.child_case_id)
+        if row is None:
+            log.warning("result for an unknown case", parent=parent_center, child_case_id=upd.child_case_id)
+            continue
+        await _apply(uow, ctx, parent_center, upd, row, uploads.get(row["case_id"]))
+    await conn.execute(_LINK_SET, {"parent": parent_center, "cursor": applied, "now": now})
+    return len(fresh)
 
 
 async def apply_update(
     uow: UnitOfWork, ctx: Any, parent_center: str, upd: interconnect_pb2.ResultUpdate
 ) -> bool:
     """Apply one update to the local case (once: False when its cursor was applied before)."""
-    if not await _advance(uow.conn, parent_center, upd.cursor):
-        return False
-    row = await repository.get_case(uow.conn, case_id=upd.child_case_id)
-    if row is None:
-        log.warning("result for an unknown case", parent=parent_center, child_case_id=upd.child_case_id)
-        return True
+    return await apply_updates(uow, ctx, parent_center, [upd]) == 1
+
+
+async def _set_case(uow: UnitOfWork, row: dict[str, Any], **values: Any) -> None:
+    await repository.update_case(uow.conn, row["case_id"], **values)
+    row.update(values)  # a later update of the batch about the same case sees this one
+
+
+async def _apply(
+    uow: UnitOfWork,
+    ctx: Any,
+    parent_center: str,
+    upd: interconnect_pb2.ResultUpdate,
+    row: dict[str, Any],
+    op: dict[str, Any] | None,
+) -> None:
     now = ctx.clock.now()
     raised_at = upd.raised_at_center or parent_center  # a center above the parent, for a relayed update
-    op = await outbound.upload_of(uow.conn, row["case_id"])
     if upd.kind == "accepted" and op is not None and upd.parent_case_number:
         await outbound.set_state(
             uow.conn, op["seq"], parent_case_id=upd.parent_case_id, parent_case_number=upd.parent_case_number
@@ -80,9 +120,9 @@ async def apply_update(
     if upd.kind == "supplement_requested" and row["status"] in federation.OPEN:
         items = [to_json(i) for i in upd.supplement]
         rnd = row["supplement_round"] + 1
-        await repository.update_case(
-            uow.conn,
-            row["case_id"],
+        await _set_case(
+            uow,
+            row,
             status=CS.CASE_STATUS_SUPPLEMENT_REQUESTED,
             open_supplement=items,
             supplement_round=rnd,
@@ -107,9 +147,9 @@ async def apply_update(
         )
     elif upd.kind == "concluded" and row["status"] in federation.OPEN:
         sealed = upd.sealed.SerializeToString().hex() if upd.HasField("sealed") else None
-        await repository.update_case(
-            uow.conn,
-            row["case_id"],
+        await _set_case(
+            uow,
+            row,
             status=CS.CASE_STATUS_CONCLUDED,
             outcome=upd.outcome,
             reasons=list(upd.reasons),
@@ -163,7 +203,6 @@ async def apply_update(
             department=upd.department,
             raised_at=raised_at,
         )
-    return True
 
 
 class ResultWatcher:
@@ -231,8 +270,7 @@ class ResultWatcher:
                 updates = [u for u in batch if isinstance(u, interconnect_pb2.ResultUpdate)]
                 if updates:
                     async with self.rt.uow() as uow:
-                        for upd in updates:
-                            await apply_update(uow, self.ctx, parent, upd)
+                        await apply_updates(uow, self.ctx, parent, updates)
                         await uow.commit()
                     self.applied = updates[-1].cursor
                 if len(updates) < len(batch):  # the stream is over

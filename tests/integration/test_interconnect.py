@@ -29,7 +29,7 @@ from services.intake.documents import LocalDocumentStore
 from services.intake.handlers import IntakeContext
 from services.intake.link_status import LinkStatusApi
 from services.intake.received_documents import ReceivedDocuments
-from services.intake.watcher import apply_update
+from services.intake.watcher import applied_cursor, apply_update, apply_updates
 
 pytestmark = pytest.mark.postgres
 CS = common_pb2
@@ -117,6 +117,50 @@ async def test_a_result_update_is_applied_once_even_when_it_arrives_twice(engine
     assert trail == ["parent_result_received"] and events == 1
 
 
+async def test_a_burst_of_results_is_applied_in_one_transaction_in_order_and_once(
+    engine: AsyncEngine,
+) -> None:
+    outbox = Outbox(orm.outbox)
+    x, y = await _forwarded_case(engine, outbox), await _forwarded_case(engine, outbox)
+
+    def upd(cursor: int, case_id: str, kind: str, **fields: Any) -> interconnect_pb2.ResultUpdate:
+        return interconnect_pb2.ResultUpdate(cursor=cursor, child_case_id=case_id, kind=kind, **fields)
+
+    burst = [
+        upd(1, x, "accepted", parent_case_id="px", parent_case_number="210200-X"),
+        upd(2, y, "accepted", parent_case_id="py", parent_case_number="210200-Y"),
+        upd(3, x, "supplement_requested", supplement=[CS.SupplementItem(material_code="EIA", reason="r")]),
+        upd(4, x, "concluded", outcome=CS.OUTCOME_APPROVED, summary_zh="办结", summary_en="approved"),
+        upd(5, str(uuid.uuid4()), "concluded", outcome=CS.OUTCOME_APPROVED),  # a case we do not hold
+    ]
+    async with UnitOfWork(engine, outbox) as uow:
+        assert await apply_updates(uow, _ctx(), "210200", burst) == 5
+        await uow.commit()
+    async with UnitOfWork(engine, outbox) as uow:  # the stream resumed too early: all but 6 are old
+        more = [*burst[2:], upd(6, y, "concluded", outcome=CS.OUTCOME_REJECTED)]
+        assert await apply_updates(uow, _ctx(), "210200", more) == 1
+        await uow.commit()
+    async with engine.connect() as conn:
+        cx, cy = [await repository.get_case(conn, case_id=c) for c in (x, y)]
+        ux, uy = [await outbound.upload_of(conn, c) for c in (x, y)]
+        kinds = [
+            events_pb2.Envelope.FromString(p).WhichOneof("body")
+            for p in (await conn.execute(select(orm.outbox.c.payload).order_by(orm.outbox.c.seq))).scalars()
+        ]
+        assert await applied_cursor(conn, "210200") == 6
+    assert cx is not None and cy is not None and ux is not None and uy is not None
+    # x: the supplement request, then (later in the same burst) the conclusion, which saw it.
+    assert (cx["status"], cx["outcome"], cx["supplement_round"]) == (
+        CS.CASE_STATUS_CONCLUDED,
+        CS.OUTCOME_APPROVED,
+        1,
+    )
+    assert (cy["status"], cy["outcome"]) == (CS.CASE_STATUS_CONCLUDED, CS.OUTCOME_REJECTED)
+    assert (ux["parent_case_number"], uy["parent_case_number"]) == ("210200-X", "210200-Y")
+    assert ux["result_at"] is not None and uy["result_at"] is not None
+    assert kinds == ["supplement_requested", "parent_result_received", "parent_result_received"]
+
+
 async def test_a_supplement_relayed_from_two_levels_up_names_the_center_that_raised_it(
     engine: AsyncEngine,
 ) -> None:
@@ -192,22 +236,37 @@ async def test_operations_go_up_in_order_per_case_and_back_off_after_a_failure(e
     x, y = await _forwarded_case(engine, outbox), await _forwarded_case(engine, outbox)
     async with engine.begin() as conn:
         await outbound.enqueue(conn, case_id=x, op=outbound.SUPPLEMENT, parent_center="210200")
-    due = await outbound.due(engine, limit=10, exclude=set())
-    assert sorted((o.case_id, o.op) for o in due) == sorted([(x, "upload"), (y, "upload")])
-    upload_x = next(o for o in due if o.case_id == x)
-    busy = await outbound.due(engine, limit=10, exclude={upload_x.seq})  # x's upload is being delivered
+
+    async def due(limit: int = 10, exclude: frozenset[int] = frozenset()) -> list[outbound.Operation]:
+        return (await outbound.due(engine, limit=limit, exclude=set(exclude)))[0]
+
+    ops, cases = await outbound.due(engine, limit=10, exclude=set())
+    assert sorted((o.case_id, o.op) for o in ops) == sorted([(x, "upload"), (y, "upload")])
+    assert {c: row["case_id"] for c, row in cases.items()} == {x: x, y: y}  # read with them, for upload
+    upload_x = next(o for o in ops if o.case_id == x)
+    busy = await due(exclude=frozenset({upload_x.seq}))  # x's upload is being delivered
     assert [o.case_id for o in busy] == [y]
-    assert len(await outbound.due(engine, limit=1, exclude=set())) == 1
+    assert len(await due(limit=1)) == 1
     await outbound.retry_later(engine, upload_x, error="UNAVAILABLE: parent down", permanent=False)
-    assert [o.case_id for o in await outbound.due(engine, limit=10, exclude=set())] == [y]
+    assert [o.case_id for o in await due()] == [y]
     assert await outbound.retry_now(engine) == 1  # the link is back
-    again = await outbound.due(engine, limit=10, exclude=set())
+    again = await due()
     assert {(o.case_id, o.op, o.attempts) for o in again} >= {(x, "upload", 1)}
-    async with engine.begin() as conn:
-        await outbound.finish(conn, upload_x.seq, state=outbound.DONE)
-    assert (x, "supplement") in {
-        (o.case_id, o.op) for o in await outbound.due(engine, limit=10, exclude=set())
-    }
+    async with UnitOfWork(engine, outbox) as uow:  # two uploads finished in one transaction
+        for op, number in ((upload_x, "P-1"), (next(o for o in again if o.case_id == y), "P-2")):
+            outbound.finish_upload_later(
+                uow, op.seq, parent_case_id=f"id-{number}", parent_case_number=number
+            )
+        await uow.commit()
+    async with engine.connect() as conn:
+        assert {
+            (r["case_id"], r["parent_case_number"])
+            for r in [await outbound.upload_of(conn, c) for c in (x, y)]
+        } == {
+            (x, "P-1"),
+            (y, "P-2"),
+        }
+    assert [(o.case_id, o.op) for o in await due()] == [(x, "supplement")]
 
 
 async def _chunks(*parts: Any) -> AsyncIterator[interconnect_pb2.DocumentChunk]:
