@@ -35,6 +35,7 @@ async def build(runtime: Runtime) -> ServiceParts:
             )
         ],
         handlers=dict.fromkeys(handlers.EVENT_HANDLERS, partial(_on_event, ctx)),
+        prefetch=handlers.prefetch,
     )
 
 

@@ -6,12 +6,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from google.protobuf import json_format
 
 from onestop.approval.v1 import approval_pb2
 from onestop.common.v1 import common_pb2
 from services.approval import extensions, handlers, model, repository
-from services.approval.handlers import ApprovalContext, task_message
+from services.approval.convert import task_message
+from services.approval.handlers import ApprovalContext
 from services.common.batching import GroupCommitter
 from services.common.errors import InvalidArgument, NotFound
 from services.common.events import timestamp
@@ -38,9 +38,10 @@ class ApprovalApi:
     def __init__(self, *, runtime: Runtime, ctx: ApprovalContext) -> None:
         self.rt = runtime
         self.ctx = ctx
-        # Decisions arriving together commit together (the hot path: one transaction per batch).
+        # Decisions arriving together commit together (the hot path: one transaction per batch), their
+        # cases locked and read in two statements first.
         self.decisions = GroupCommitter(
-            runtime.uow, prepare=lambda uow, task_ids: repository.lock_cases_of_tasks(uow.conn, task_ids)
+            runtime.uow, prepare=lambda uow, task_ids: repository.load_cases(uow, task_ids=task_ids)
         )
 
     async def _in_uow(self, fn: Callable[[UnitOfWork], Awaitable[Any]]) -> Any:
@@ -94,7 +95,7 @@ class ApprovalApi:
         out = approval_pb2.ListOpinionsResponse()
         for row in rows:
             op = out.opinions.add(task_id=row["task_id"], text=row["text"], department=row["department"])
-            json_format.ParseDict(row["author"] or {}, op.author)
+            op.author.CopyFrom(common_pb2.Actor(**(row["author"] or {})))
             op.at.CopyFrom(timestamp(row["at"]))
         return out
 
