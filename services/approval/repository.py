@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Result, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.approval import orm
@@ -20,6 +20,12 @@ async def get_plan(
     cond = orm.plans.c.case_id == case_id if case_id else orm.plans.c.case_number == case_number
     row = (await conn.execute(select(orm.plans).where(cond))).mappings().first()
     return dict(row) if row else None
+
+
+def _dicts(result: Result[Any]) -> list[dict[str, Any]]:
+    # Rows as plain dicts (cheaper than RowMapping, which looks each key up): hot reads take many.
+    keys = list(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result]
 
 
 # A case (its plan and every task, in plan order) as the handlers of one transaction see it: read once,
@@ -59,12 +65,11 @@ async def load_cases(uow: UnitOfWork, *, case_ids: Sequence[str] = (), task_ids:
     if not keys:
         return
     stmt = (_LOCK if uow.conn.dialect.name == "postgresql" else _READ)[by]
-    plans = {r["case_id"]: dict(r) for r in (await uow.conn.execute(stmt, {by: keys})).mappings()}
+    plans = {r["case_id"]: r for r in _dicts(await uow.conn.execute(stmt, {by: keys}))}
     tasks: dict[str, list[dict[str, Any]]] = {case_id: [] for case_id in plans}
     if plans:
-        result = await uow.conn.execute(_TASKS_OF_CASES, {"case_ids": list(plans)})
-        for r in result.mappings():
-            tasks[r["case_id"]].append(dict(r))
+        for r in _dicts(await uow.conn.execute(_TASKS_OF_CASES, {"case_ids": list(plans)})):
+            tasks[r["case_id"]].append(r)
     for case_id, plan in plans.items():
         if ("case", case_id) not in uow.memo:  # what this transaction changed stays as it is
             remember_case(uow, plan, tasks[case_id])
@@ -125,7 +130,7 @@ _TASK = select(orm.tasks).where(orm.tasks.c.task_id == bindparam("task_id"))
 
 async def case_tasks(conn: AsyncConnection, case_id: str) -> list[dict[str, Any]]:
     """Every task of a case, in plan order."""
-    return [dict(r) for r in (await conn.execute(_CASE_TASKS, {"case_id": case_id})).mappings()]
+    return _dicts(await conn.execute(_CASE_TASKS, {"case_id": case_id}))
 
 
 def _queue(*, by_department: bool) -> Any:
@@ -145,7 +150,7 @@ async def queue(
 ) -> list[dict[str, Any]]:
     """A window's queue (or every department's): priority first, then the nearest due time."""
     params = {"statuses": list(statuses), "department": department, "limit": limit}
-    return [dict(r) for r in (await conn.execute(_QUEUE[bool(department)], params)).mappings()]
+    return _dicts(await conn.execute(_QUEUE[bool(department)], params))
 
 
 async def add_opinion(conn: AsyncConnection, row: dict[str, Any]) -> None:
