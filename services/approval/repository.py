@@ -117,15 +117,15 @@ def save_task(uow: UnitOfWork, task: dict[str, Any]) -> None:
     uow.upsert_later(orm.tasks, task)
 
 
+_TASK = select(orm.tasks).where(orm.tasks.c.task_id == bindparam("task_id"))
+
+
 async def get_task(conn: AsyncConnection, task_id: str) -> dict[str, Any]:
     """One task, or NOT_FOUND (a read outside a unit of work that changes tasks)."""
     row = (await conn.execute(_TASK, {"task_id": task_id})).mappings().first()
     if row is None:
         raise NotFound(f"no task {task_id}")
     return dict(row)
-
-
-_TASK = select(orm.tasks).where(orm.tasks.c.task_id == bindparam("task_id"))
 
 
 async def case_tasks(conn: AsyncConnection, case_id: str) -> list[dict[str, Any]]:
