@@ -188,12 +188,22 @@ async def test_decisions_committed_together_open_what_follows_and_conclude_each_
         req = approval_pb2.DecideTaskRequest(task_id=task_id, verdict=approval_pb2.VERDICT_APPROVE, by=by)
         return api.DecideTask(req, None)
 
+    queue = await api.ListQueue(approval_pb2.ListQueueRequest(department="A"), None)
+    assert sorted(t.task_id for t in queue.tasks) == ["X-A", "Y-A"]
+    assert queue.tasks[0].status == common_pb2.TASK_STATUS_PENDING and queue.tasks[0].HasField("due_at")
+
     # A and B of both cases in one batch: C opens (once per case), nothing concludes yet.
     replies = await asyncio.gather(*(decide(f"{c}-{d}", d) for c in "XY" for d in "AB"))
     assert [r.status for r in replies] == [common_pb2.TASK_STATUS_APPROVED] * 4
     assert api.decisions.batches == 1 and api.decisions.fallbacks == 0
     assert await _tasks(engine, "X") == {"A": (5, 0), "B": (5, 0), "C": (2, 0)}
     assert (await _outbox_kinds(engine)).count("task_opened") == 4 + 2
+    queue = await api.ListQueue(approval_pb2.ListQueueRequest(department="C"), None)
+    assert sorted(t.task_id for t in queue.tasks) == ["X-C", "Y-C"]
+    done = await api.ListQueue(approval_pb2.ListQueueRequest(department="A", include_closed=True), None)
+    assert [(t.status, t.decided_by.username) for t in done.tasks] == [
+        (common_pb2.TASK_STATUS_APPROVED, "chief.A")
+    ] * 2
 
     # C of X twice in one batch (a retried call): the batch falls back to one call at a time, the
     # second is refused, and X concludes once; C of Y concludes Y in the same round.
