@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from onestop.approval.v1 import approval_pb2
 from onestop.common.v1 import common_pb2
 from onestop.events.v1 import events_pb2
-from services.approval import handlers, orm
+from services.approval import consumers, handlers, orm
 from services.approval.grpc_api import ApprovalApi
 from services.common.calendar import default_calendar
 from services.common.clock import ManualClock
@@ -81,8 +81,8 @@ def _consumer(engine: AsyncEngine, outbox: Outbox, ctx: handlers.ApprovalContext
         engine=engine,
         outbox=outbox,
         inbox=orm.inbox,
-        handlers=dict.fromkeys(handlers.EVENT_HANDLERS, lambda uow, env: handlers.on_event(uow, ctx, env)),
-        prefetch=handlers.prefetch,
+        handlers=dict.fromkeys(consumers.EVENT_HANDLERS, lambda uow, env: consumers.on_event(uow, ctx, env)),
+        prefetch=consumers.prefetch,
     )
 
 
