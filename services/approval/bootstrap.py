@@ -7,7 +7,7 @@ from pathlib import Path
 
 from onestop.approval.v1 import approval_pb2
 from onestop.events.v1 import events_pb2
-from services.approval import handlers, orm
+from services.approval import consumers, handlers, orm
 from services.approval.grpc_api import ApprovalApi
 from services.common.calendar import default_calendar
 from services.common.outbox import UnitOfWork
@@ -34,12 +34,13 @@ async def build(runtime: Runtime) -> ServiceParts:
                 approval_pb2.DESCRIPTOR.services_by_name["ApprovalService"],
             )
         ],
-        handlers=dict.fromkeys(handlers.EVENT_HANDLERS, partial(_on_event, ctx)),
+        handlers=dict.fromkeys(consumers.EVENT_HANDLERS, partial(_on_event, ctx)),
+        prefetch=consumers.prefetch,
     )
 
 
 async def _on_event(ctx: handlers.ApprovalContext, uow: UnitOfWork, env: events_pb2.Envelope) -> None:
-    await handlers.on_event(uow, ctx, env)
+    await consumers.on_event(uow, ctx, env)
 
 
 TABLES = (orm.outbox, orm.inbox)

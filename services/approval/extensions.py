@@ -6,9 +6,11 @@ import uuid
 from typing import Any
 
 from onestop.approval.v1 import approval_pb2
+from onestop.common.v1 import common_pb2
 from onestop.events.v1 import events_pb2
 from services.approval import model, repository
-from services.approval.handlers import ApprovalContext, _due, actor_json, audit, view, who
+from services.approval.convert import actor_json, view, who
+from services.approval.handlers import ApprovalContext, _due, audit
 from services.common.clock import aware
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.outbox import UnitOfWork
@@ -18,7 +20,7 @@ async def request_extension(
     uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.RequestExtensionRequest
 ) -> dict[str, Any]:
     """A window asks for more working days, with a reason."""
-    row = await repository.get_task(uow.conn, req.task_id, lock=True)
+    row = repository.task_in(await repository.case_of_task(uow, req.task_id), req.task_id)
     model.check_window_actor(view(row), who(req.by), action="extend")
     pending = await repository.extensions(uow.conn, task_id=req.task_id, state="requested")
     model.check_extension_request(days=req.days, reason=req.reason, pending=bool(pending), task=view(row))
@@ -68,7 +70,8 @@ async def decide_extension(
 ) -> dict[str, Any]:
     """The department head approves (the clock moves, the applicant is told in writing) or refuses."""
     ext = await repository.get_extension(uow.conn, req.extension_id)
-    row = await repository.get_task(uow.conn, ext["task_id"], lock=True)
+    plan, rows = await repository.case_of_task(uow, ext["task_id"])
+    row = repository.task_in((plan, rows), ext["task_id"])
     ext = await repository.get_extension(uow.conn, req.extension_id)  # re-read under the case lock
     if ext["state"] != "requested":
         raise FailedPrecondition(f"extension {req.extension_id} was already {ext['state']}")
@@ -93,11 +96,10 @@ async def decide_extension(
         decided_at=now,
     )
     if req.approve:
-        plan = await repository.get_plan(uow.conn, case_id=row["case_id"])
         days = row["extension_days"] + ext["days"]
-        assert plan is not None
         due = _due(ctx, aware(plan["accepted_at"]) or now, plan["promised_limit_days"] + days)
-        await repository.update_task(uow.conn, row["task_id"], extension_days=days, due_at=due)
+        row.update(extension_days=days, due_at=due)
+        repository.save_task(uow, row)
     uow.emit(
         ctx.event(
             events_pb2.ExtensionDecided(
@@ -149,8 +151,6 @@ async def add_opinion(
 
 def extension_message(ext: dict[str, Any]) -> approval_pb2.Extension:
     """The protobuf view of an extension row."""
-    from google.protobuf import json_format
-
     msg = approval_pb2.Extension(
         extension_id=ext["extension_id"],
         task_id=ext["task_id"],
@@ -160,7 +160,7 @@ def extension_message(ext: dict[str, Any]) -> approval_pb2.Extension:
         case_number=ext["case_number"],
         department=ext["department"],
     )
-    json_format.ParseDict(ext["requested_by"] or {}, msg.requested_by)
+    msg.requested_by.CopyFrom(common_pb2.Actor(**(ext["requested_by"] or {})))
     if ext.get("decided_by"):
-        json_format.ParseDict(ext["decided_by"], msg.decided_by)
+        msg.decided_by.CopyFrom(common_pb2.Actor(**ext["decided_by"]))
     return msg

@@ -6,12 +6,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from google.protobuf import json_format
 
 from onestop.approval.v1 import approval_pb2
 from onestop.common.v1 import common_pb2
 from services.approval import extensions, handlers, model, repository
-from services.approval.handlers import ApprovalContext, task_message
+from services.approval.convert import task_message
+from services.approval.handlers import ApprovalContext
 from services.common.batching import GroupCommitter
 from services.common.errors import InvalidArgument, NotFound
 from services.common.events import timestamp
@@ -38,9 +38,14 @@ class ApprovalApi:
     def __init__(self, *, runtime: Runtime, ctx: ApprovalContext) -> None:
         self.rt = runtime
         self.ctx = ctx
-        # Decisions arriving together commit together (the hot path: one transaction per batch).
+        # Reads outside a unit of work run in autocommit: no BEGIN and ROLLBACK around their statements
+        # (each statement sees the committed state, as it does in a READ COMMITTED transaction). The
+        # window bots and the gateway poll ListQueue: this is its most frequent call.
+        self.reads = runtime.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Decisions arriving together commit together (the hot path: one transaction per batch), their
+        # cases locked and read in two statements first.
         self.decisions = GroupCommitter(
-            runtime.uow, prepare=lambda uow, task_ids: repository.lock_cases_of_tasks(uow.conn, task_ids)
+            runtime.uow, prepare=lambda uow, task_ids: repository.load_cases(uow, task_ids=task_ids)
         )
 
     async def _in_uow(self, fn: Callable[[UnitOfWork], Awaitable[Any]]) -> Any:
@@ -48,7 +53,7 @@ class ApprovalApi:
 
     async def ListQueue(self, req: approval_pb2.ListQueueRequest, _: Any) -> approval_pb2.ListQueueResponse:
         limit = min(max(req.limit or 100, 1), 1000)
-        async with self.rt.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             rows = await repository.queue(
                 conn,
                 department=req.department,
@@ -60,13 +65,13 @@ class ApprovalApi:
     async def ListCaseTasks(
         self, req: approval_pb2.ListCaseTasksRequest, _: Any
     ) -> approval_pb2.ListQueueResponse:
-        async with self.rt.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             plan = await repository.get_plan(conn, case_id=req.case_id, case_number=req.case_number)
             rows = await repository.case_tasks(conn, plan["case_id"]) if plan else []
         return approval_pb2.ListQueueResponse(tasks=[task_message(r) for r in rows])
 
     async def GetTask(self, req: approval_pb2.GetTaskRequest, _: Any) -> common_pb2.Task:
-        async with self.rt.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             return task_message(await repository.get_task(conn, req.task_id))
 
     async def ClaimTask(self, req: approval_pb2.ClaimTaskRequest, _: Any) -> common_pb2.Task:
@@ -88,13 +93,13 @@ class ApprovalApi:
     async def ListOpinions(
         self, req: approval_pb2.ListCaseTasksRequest, _: Any
     ) -> approval_pb2.ListOpinionsResponse:
-        async with self.rt.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             plan = await repository.get_plan(conn, case_id=req.case_id, case_number=req.case_number)
             rows = await repository.opinions(conn, plan["case_id"]) if plan else []
         out = approval_pb2.ListOpinionsResponse()
         for row in rows:
             op = out.opinions.add(task_id=row["task_id"], text=row["text"], department=row["department"])
-            json_format.ParseDict(row["author"] or {}, op.author)
+            op.author.CopyFrom(common_pb2.Actor(**(row["author"] or {})))
             op.at.CopyFrom(timestamp(row["at"]))
         return out
 
@@ -113,7 +118,7 @@ class ApprovalApi:
     async def ListExtensions(
         self, req: approval_pb2.ListExtensionsRequest, _: Any
     ) -> approval_pb2.ListExtensionsResponse:
-        async with self.rt.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             rows = await repository.extensions(conn, department=req.department, state=req.state)
         return approval_pb2.ListExtensionsResponse(extensions=[extensions.extension_message(r) for r in rows])
 
@@ -122,7 +127,7 @@ class ApprovalApi:
     ) -> common_pb2.SealedDecision:
         if not req.case_number:
             raise InvalidArgument("case_number is required", field="case_number")
-        async with self.rt.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             data = await repository.case_decision(conn, req.case_number)
         if data is None:
             raise NotFound(f"case {req.case_number} has no decision yet")

@@ -1,4 +1,4 @@
-"""Approval's command and event handlers: queues, decisions, supplements, extensions, the join."""
+"""Approval's command handlers and the case's progress: queues, decisions, supplements, the join, seals."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from onestop.approval.v1 import approval_pb2
 from onestop.common.v1 import common_pb2
 from onestop.events.v1 import events_pb2
 from services.approval import model, orm, repository
-from services.approval.model import Who
+from services.approval.convert import actor_json, task_message, view, who
 from services.common.calendar import CalendarError, WorkingCalendar
-from services.common.clock import Clock, aware, from_timestamp
+from services.common.clock import Clock
 from services.common.errors import FailedPrecondition, InvalidArgument
-from services.common.events import kind, new_event, timestamp
+from services.common.events import new_event, timestamp
 from services.common.logging import get_logger
 from services.common.outbox import UnitOfWork
 from services.common.seal import seal
@@ -45,53 +45,6 @@ class ApprovalContext:
             case_id=case_id,
             case_number=case_number,
         )
-
-
-def actor_json(actor: common_pb2.Actor) -> dict[str, Any]:
-    """An actor as stored JSON."""
-    return json_format.MessageToDict(actor, preserving_proto_field_name=True)
-
-
-def who(actor: common_pb2.Actor) -> Who:
-    """The rules' view of an actor."""
-    return Who(username=actor.username, role=actor.role, department=actor.department)
-
-
-def view(row: dict[str, Any]) -> model.TaskView:
-    """The rules' view of a task row."""
-    claimed = (row.get("claimed_by") or {}).get("username", "")
-    return model.TaskView(
-        row["task_id"], row["department"], row["status"], tuple(row["prerequisites"]), claimed
-    )
-
-
-def task_message(row: dict[str, Any]) -> common_pb2.Task:
-    """The protobuf view of a task row."""
-    msg = common_pb2.Task(
-        task_id=row["task_id"],
-        case_id=row["case_id"],
-        case_number=row["case_number"],
-        matter_code=row["matter_code"],
-        department=row["department"],
-        window=row["window"],
-        group=row["grp"],
-        prerequisites=list(row["prerequisites"]),
-        lead=row["lead"],
-        status=row["status"],
-        priority=row["priority"],
-        opinion=row["opinion"] or "",
-        reasons=list(row["reasons"] or []),
-        key_project=row["priority"] >= model.KEY_PROJECT_PRIORITY,
-        extension_days=row["extension_days"],
-    )
-    for name in ("claimed_by", "decided_by"):
-        if row.get(name):
-            json_format.ParseDict(row[name], getattr(msg, name))
-    for name in ("due_at", "created_at", "decided_at"):
-        value = aware(row.get(name))
-        if value is not None:
-            getattr(msg, name).CopyFrom(timestamp(value))
-    return msg
 
 
 def _due(ctx: ApprovalContext, accepted_at: datetime, days: int) -> datetime | None:
@@ -142,82 +95,9 @@ async def audit(
     )
 
 
-# -- events from other services ------------------------------------------------------------------
-
-
-async def on_case_routed(uow: UnitOfWork, ctx: ApprovalContext, env: events_pb2.Envelope) -> None:
-    """Create the case's tasks; the first ones open at once, prerequisites wait (R4, R8, R11)."""
-    body = env.case_routed
-    if await repository.get_plan(uow.conn, case_id=env.case_id):
-        return
-    accepted_at = (
-        from_timestamp(body.accepted_at) if body.HasField("accepted_at") else from_timestamp(env.occurred_at)
-    )
-    now = ctx.clock.now()
-    await repository.insert_plan(
-        uow.conn,
-        {
-            "case_id": env.case_id,
-            "case_number": env.case_number,
-            "matter_code": body.matter_code,
-            "accepted_at": accepted_at,
-            "promised_limit_days": body.promised_limit_days,
-            "key_project": body.key_project,
-            "preliminary_review": body.preliminary_review,
-            "supplement_round": 0,
-            "state": "open",
-            "outcome": 0,
-            "updated_at": now,
-        },
-    )
-    due = _due(ctx, accepted_at, body.promised_limit_days)
-    priority = model.KEY_PROJECT_PRIORITY if body.key_project else 0
-    rows = [
-        {
-            "task_id": t.task_id,
-            "case_id": env.case_id,
-            "case_number": env.case_number,
-            "matter_code": body.matter_code,
-            "department": t.department,
-            "window": t.window,
-            "grp": t.group,
-            "prerequisites": list(t.prerequisites),
-            "lead": t.lead,
-            # A task that may start at once is inserted open (as _open would leave it): no second write.
-            "status": model.PENDING if opens else model.WAITING,
-            "priority": priority,
-            "due_at": due,
-            "claimed_by": None,
-            "decided_by": None,
-            "opinion": "",
-            "reasons": [],
-            "items": [],
-            "extension_days": 0,
-            "created_at": now,
-            "opened_at": now if opens and not body.on_the_spot else None,
-            "decided_at": None,
-        }
-        for t in body.tasks
-        for opens in [not t.prerequisites or body.key_project]
-    ]
-    await repository.insert_tasks(uow.conn, rows)
-    if body.on_the_spot:
-        for row in rows:
-            await _conclude_task(uow, ctx, row, status=model.APPROVED, by=body.accepted_by, reasons=[])
-        plan = await repository.get_plan(uow.conn, case_id=env.case_id)
-        assert plan is not None
-        await _advance(uow, ctx, plan, rows)
-        return
-    for row in rows:
-        if row["status"] == model.PENDING:
-            _emit_opened(uow, ctx, row)
-
-
 async def _open(uow: UnitOfWork, ctx: ApprovalContext, row: dict[str, Any]) -> None:
     row.update(status=model.PENDING, opened_at=ctx.clock.now(), items=[])
-    await repository.update_task(
-        uow.conn, row["task_id"], status=model.PENDING, opened_at=row["opened_at"], items=[]
-    )
+    repository.save_task(uow, row)
     _emit_opened(uow, ctx, row)
 
 
@@ -231,52 +111,6 @@ def _emit_opened(uow: UnitOfWork, ctx: ApprovalContext, row: dict[str, Any]) -> 
     )
 
 
-async def on_case_supplemented(uow: UnitOfWork, ctx: ApprovalContext, env: events_pb2.Envelope) -> None:
-    """The applicant answered the merged notice: the same tasks resume."""
-    for row in await repository.case_tasks(uow.conn, env.case_id, lock=True):
-        if row["status"] == model.SUPPLEMENT:
-            await _open(uow, ctx, row)
-
-
-async def on_case_withdrawn(uow: UnitOfWork, ctx: ApprovalContext, env: events_pb2.Envelope) -> None:
-    """Withdrawal cancels every task still in progress."""
-    plan = await repository.lock_case(uow.conn, env.case_id)
-    if plan is None or plan["state"] != "open":
-        return
-    for row in await repository.case_tasks(uow.conn, env.case_id):
-        if row["status"] not in model.DONE:
-            await repository.update_task(uow.conn, row["task_id"], status=model.CANCELLED)
-    await repository.update_plan(
-        uow.conn, env.case_id, state="withdrawn", outcome=4, updated_at=ctx.clock.now()
-    )
-
-
-async def on_key_project(uow: UnitOfWork, ctx: ApprovalContext, env: events_pb2.Envelope) -> None:
-    """A key project jumps every queue and opens all departments at once (joint review, R2)."""
-    plan = await repository.lock_case(uow.conn, env.case_id)
-    if plan is None:
-        return
-    await repository.update_plan(uow.conn, env.case_id, key_project=True)
-    for row in await repository.case_tasks(uow.conn, env.case_id):
-        await repository.update_task(uow.conn, row["task_id"], priority=model.KEY_PROJECT_PRIORITY)
-        row["priority"] = model.KEY_PROJECT_PRIORITY
-        if row["status"] == model.WAITING:
-            await _open(uow, ctx, row)
-
-
-EVENT_HANDLERS = {
-    "case_routed": on_case_routed,
-    "case_supplemented": on_case_supplemented,
-    "case_withdrawn": on_case_withdrawn,
-    "key_project_designated": on_key_project,
-}
-
-
-async def on_event(uow: UnitOfWork, ctx: ApprovalContext, env: events_pb2.Envelope) -> None:
-    """Dispatch a consumed event."""
-    await EVENT_HANDLERS[kind(env)](uow, ctx, env)
-
-
 # -- commands ----------------------------------------------------------------------------------
 
 
@@ -284,7 +118,7 @@ async def claim(
     uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.ClaimTaskRequest, *, release: bool
 ) -> dict[str, Any]:
     """Claim a pending task for oneself, or release one's claim."""
-    row = await repository.get_task(uow.conn, req.task_id, lock=True)
+    row = repository.task_in(await repository.case_of_task(uow, req.task_id), req.task_id)
     task = view(row)
     model.check_window_actor(task, who(req.by), action="release" if release else "claim")
     if release:
@@ -298,10 +132,10 @@ async def claim(
             raise FailedPrecondition(f"task {req.task_id} is already claimed by you")
         row.update(status=model.CLAIMED, claimed_by=actor_json(req.by))
         body = events_pb2.TaskClaimed(task_id=req.task_id, by=req.by)
-    await repository.update_task(uow.conn, req.task_id, status=row["status"], claimed_by=row["claimed_by"])
+    repository.save_task(uow, row)
     uow.emit(ctx.event(body, case_id=row["case_id"], case_number=row["case_number"]))
     await audit(uow, ctx, req.by, "release" if release else "claim", row["case_number"], task_id=req.task_id)
-    return row
+    return dict(row)
 
 
 VERDICTS = {
@@ -318,28 +152,22 @@ async def decide(
     verdict = VERDICTS.get(req.verdict)
     if verdict is None:
         raise InvalidArgument("verdict must be APPROVE, REJECT or REQUEST_SUPPLEMENT", field="verdict")
-    plan, rows = await repository.lock_case_of_task(uow.conn, req.task_id)  # one decider of a case at a time
-    row = next(r for r in rows if r["task_id"] == req.task_id)
+    plan, rows = await repository.case_of_task(uow, req.task_id)  # one decider of a case at a time
+    row = repository.task_in((plan, rows), req.task_id)
     task = view(row)
     model.check_window_actor(task, who(req.by), action="decide")
     model.check_open(task, action="decide")
     model.check_decision(verdict=verdict, who=who(req.by), reasons=list(req.reasons), items=list(req.items))
     if req.opinion:
         row["opinion"] = req.opinion
-        await repository.update_task(uow.conn, req.task_id, opinion=req.opinion)
+        repository.save_task(uow, row)
     if verdict == "supplement":
         items = [
             json_format.MessageToDict(i, preserving_proto_field_name=True) | {"department": row["department"]}
             for i in req.items
         ]
         row.update(status=common_pb2.TaskStatus.ValueType(model.SUPPLEMENT), items=items, claimed_by=None)
-        await repository.update_task(
-            uow.conn,
-            req.task_id,
-            status=common_pb2.TaskStatus.ValueType(model.SUPPLEMENT),
-            items=items,
-            claimed_by=None,
-        )
+        repository.save_task(uow, row)
         uow.emit(
             ctx.event(
                 events_pb2.TaskDecided(
@@ -374,15 +202,15 @@ async def decide(
         items=[i.material_code for i in req.items],
     )
     await _advance(uow, ctx, plan, rows)
-    return row
+    return dict(row)  # as decided (a later command of the batch may change the case's other rows)
 
 
 async def deem_approve(
     uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.DeemApproveRequest
 ) -> dict[str, Any]:
     """Apply the management office's seal to a silent task (R6): it counts as approved."""
-    plan, rows = await repository.lock_case_of_task(uow.conn, req.task_id)
-    row = next(r for r in rows if r["task_id"] == req.task_id)
+    plan, rows = await repository.case_of_task(uow, req.task_id)
+    row = repository.task_in((plan, rows), req.task_id)
     if row["status"] not in model.OPEN:
         raise FailedPrecondition(
             f"task {req.task_id} is {model.state_name(row['status'])}; only a silent open task "
@@ -405,7 +233,7 @@ async def deem_approve(
         uow, ctx, by, "deem_approve", row["case_number"], task_id=req.task_id, department=row["department"]
     )
     await _advance(uow, ctx, plan, rows)
-    return row
+    return dict(row)
 
 
 async def _conclude_task(
@@ -445,14 +273,7 @@ async def _conclude_task(
         reasons=reasons,
         decided_at=now,
     )
-    await repository.update_task(
-        uow.conn,
-        row["task_id"],
-        status=common_pb2.TaskStatus.ValueType(status),
-        decided_by=row["decided_by"],
-        reasons=reasons,
-        decided_at=now,
-    )
+    repository.save_task(uow, row)
     repository.add_decision(
         uow,
         {
@@ -489,13 +310,14 @@ async def _advance(
     by_id = {r["task_id"]: r for r in rows}
     for task_id in model.blocked(view(r) for r in rows):
         by_id[task_id]["status"] = model.CANCELLED
-        await repository.update_task(uow.conn, task_id, status=model.CANCELLED)
+        repository.save_task(uow, by_id[task_id])
     for task_id in model.ready_to_open(view(r) for r in rows):
         await _open(uow, ctx, by_id[task_id])
     views = [view(r) for r in rows]
     if model.round_complete(views):
         round_no = plan["supplement_round"] + 1
-        await repository.update_plan(uow.conn, case_id, supplement_round=round_no)
+        plan["supplement_round"] = round_no
+        repository.save_plan(uow, plan)
         body = events_pb2.SupplementRoundOpened(round=round_no)
         for r in rows:
             if r["status"] == model.SUPPLEMENT:
@@ -534,9 +356,8 @@ async def _advance(
         signature=sealed.seal.signature.hex(),
     )
     now = ctx.clock.now()
-    await repository.update_plan(
-        uow.conn, case_id, state="concluded", outcome=common_pb2.Outcome.ValueType(outcome), updated_at=now
-    )
+    plan.update(state="concluded", outcome=common_pb2.Outcome.ValueType(outcome), updated_at=now)
+    repository.save_plan(uow, plan)
     repository.add_decision(
         uow,
         {"case_number": plan["case_number"], "task_id": "", "sealed": sealed.SerializeToString(), "at": now},

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Result, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.approval import orm
@@ -22,32 +22,35 @@ async def get_plan(
     return dict(row) if row else None
 
 
-async def lock_case(conn: AsyncConnection, case_id: str) -> dict[str, Any] | None:
-    """Lock a case's plan row: the one mutex every change to a case's tasks takes first."""
-    stmt = select(orm.plans).where(orm.plans.c.case_id == case_id)
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    row = (await conn.execute(stmt)).mappings().first()
-    return dict(row) if row else None
+def _dicts(result: Result[Any]) -> list[dict[str, Any]]:
+    # Rows as plain dicts (cheaper than RowMapping, which looks each key up): hot reads take many.
+    keys = list(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result]
 
 
-async def lock_case_of_task(
-    conn: AsyncConnection, task_id: str
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Lock the case a task belongs to and load its plan and every task: two round trips."""
-    stmt = _LOCK_PLAN_OF_TASK if conn.dialect.name == "postgresql" else _PLAN_OF_TASK
-    plan = (await conn.execute(stmt, {"task_id": task_id})).mappings().first()
-    if plan is None:
-        raise NotFound(f"no task {task_id}")
-    return dict(plan), await case_tasks(conn, plan["case_id"])
+# A case (its plan and every task, in plan order) as the handlers of one transaction see it: read once,
+# locked, kept in `uow.memo` and changed there in place; written back whole with `save_plan`/`save_task`.
+Case = tuple[dict[str, Any], list[dict[str, Any]]]
 
-
-# The decision path's reads, built once (values as parameters).
-_PLAN_OF_TASK = select(orm.plans).where(
-    orm.plans.c.case_id
-    == select(orm.tasks.c.case_id).where(orm.tasks.c.task_id == bindparam("task_id")).scalar_subquery()
+# Built once (values as parameters). The plans are locked in case id order, so two transactions that
+# lock several cases cannot deadlock on each other; the tasks are read after the lock is held, so they
+# are the committed state of a locked case.
+_PLANS_IN = select(orm.plans).where(orm.plans.c.case_id.in_(bindparam("case_ids", expanding=True)))
+_PLANS_OF_TASKS = select(orm.plans).where(
+    orm.plans.c.case_id.in_(
+        select(orm.tasks.c.case_id).where(orm.tasks.c.task_id.in_(bindparam("task_ids", expanding=True)))
+    )
 )
-_LOCK_PLAN_OF_TASK = _PLAN_OF_TASK.with_for_update()
+_LOCK = {
+    "case_ids": _PLANS_IN.order_by(orm.plans.c.case_id).with_for_update(),
+    "task_ids": _PLANS_OF_TASKS.order_by(orm.plans.c.case_id).with_for_update(),
+}
+_READ = {"case_ids": _PLANS_IN, "task_ids": _PLANS_OF_TASKS}  # SQLite: one writer at a time anyway
+_TASKS_OF_CASES = (
+    select(orm.tasks)
+    .where(orm.tasks.c.case_id.in_(bindparam("case_ids", expanding=True)))
+    .order_by(orm.tasks.c.case_id, orm.tasks.c.grp, orm.tasks.c.department)
+)
 _CASE_TASKS = (
     select(orm.tasks)
     .where(orm.tasks.c.case_id == bindparam("case_id"))
@@ -55,71 +58,99 @@ _CASE_TASKS = (
 )
 
 
-async def lock_cases_of_tasks(conn: AsyncConnection, task_ids: Sequence[str]) -> None:
-    """Lock the cases of several tasks in one statement, in case id order (so two batches of decisions
-    cannot deadlock on each other)."""
-    if not task_ids or conn.dialect.name != "postgresql":  # SQLite: one writer at a time anyway
+async def load_cases(uow: UnitOfWork, *, case_ids: Sequence[str] = (), task_ids: Sequence[str] = ()) -> None:
+    """Lock the cases named (or owning the tasks named) and read their plans and tasks into `uow.memo`,
+    in two statements: what the handlers of a batch then read with `locked_case`/`case_of_task`."""
+    by, keys = ("task_ids", list(task_ids)) if task_ids else ("case_ids", list(case_ids))
+    if not keys:
         return
-    owners = select(orm.tasks.c.case_id).where(orm.tasks.c.task_id.in_(task_ids))
-    stmt = (
-        select(orm.plans.c.case_id)
-        .where(orm.plans.c.case_id.in_(owners))
-        .order_by(orm.plans.c.case_id)
-        .with_for_update()
-    )
-    await conn.execute(stmt)
+    stmt = (_LOCK if uow.conn.dialect.name == "postgresql" else _READ)[by]
+    plans = {r["case_id"]: r for r in _dicts(await uow.conn.execute(stmt, {by: keys}))}
+    tasks: dict[str, list[dict[str, Any]]] = {case_id: [] for case_id in plans}
+    if plans:
+        for r in _dicts(await uow.conn.execute(_TASKS_OF_CASES, {"case_ids": list(plans)})):
+            tasks[r["case_id"]].append(r)
+    for case_id, plan in plans.items():
+        if ("case", case_id) not in uow.memo:  # what this transaction changed stays as it is
+            remember_case(uow, plan, tasks[case_id])
+    if by == "case_ids":
+        for case_id in keys:
+            uow.memo.setdefault(("case", case_id), None)  # known absent
 
 
-async def insert_plan(conn: AsyncConnection, row: dict[str, Any]) -> None:
-    """Insert a case plan."""
-    await conn.execute(orm.plans.insert().values(**row))
+def remember_case(uow: UnitOfWork, plan: dict[str, Any], tasks: list[dict[str, Any]]) -> None:
+    """Keep a case (read or just created) for the rest of the transaction."""
+    uow.memo[("case", plan["case_id"])] = (plan, tasks)
+    for task in tasks:
+        uow.memo[("task", task["task_id"])] = plan["case_id"]
 
 
-async def update_plan(conn: AsyncConnection, case_id: str, **values: Any) -> None:
-    """Update a case plan."""
-    await conn.execute(update(orm.plans).where(orm.plans.c.case_id == case_id).values(**values))
+async def locked_case(uow: UnitOfWork, case_id: str) -> Case | None:
+    """A case, locked for the rest of the transaction (read once); None when approval has no plan."""
+    if ("case", case_id) not in uow.memo:
+        await load_cases(uow, case_ids=[case_id])
+    return cast("Case | None", uow.memo[("case", case_id)])
 
 
-async def insert_tasks(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Insert the tasks of a plan."""
-    if rows:
-        await conn.execute(orm.tasks.insert(), rows)
+async def case_of_task(uow: UnitOfWork, task_id: str) -> Case:
+    """The case a task belongs to, locked (see `locked_case`), or NOT_FOUND."""
+    if ("task", task_id) not in uow.memo:
+        await load_cases(uow, task_ids=[task_id])
+    case_id = uow.memo.get(("task", task_id))
+    if case_id is None:
+        raise NotFound(f"no task {task_id}")
+    return cast(Case, uow.memo[("case", case_id)])
 
 
-async def get_task(conn: AsyncConnection, task_id: str, *, lock: bool = False) -> dict[str, Any]:
-    """One task, or NOT_FOUND; with lock=True its case is locked first (see lock_case)."""
-    stmt = select(orm.tasks).where(orm.tasks.c.task_id == task_id)
-    row = (await conn.execute(stmt)).mappings().first()
+def task_in(case: Case, task_id: str) -> dict[str, Any]:
+    """One task of a case."""
+    return next(t for t in case[1] if t["task_id"] == task_id)
+
+
+def save_plan(uow: UnitOfWork, plan: dict[str, Any]) -> None:
+    """Write a (whole) plan row at commit, with the transaction's other plans in one statement."""
+    uow.upsert_later(orm.plans, plan)
+
+
+def save_task(uow: UnitOfWork, task: dict[str, Any]) -> None:
+    """Write a (whole) task row at commit, with the transaction's other tasks in one statement."""
+    uow.upsert_later(orm.tasks, task)
+
+
+_TASK = select(orm.tasks).where(orm.tasks.c.task_id == bindparam("task_id"))
+
+
+async def get_task(conn: AsyncConnection, task_id: str) -> dict[str, Any]:
+    """One task, or NOT_FOUND (a read outside a unit of work that changes tasks)."""
+    row = (await conn.execute(_TASK, {"task_id": task_id})).mappings().first()
     if row is None:
         raise NotFound(f"no task {task_id}")
-    if lock:
-        await lock_case(conn, row["case_id"])
-        row = (await conn.execute(stmt)).mappings().first()
-        assert row is not None
     return dict(row)
 
 
-async def case_tasks(conn: AsyncConnection, case_id: str, *, lock: bool = False) -> list[dict[str, Any]]:
-    """Every task of a case, in plan order; with lock=True the case is locked first."""
-    if lock:
-        await lock_case(conn, case_id)
-    return [dict(r) for r in (await conn.execute(_CASE_TASKS, {"case_id": case_id})).mappings()]
+async def case_tasks(conn: AsyncConnection, case_id: str) -> list[dict[str, Any]]:
+    """Every task of a case, in plan order."""
+    return _dicts(await conn.execute(_CASE_TASKS, {"case_id": case_id}))
 
 
-async def update_task(conn: AsyncConnection, task_id: str, **values: Any) -> None:
-    """Update one task."""
-    await conn.execute(update(orm.tasks).where(orm.tasks.c.task_id == task_id).values(**values))
+def _queue(*, by_department: bool) -> Any:
+    stmt = select(orm.tasks).where(orm.tasks.c.status.in_(bindparam("statuses", expanding=True)))
+    if by_department:
+        stmt = stmt.where(orm.tasks.c.department == bindparam("department"))
+    return stmt.order_by(orm.tasks.c.priority.desc(), orm.tasks.c.due_at, orm.tasks.c.created_at).limit(
+        bindparam("limit")
+    )
+
+
+_QUEUE = {True: _queue(by_department=True), False: _queue(by_department=False)}
 
 
 async def queue(
     conn: AsyncConnection, *, department: str, statuses: tuple[int, ...], limit: int
 ) -> list[dict[str, Any]]:
-    """A window's queue: priority first, then the nearest due time."""
-    stmt = select(orm.tasks).where(orm.tasks.c.status.in_(statuses))
-    if department:
-        stmt = stmt.where(orm.tasks.c.department == department)
-    stmt = stmt.order_by(orm.tasks.c.priority.desc(), orm.tasks.c.due_at, orm.tasks.c.created_at).limit(limit)
-    return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+    """A window's queue (or every department's): priority first, then the nearest due time."""
+    params = {"statuses": list(statuses), "department": department, "limit": limit}
+    return _dicts(await conn.execute(_QUEUE[bool(department)], params))
 
 
 async def add_opinion(conn: AsyncConnection, row: dict[str, Any]) -> None:

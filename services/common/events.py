@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -21,11 +21,17 @@ class MalformedEvent(ValueError):
     """A message that is not an Envelope, or carries no known body."""
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def timestamp(instant: datetime) -> Timestamp:
-    """A protobuf Timestamp for a timezone-aware instant."""
-    ts = Timestamp()
-    ts.FromDatetime(instant)
-    return ts
+    """A protobuf Timestamp for a timezone-aware instant (a naive one is taken to be UTC)."""
+    # Integer arithmetic, as Timestamp.FromDatetime does, at half its cost: every event carries one.
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)
+    seconds, micros = divmod((instant - _EPOCH) // _MICROSECOND, 1_000_000)
+    return Timestamp(seconds=seconds, nanos=micros * 1000)
 
 
 def subject_for(kind: str) -> str:

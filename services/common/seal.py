@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -18,6 +19,12 @@ def key_id(public: Ed25519PublicKey) -> str:
     """A short, stable name of a public key: the first 16 hex digits of its SHA-256."""
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=16)
+def _key_id_of(key: Ed25519PrivateKey) -> str:
+    # A service signs every decision with the same key: derive its id once, not per seal.
+    return key_id(key.public_key())
 
 
 def load_or_create_key(path: Path) -> Ed25519PrivateKey:
@@ -57,7 +64,7 @@ def seal(decision: common_pb2.Decision, key: Ed25519PrivateKey) -> common_pb2.Se
         canonical=data,
         seal=common_pb2.Seal(
             center=decision.center,
-            key_id=key_id(key.public_key()),
+            key_id=_key_id_of(key),
             algorithm=ALGORITHM,
             signature=key.sign(data),
         ),
