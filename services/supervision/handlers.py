@@ -145,8 +145,6 @@ async def on_task_opened(uow: UnitOfWork, ctx: SupervisionContext, env: events_p
         return
     if case is None or not case["routed"]:  # (a task with a clock is of a routed case)
         raise NotReadyYet(f"task {task.task_id} opened before case {env.case_number} was routed")
-    if case["status"] in ("concluded", "withdrawn"):
-        return
     row = _new_clock(
         case,
         clock_id=repository.task_clock_id(task.task_id),
@@ -158,6 +156,19 @@ async def on_task_opened(uow: UnitOfWork, ctx: SupervisionContext, env: events_p
     )
     if not await clocks.start(uow, ctx, row, event_id=env.event_id):
         return  # its clock exists: a re-opening after a supplement changes nothing
+    if case["status"] in ("concluded", "withdrawn"):
+        # The opening arrived late (it overtook the routing and waited to be redelivered): keep the
+        # department's timing, stopped where the case's conclusion stopped its other tasks.
+        await clocks.stop(
+            uow,
+            ctx,
+            row,
+            at=max(case["concluded_at"] or row["started_at"], row["started_at"]),
+            outcome=0,
+            cause=case["status"],
+            event_id=env.event_id,
+        )
+        return
     if (
         case_clock
         and case_clock["paused"]
