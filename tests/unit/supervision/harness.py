@@ -21,7 +21,7 @@ from services.common.events import decode, kind, new_event, timestamp
 from services.common.outbox import Outbox, UnitOfWork
 from services.common.runtime import Runtime
 from services.common.settings import Settings
-from services.supervision import handlers, orm, repository, ticker
+from services.supervision import bootstrap, handlers, orm, repository, ticker
 from services.supervision.clocks import SupervisionContext
 from services.supervision.grpc_api import SupervisionApi
 
@@ -231,6 +231,7 @@ class Supervision:
         )
         async with self.uow() as uow:
             if await uow.mark_processed(orm.inbox, consumer="supervision", event_id=env.event_id):
+                await bootstrap.prefetch(self.ctx, uow, [env])
                 await handlers.on_event(uow, self.ctx, env)
             await uow.commit()
         return env
