@@ -99,18 +99,22 @@ async def load_cases(
     """Read and lock the cases not known to this transaction yet (in one statement per thousand),
     inserting placeholder rows first for those of ``create`` that do not exist."""
     wanted = sorted(k for k in set(case_ids) if not uow.cached(orm.cases, k)[0])
-    if not wanted:
-        return
+    if wanted:
+        await _read_cases(uow, wanted, create=sorted(set(create) & set(wanted)), now=now)
+
+
+async def _read_cases(
+    uow: UnitOfWork, case_ids: list[str], *, create: list[str], now: datetime | None
+) -> None:
     conn = uow.conn
-    pg = conn.dialect.name == "postgresql"
-    placeholders = sorted(set(create) & set(wanted))
-    if placeholders:
+    if create:
         assert now is not None
-        await conn.execute(_insert_placeholders(conn.dialect.name), [new_case(k, now) for k in placeholders])
-    for k in wanted:
+        await conn.execute(_insert_placeholders(conn.dialect.name), [new_case(k, now) for k in create])
+    for k in case_ids:
         uow.remember(orm.cases, k, None)
-    for chunk in _chunks(wanted):
-        for row in (await conn.execute(_LOCK_CASES if pg else _SELECT_CASES, {"keys": chunk})).mappings():
+    stmt = _LOCK_CASES if conn.dialect.name == "postgresql" else _SELECT_CASES
+    for chunk in _chunks(case_ids):
+        for row in (await conn.execute(stmt, {"keys": chunk})).mappings():
             uow.remember(orm.cases, row["case_id"], dict(row))
 
 
@@ -144,7 +148,11 @@ async def update_case(
 ) -> dict[str, Any]:
     """Create the case on first sight, then set ``values`` and move it forward to ``advance_to`` (events
     may arrive out of order; a case never goes back); the row as it now is (written at commit)."""
-    current = await case_row(uow, case_id) or new_case(case_id, now)
+    current = await case_row(uow, case_id)
+    if current is None:
+        # Not created ahead (an event missing from CASE_WRITERS): create and lock it now all the same.
+        await _read_cases(uow, [case_id], create=[case_id], now=now)
+        current = uow.cached(orm.cases, case_id)[1] or new_case(case_id, now)
     row = {**current, **values, "updated_at": now}
     if advance_to and current["status"] in _CASE_ORDER[: _CASE_ORDER.index(advance_to)]:
         row["status"] = advance_to

@@ -12,7 +12,7 @@ import pytest
 from onestop.common.v1 import common_pb2
 from onestop.events.v1 import events_pb2
 from services.common.clock import ManualClock
-from services.supervision import model, orm
+from services.supervision import handlers, model, orm
 from tests.unit.supervision.harness import FakeApproval, Supervision, at, fresh_calendar, sqlite_engine
 
 APPROVED = common_pb2.TASK_STATUS_APPROVED
@@ -125,3 +125,16 @@ async def test_a_batch_sees_the_clocks_its_earlier_events_started(sup: Supervisi
     for clock_id in (case.case_clock, case.task_clock("PLAN"), case.task_clock("FIRE")):
         row = await sup.clock_row(clock_id)
         assert row["paused"] and row["next_action_at"] is None, clock_id
+
+
+async def test_handlers_read_what_they_need_when_nothing_was_read_ahead(
+    sup: Supervision, twin: Supervision
+) -> None:
+    envs = await _two_cases(sup)
+    for env in envs:
+        await twin.apply(env)
+    async with sup.uow() as uow:  # no prefetch: every read falls back to a read of its own
+        for env in envs:
+            await handlers.on_event(uow, sup.ctx, env)
+        await uow.commit()
+    assert await _state(sup) == await _state(twin)
