@@ -126,6 +126,51 @@ async def save(
         )
 
 
+def new_row(
+    case: dict[str, Any],
+    *,
+    clock_id: str,
+    task_id: str,
+    department: str,
+    window: str,
+    started_at: datetime,
+    now: datetime,
+) -> dict[str, Any]:
+    """A new clock's whole row, taking the case's limits (computed by `start`)."""
+    return {
+        "clock_id": clock_id,
+        "case_id": case["case_id"],
+        "case_number": case["case_number"] or "",
+        "task_id": task_id,
+        "center": case["center"],
+        "matter_code": case["matter_code"],
+        "department": department,
+        "window": window,
+        "accepted_at": case["accepted_at"] or started_at,
+        "started_at": started_at,
+        "limit_days": case["promised_days"],
+        "statutory_days": case["statutory_days"],
+        "key_deadline": case["key_deadline"],
+        "extension_days": 0,
+        "threshold_days": case["threshold_days"],
+        "deemed_allowed": case["deemed_allowed"],
+        "pauses": [],
+        "paused": False,
+        "due_at": None,
+        "calendar_missing": 0,
+        "warned_level": 0,
+        "urged_at": None,
+        "deem_state": "",
+        "claimants": [],
+        "decided_by": "",
+        "stopped_at": None,
+        "outcome": 0,
+        "working_days": None,
+        "next_action_at": None,
+        "updated_at": now,
+    }
+
+
 async def start(uow: UnitOfWork, ctx: SupervisionContext, row: dict[str, Any], *, event_id: str) -> bool:
     """Insert a new clock (computed) and record its start; False when it already existed."""
     done = compute(ctx, repository.to_model(row))

@@ -72,7 +72,7 @@ async def on_case_routed(uow: UnitOfWork, ctx: SupervisionContext, env: events_p
     )
     if forwarded.decided_above(case):  # the deciding node runs the clocks
         return
-    row = _new_clock(
+    row = clocks.new_row(
         case,
         clock_id=repository.case_clock_id(env.case_id),
         task_id="",
@@ -94,50 +94,6 @@ async def on_case_routed(uow: UnitOfWork, ctx: SupervisionContext, env: events_p
         )
 
 
-def _new_clock(
-    case: dict[str, Any],
-    *,
-    clock_id: str,
-    task_id: str,
-    department: str,
-    window: str,
-    started_at: datetime,
-    now: datetime,
-) -> dict[str, Any]:
-    return {
-        "clock_id": clock_id,
-        "case_id": case["case_id"],
-        "case_number": case["case_number"] or "",
-        "task_id": task_id,
-        "center": case["center"],
-        "matter_code": case["matter_code"],
-        "department": department,
-        "window": window,
-        "accepted_at": case["accepted_at"] or started_at,
-        "started_at": started_at,
-        "limit_days": case["promised_days"],
-        "statutory_days": case["statutory_days"],
-        "key_deadline": case["key_deadline"],
-        "extension_days": 0,
-        "threshold_days": case["threshold_days"],
-        "deemed_allowed": case["deemed_allowed"],
-        "pauses": [],
-        "paused": False,
-        "due_at": None,
-        "calendar_missing": 0,
-        "warned_level": 0,
-        "urged_at": None,
-        "deem_state": "",
-        "claimants": [],
-        "decided_by": "",
-        "stopped_at": None,
-        "outcome": 0,
-        "working_days": None,
-        "next_action_at": None,
-        "updated_at": now,
-    }
-
-
 async def on_task_opened(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
     """A department task opened: its clock starts now (a re-opening after a supplement changes nothing)."""
     task = env.task_opened.task
@@ -147,7 +103,7 @@ async def on_task_opened(uow: UnitOfWork, ctx: SupervisionContext, env: events_p
         return
     if case is None or not case["routed"]:  # (a task with a clock is of a routed case)
         raise NotReadyYet(f"task {task.task_id} opened before case {env.case_number} was routed")
-    row = _new_clock(
+    row = clocks.new_row(
         case,
         clock_id=repository.task_clock_id(task.task_id),
         task_id=task.task_id,
