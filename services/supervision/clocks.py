@@ -13,7 +13,7 @@ from services.common.db import insert_ignore
 from services.common.events import new_event
 from services.common.logging import get_logger
 from services.common.outbox import Outbox, UnitOfWork
-from services.supervision import model, orm, repository
+from services.supervision import model, orm, repository, store
 
 log = get_logger(__name__)
 
@@ -109,20 +109,66 @@ async def save(
         "calendar_missing": done.missing_year,
         "updated_at": ctx.clock.now(),
     }
-    await repository.update_clock(uow.conn, row["clock_id"], **values)
-    if always or done.clock.due_at != row["due_at"]:
+    old_due = row["due_at"]
+    row.update(values)
+    store.save_clock(uow, row)
+    if always or done.clock.due_at != old_due:
         repository.add_change(
             uow,
             clock_id=row["clock_id"],
             case_number=row["case_number"],
             at=at,
             cause=cause,
-            old_due=row["due_at"],
+            old_due=old_due,
             new_due=done.clock.due_at,
             detail=detail,
             event_id=event_id,
         )
-    row.update(values)
+
+
+def new_row(
+    case: dict[str, Any],
+    *,
+    clock_id: str,
+    task_id: str,
+    department: str,
+    window: str,
+    started_at: datetime,
+    now: datetime,
+) -> dict[str, Any]:
+    """A new clock's whole row, taking the case's limits (computed by `start`)."""
+    return {
+        "clock_id": clock_id,
+        "case_id": case["case_id"],
+        "case_number": case["case_number"] or "",
+        "task_id": task_id,
+        "center": case["center"],
+        "matter_code": case["matter_code"],
+        "department": department,
+        "window": window,
+        "accepted_at": case["accepted_at"] or started_at,
+        "started_at": started_at,
+        "limit_days": case["promised_days"],
+        "statutory_days": case["statutory_days"],
+        "key_deadline": case["key_deadline"],
+        "extension_days": 0,
+        "threshold_days": case["threshold_days"],
+        "deemed_allowed": case["deemed_allowed"],
+        "pauses": [],
+        "paused": False,
+        "due_at": None,
+        "calendar_missing": 0,
+        "warned_level": 0,
+        "urged_at": None,
+        "deem_state": "",
+        "claimants": [],
+        "decided_by": "",
+        "stopped_at": None,
+        "outcome": 0,
+        "working_days": None,
+        "next_action_at": None,
+        "updated_at": now,
+    }
 
 
 async def start(uow: UnitOfWork, ctx: SupervisionContext, row: dict[str, Any], *, event_id: str) -> bool:
@@ -133,7 +179,7 @@ async def start(uow: UnitOfWork, ctx: SupervisionContext, row: dict[str, Any], *
         next_action_at=done.next_action_at,
         calendar_missing=done.missing_year,
     )
-    if not await repository.insert_clock(uow.conn, row):
+    if not await store.add_clock(uow, row):
         return False
     if done.missing_year:
         await raise_calendar_missing(uow, ctx, done.missing_year, detail=f"clock {row['clock_id']} (started)")
@@ -178,7 +224,8 @@ async def stop(
         "next_action_at": None,
         "updated_at": ctx.clock.now(),
     }
-    await repository.update_clock(uow.conn, row["clock_id"], **values)
+    row.update(values)
+    store.save_clock(uow, row)
     repository.add_change(
         uow,
         clock_id=row["clock_id"],
@@ -190,4 +237,3 @@ async def stop(
         detail=f"outcome {outcome}, {used} working days used",
         event_id=event_id,
     )
-    row.update(values)

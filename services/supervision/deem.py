@@ -14,7 +14,7 @@ from onestop.common.v1 import common_pb2
 from services.common.logging import get_logger
 from services.common.outbox import UnitOfWork
 from services.common.rpc import insecure_channel
-from services.supervision import repository
+from services.supervision import repository, store
 from services.supervision.clocks import SupervisionContext
 
 log = get_logger(__name__)
@@ -84,10 +84,8 @@ async def settle(
                 "deemed_at": at,
             },
         )
-    await repository.update_clock(
-        uow.conn, row["clock_id"], deem_state=state, next_action_at=None, updated_at=ctx.clock.now()
-    )
-    row.update(deem_state=state, next_action_at=None)
+    row.update(deem_state=state, next_action_at=None, updated_at=ctx.clock.now())
+    store.save_clock(uow, row)
     log.info(
         "deemed approval settled",
         case_number=row["case_number"],
@@ -128,7 +126,7 @@ async def call_approval(
                 log.warning("deemed approval call failed; will retry", task_id=row["task_id"], error=note)
                 await repository.note_deem_attempt(work.conn, row["task_id"], note=note)
                 continue
-            fresh = await repository.get_clock(work.conn, row["clock_id"], lock=True)
+            fresh = await store.clock_row(work, row["clock_id"])
             if fresh is not None:
                 await settle(work, ctx, fresh, deemed=outcome == "deemed", note=note, at=now)
         await work.commit()

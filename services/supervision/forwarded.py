@@ -17,7 +17,7 @@ from onestop.common.v1 import common_pb2
 from onestop.events.v1 import events_pb2
 from services.common.clock import from_timestamp
 from services.common.outbox import UnitOfWork
-from services.supervision import clocks, repository
+from services.supervision import clocks, store
 from services.supervision.clocks import SupervisionContext
 
 # CaseForwarded.reason values (routing/forwarding.py).
@@ -37,8 +37,8 @@ async def on_case_forwarded(uow: UnitOfWork, ctx: SupervisionContext, env: event
     body = env.case_forwarded
     now = ctx.clock.now()
     above = (body.reason or DECIDED_ABOVE) == DECIDED_ABOVE
-    await repository.upsert_case(
-        uow.conn,
+    await store.update_case(
+        uow,
         case_id=env.case_id,
         now=now,
         advance_to="forwarded" if above else "",
@@ -48,7 +48,7 @@ async def on_case_forwarded(uow: UnitOfWork, ctx: SupervisionContext, env: event
     if not above:
         return  # the preliminary review runs here first; its clocks start with case_routed
     at = from_timestamp(env.occurred_at)
-    for row in await repository.case_clocks(uow.conn, case_id=env.case_id, open_only=True, lock=True):
+    for row in await store.clocks_of(uow, env.case_id, open_only=True):
         await clocks.stop(uow, ctx, row, at=at, outcome=0, cause="forwarded", event_id=env.event_id)
 
 
@@ -66,14 +66,14 @@ async def preliminary_concluded(
     if not preliminary or body.outcome not in APPROVING:
         return False  # a refused preliminary review concludes the case here
     at = from_timestamp(env.occurred_at)
-    for row in await repository.case_clocks(uow.conn, case_id=env.case_id, open_only=True, lock=True):
+    for row in await store.clocks_of(uow, env.case_id, open_only=True):
         outcome = 0 if row["task_id"] else body.outcome
         await clocks.stop(
             uow, ctx, row, at=at, outcome=outcome, cause="preliminary_review", event_id=env.event_id
         )
     if case is None or case["status"] not in CLOSED:
-        await repository.upsert_case(
-            uow.conn,
+        await store.update_case(
+            uow,
             case_id=env.case_id,
             now=ctx.clock.now(),
             status="forwarded",
@@ -87,12 +87,12 @@ async def on_parent_result_received(
 ) -> None:
     """The parent decided a case this node forwarded: the case is concluded here with its outcome."""
     body = env.parent_result_received
-    case = await repository.get_case(uow.conn, case_id=env.case_id, lock=True)
+    case = await store.case_row(uow, env.case_id)
     if case is not None and case["status"] in CLOSED:
         return
     at = from_timestamp(env.occurred_at)
-    await repository.upsert_case(
-        uow.conn,
+    await store.update_case(
+        uow,
         case_id=env.case_id,
         now=ctx.clock.now(),
         status="concluded",
@@ -100,5 +100,5 @@ async def on_parent_result_received(
         concluded_at=at,
         forwarded_to=(case or {}).get("forwarded_to") or body.parent_center,
     )
-    for row in await repository.case_clocks(uow.conn, case_id=env.case_id, open_only=True, lock=True):
+    for row in await store.clocks_of(uow, env.case_id, open_only=True):
         await clocks.stop(uow, ctx, row, at=at, outcome=0, cause="parent_result", event_id=env.event_id)

@@ -12,7 +12,7 @@ from services.common.clock import from_timestamp
 from services.common.events import kind
 from services.common.logging import get_logger
 from services.common.outbox import UnitOfWork
-from services.supervision import clocks, deem, forwarded, model, repository
+from services.supervision import clocks, deem, forwarded, model, repository, store
 from services.supervision.clocks import SupervisionContext
 
 log = get_logger(__name__)
@@ -30,8 +30,8 @@ def _at(env: events_pb2.Envelope) -> datetime:
 async def on_case_accepted(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
     """Remember the case: accepted here (or uploaded from a child center)."""
     body = env.case_accepted
-    case = await repository.upsert_case(
-        uow.conn,
+    case = await store.update_case(
+        uow,
         case_id=env.case_id,
         now=ctx.clock.now(),
         advance_to="accepted",
@@ -43,10 +43,11 @@ async def on_case_accepted(uow: UnitOfWork, ctx: SupervisionContext, env: events
     )
     if case["routed"]:
         # The routing overtook the acceptance (replicas share the consumer): give its clocks the center.
-        # (Clocks exist only once the case is routed; the upsert's row lock orders us after that routing.)
-        await repository.fill_clock_center(
-            uow.conn, case_id=env.case_id, center=body.origin_center or env.center
-        )
+        # (Clocks exist only once the case is routed; the case's row lock orders us after that routing.)
+        for row in await store.clocks_of(uow, env.case_id):
+            if row["center"] == "":
+                row["center"] = case["center"]
+                store.save_clock(uow, row)
 
 
 async def on_case_routed(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
@@ -54,8 +55,8 @@ async def on_case_routed(uow: UnitOfWork, ctx: SupervisionContext, env: events_p
     body = env.case_routed
     accepted_at = from_timestamp(body.accepted_at) if body.HasField("accepted_at") else _at(env)
     threshold = body.warning_threshold_days or DEFAULT_THRESHOLD_DAYS
-    case = await repository.upsert_case(
-        uow.conn,
+    case = await store.update_case(
+        uow,
         case_id=env.case_id,
         now=ctx.clock.now(),
         advance_to="routed",
@@ -71,7 +72,7 @@ async def on_case_routed(uow: UnitOfWork, ctx: SupervisionContext, env: events_p
     )
     if forwarded.decided_above(case):  # the deciding node runs the clocks
         return
-    row = _new_clock(
+    row = clocks.new_row(
         case,
         clock_id=repository.case_clock_id(env.case_id),
         task_id="",
@@ -93,61 +94,16 @@ async def on_case_routed(uow: UnitOfWork, ctx: SupervisionContext, env: events_p
         )
 
 
-def _new_clock(
-    case: dict[str, Any],
-    *,
-    clock_id: str,
-    task_id: str,
-    department: str,
-    window: str,
-    started_at: datetime,
-    now: datetime,
-) -> dict[str, Any]:
-    return {
-        "clock_id": clock_id,
-        "case_id": case["case_id"],
-        "case_number": case["case_number"] or "",
-        "task_id": task_id,
-        "center": case["center"],
-        "matter_code": case["matter_code"],
-        "department": department,
-        "window": window,
-        "accepted_at": case["accepted_at"] or started_at,
-        "started_at": started_at,
-        "limit_days": case["promised_days"],
-        "statutory_days": case["statutory_days"],
-        "key_deadline": case["key_deadline"],
-        "extension_days": 0,
-        "threshold_days": case["threshold_days"],
-        "deemed_allowed": case["deemed_allowed"],
-        "pauses": [],
-        "paused": False,
-        "due_at": None,
-        "calendar_missing": 0,
-        "warned_level": 0,
-        "urged_at": None,
-        "deem_state": "",
-        "claimants": [],
-        "decided_by": "",
-        "stopped_at": None,
-        "outcome": 0,
-        "working_days": None,
-        "next_action_at": None,
-        "updated_at": now,
-    }
-
-
 async def on_task_opened(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
     """A department task opened: its clock starts now (a re-opening after a supplement changes nothing)."""
     task = env.task_opened.task
-    case, case_clock = await repository.get_case_and_its_clock(uow.conn, task.case_id or env.case_id)
+    case_id = store.case_id_of(env)
+    case = await store.case_row(uow, case_id)
     if forwarded.decided_above(case):  # the deciding node runs the clocks
         return
     if case is None or not case["routed"]:  # (a task with a clock is of a routed case)
         raise NotReadyYet(f"task {task.task_id} opened before case {env.case_number} was routed")
-    if case["status"] in ("concluded", "withdrawn"):
-        return
-    row = _new_clock(
+    row = clocks.new_row(
         case,
         clock_id=repository.task_clock_id(task.task_id),
         task_id=task.task_id,
@@ -158,6 +114,20 @@ async def on_task_opened(uow: UnitOfWork, ctx: SupervisionContext, env: events_p
     )
     if not await clocks.start(uow, ctx, row, event_id=env.event_id):
         return  # its clock exists: a re-opening after a supplement changes nothing
+    if case["status"] in ("concluded", "withdrawn"):
+        # The opening arrived late (it overtook the routing and waited to be redelivered): keep the
+        # department's timing, stopped where the case's conclusion stopped its other tasks.
+        await clocks.stop(
+            uow,
+            ctx,
+            row,
+            at=max(case["concluded_at"] or row["started_at"], row["started_at"]),
+            outcome=0,
+            cause=case["status"],
+            event_id=env.event_id,
+        )
+        return
+    case_clock = await store.clock_row(uow, repository.case_clock_id(case_id), case_id=case_id)
     if (
         case_clock
         and case_clock["paused"]
@@ -178,19 +148,20 @@ async def on_task_opened(uow: UnitOfWork, ctx: SupervisionContext, env: events_p
 async def on_task_claimed(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
     """Remember who held the task (named in accountability records, R22)."""
     body = env.task_claimed
-    row = await repository.get_clock(uow.conn, repository.task_clock_id(body.task_id), lock=True)
+    row = await store.clock_row(uow, repository.task_clock_id(body.task_id), case_id=env.case_id)
     if row is None or not body.by.username or body.by.username in row["claimants"]:
         return
-    await repository.update_clock(uow.conn, row["clock_id"], claimants=[*row["claimants"], body.by.username])
+    row["claimants"] = [*row["claimants"], body.by.username]
+    store.save_clock(uow, row)
 
 
 async def _task_clock(uow: UnitOfWork, env: events_pb2.Envelope, task_id: str) -> dict[str, Any] | None:
     """The task's clock; None for an on-the-spot or closed case; NotReadyYet while the opening is unseen."""
     # Replicas share the consumer, so a decision can overtake the task's opening: it is redelivered later.
-    row = await repository.get_clock(uow.conn, repository.task_clock_id(task_id), lock=True)
+    row = await store.clock_row(uow, repository.task_clock_id(task_id), case_id=env.case_id)
     if row is not None:
         return row
-    case = await repository.get_case(uow.conn, case_id=env.case_id)
+    case = await store.case_row(uow, env.case_id)
     if case is not None and (case["on_the_spot"] or case["status"] in ("concluded", "withdrawn")):
         return None
     raise NotReadyYet(f"{kind(env)} for task {task_id} arrived before the task opened")
@@ -206,7 +177,7 @@ async def on_task_decided(uow: UnitOfWork, ctx: SupervisionContext, env: events_
     if body.status == common_pb2.TASK_STATUS_SUPPLEMENT_REQUESTED:
         # The department has spoken; waiting for the merged notice and the applicant is not its delay.
         if who and who not in row["claimants"]:
-            await repository.update_clock(uow.conn, row["clock_id"], claimants=[*row["claimants"], who])
+            row["claimants"] = [*row["claimants"], who]  # written with the pause below
         await clocks.save(
             uow,
             ctx,
@@ -237,7 +208,7 @@ async def _pause_case(
     uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope, *, kind_: str, detail: str
 ) -> None:
     at = _at(env)
-    for row in await repository.case_clocks(uow.conn, case_id=env.case_id, open_only=True, lock=True):
+    for row in await store.clocks_of(uow, env.case_id, open_only=True):
         clock = repository.to_model(row)
         paused = model.pause(clock, kind=kind_, at=at)
         if paused != clock:
@@ -250,7 +221,7 @@ async def _resume_case(
     uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope, *, kind_: str, detail: str
 ) -> None:
     at = _at(env)
-    for row in await repository.case_clocks(uow.conn, case_id=env.case_id, open_only=True, lock=True):
+    for row in await store.clocks_of(uow, env.case_id, open_only=True):
         clock = repository.to_model(row)
         resumed = model.resume(clock, kind=kind_, at=at)
         if resumed != clock:
@@ -283,7 +254,7 @@ async def on_supplement_requested(uow: UnitOfWork, ctx: SupervisionContext, env:
             detail=f"supplement notice round {env.supplement_requested.round}",
         )
         return
-    await repository.upsert_case(uow.conn, case_id=env.case_id, now=ctx.clock.now())
+    await store.update_case(uow, case_id=env.case_id, now=ctx.clock.now())
 
 
 async def on_case_supplemented(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
@@ -330,7 +301,7 @@ async def on_extension_decided(uow: UnitOfWork, ctx: SupervisionContext, env: ev
         detail=detail,
         event_id=env.event_id,
     )
-    rows = await repository.case_clocks(uow.conn, case_id=row["case_id"], lock=True)
+    rows = await store.clocks_of(uow, row["case_id"])
     longest = max((r["extension_days"] for r in rows if r["task_id"]), default=0)
     for case_row in rows:
         if (
@@ -357,20 +328,17 @@ async def on_key_project_designated(
     """A key project's public deadline caps every clock of the case; the tracker follows it (R1, R5)."""
     body = env.key_project_designated
     deadline = from_timestamp(body.promised_deadline) if body.HasField("promised_deadline") else None
-    await repository.upsert_case(
-        uow.conn,
+    await store.update_case(
+        uow,
         case_id=env.case_id,
         now=ctx.clock.now(),
         key_project=True,
         key_deadline=deadline,
         tracker=body.tracker or body.designated_by.username,
+        **({"case_number": env.case_number} if env.case_number else {}),
     )
-    if env.case_number:
-        await repository.upsert_case(
-            uow.conn, case_id=env.case_id, now=ctx.clock.now(), case_number=env.case_number
-        )
     at = _at(env)
-    for row in await repository.case_clocks(uow.conn, case_id=env.case_id, open_only=True, lock=True):
+    for row in await store.clocks_of(uow, env.case_id, open_only=True):
         clock = replace(repository.to_model(row), key_deadline=deadline)
         await clocks.save(
             uow,
@@ -388,10 +356,10 @@ async def _conclude(
     uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope, *, status: str, outcome: int
 ) -> None:
     at = _at(env)
-    await repository.upsert_case(
-        uow.conn, case_id=env.case_id, now=ctx.clock.now(), status=status, outcome=outcome, concluded_at=at
+    await store.update_case(
+        uow, case_id=env.case_id, now=ctx.clock.now(), status=status, outcome=outcome, concluded_at=at
     )
-    for row in await repository.case_clocks(uow.conn, case_id=env.case_id, open_only=True, lock=True):
+    for row in await store.clocks_of(uow, env.case_id, open_only=True):
         # A task still open here was cancelled by the join or the withdrawal: no outcome of its own.
         await clocks.stop(
             uow,
@@ -406,7 +374,7 @@ async def _conclude(
 
 async def on_case_concluded(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
     """The case is decided: every clock of it stops (an approving preliminary review sends it up)."""
-    case = await repository.get_case(uow.conn, case_id=env.case_id, lock=True)
+    case = await store.case_row(uow, env.case_id)
     if await forwarded.preliminary_concluded(uow, ctx, env, case):
         return
     await _conclude(uow, ctx, env, status="concluded", outcome=env.case_concluded.outcome)

@@ -116,28 +116,6 @@ async def get_case(
     return _row(row) if row else None
 
 
-_CASE_CLOCK = orm.clocks.alias("case_clock")
-# Built once (an alias built per call cost more CPU than the query): parameters case_id and clock_id.
-_CASE_AND_ITS_CLOCK = (
-    select(orm.cases, _CASE_CLOCK.c.clock_id.label("clock_id_"), _CASE_CLOCK.c.paused, _CASE_CLOCK.c.pauses)
-    .select_from(orm.cases.outerjoin(_CASE_CLOCK, _CASE_CLOCK.c.clock_id == bindparam("clock_id")))
-    .where(orm.cases.c.case_id == bindparam("case_id"))
-)
-
-
-async def get_case_and_its_clock(
-    conn: AsyncConnection, case_id: str
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """A known case and the pause state (``paused``, ``pauses``) of its own clock: one round trip."""
-    params = {"case_id": case_id, "clock_id": case_clock_id(case_id)}
-    found = (await conn.execute(_CASE_AND_ITS_CLOCK, params)).mappings().first()
-    if found is None:
-        return None, None
-    row = dict(found)
-    clock_id, paused, pauses = row.pop("clock_id_"), row.pop("paused"), row.pop("pauses")
-    return _row(row), ({"paused": paused, "pauses": pauses} if clock_id is not None else None)
-
-
 _CASE_ORDER = ("submitted", "accepted", "routed", "forwarded")
 
 
@@ -194,25 +172,6 @@ async def case_clocks(
         stmt = stmt.with_for_update()
     rows = [_row(r) for r in (await conn.execute(stmt)).mappings()]
     return sorted(rows, key=lambda r: (r["task_id"] != "", r["department"], r["task_id"]))
-
-
-async def fill_clock_center(conn: AsyncConnection, *, case_id: str, center: str) -> None:
-    """Set the center of a case's clocks created before it was known."""
-    await conn.execute(
-        update(orm.clocks)
-        .where(orm.clocks.c.case_id == case_id, orm.clocks.c.center == "")
-        .values(center=center)
-    )
-
-
-async def insert_clock(conn: AsyncConnection, row: dict[str, Any]) -> bool:
-    """Insert a new clock unless it exists; True when inserted."""
-    return await insert_ignore(conn, orm.clocks, row)
-
-
-async def update_clock(conn: AsyncConnection, clock_id: str, **values: Any) -> None:
-    """Update one clock."""
-    await conn.execute(update(orm.clocks).where(orm.clocks.c.clock_id == clock_id).values(**values))
 
 
 async def claim_due(conn: AsyncConnection, *, now: datetime, limit: int) -> list[dict[str, Any]]:

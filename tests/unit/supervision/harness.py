@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from datetime import datetime
+from functools import partial
+from types import SimpleNamespace
 from typing import Any
 
 from google.protobuf.message import Message
@@ -15,13 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from onestop.common.v1 import common_pb2
 from onestop.events.v1 import events_pb2
 from services.common.calendar import CENTER_TZ, WorkingCalendar, package_years
-from services.common.clock import ManualClock
+from services.common.clock import ManualClock, from_timestamp
 from services.common.db import create_engine
-from services.common.events import decode, kind, new_event, timestamp
+from services.common.events import decode, kind, new_event, subject_for, timestamp
+from services.common.jetstream import EventConsumer
 from services.common.outbox import Outbox, UnitOfWork
 from services.common.runtime import Runtime
 from services.common.settings import Settings
-from services.supervision import handlers, orm, repository, ticker
+from services.supervision import bootstrap, handlers, orm, repository, ticker
 from services.supervision.clocks import SupervisionContext
 from services.supervision.grpc_api import SupervisionApi
 
@@ -54,6 +59,39 @@ class FakeApproval:
         if self.delay:
             await asyncio.sleep(self.delay)
         return task_id not in self.refuse
+
+
+class FakeMsg:
+    """A JetStream message as the consumer sees it: remembers how it was settled."""
+
+    def __init__(self, env: events_pb2.Envelope, *, delivered: int = 1) -> None:
+        self.data = env.SerializeToString()
+        self.subject = subject_for(kind(env))
+        self.metadata = SimpleNamespace(num_delivered=delivered)
+        self.settled = ""
+
+    async def ack(self) -> None:
+        """Acknowledged: applied (or already applied)."""
+        self.settled = "ack"
+
+    async def nak(self, delay: float | None = None) -> None:
+        """To be redelivered."""
+        self.settled = "nak"
+
+    async def term(self) -> None:
+        """Dead-lettered."""
+        self.settled = "term"
+
+
+class FakeJetStream:
+    """Takes dead letters."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes]] = []
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
+        """Keep what was published."""
+        self.published.append((subject, data))
 
 
 class Case:
@@ -191,6 +229,7 @@ class Supervision:
         self.outbox = Outbox(orm.outbox)
         self.clock = clock
         self.approval = approval or FakeApproval()
+        self._collected: list[events_pb2.Envelope] | None = None
         self.ctx = SupervisionContext(
             center=CENTER,
             clock=clock,
@@ -229,11 +268,49 @@ class Supervision:
         env = new_event(
             center=CENTER, producer="test", at=when, body=body, case_id=case_id, case_number=case_number
         )
+        if self._collected is not None:
+            self._collected.append(env)
+            return env
         async with self.uow() as uow:
             if await uow.mark_processed(orm.inbox, consumer="supervision", event_id=env.event_id):
+                await bootstrap.prefetch(self.ctx, uow, [env])
                 await handlers.on_event(uow, self.ctx, env)
             await uow.commit()
         return env
+
+    @contextlib.contextmanager
+    def collect(self) -> Iterator[list[events_pb2.Envelope]]:
+        """Within the block, events fed are only built and collected (to be delivered as a batch)."""
+        collected: list[events_pb2.Envelope] = []
+        self._collected = collected
+        try:
+            yield collected
+        finally:
+            self._collected = None
+
+    def consumer(self) -> EventConsumer:
+        """The consumer as bootstrap wires it, on this replica (dead letters go to a fake JetStream)."""
+        return EventConsumer(
+            name="supervision",
+            js=FakeJetStream(),
+            stream="TEST",
+            engine=self.engine,
+            outbox=self.outbox,
+            inbox=orm.inbox,
+            handlers=dict.fromkeys(bootstrap.CONSUMED, partial(bootstrap._on_event, self.ctx)),
+            prefetch=partial(bootstrap.prefetch, self.ctx),
+        )
+
+    async def deliver(self, envs: Sequence[events_pb2.Envelope], *, delivered: int = 1) -> list[str]:
+        """Deliver events to the consumer as one fetched batch; how each message was settled."""
+        msgs = [FakeMsg(env, delivered=delivered) for env in envs]
+        await self.consumer().handle_batch(msgs)
+        return [m.settled for m in msgs]
+
+    async def apply(self, env: events_pb2.Envelope) -> None:
+        """Apply one already built event as the consumer would, alone, at its own instant."""
+        self.clock.set(max(self.clock.now(), from_timestamp(env.occurred_at)))
+        assert await self.deliver([env]) == ["ack"]
 
     async def tick(self, when: datetime | None = None, *, limit: int | None = None) -> ticker.TickResult:
         """Move the clock (if given) and tick once."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.common.settings import SettingsError
-from services.supervision import bootstrap
+from services.supervision import bootstrap, store
 from tests.unit.supervision.harness import FakeApproval, Supervision
 
 
@@ -45,4 +45,6 @@ async def test_build_takes_a_fake_approval_and_calendar(sup: Supervision) -> Non
     assert descriptor.full_name == "onestop.supervision.v1.SupervisionService"
     assert servicer.ctx.approval is fake  # type: ignore[attr-defined]
     assert set(parts.handlers) == set(bootstrap.CONSUMED)
+    assert parts.prefetch is not None  # a batch's cases and clocks are read ahead (store.py)
+    assert store.CASE_WRITERS <= set(bootstrap.CONSUMED)
     assert [fn.__name__ for fn in parts.background] == ["supervision_ticker"]

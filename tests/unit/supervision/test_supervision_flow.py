@@ -183,6 +183,23 @@ async def test_a_decision_that_overtakes_the_task_opening_is_retried_later(sup: 
     assert (await sup.clock_row(case.task_clock("PLAN")))["outcome"] == model.APPROVED
 
 
+async def test_a_task_opening_that_arrives_after_the_conclusion_is_recorded_as_stopped(
+    sup: Supervision,
+) -> None:
+    # Redelivered late (it overtook the routing, then waited out its backoff): the department's clock is
+    # still recorded, stopped when the case concluded, so its timing is not lost and nothing runs on.
+    case = await sup.case("L-1").accept(at(2025, 9, 22), "PLAN", "FIRE", open_tasks=False)
+    await case.open("PLAN", at(2025, 9, 22, 10, 1))
+    await case.conclude(common_pb2.OUTCOME_APPROVED, at(2025, 9, 24, 15))
+    await case.open("FIRE", at(2025, 9, 22, 10, 1))
+    row = await sup.clock_row(case.task_clock("FIRE"))
+    assert (row["stopped_at"], row["outcome"], row["next_action_at"]) == (at(2025, 9, 24, 15), 0, None)
+    assert row["working_days"] == (await sup.clock_row(case.task_clock("PLAN")))["working_days"] == 2
+    assert [c["cause"] for c in await sup.changes(case.task_clock("FIRE"))] == ["started", "concluded"]
+    result = await sup.tick(at(2025, 12, 1))
+    assert (result.warned, result.urged, result.deemed) == (0, 0, 0)
+
+
 async def test_on_the_spot_case_has_only_its_own_clock(sup: Supervision) -> None:
     case = await sup.case("OS-1", promised=0, on_the_spot=True).accept(
         at(2025, 9, 27, 10), "IC", open_tasks=False
