@@ -129,7 +129,7 @@ async def test_submissions_committed_together_get_consecutive_numbers_and_a_retr
     requests += [_submission("r3"), _submission("incomplete", complete=False)]  # a retry in the same burst
     statements = Statements(engine)
     replies = await asyncio.gather(*(api.SubmitCase(r, None) for r in requests))
-    # request ids, documents, numbers, cases, timeline, outbox : not per case
+    # request ids, documents, numbers, cases, timeline, outbox: not per case
     assert statements.count <= 8, statements.count
     assert api.submissions.batches >= 1 and api.submissions.fallbacks == 0
     assert replies[3].case.case_id == replies[12].case.case_id
