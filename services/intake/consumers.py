@@ -10,7 +10,7 @@ from services.common.clock import from_timestamp
 from services.common.errors import NotFound
 from services.common.events import kind
 from services.common.outbox import UnitOfWork
-from services.intake import federation, orm, repository
+from services.intake import federation, repository
 from services.intake.convert import to_json
 from services.intake.handlers import OPEN_STATUSES, IntakeContext, timeline_entry
 
@@ -23,12 +23,10 @@ _STATUS_ON = {
 
 
 async def prefetch(uow: UnitOfWork, envelopes: Sequence[events_pb2.Envelope]) -> None:
-    """Read what a batch of events will need in a few statements: their cases, and whether those a
-    forwarding or conclusion is about have an upload to a parent center."""
-    await uow.preload(orm.cases, [env.case_id for env in envelopes if env.case_id])
-    await federation.preload_uploads(
-        uow, [env.case_id for env in envelopes if kind(env) in ("case_forwarded", "case_concluded")]
-    )
+    """Read the cases a batch of events is about in one statement (with whether each has an upload to a
+    parent center, which a forwarding or a conclusion asks)."""
+    uploads = await repository.preload_cases(uow, [env.case_id for env in envelopes])
+    federation.know_uploads(uow, uploads)
 
 
 async def on_event(uow: UnitOfWork, env: events_pb2.Envelope, *, ctx: IntakeContext) -> None:

@@ -12,14 +12,12 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import bindparam, select
-
 from onestop.common.v1 import common_pb2
 from onestop.events.v1 import events_pb2
 from onestop.interconnect.v1 import interconnect_pb2
 from services.common.events import kind, timestamp
 from services.common.outbox import UnitOfWork
-from services.intake import feed, orm, outbound, repository
+from services.intake import feed, outbound, repository
 from services.intake.convert import to_json
 from services.intake.timeline_text import describe
 
@@ -38,26 +36,12 @@ _ENTRY_NS = uuid.UUID("0d7c1b6e-3f7a-4a8e-9a44-5b1f2b7e9c10")
 
 
 _UPLOADED = "intake.has_upload"  # uow.memo: case id -> whether it has an upload operation
-_CASES_WITH_UPLOADS = (
-    select(orm.forwarding.c.case_id)
-    .where(
-        orm.forwarding.c.op == outbound.UPLOAD,
-        orm.forwarding.c.case_id.in_(bindparam("ids", expanding=True)),
-    )
-    .distinct()
-)
 
 
-async def preload_uploads(uow: UnitOfWork, case_ids: Sequence[str]) -> None:
-    """Learn in one statement which of these cases have an upload operation (most have none), so that
-    `_upload_of` need not ask for each of them."""
-    wanted = [c for c in dict.fromkeys(case_ids) if c]
-    if not wanted:
-        return
-    found = {r[0] for r in await uow.conn.execute(_CASES_WITH_UPLOADS, {"ids": wanted})}
-    known = uow.memo.setdefault(_UPLOADED, {})
-    for c in wanted:
-        known[c] = c in found
+def know_uploads(uow: UnitOfWork, uploads: dict[str, bool]) -> None:
+    """Remember which cases have an upload operation (read with them ahead of a batch), so that
+    `_upload_of` need not ask for each of them: most have none."""
+    uow.memo.setdefault(_UPLOADED, {}).update(uploads)
 
 
 async def _upload_of(uow: UnitOfWork, case_id: str, *, lock: bool = False) -> dict[str, Any] | None:

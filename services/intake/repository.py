@@ -7,13 +7,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import String, any_, bindparam, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import insert_ignore
 from services.common.outbox import UnitOfWork
-from services.intake import orm
+from services.intake import orm, outbound
 
 
 async def get_case(
@@ -37,7 +37,46 @@ async def update_case(conn: AsyncConnection, case_id: str, **values: Any) -> Non
 
 # -- batch reads and writes within one unit of work (a consumer batch, a group of submissions) ----------
 
-_BY_REQUEST_IDS = select(orm.cases).where(orm.cases.c.client_request_id.in_(bindparam("ids", expanding=True)))
+
+def _in(column: Any, dialect_name: str) -> Any:
+    # PostgreSQL gets one array parameter: a list rendered as $1, $2, ... would be a new statement (and
+    # a new prepared statement) for every batch size.
+    if dialect_name == "postgresql":
+        return column == any_(bindparam("ids", type_=postgresql.ARRAY(String)))
+    return column.in_(bindparam("ids", expanding=True))
+
+
+@functools.cache
+def _by_request_ids(dialect_name: str) -> Any:
+    return select(orm.cases).where(_in(orm.cases.c.client_request_id, dialect_name))
+
+
+@functools.cache
+def _cases_and_uploads(dialect_name: str) -> Any:
+    f = orm.forwarding.c
+    has_upload = (
+        exists().where(f.case_id == orm.cases.c.case_id, f.op == outbound.UPLOAD).label("_has_upload")
+    )
+    return select(orm.cases, has_upload).where(_in(orm.cases.c.case_id, dialect_name))
+
+
+async def preload_cases(uow: UnitOfWork, case_ids: Iterable[str]) -> dict[str, bool]:
+    """Read these cases in one statement for `load_case` (a missing one is remembered as missing), and
+    answer which of them have an upload operation to a parent center (federation asks for some)."""
+    wanted = [c for c in dict.fromkeys(case_ids) if c and not uow.cached(orm.cases, c)[0]]
+    if not wanted:
+        return {}
+    for c in wanted:
+        uow.remember(orm.cases, c, None)
+    uploads = dict.fromkeys(wanted, False)
+    result = await uow.conn.execute(_cases_and_uploads(uow.conn.dialect.name), {"ids": wanted})
+    for row in result.mappings():
+        case = dict(row)
+        uploads[case["case_id"]] = bool(case.pop("_has_upload"))
+        uow.remember(orm.cases, case["case_id"], case)
+    return uploads
+
+
 _NEW_CASES = "intake.new_cases"  # uow.memo: ids of the cases this transaction inserts
 _CASE_UPDATES = "intake.case_updates"  # uow.memo: case id -> columns to set at commit
 
@@ -60,7 +99,7 @@ async def preload_request_ids(uow: UnitOfWork, request_ids: Iterable[str]) -> No
         return
     for r in wanted:
         uow.memo["request", r] = None
-    for row in (await uow.conn.execute(_BY_REQUEST_IDS, {"ids": wanted})).mappings():
+    for row in (await uow.conn.execute(_by_request_ids(uow.conn.dialect.name), {"ids": wanted})).mappings():
         uow.memo["request", row["client_request_id"]] = dict(row)
 
 

@@ -258,8 +258,8 @@ async def test_a_batch_with_several_events_of_one_case_and_its_redelivery_apply_
         msgs = [_Msg(env) for env in events]
         statements.count = 0
         await consumer.handle_batch(msgs)
-        # inbox, cases, uploads, one update per case (each its own columns), timeline: not one per event
-        assert statements.count <= (7 if delivery == 0 else 2), statements.count
+        # inbox, cases (with uploads), one update per case (each its own columns), timeline: not one per event
+        assert statements.count <= (6 if delivery == 0 else 2), statements.count
         assert [m.acked for m in msgs] == [1] * len(events)
         case_a, case_b = await _case(engine, a.case.case_id), await _case(engine, b.case.case_id)
         assert (case_a["status"], case_a["outcome"], case_a["reasons"]) == (
