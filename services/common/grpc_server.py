@@ -113,6 +113,9 @@ def validate_message(msg: Message, path: str = "") -> None:
 
 def _wrap(method: MethodDescriptor, fn: Callable[..., Any], domain: str) -> Callable[..., Any]:
     name = method.full_name
+    # The method's metric children, looked up once rather than on every call.
+    calls_ok = CALLS.labels(name, "OK")
+    latency = LATENCY.labels(name)
 
     def check(request: Any) -> None:
         if isinstance(request, _Malformed):
@@ -134,12 +137,12 @@ def _wrap(method: MethodDescriptor, fn: Callable[..., Any], domain: str) -> Call
         return stream
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        with LATENCY.labels(name).time():
+        with latency.time():
             try:
                 if not method.client_streaming:
                     check(request)
                 result = await fn(request, context)
-                CALLS.labels(name, "OK").inc()
+                calls_ok.inc()
                 return result
             except (asyncio.CancelledError, grpc.aio.AbortError):
                 raise

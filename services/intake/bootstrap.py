@@ -14,7 +14,7 @@ from services.common.errors import InvalidArgument, NotFound, Unavailable
 from services.common.rpc import insecure_channel
 from services.common.runtime import Runtime, ServiceParts
 from services.common.settings import seconds
-from services.intake import handlers, model, orm
+from services.intake import consumers, handlers, model, orm
 from services.intake.convenience_api import servicers as convenience_servicers
 from services.intake.documents import LocalDocumentStore
 from services.intake.grpc_api import IntakeApi
@@ -91,7 +91,8 @@ async def build(runtime: Runtime, *, matters: Any = None) -> ServiceParts:
             *link.servicers,
             *convenience_servicers(runtime, ctx),
         ],
-        handlers={name: partial(handlers.on_event, ctx=ctx) for name in CONSUMED},
+        handlers={name: partial(consumers.on_event, ctx=ctx) for name in CONSUMED},
+        prefetch=consumers.prefetch,
         background=link.background,
         extra_servers=link.extra_servers,
     )

@@ -35,6 +35,21 @@ APPROVING = {CS.OUTCOME_APPROVED, CS.OUTCOME_DEEMED_APPROVED}
 _ENTRY_NS = uuid.UUID("0d7c1b6e-3f7a-4a8e-9a44-5b1f2b7e9c10")
 
 
+_UPLOADED = "intake.has_upload"  # uow.memo: case id -> whether it has an upload operation
+
+
+def know_uploads(uow: UnitOfWork, uploads: dict[str, bool]) -> None:
+    """Remember which cases have an upload operation (read with them ahead of a batch), so that
+    `_upload_of` need not ask for each of them: most have none."""
+    uow.memo.setdefault(_UPLOADED, {}).update(uploads)
+
+
+async def _upload_of(uow: UnitOfWork, case_id: str, *, lock: bool = False) -> dict[str, Any] | None:
+    if uow.memo.get(_UPLOADED, {}).get(case_id) is False:
+        return None
+    return await outbound.upload_of(uow.conn, case_id, lock=lock)
+
+
 def entry_id(*parts: object) -> str:
     """A stable timeline entry id for something that is not an event of this node."""
     return str(uuid.uuid5(_ENTRY_NS, "/".join(str(p) for p in parts)))
@@ -121,7 +136,7 @@ async def feed_update(
 async def on_forwarded(uow: UnitOfWork, ctx: Any, env: events_pb2.Envelope, row: dict[str, Any]) -> bool:
     """Queue the upload of a case decided above; True when it first waits for the preliminary review here."""
     body = env.case_forwarded
-    if await outbound.upload_of(uow.conn, row["case_id"]) is not None:
+    if await _upload_of(uow, row["case_id"]) is not None:
         return False
     held = body.reason == AFTER_PRELIMINARY_REVIEW
     await outbound.enqueue(
@@ -131,6 +146,7 @@ async def on_forwarded(uow: UnitOfWork, ctx: Any, env: events_pb2.Envelope, row:
         parent_center=body.parent_center,
         state=outbound.HELD if held else outbound.PENDING,
     )
+    uow.memo.get(_UPLOADED, {}).pop(row["case_id"], None)  # it has one now: read it when asked
     if not held:
         ctx.bells.uploads.ring()
         return False
@@ -150,7 +166,7 @@ async def on_preliminary_concluded(
     uow: UnitOfWork, ctx: Any, env: events_pb2.Envelope, row: dict[str, Any]
 ) -> bool:
     """This center's preliminary review ended; if it approved, the case goes up (True: the case stays open)."""
-    op = await outbound.upload_of(uow.conn, row["case_id"], lock=True)
+    op = await _upload_of(uow, row["case_id"], lock=True)
     if op is None or op["state"] != outbound.HELD:
         return False
     body = env.case_concluded
@@ -163,7 +179,7 @@ async def on_preliminary_concluded(
     await outbound.release(
         uow.conn, op["seq"], payload={"preliminary_opinion": body.sealed.SerializeToString().hex()}
     )
-    await repository.update_case(uow.conn, row["case_id"], status=CS.CASE_STATUS_FORWARDED, updated_at=now)
+    repository.update_case_later(uow, row, status=CS.CASE_STATUS_FORWARDED, updated_at=now)
     zh = f"初审通过，上报上级中心 {op['parent_center']}"
     en = f"preliminary review passed; reported to {op['parent_center']}"
     await note(
@@ -243,7 +259,7 @@ async def resume_after_supplement(
     uow: UnitOfWork, ctx: Any, row: dict[str, Any], documents: Sequence[common_pb2.Document]
 ) -> int:
     """The status a supplemented case returns to; for a case away at the parent, the answer goes up."""
-    op = await outbound.upload_of(uow.conn, row["case_id"])
+    op = await _upload_of(uow, row["case_id"])
     if op is None or op["state"] in (outbound.HELD, outbound.CANCELLED):
         return CS.CASE_STATUS_ROUTED
     await outbound.enqueue(
@@ -259,7 +275,7 @@ async def resume_after_supplement(
 
 async def after_withdraw(uow: UnitOfWork, ctx: Any, row: dict[str, Any], reason: str) -> None:
     """A withdrawn case that went (or may have gone) up is withdrawn at the parent too."""
-    op = await outbound.upload_of(uow.conn, row["case_id"], lock=True)
+    op = await _upload_of(uow, row["case_id"], lock=True)
     if op is None or op["state"] == outbound.CANCELLED:
         return
     if op["state"] in (outbound.HELD, outbound.FAILED):  # never reached the parent

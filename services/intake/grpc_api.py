@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import itertools
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from onestop.intake.v1 import intake_pb2
 from services.common.batching import GroupCommitter
 from services.common.errors import InvalidArgument, NotFound
 from services.common.logging import get_logger
+from services.common.outbox import UnitOfWork
 from services.common.runtime import Runtime
 from services.intake import download, handlers, repository
 from services.intake.convert import case_message, timeline_message
@@ -28,11 +30,24 @@ class IntakeApi:
         self.rt = runtime
         self.ctx = ctx
         self.store = store
-        # Submissions arriving together commit together (one transaction, one lock of the day's numbering).
-        self.submissions = GroupCommitter(runtime.uow)
+        # Submissions arriving together commit together (one transaction, one lock of the day's numbering),
+        # their lookups made for all of them at once (`_prepare`, given the batch's keys).
+        self.submissions = GroupCommitter(runtime.uow, prepare=self._prepare)
+        self._waiting: dict[str, intake_pb2.SubmitCaseRequest] = {}
+        self._keys = itertools.count()
+
+    async def _prepare(self, uow: UnitOfWork, keys: Sequence[str]) -> None:
+        await handlers.prepare_submissions(uow, [self._waiting[k] for k in keys if k in self._waiting])
 
     async def SubmitCase(self, req: intake_pb2.SubmitCaseRequest, _: Any) -> intake_pb2.SubmitCaseResponse:
-        row, shortfalls = await self.submissions.run(lambda uow: handlers.submit_case(uow, self.ctx, req))
+        key = str(next(self._keys))
+        self._waiting[key] = req
+        try:
+            row, shortfalls = await self.submissions.run(
+                lambda uow: handlers.submit_case(uow, self.ctx, req), key=key
+            )
+        finally:
+            del self._waiting[key]
         reply = intake_pb2.SubmitCaseResponse(case=case_message(row), query_code=row["query_code"])
         for s in shortfalls:
             reply.supplement.add(material_code=s.material_code, reason=s.reason)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -16,7 +19,7 @@ from services.common.clock import from_timestamp
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.common.events import kind, new_event
 from services.common.outbox import UnitOfWork
-from services.intake import federation, model, repository
+from services.intake import federation, model, orm, repository
 from services.intake.convert import to_json
 from services.intake.feed import Bells
 from services.intake.timeline_text import describe
@@ -71,10 +74,11 @@ class IntakeContext:
 
 async def _record(uow: UnitOfWork, ctx: IntakeContext, env: events_pb2.Envelope, row: dict[str, Any]) -> None:
     uow.emit(env)
-    await _timeline(uow, env, row["case_id"])
+    timeline_entry(uow, env, row["case_id"])
 
 
-async def _timeline(uow: UnitOfWork, env: events_pb2.Envelope, case_id: str) -> None:
+def timeline_entry(uow: UnitOfWork, env: events_pb2.Envelope, case_id: str) -> None:
+    """The case's timeline entry for `env`, written at commit."""
     zh, en, actor, department = describe(env)
     repository.add_timeline_later(
         uow,
@@ -138,6 +142,13 @@ def _validate_submission(req: intake_pb2.SubmitCaseRequest) -> None:
             )
 
 
+async def prepare_submissions(uow: UnitOfWork, requests: Sequence[intake_pb2.SubmitCaseRequest]) -> None:
+    """Read what a group of submissions will look up, one statement for each kind: the cases of their
+    client request ids and their stored documents."""
+    await repository.preload_request_ids(uow, [r.client_request_id for r in requests])
+    await uow.preload(orm.documents, [d.digest for r in requests for d in r.documents])
+
+
 async def submit_case(
     uow: UnitOfWork,
     ctx: IntakeContext,
@@ -151,7 +162,7 @@ async def submit_case(
     """
     _validate_submission(req)
     if req.client_request_id:
-        existing = await repository.get_by_request_id(uow.conn, req.client_request_id)
+        existing = await repository.case_by_request_id(uow, req.client_request_id)
         if existing:
             if existing["matter_code"] != req.matter_code:
                 raise FailedPrecondition(
@@ -160,7 +171,7 @@ async def submit_case(
             return existing, [model.Shortfall(**i) for i in existing["open_supplement"]]
     matter = await ctx.matters.get(req.matter_code)
     now = ctx.clock.now()
-    known = await repository.known_documents(uow.conn, [d.digest for d in req.documents])
+    known = await repository.stored_documents(uow, [d.digest for d in req.documents])
     row: dict[str, Any] = {
         "case_id": str(uuid.uuid4()),
         "case_number": None,
@@ -190,7 +201,7 @@ async def submit_case(
         "sealed": None,
         "updated_at": now,
     }
-    await repository.insert_case(uow.conn, row)
+    repository.insert_case_later(uow, row)
     await _record(
         uow,
         ctx,
@@ -214,19 +225,13 @@ async def _request_supplement(
     uow: UnitOfWork, ctx: IntakeContext, row: dict[str, Any], shortfalls: list[model.Shortfall]
 ) -> None:
     items = [{"material_code": s.material_code, "reason": s.reason} for s in shortfalls]
-    row.update(
+    repository.update_case_later(
+        uow,
+        row,
         status=CS.CASE_STATUS_SUPPLEMENT_REQUESTED,
         open_supplement=items,
         supplement_round=row["supplement_round"] + 1,
         updated_at=ctx.clock.now(),
-    )
-    await repository.update_case(
-        uow.conn,
-        row["case_id"],
-        status=row["status"],
-        open_supplement=items,
-        supplement_round=row["supplement_round"],
-        updated_at=row["updated_at"],
     )
     body = events_pb2.SupplementRequested(round=row["supplement_round"])
     for item in items:
@@ -235,33 +240,65 @@ async def _request_supplement(
     await federation.feed_supplement(uow, ctx, row, items)
 
 
+@dataclass
+class _Acceptance:
+    row: dict[str, Any]
+    matter: MatterView
+    by: common_pb2.Actor
+    at: datetime
+    then: Callable[[], Awaitable[None]] | None
+
+
+_ACCEPTED = "intake.accepted"  # uow.memo: the acceptances waiting for their numbers
+
+
 async def _accept(
-    uow: UnitOfWork, ctx: IntakeContext, row: dict[str, Any], matter: MatterView, by: common_pb2.Actor
+    uow: UnitOfWork,
+    ctx: IntakeContext,
+    row: dict[str, Any],
+    matter: MatterView,
+    by: common_pb2.Actor,
+    *,
+    then: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
+    """Accept the case. Its number is drawn just before commit, with those of the transaction's other
+    acceptances (one statement a day, holding the day's numbering lock only briefly), and the
+    acceptance is recorded then; `then` runs after that."""
     now = ctx.clock.now()
-    seq = await repository.next_sequence(uow.conn, center=ctx.center, day=model.numbering_day(now))
-    row.update(
-        case_number=model.case_number(center=ctx.center, accepted_at=now, seq=seq),
-        status=CS.CASE_STATUS_ACCEPTED,
-        accepted_at=now,
-        open_supplement=[],
-        updated_at=now,
+    repository.update_case_later(
+        uow, row, status=CS.CASE_STATUS_ACCEPTED, accepted_at=now, open_supplement=[], updated_at=now
     )
-    await repository.update_case(
-        uow.conn,
-        row["case_id"],
-        case_number=row["case_number"],
-        status=row["status"],
-        accepted_at=now,
-        open_supplement=[],
-        updated_at=now,
-    )
+    waiting = uow.memo.get(_ACCEPTED)
+    if waiting is None:
+        waiting = uow.memo[_ACCEPTED] = []
+        uow.before_commit(functools.partial(_number_accepted, uow, ctx))
+    waiting.append(_Acceptance(row, matter, by, now, then))
+
+
+async def _number_accepted(uow: UnitOfWork, ctx: IntakeContext, conn: AsyncConnection) -> None:
+    waiting: list[_Acceptance] = uow.memo.pop(_ACCEPTED)
+    by_day: dict[str, list[_Acceptance]] = {}
+    for a in waiting:
+        by_day.setdefault(model.numbering_day(a.at), []).append(a)
+    for day in sorted(by_day):  # one order for every transaction: two cannot wait on each other
+        accepted = by_day[day]
+        numbers = await repository.next_sequences(conn, center=ctx.center, day=day, count=len(accepted))
+        for a, seq in zip(accepted, numbers, strict=True):
+            number = model.case_number(center=ctx.center, accepted_at=a.at, seq=seq)
+            repository.update_case_later(uow, a.row, case_number=number)
+            await _record(uow, ctx, ctx.event(_accepted_body(a), a.row), a.row)
+            if a.then is not None:
+                await a.then()
+
+
+def _accepted_body(a: _Acceptance) -> events_pb2.CaseAccepted:
+    row, matter = a.row, a.matter
     applicant = row["applicant"]
-    body = events_pb2.CaseAccepted(
+    return events_pb2.CaseAccepted(
         matter_code=matter.code,
         matter_version=matter.version,
         channel=row["channel"],
-        accepted_by=by,
+        accepted_by=a.by,
         on_the_spot=matter.on_the_spot,
         applicant_name=applicant.get("name", ""),
         applicant_phone=applicant.get("phone", ""),
@@ -271,7 +308,6 @@ async def _accept(
         origin_case_id=row["origin_case_id"],
         title=row["title"],
     )
-    await _record(uow, ctx, ctx.event(body, row), row)
 
 
 async def supplement_case(
@@ -289,8 +325,7 @@ async def supplement_case(
     if missing:
         raise FailedPrecondition(f"document {missing[0]} was not uploaded", field="documents.digest")
     docs = model.merge_documents(row["documents"], _doc_rows(req.documents, known))
-    row.update(documents=docs, updated_at=ctx.clock.now())
-    await repository.update_case(uow.conn, row["case_id"], documents=docs, updated_at=row["updated_at"])
+    repository.update_case_later(uow, row, documents=docs, updated_at=ctx.clock.now())
     body = events_pb2.CaseSupplemented(round=row["supplement_round"])
     for d in req.documents:
         body.documents.add().CopyFrom(d)
@@ -312,12 +347,13 @@ async def supplement_case(
         if shortfalls:
             await _request_supplement(uow, ctx, row, shortfalls)
         else:
-            await _accept(uow, ctx, row, matter, req.by)
-            await federation.feed_accepted(uow, ctx, row)  # an upload accepted after its UploadCase call
+            # an upload accepted after its UploadCase call: the child hears the number
+            await _accept(
+                uow, ctx, row, matter, req.by, then=functools.partial(federation.feed_accepted, uow, ctx, row)
+            )
         return row, shortfalls
     status = await federation.resume_after_supplement(uow, ctx, row, list(req.documents))
-    row.update(status=status, open_supplement=[])
-    await repository.update_case(uow.conn, row["case_id"], status=row["status"], open_supplement=[])
+    repository.update_case_later(uow, row, status=status, open_supplement=[])
     return row, []
 
 
@@ -330,18 +366,11 @@ async def withdraw_case(
     if row["status"] not in OPEN_STATUSES:
         raise FailedPrecondition(f"case {row['case_number']} is already concluded and cannot be withdrawn")
     now = ctx.clock.now()
-    row.update(
+    repository.update_case_later(
+        uow,
+        row,
         status=CS.CASE_STATUS_CONCLUDED,
         outcome=CS.OUTCOME_WITHDRAWN,
-        concluded_at=now,
-        updated_at=now,
-        open_supplement=[],
-    )
-    await repository.update_case(
-        uow.conn,
-        row["case_id"],
-        status=row["status"],
-        outcome=row["outcome"],
         concluded_at=now,
         updated_at=now,
         open_supplement=[],
@@ -363,8 +392,7 @@ async def designate_key_project(
     if not req.HasField("promised_deadline"):
         raise InvalidArgument("promised_deadline is required", field="promised_deadline")
     deadline = from_timestamp(req.promised_deadline)
-    row.update(key_project=True, promised_deadline=deadline)
-    await repository.update_case(uow.conn, row["case_id"], key_project=True, promised_deadline=deadline)
+    repository.update_case_later(uow, row, key_project=True, promised_deadline=deadline)
     body = events_pb2.KeyProjectDesignated(designated_by=req.designated_by, tracker=req.tracker)
     body.promised_deadline.CopyFrom(req.promised_deadline)
     await _record(uow, ctx, ctx.event(body, row), row)
@@ -374,7 +402,7 @@ async def designate_key_project(
 async def _load(uow: UnitOfWork, case_id: str) -> dict[str, Any]:
     if not case_id:
         raise InvalidArgument("case_id is required", field="case_id")
-    row = await repository.get_case(uow.conn, case_id=case_id)
+    row = await repository.load_case(uow, case_id)
     if row is None:
         raise NotFound(f"no case {case_id}")
     return row
@@ -391,66 +419,3 @@ async def track_case(conn: AsyncConnection, case_number: str, query_code: str) -
     if row is None or not hmac.compare_digest(query_code.strip().upper(), row["query_code"]):
         raise NotFound("no case with this number and query code")
     return row
-
-
-# -- events from other services ------------------------------------------------------------------
-
-_STATUS_ON = {
-    "case_routed": CS.CASE_STATUS_ROUTED,
-    "case_forwarded": CS.CASE_STATUS_FORWARDED,
-}
-
-
-_CHANGES_CASE = frozenset({*_STATUS_ON, "supplement_round_opened", "case_concluded"})
-
-
-async def on_event(uow: UnitOfWork, env: events_pb2.Envelope, *, ctx: IntakeContext) -> None:
-    """Apply another service's fact to the case and its timeline (and tell the child that uploaded it)."""
-    what = kind(env)
-    key = ("case", env.case_id)
-    # An event that only adds to the timeline (a task opened or decided, ...) uses the case as an earlier
-    # event of the same batch read it; one that may change the case or tell a child reads it afresh.
-    row = uow.memo.pop(key, None)
-    if row is None or row["origin_center"] or what in _CHANGES_CASE:
-        row = await repository.get_case(uow.conn, case_id=env.case_id)
-    if row is None:
-        raise NotFound(f"event {env.event_id} names unknown case {env.case_id}")
-    now = from_timestamp(env.occurred_at)
-    if what == "case_forwarded" and await federation.on_forwarded(uow, ctx, env, row):
-        return
-    if what == "case_concluded" and await federation.on_preliminary_concluded(uow, ctx, env, row):
-        return
-    await federation.feed_event(uow, ctx, env, row)
-    uow.memo[key] = row  # (kept in step with the updates below)
-    if what in _STATUS_ON and row["status"] in (CS.CASE_STATUS_ACCEPTED, CS.CASE_STATUS_ROUTED):
-        await _update_case(uow, row, status=_STATUS_ON[what], updated_at=now)
-    elif what == "supplement_round_opened" and row["status"] in OPEN_STATUSES:
-        items = [to_json(i) for i in env.supplement_round_opened.items]
-        await _update_case(
-            uow,
-            row,
-            status=CS.CASE_STATUS_SUPPLEMENT_REQUESTED,
-            open_supplement=items,
-            supplement_round=env.supplement_round_opened.round,
-            updated_at=now,
-        )
-    elif what == "case_concluded" and row["status"] in OPEN_STATUSES:
-        body = env.case_concluded
-        await _update_case(
-            uow,
-            row,
-            status=CS.CASE_STATUS_CONCLUDED,
-            outcome=body.outcome,
-            reasons=list(body.reasons),
-            concluded_at=now,
-            updated_at=now,
-            sealed=body.sealed.SerializeToString().hex(),
-            open_supplement=[],
-        )
-    await _timeline(uow, env, row["case_id"])
-
-
-async def _update_case(uow: UnitOfWork, row: dict[str, Any], **values: Any) -> None:
-    """Update the case and the row read for it alike."""
-    await repository.update_case(uow.conn, row["case_id"], **values)
-    row.update(values)

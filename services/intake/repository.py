@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import String, any_, bindparam, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import insert_ignore
 from services.common.outbox import UnitOfWork
-from services.intake import orm
+from services.intake import orm, outbound
 
 
 async def get_case(
@@ -23,18 +25,8 @@ async def get_case(
     return dict(row) if row else None
 
 
-async def get_by_request_id(conn: AsyncConnection, request_id: str) -> dict[str, Any] | None:
-    """The case created by an earlier submission with this client request id."""
-    row = (
-        (await conn.execute(select(orm.cases).where(orm.cases.c.client_request_id == request_id)))
-        .mappings()
-        .first()
-    )
-    return dict(row) if row else None
-
-
 async def insert_case(conn: AsyncConnection, row: dict[str, Any]) -> None:
-    """Insert a new case."""
+    """Insert a new case now."""
     await conn.execute(orm.cases.insert().values(**row))
 
 
@@ -43,15 +35,155 @@ async def update_case(conn: AsyncConnection, case_id: str, **values: Any) -> Non
     await conn.execute(update(orm.cases).where(orm.cases.c.case_id == case_id).values(**values))
 
 
+# -- batch reads and writes within one unit of work (a consumer batch, a group of submissions) ----------
+
+
+def _in(column: Any, dialect_name: str) -> Any:
+    # PostgreSQL gets one array parameter: a list rendered as $1, $2, ... would be a new statement (and
+    # a new prepared statement) for every batch size.
+    if dialect_name == "postgresql":
+        return column == any_(bindparam("ids", type_=postgresql.ARRAY(String)))
+    return column.in_(bindparam("ids", expanding=True))
+
+
+@functools.cache
+def _by_request_ids(dialect_name: str) -> Any:
+    return select(orm.cases).where(_in(orm.cases.c.client_request_id, dialect_name))
+
+
+@functools.cache
+def _cases_and_uploads(dialect_name: str) -> Any:
+    f = orm.forwarding.c
+    has_upload = (
+        exists().where(f.case_id == orm.cases.c.case_id, f.op == outbound.UPLOAD).label("_has_upload")
+    )
+    return select(orm.cases, has_upload).where(_in(orm.cases.c.case_id, dialect_name))
+
+
+async def preload_cases(uow: UnitOfWork, case_ids: Iterable[str]) -> dict[str, bool]:
+    """Read these cases in one statement for `load_case` (a missing one is remembered as missing), and
+    answer which of them have an upload operation to a parent center (federation asks for some)."""
+    wanted = [c for c in dict.fromkeys(case_ids) if c and not uow.cached(orm.cases, c)[0]]
+    if not wanted:
+        return {}
+    for c in wanted:
+        uow.remember(orm.cases, c, None)
+    uploads = dict.fromkeys(wanted, False)
+    result = await uow.conn.execute(_cases_and_uploads(uow.conn.dialect.name), {"ids": wanted})
+    for row in result.mappings():
+        case = dict(row)
+        uploads[case["case_id"]] = bool(case.pop("_has_upload"))
+        uow.remember(orm.cases, case["case_id"], case)
+    return uploads
+
+
+_NEW_CASES = "intake.new_cases"  # uow.memo: ids of the cases this transaction inserts
+_CASE_UPDATES = "intake.case_updates"  # uow.memo: case id -> columns to set at commit
+
+
+async def load_case(uow: UnitOfWork, case_id: str) -> dict[str, Any] | None:
+    """A case as this transaction knows it (preloaded, or read now and kept); None when there is none.
+
+    The same dict is answered for the rest of the transaction: write it with `update_case_later`."""
+    known, row = uow.cached(orm.cases, case_id)
+    if not known:
+        row = await get_case(uow.conn, case_id=case_id)
+        uow.remember(orm.cases, case_id, row)
+    return row
+
+
+async def preload_request_ids(uow: UnitOfWork, request_ids: Iterable[str]) -> None:
+    """Read the cases of these client request ids in one statement, for `case_by_request_id`."""
+    wanted = [r for r in dict.fromkeys(request_ids) if r and ("request", r) not in uow.memo]
+    if not wanted:
+        return
+    for r in wanted:
+        uow.memo["request", r] = None
+    for row in (await uow.conn.execute(_by_request_ids(uow.conn.dialect.name), {"ids": wanted})).mappings():
+        uow.memo["request", row["client_request_id"]] = dict(row)
+
+
+async def case_by_request_id(uow: UnitOfWork, request_id: str) -> dict[str, Any] | None:
+    """The case created by an earlier submission with this client request id (in this transaction too)."""
+    await preload_request_ids(uow, [request_id])
+    row: dict[str, Any] | None = uow.memo["request", request_id]
+    return row
+
+
+def insert_case_later(uow: UnitOfWork, row: dict[str, Any]) -> None:
+    """Insert a new case at commit, with the transaction's other new cases in one statement; `row` is
+    inserted as it is then (so `update_case_later` on it only changes the dict)."""
+    uow.memo.setdefault(_NEW_CASES, set()).add(row["case_id"])
+    if row["client_request_id"]:
+        uow.memo["request", row["client_request_id"]] = row  # a retry in the same batch gets this case
+    uow.remember(orm.cases, row["case_id"], row)
+    uow.insert_later(orm.cases, row, ignore=False)
+
+
+def update_case_later(uow: UnitOfWork, row: dict[str, Any], **values: Any) -> None:
+    """Set columns of a case, in `row` now and in the database at commit: the transaction's case updates
+    go out in one statement per set of columns, each case's changes merged."""
+    row.update(values)
+    if row["case_id"] in uow.memo.get(_NEW_CASES, ()):
+        return  # inserted at commit, as the dict is by then
+    pending = uow.memo.get(_CASE_UPDATES)
+    if pending is None:
+        # Registered afresh after each flush: a before-commit step that runs after an earlier flush (the
+        # numbering of accepted cases) adds its own, which commit runs after it.
+        pending = uow.memo[_CASE_UPDATES] = {}
+        uow.before_commit(functools.partial(_flush_case_updates, uow))
+    pending.setdefault(row["case_id"], {}).update(values)
+
+
+async def _flush_case_updates(uow: UnitOfWork, conn: AsyncConnection) -> None:
+    pending: dict[str, dict[str, Any]] = uow.memo.pop(_CASE_UPDATES, {})
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for case_id, values in pending.items():
+        params = {f"v_{c}": v for c, v in values.items()}
+        params["k_case_id"] = case_id
+        by_columns.setdefault(tuple(sorted(values)), []).append(params)
+    for columns, params_list in by_columns.items():
+        await conn.execute(_update_columns(columns), params_list)
+
+
+@functools.cache
+def _update_columns(columns: tuple[str, ...]) -> Any:
+    c = orm.cases.c
+    return (
+        update(orm.cases)
+        .where(c.case_id == bindparam("k_case_id"))
+        .values({name: bindparam(f"v_{name}", type_=c[name].type) for name in columns})
+    )
+
+
+@functools.cache
+def _draw_numbers(dialect_name: str) -> Any:
+    dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
+    seq = orm.case_sequences.c
+    insert = dialect.insert(orm.case_sequences).values(
+        center=bindparam("center"), day=bindparam("day"), seq=bindparam("count")
+    )
+    return insert.on_conflict_do_update(
+        index_elements=[seq.center, seq.day], set_={"seq": seq.seq + insert.excluded.seq}
+    ).returning(seq.seq)
+
+
+async def next_sequences(conn: AsyncConnection, *, center: str, day: str, count: int) -> list[int]:
+    """The next `count` numbers of the day for `center`, in one statement (unique; the row lock
+    serializes writers until commit)."""
+    top = int(
+        (
+            await conn.execute(
+                _draw_numbers(conn.dialect.name), {"center": center, "day": day, "count": count}
+            )
+        ).scalar_one()
+    )
+    return list(range(top - count + 1, top + 1))
+
+
 async def next_sequence(conn: AsyncConnection, *, center: str, day: str) -> int:
-    """The next number of the day for `center` (unique; the row lock serializes writers)."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(orm.case_sequences).values(center=center, day=day, seq=1)
-    stmt = insert.on_conflict_do_update(
-        index_elements=[orm.case_sequences.c.center, orm.case_sequences.c.day],
-        set_={"seq": orm.case_sequences.c.seq + 1},
-    ).returning(orm.case_sequences.c.seq)
-    return int((await conn.execute(stmt)).scalar_one())
+    """The next number of the day for `center`."""
+    return (await next_sequences(conn, center=center, day=day, count=1))[0]
 
 
 async def known_documents(conn: AsyncConnection, digests: list[str]) -> dict[str, dict[str, Any]]:
@@ -60,6 +192,18 @@ async def known_documents(conn: AsyncConnection, digests: list[str]) -> dict[str
         return {}
     rows = (await conn.execute(select(orm.documents).where(orm.documents.c.digest.in_(digests)))).mappings()
     return {row["digest"]: dict(row) for row in rows}
+
+
+async def stored_documents(uow: UnitOfWork, digests: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Stored documents among `digests`, read through the unit of work (one statement for a whole batch
+    when it preloaded them)."""
+    await uow.preload(orm.documents, digests)  # reads only what the transaction does not know yet
+    found = {}
+    for d in digests:
+        row = uow.cached(orm.documents, d)[1]
+        if row is not None:
+            found[d] = row
+    return found
 
 
 async def add_document(conn: AsyncConnection, row: dict[str, Any]) -> None:
