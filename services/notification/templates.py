@@ -99,6 +99,13 @@ class Templates:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
+            # A center's own templates may be fixed while it runs (a dead letter is then retried), so
+            # they are checked for changes on every use; the package's own change only with a release.
+            auto_reload=bool(override_dir),
+        )
+        # Without reloading, which template answers a (folder, name, language) never changes.
+        self._found: dict[tuple[str, str, str], tuple[jinja2.Template, str]] | None = (
+            None if override_dir else {}
         )
         self._env.filters["local_time"] = _local_time
         self._env.filters["local_date"] = _local_date
@@ -111,6 +118,15 @@ class Templates:
         self._env.globals["dept"] = dept
 
     def _template(self, folder: str, name: str, language: str) -> tuple[jinja2.Template, str]:
+        if self._found is None:
+            return self._find(folder, name, language)
+        key = (folder, name, language)
+        found = self._found.get(key)
+        if found is None:
+            found = self._found[key] = self._find(folder, name, language)
+        return found
+
+    def _find(self, folder: str, name: str, language: str) -> tuple[jinja2.Template, str]:
         try:
             return self._env.get_template(f"{folder}/{language}/{name}"), language
         except jinja2.TemplateNotFound:
