@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -29,6 +28,7 @@ from services.notification.model import (
     Fact,
     Outgoing,
     mask_address,
+    new_id,
 )
 from services.notification.templates import RenderError, Templates
 from services.notification.worker import LOCAL_CHANNELS, render_local
@@ -47,7 +47,7 @@ class NotificationContext:
     channels: Channels
     hub: CaseHub
     wake: Callable[[], None]
-    new_id: Callable[[], str] = lambda: str(uuid.uuid4())
+    new_id: Callable[[], str] = new_id
     # With templates, web inbox messages and written notices are written in the consumer's transaction
     # (they need no network); without, the delivery worker writes them like any other channel.
     templates: Templates | None = None
