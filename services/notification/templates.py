@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -83,6 +84,14 @@ def _local_date(ctx: jinja2.runtime.Context, value: str) -> str:
     return f"{moment.year}年{moment.month}月{moment.day}日"
 
 
+class _Environment(jinja2.Environment):
+    """Templates see the environment's globals as a plain dict taken when they are loaded (all are set
+    before the first load): jinja's default, a ChainMap, is walked twice on every render."""
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        return {**self.globals, **(d or {})}
+
+
 class Templates:
     """The template set: the package's own, optionally overlaid by a center's directory (R24)."""
 
@@ -91,7 +100,7 @@ class Templates:
         if override_dir:
             loaders.append(jinja2.FileSystemLoader(override_dir))
         loaders.append(jinja2.FileSystemLoader(str(PACKAGE_TEMPLATES)))
-        self._env = jinja2.Environment(
+        self._env = _Environment(
             loader=jinja2.ChoiceLoader(loaders),
             # Notices are HTML built from applicant and staff text: escape everything there.
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
