@@ -78,6 +78,7 @@ async def build(
     return ServiceParts(
         servicers=[(api, notification_pb2.DESCRIPTOR.services_by_name["NotificationService"])],
         handlers=dict.fromkeys(handlers.EVENT_KINDS, partial(_on_event, ctx)),
+        prefetch=handlers.prefetch,
         background=background,
     )
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from functools import partial
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from onestop.events.v1 import events_pb2
 from services.common.clock import Clock
@@ -14,7 +16,7 @@ from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.logging import get_logger
 from services.common.outbox import UnitOfWork
 from services.notification import audience, convert, orm, repository
-from services.notification.live import LIVE_ONLY, CaseHub, after_commit, live_update
+from services.notification.live import LIVE_ONLY, CaseHub, LiveUpdate, after_commit, live_update
 from services.notification.model import (
     DEFAULT_LANGUAGE,
     INBOX,
@@ -23,10 +25,10 @@ from services.notification.model import (
     SENT,
     SKIPPED,
     Channels,
+    Fact,
     Outgoing,
-    Recipient,
-    TaskInfo,
     mask_address,
+    new_id,
 )
 from services.notification.templates import RenderError, Templates
 from services.notification.worker import LOCAL_CHANNELS, render_local
@@ -34,6 +36,7 @@ from services.notification.worker import LOCAL_CHANNELS, render_local
 log = get_logger(__name__)
 
 EVENT_KINDS: tuple[str, ...] = (*audience.PLANNERS, *LIVE_ONLY)
+_DELIVERIES = "notification deliveries"  # uow.memo key: the transaction's planned deliveries
 
 
 @dataclass
@@ -44,7 +47,7 @@ class NotificationContext:
     channels: Channels
     hub: CaseHub
     wake: Callable[[], None]
-    new_id: Callable[[], str] = lambda: str(uuid.uuid4())
+    new_id: Callable[[], str] = new_id
     # With templates, web inbox messages and written notices are written in the consumer's transaction
     # (they need no network); without, the delivery worker writes them like any other channel.
     templates: Templates | None = None
@@ -76,76 +79,92 @@ def _row(out: Outgoing, *, env: events_pb2.Envelope, ctx: NotificationContext, n
     }
 
 
+async def prefetch(uow: UnitOfWork, envelopes: Sequence[events_pb2.Envelope]) -> None:
+    """Before a batch's handlers: its facts, and the applicants and tasks they refer to, read in one
+    statement per table (instead of one read per event)."""
+    facts = [convert.fact(env) for env in envelopes]
+    for fact in facts:
+        uow.memo[("fact", fact.event_id)] = fact
+    await repository.preload(
+        uow,
+        case_numbers=[env.case_number for env in envelopes],
+        task_ids=[
+            str(audience.get(f.data, "task_id") or audience.get(f.data, "task", "task_id")) for f in facts
+        ],
+    )
+
+
 async def on_event(uow: UnitOfWork, ctx: NotificationContext, env: events_pb2.Envelope) -> None:
     """Plan every delivery an event causes, in the consumer's transaction; feed open pages after commit."""
-    conn = uow.conn
-    fact = convert.fact(env)
+    fact = uow.memo.pop(("fact", env.event_id), None) or convert.fact(env)
     now = ctx.clock.now()
     if fact.kind == "case_accepted" and env.case_number:
-        await repository.save_recipient(conn, convert.recipient(env), now=now)
-        for key in [k for k in uow.memo if k[0] == "recipient"]:
-            del uow.memo[key]  # read again after the change
+        repository.save_recipient_later(uow, convert.recipient(env), now=now)
     if fact.kind == "task_opened":
-        _save_task(uow, convert.task(env))
-    recipient = await _recipient(uow, case_number=env.case_number, case_id=env.case_id)
-    task = await _task(uow, str(audience.get(fact.data, "task_id")))
+        await repository.save_task_later(uow, convert.task(env))
+    recipient = await repository.recipient(uow, case_number=env.case_number, case_id=env.case_id)
+    task = await repository.task(uow, str(audience.get(fact.data, "task_id")))
     planned = audience.plan(fact, recipient=recipient, task=task, channels=ctx.channels, new_id=ctx.new_id)
     rows = [_row(out, env=env, ctx=ctx, now=now) for out in planned]
     effects = _deliver_locally(ctx, rows, now=now)
-    inserted = await repository.add_deliveries(conn, rows)
-    for row in rows:
-        effect = effects.get(row["delivery_id"])
-        if effect is not None and row["delivery_id"] in inserted:
-            _record_local(uow, row, effect, now=now)
-    pending = sum(1 for r in rows if r["delivery_id"] in inserted and r["state"] == PENDING)
-    skipped = [f"{o.channel}→{o.recipient}: {o.skip_reason}" for o in planned if o.skip_reason]
-    if planned:
-        log.info(
-            "deliveries planned",
-            event_id=env.event_id,
-            case_number=env.case_number,
-            kind=fact.kind,
-            planned=len(planned),
-            created=len(inserted),
-            delivered=sum(1 for d in effects if d in inserted),
-            skipped=skipped,
-        )
+    _add_deliveries_later(uow, ctx, _Planned(fact, planned, rows, effects, now))
     update = live_update(fact, language=recipient.language if recipient else DEFAULT_LANGUAGE)
-
-    def after() -> None:
-        if update is not None:
-            ctx.hub.publish(update)
-        if pending:
-            ctx.wake()
-
-    after_commit(uow, after)
+    if update is not None:
+        after_commit(uow, partial(_publish, ctx.hub, update))
 
 
-async def _recipient(uow: UnitOfWork, *, case_number: str, case_id: str) -> Recipient | None:
-    """The case's applicant, read once per transaction (a batch brings several events of a case)."""
-    key = ("recipient", case_number, case_id)
-    if key not in uow.memo:
-        uow.memo[key] = await repository.get_recipient(uow.conn, case_number=case_number, case_id=case_id)
-    return cast(Recipient | None, uow.memo[key])
+def _publish(hub: CaseHub, update: LiveUpdate) -> None:
+    hub.publish(update)
 
 
-def _save_task(uow: UnitOfWork, task: TaskInfo) -> None:
-    """Remember a task's department and window (first sighting wins), written just before commit."""
-    repository.save_task_later(uow, task)
-    uow.memo.setdefault(("new task", task.task_id), task)
+@dataclass
+class _Planned:
+    """What one event planned, waiting for the batch's deliveries to be written."""
+
+    fact: Fact
+    planned: list[Outgoing]
+    rows: list[dict[str, Any]]
+    effects: dict[str, tuple[str, dict[str, Any]]]
+    now: Any
 
 
-async def _task(uow: UnitOfWork, task_id: str) -> TaskInfo | None:
-    """A task seen in task_opened: as stored (an earlier sighting), else as first seen in this transaction."""
-    if not task_id:
-        return None
-    key = ("task", task_id)
-    if key not in uow.memo:
-        stored = await repository.get_task(uow.conn, task_id)
-        if stored is None:
-            return cast(TaskInfo | None, uow.memo.get(("new task", task_id)))
-        uow.memo[key] = stored
-    return cast(TaskInfo, uow.memo[key])
+def _add_deliveries_later(uow: UnitOfWork, ctx: NotificationContext, planned: _Planned) -> None:
+    """Queue an event's deliveries; the first event of a transaction arranges to write them all at once."""
+    batch: list[_Planned] | None = uow.memo.get(_DELIVERIES)
+    if batch is None:
+        batch = uow.memo[_DELIVERIES] = []
+        uow.before_commit(partial(_write_deliveries, uow, ctx, batch))
+    batch.append(planned)
+
+
+async def _write_deliveries(
+    uow: UnitOfWork, ctx: NotificationContext, batch: list[_Planned], conn: AsyncConnection
+) -> None:
+    """Insert the planned deliveries of every event in one statement; record the local deliveries (inbox
+    messages, notices) of those that did not exist yet; wake the worker after commit for the pending."""
+    inserted = await repository.add_deliveries(conn, [row for p in batch for row in p.rows])
+    pending = False
+    for p in batch:
+        for row in p.rows:
+            if row["delivery_id"] not in inserted:
+                continue
+            pending = pending or row["state"] == PENDING
+            effect = p.effects.get(row["delivery_id"])
+            if effect is not None:
+                _record_local(uow, row, effect, now=p.now)
+        if p.planned:
+            log.info(
+                "deliveries planned",
+                event_id=p.fact.event_id,
+                case_number=p.fact.case_number,
+                kind=p.fact.kind,
+                planned=len(p.planned),
+                created=sum(1 for r in p.rows if r["delivery_id"] in inserted),
+                delivered=sum(1 for d in p.effects if d in inserted),
+                skipped=[f"{o.channel}→{o.recipient}: {o.skip_reason}" for o in p.planned if o.skip_reason],
+            )
+    if pending:
+        after_commit(uow, ctx.wake)
 
 
 def _deliver_locally(

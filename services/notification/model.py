@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,6 +20,26 @@ DUE_STATES = (PENDING, FAILED)
 
 # Channels: the two that leave the building, and the two that are rows in our own tables.
 SMS, EMAIL, INBOX, NOTICE, NONE = "sms", "email", "inbox", "notice", "none"
+
+
+class RandomIds:
+    """Random (version 4) UUIDs as text, drawn from the operating system's random source a block at a
+    time: one system call per `block` ids instead of one each (a case plans about ten)."""
+
+    def __init__(self, block: int = 256) -> None:
+        self._size = 16 * block
+        self._pool = b""
+        self._at = 0
+
+    def __call__(self) -> str:
+        if self._at >= len(self._pool):
+            self._pool, self._at = os.urandom(self._size), 0
+        raw = self._pool[self._at : self._at + 16]
+        self._at += 16
+        return str(uuid.UUID(bytes=raw, version=4))
+
+
+new_id = RandomIds()
 
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
 _EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -19,41 +20,62 @@ from services.notification.model import DEAD, DUE_STATES, PENDING, Recipient, Ta
 LIST_LIMIT = 500
 
 
-async def save_recipient(conn: AsyncConnection, recipient: Recipient, *, now: datetime) -> None:
-    """Keep (or replace) the applicant of a case."""
-    values = {
-        "case_number": recipient.case_number,
-        "case_id": recipient.case_id,
-        "name": recipient.name,
-        "phone": recipient.phone,
-        "email": recipient.email,
-        "language": recipient.language,
-        "agent": recipient.agent,
-        "title": recipient.title,
-        "matter_code": recipient.matter_code,
-        "direct": recipient.direct,
-        "origin_center": recipient.origin_center,
-        "updated_at": now,
-    }
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt: Any = dialect.insert(orm.recipients).values(**values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[orm.recipients.c.case_number],
-        set_={k: v for k, v in values.items() if k != "case_number"},
+# Built once: SQLAlchemy then neither builds nor compiles a statement per call.
+_RECIPIENT_BY_CASE_ID = select(orm.recipients).where(orm.recipients.c.case_id == bindparam("case_id"))
+
+
+@functools.cache
+def _add_deliveries_stmt(dialect_name: str) -> Any:
+    dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
+    return dialect.insert(orm.deliveries).on_conflict_do_nothing().returning(orm.deliveries.c.delivery_id)
+
+
+async def preload(uow: UnitOfWork, *, case_numbers: Iterable[str], task_ids: Iterable[str]) -> None:
+    """Read the applicants and tasks a batch of events refers to, one statement per table."""
+    await uow.preload(orm.recipients, [n for n in case_numbers if n])
+    await uow.preload(orm.tasks, [t for t in task_ids if t])
+
+
+def save_recipient_later(uow: UnitOfWork, recipient: Recipient, *, now: datetime) -> None:
+    """Keep (or replace) the applicant of a case, written just before commit (read it with `recipient`)."""
+    uow.upsert_later(
+        orm.recipients,
+        {
+            "case_number": recipient.case_number,
+            "case_id": recipient.case_id,
+            "name": recipient.name,
+            "phone": recipient.phone,
+            "email": recipient.email,
+            "language": recipient.language,
+            "agent": recipient.agent,
+            "title": recipient.title,
+            "matter_code": recipient.matter_code,
+            "direct": recipient.direct,
+            "origin_center": recipient.origin_center,
+            "updated_at": now,
+        },
     )
-    await conn.execute(stmt)
+    uow.memo[("case id", recipient.case_id)] = recipient.case_number
 
 
-async def get_recipient(conn: AsyncConnection, *, case_number: str, case_id: str) -> Recipient | None:
-    """The applicant of a case, by number (or by id when the event carries no number)."""
-    r = orm.recipients.c
-    if case_number:
-        cond = r.case_number == case_number
-    elif case_id:
-        cond = r.case_id == case_id
-    else:
+async def recipient(uow: UnitOfWork, *, case_number: str, case_id: str) -> Recipient | None:
+    """The applicant of a case, by number (or by id when the event carries no number), as this
+    transaction sees it (preloaded, read once, or saved by an earlier event of the batch)."""
+    if not case_number and case_id:
+        # An applicant saved in this transaction is not in the table yet: look in memory first.
+        case_number = uow.memo.get(("case id", case_id), "")
+        if not case_number:
+            found = (await uow.conn.execute(_RECIPIENT_BY_CASE_ID, {"case_id": case_id})).mappings().first()
+            if found is None:
+                return None
+            case_number = found["case_number"]
+            uow.remember(orm.recipients, case_number, dict(found))
+    if not case_number:
         return None
-    row = (await conn.execute(select(orm.recipients).where(cond))).mappings().first()
+    known, row = uow.cached(orm.recipients, case_number)
+    if not known:
+        await uow.preload(orm.recipients, [case_number])
+        _, row = uow.cached(orm.recipients, case_number)
     if row is None:
         return None
     return Recipient(
@@ -71,24 +93,31 @@ async def get_recipient(conn: AsyncConnection, *, case_number: str, case_id: str
     )
 
 
-def save_task_later(uow: UnitOfWork, task: TaskInfo) -> None:
+async def save_task_later(uow: UnitOfWork, task: TaskInfo) -> None:
     """Remember a task's department and window (first sighting wins), written just before commit."""
-    uow.insert_later(
-        orm.tasks,
-        {
-            "task_id": task.task_id,
-            "case_number": task.case_number,
-            "department": task.department,
-            "window": task.window,
-        },
-    )
+    row = {
+        "task_id": task.task_id,
+        "case_number": task.case_number,
+        "department": task.department,
+        "window": task.window,
+    }
+    known, stored = uow.cached(orm.tasks, task.task_id)
+    if not known:
+        await uow.preload(orm.tasks, [task.task_id])
+        _, stored = uow.cached(orm.tasks, task.task_id)
+    if stored is None:  # the first sighting: later events of this transaction see it at once
+        uow.remember(orm.tasks, task.task_id, row)
+        uow.insert_later(orm.tasks, row)
 
 
-async def get_task(conn: AsyncConnection, task_id: str) -> TaskInfo | None:
-    """A task seen in task_opened, or None."""
+async def task(uow: UnitOfWork, task_id: str) -> TaskInfo | None:
+    """A task seen in task_opened (stored, or first seen in this transaction), or None."""
     if not task_id:
         return None
-    row = (await conn.execute(select(orm.tasks).where(orm.tasks.c.task_id == task_id))).mappings().first()
+    known, row = uow.cached(orm.tasks, task_id)
+    if not known:
+        await uow.preload(orm.tasks, [task_id])
+        _, row = uow.cached(orm.tasks, task_id)
     return TaskInfo(row["task_id"], row["case_number"], row["department"], row["window"]) if row else None
 
 
@@ -97,11 +126,8 @@ async def add_deliveries(conn: AsyncConnection, rows: list[dict[str, Any]]) -> s
     recipient) did not exist yet."""
     if not rows:
         return set()
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    # executemany with RETURNING: SQLAlchemy sends one multi-row INSERT and caches its compiled form
-    # (a statement built with .values(rows) would be compiled again on every call).
-    stmt = dialect.insert(orm.deliveries).on_conflict_do_nothing().returning(orm.deliveries.c.delivery_id)
-    return {r[0] for r in await conn.execute(stmt, rows)}
+    # executemany with RETURNING: one multi-row INSERT of a statement built and compiled once.
+    return {r[0] for r in await conn.execute(_add_deliveries_stmt(conn.dialect.name), rows)}
 
 
 async def claim_due(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -83,6 +84,14 @@ def _local_date(ctx: jinja2.runtime.Context, value: str) -> str:
     return f"{moment.year}年{moment.month}月{moment.day}日"
 
 
+class _Environment(jinja2.Environment):
+    """Templates see the environment's globals as a plain dict taken when they are loaded (all are set
+    before the first load): jinja's default, a ChainMap, is walked twice on every render."""
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        return {**self.globals, **(d or {})}
+
+
 class Templates:
     """The template set: the package's own, optionally overlaid by a center's directory (R24)."""
 
@@ -91,7 +100,7 @@ class Templates:
         if override_dir:
             loaders.append(jinja2.FileSystemLoader(override_dir))
         loaders.append(jinja2.FileSystemLoader(str(PACKAGE_TEMPLATES)))
-        self._env = jinja2.Environment(
+        self._env = _Environment(
             loader=jinja2.ChoiceLoader(loaders),
             # Notices are HTML built from applicant and staff text: escape everything there.
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
@@ -99,6 +108,13 @@ class Templates:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
+            # A center's own templates may be fixed while it runs (a dead letter is then retried), so
+            # they are checked for changes on every use; the package's own change only with a release.
+            auto_reload=bool(override_dir),
+        )
+        # Without reloading, which template answers a (folder, name, language) never changes.
+        self._found: dict[tuple[str, str, str], tuple[jinja2.Template, str]] | None = (
+            None if override_dir else {}
         )
         self._env.filters["local_time"] = _local_time
         self._env.filters["local_date"] = _local_date
@@ -111,6 +127,15 @@ class Templates:
         self._env.globals["dept"] = dept
 
     def _template(self, folder: str, name: str, language: str) -> tuple[jinja2.Template, str]:
+        if self._found is None:
+            return self._find(folder, name, language)
+        key = (folder, name, language)
+        found = self._found.get(key)
+        if found is None:
+            found = self._found[key] = self._find(folder, name, language)
+        return found
+
+    def _find(self, folder: str, name: str, language: str) -> tuple[jinja2.Template, str]:
         try:
             return self._env.get_template(f"{folder}/{language}/{name}"), language
         except jinja2.TemplateNotFound:

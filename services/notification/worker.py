@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +13,7 @@ from services.common.clock import Clock
 from services.common.logging import get_logger
 from services.notification import repository
 from services.notification.channels import MailSender, SmsSender
-from services.notification.model import EMAIL, INBOX, NOTICE, SMS, Outcome, RetryPolicy
+from services.notification.model import EMAIL, INBOX, NOTICE, SMS, Outcome, RetryPolicy, new_id
 from services.notification.templates import RenderError, Templates
 
 log = get_logger(__name__)
@@ -47,7 +46,7 @@ def render_local(templates: Templates, row: dict[str, Any]) -> tuple[Outcome, tu
     return Outcome.sent("inbox"), (
         INBOX,
         {
-            "message_id": str(uuid.uuid4()),
+            "message_id": new_id(),
             "delivery_id": row["delivery_id"],
             "recipient": row["recipient"],
             "case_number": row["case_number"],
