@@ -96,9 +96,7 @@ async def append_many(conn: AsyncConnection, tables: tuple[Table, Table], entrie
     log, head = tables
     if not entries:
         return 0
-    stmt = select(head.c.seq, head.c.hash).where(head.c.id == 1)
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
+    stmt = _read_head(head, conn.dialect.name == "postgresql")
     last = (await conn.execute(stmt)).first()
     if last is None:
         await insert_ignore(conn, head, {"id": 1, "seq": 0, "hash": GENESIS})
@@ -136,6 +134,13 @@ async def append_many(conn: AsyncConnection, tables: tuple[Table, Table], entrie
     await conn.execute(log.insert(), rows)
     await conn.execute(_move_head(head), {"new_seq": seq, "new_hash": prev})
     return seq
+
+
+@functools.cache
+def _read_head(head: Table, lock: bool) -> Any:
+    """The head's read (locked on PostgreSQL, where writers run concurrently), built once per table."""
+    stmt = select(head.c.seq, head.c.hash).where(head.c.id == 1)
+    return stmt.with_for_update() if lock else stmt
 
 
 @functools.cache

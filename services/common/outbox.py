@@ -25,6 +25,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    any_,
     bindparam,
     select,
     update,
@@ -203,8 +204,7 @@ class UnitOfWork:
             return set()
         now = datetime.now(UTC)
         rows = [{"consumer": consumer, "event_id": e, "processed_at": now} for e in dict.fromkeys(event_ids)]
-        dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id)
+        stmt = _mark_processed(inbox, self.conn.dialect.name)
         return {row[0] for row in await self.conn.execute(stmt, rows)}  # one multi-row INSERT, cached
 
     def insert_later(self, table: Table, row: dict[str, Any], *, ignore: bool = True) -> None:
@@ -222,7 +222,7 @@ class UnitOfWork:
             rows[k] = None
         for start in range(0, len(wanted), 1000):
             result = await self.conn.execute(
-                _select_in(table, column), {"keys": wanted[start : start + 1000]}
+                _select_in(table, column, self.conn.dialect.name), {"keys": wanted[start : start + 1000]}
             )
             for row in result.mappings():
                 rows[row[column]] = dict(row)
@@ -315,8 +315,21 @@ def _key_of(table: Table, row: dict[str, Any]) -> Any:
 
 
 @functools.cache
-def _select_in(table: Table, column: str) -> Any:
-    return select(table).where(table.c[column].in_(bindparam("keys", expanding=True)))
+@functools.cache
+def _select_in(table: Table, column: str, dialect_name: str) -> Any:
+    """Rows whose `column` is in the list parameter "keys". PostgreSQL gets the list as one array
+    parameter, so one prepared statement serves every list length."""
+    col = table.c[column]
+    if dialect_name == "postgresql":
+        return select(table).where(col == any_(bindparam("keys", type_=postgresql.ARRAY(col.type))))
+    return select(table).where(col.in_(bindparam("keys", expanding=True)))
+
+
+@functools.cache
+def _mark_processed(inbox: Table, dialect_name: str) -> Any:
+    """The inbox's multi-row insert that skips ids already there and returns the new ones, built once."""
+    dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
+    return dialect.insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id)
 
 
 @functools.cache
