@@ -387,8 +387,11 @@ def test_a_province_matter_from_the_district_gets_a_letter_naming_the_province_t
     assert not [t for t in letters if "初审" in t]  # the city's review is not the district applicant's news
     notice = fed.notice(DISTRICT, number, "decision")
     assert f"({PROVINCE})" in notice.html and f"({CITY})" not in notice.html
-    here = fed.clocks(DISTRICT, number)
-    assert here is not None and (here.case_status, here.outcome, len(here.clocks)) == (
+    here = wait_for(  # the district's supervision learns of the conclusion from its intake's event
+        lambda: (r := fed.clocks(DISTRICT, number)) and r.case_status == "concluded" and r,
+        what="the conclusion at the district's supervision",
+    )
+    assert (here.case_status, here.outcome, len(here.clocks)) == (
         "concluded",
         CS.OUTCOME_APPROVED,
         0,
