@@ -129,7 +129,7 @@ async def feed_update(
             )
         else:
             msg.supplement.add().CopyFrom(item)
-    await feed.append(uow.conn, child_center=row["origin_center"], update_msg=msg)
+    feed.append_later(uow, child_center=row["origin_center"], update_msg=msg)
     ctx.bells.feed(row["origin_center"]).ring()
 
 

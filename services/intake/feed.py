@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from onestop.interconnect.v1 import interconnect_pb2
-from services.common.db import insert_ignore
 from services.common.errors import InvalidArgument
+from services.common.outbox import UnitOfWork
 from services.intake import orm
 
 # Writers ring inside their transaction, before it commits: echo the ring as the commit lands.
@@ -59,36 +61,77 @@ class Bells:
         return self._feeds.setdefault(child_center, Bell())
 
 
+@functools.cache
+def _draw_cursors(dialect_name: str) -> Any:
+    # One statement whether or not the child has a head yet; its row lock is held to commit, so cursors
+    # become visible in order, without gaps.
+    dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
+    head = orm.feed_heads.c
+    insert = dialect.insert(orm.feed_heads).values(
+        child_center=bindparam("child"), last_seq=bindparam("count"), acked_seq=0, acked_at=None
+    )
+    return insert.on_conflict_do_update(
+        index_elements=[head.child_center], set_={"last_seq": head.last_seq + insert.excluded.last_seq}
+    ).returning(head.last_seq)
+
+
+_INSERT = orm.result_feed.insert()
+
+
+async def _write(
+    conn: AsyncConnection, child_center: str, updates: list[interconnect_pb2.ResultUpdate]
+) -> int:
+    top = int(
+        (
+            await conn.execute(
+                _draw_cursors(conn.dialect.name), {"child": child_center, "count": len(updates)}
+            )
+        ).scalar_one()
+    )
+    now = datetime.now(UTC)
+    first = top - len(updates) + 1
+    await conn.execute(
+        _INSERT,
+        [
+            {
+                "child_center": child_center,
+                "seq": first + i,
+                "child_case_id": u.child_case_id,
+                "kind": u.kind,
+                "payload": u.SerializeToString(),
+                "created_at": now,
+            }
+            for i, u in enumerate(updates)
+        ],
+    )
+    return top
+
+
 async def append(
     conn: AsyncConnection, *, child_center: str, update_msg: interconnect_pb2.ResultUpdate
 ) -> int:
-    """Add an update for `child_center` in the caller's transaction; its cursor."""
-    # The row lock taken here is held to commit, so cursors become visible in order, without gaps.
-    bump = (
-        update(orm.feed_heads)
-        .where(orm.feed_heads.c.child_center == child_center)
-        .values(last_seq=orm.feed_heads.c.last_seq + 1)
-        .returning(orm.feed_heads.c.last_seq)
-    )
-    seq = (await conn.execute(bump)).scalar()
-    if seq is None:  # this child's first update
-        await insert_ignore(
-            conn,
-            orm.feed_heads,
-            {"child_center": child_center, "last_seq": 0, "acked_seq": 0, "acked_at": None},
-        )
-        seq = (await conn.execute(bump)).scalar_one()
-    await conn.execute(
-        orm.result_feed.insert().values(
-            child_center=child_center,
-            seq=seq,
-            child_case_id=update_msg.child_case_id,
-            kind=update_msg.kind,
-            payload=update_msg.SerializeToString(),
-            created_at=datetime.now(UTC),
-        )
-    )
-    return int(seq)
+    """Add an update for `child_center` in the caller's transaction now; its cursor."""
+    return await _write(conn, child_center, [update_msg])
+
+
+_LATER = "intake.feed"  # uow.memo: child center -> updates to append at commit
+
+
+def append_later(uow: UnitOfWork, *, child_center: str, update_msg: interconnect_pb2.ResultUpdate) -> None:
+    """Add an update for `child_center` just before the unit of work commits, with the transaction's other
+    updates: per child, one statement draws their cursors (in the order they were added) and one writes
+    them. The head rows are locked in child order and only from then to commit."""
+    pending: dict[str, list[interconnect_pb2.ResultUpdate]] | None = uow.memo.get(_LATER)
+    if pending is None:
+        pending = uow.memo[_LATER] = {}
+        uow.before_commit(functools.partial(_flush, uow))
+    pending.setdefault(child_center, []).append(update_msg)
+
+
+async def _flush(uow: UnitOfWork, conn: AsyncConnection) -> None:
+    pending: dict[str, list[interconnect_pb2.ResultUpdate]] = uow.memo.pop(_LATER, {})
+    for child_center in sorted(pending):
+        await _write(conn, child_center, pending[child_center])
 
 
 # Built once (a child's stream reads after every ring of its bell).

@@ -231,6 +231,40 @@ async def test_feed_cursors_follow_commit_order_without_gaps(engine: AsyncEngine
         await feed.ack(engine, child_center="A", cursor=3)
 
 
+async def test_updates_added_in_one_transaction_get_consecutive_cursors_at_commit_in_order(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.begin() as conn:  # B already has an update: its cursors go on from it
+        await feed.append(
+            conn, child_center="B", update_msg=interconnect_pb2.ResultUpdate(child_case_id="b0")
+        )
+    later: list[asyncio.Task[int]] = []
+
+    async def other_writer() -> int:
+        async with engine.begin() as conn:
+            return await feed.append(
+                conn, child_center="A", update_msg=interconnect_pb2.ResultUpdate(child_case_id="a4")
+            )
+
+    async def after_the_feed_is_written(_: Any) -> None:  # the heads are locked from here to commit
+        later.append(asyncio.create_task(other_writer()))
+        await asyncio.sleep(0.3)
+        assert not later[0].done()  # cursor 4 cannot become visible before 1..3
+
+    async with UnitOfWork(engine, Outbox(orm.outbox)) as uow:
+        for child, case in (("B", "b1"), ("A", "a1"), ("B", "b2"), ("A", "a2"), ("A", "a3")):
+            feed.append_later(
+                uow, child_center=child, update_msg=interconnect_pb2.ResultUpdate(child_case_id=case)
+            )
+        assert await feed.read(engine, child_center="A", after=0, limit=10) == []  # nothing before commit
+        uow.before_commit(after_the_feed_is_written)
+        await uow.commit()
+    assert await later[0] == 4
+    got = {c: await feed.read(engine, child_center=c, after=0, limit=10) for c in ("A", "B")}
+    assert [(u.cursor, u.child_case_id) for u in got["A"]] == [(1, "a1"), (2, "a2"), (3, "a3"), (4, "a4")]
+    assert [(u.cursor, u.child_case_id) for u in got["B"]] == [(1, "b0"), (2, "b1"), (3, "b2")]
+
+
 async def test_operations_go_up_in_order_per_case_and_back_off_after_a_failure(engine: AsyncEngine) -> None:
     outbox = Outbox(orm.outbox)
     x, y = await _forwarded_case(engine, outbox), await _forwarded_case(engine, outbox)
