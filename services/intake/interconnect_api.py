@@ -20,13 +20,14 @@ from onestop.intake.v1 import intake_pb2
 from onestop.interconnect.v1 import interconnect_pb2
 from onestop.routing.v1 import routing_pb2, routing_pb2_grpc
 from services.common.db import insert_ignore
-from services.common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from services.common.errors import NotFound, PermissionDenied, Unavailable
 from services.common.logging import get_logger
 from services.common.outbox import UnitOfWork
 from services.common.rpc import insecure_channel
 from services.common.runtime import Runtime
 from services.common.tls import peer_center
 from services.intake import feed, handlers, orm
+from services.intake.interconnect_uploads import ForeignCase, Uploads, check_child_case_id
 from services.intake.received_documents import ReceivedDocuments
 
 log = get_logger(__name__)
@@ -74,6 +75,7 @@ class InterconnectApi:
         self.ctx = ctx
         self.received = received
         self.children = children
+        self.uploads = Uploads(runtime=runtime, ctx=ctx)
 
     async def _audit(self, center: str, method: str, child_case_id: str, detail: str) -> None:
         async with self.rt.engine.begin() as conn:
@@ -100,8 +102,7 @@ class InterconnectApi:
         return center
 
     async def _own_case(self, center: str, child_case_id: str, method: str) -> dict[str, Any]:
-        if not child_case_id or len(child_case_id) > 64:
-            raise InvalidArgument("child_case_id is required (at most 64 characters)", field="child_case_id")
+        check_child_case_id(child_case_id)
         async with self.rt.engine.connect() as conn:
             rows = (
                 (await conn.execute(select(orm.cases).where(orm.cases.c.origin_case_id == child_case_id)))
@@ -137,35 +138,20 @@ class InterconnectApi:
     ) -> interconnect_pb2.UploadCaseResponse:
         center = await self._caller(context, "UploadCase")
         try:
+            row, duplicate = await self.uploads.upload(center, req)
+        except ForeignCase as exc:
+            await self._audit(center, "UploadCase", req.child_case_id, f"case uploaded by {exc.owner}")
+            raise
+        except IntegrityError:  # a concurrent retry of the same upload (on another replica) won the race
             return self._reply(await self._own_case(center, req.child_case_id, "UploadCase"), duplicate=True)
-        except NotFound:
-            pass
-        by = common_pb2.Actor()
-        by.CopyFrom(req.preliminary_reviewer)
-        by.center = center  # who vouches is the certificate, not the body
-        submit = intake_pb2.SubmitCaseRequest(
-            client_request_id=f"ic/{center}/{req.child_case_id}",
-            matter_code=req.matter_code,
-            channel=common_pb2.CHANNEL_UPLOAD,
-            applicant=req.applicant,
-            documents=req.documents,
-            submitted_by=by,
-            title=req.title,
-            form=dict(req.form),
-        )
-        try:
-            async with self.rt.uow() as uow:
-                row, _ = await handlers.submit_case(uow, self.ctx, submit, origin=(center, req.child_case_id))
-                await uow.commit()
-        except IntegrityError:  # a concurrent retry of the same upload won the race
-            return self._reply(await self._own_case(center, req.child_case_id, "UploadCase"), duplicate=True)
-        log.info(
-            "case uploaded",
-            child=center,
-            case_number=row["case_number"] or "",
-            child_case_id=req.child_case_id,
-        )
-        return self._reply(row, duplicate=False)
+        if not duplicate:
+            log.info(
+                "case uploaded",
+                child=center,
+                case_number=row["case_number"] or "",
+                child_case_id=req.child_case_id,
+            )
+        return self._reply(row, duplicate=duplicate)
 
     async def UploadDocument(
         self, requests: AsyncIterator[interconnect_pb2.DocumentChunk], context: Any

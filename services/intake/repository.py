@@ -103,6 +103,48 @@ async def preload_request_ids(uow: UnitOfWork, request_ids: Iterable[str]) -> No
         uow.memo["request", row["client_request_id"]] = dict(row)
 
 
+@functools.cache
+def _by_origins_or_request_ids(dialect_name: str) -> Any:
+    c = orm.cases.c
+    if dialect_name == "postgresql":
+        origins = c.origin_case_id == any_(bindparam("origins", type_=postgresql.ARRAY(String)))
+        requests = c.client_request_id == any_(bindparam("rids", type_=postgresql.ARRAY(String)))
+    else:
+        origins = c.origin_case_id.in_(bindparam("origins", expanding=True))
+        requests = c.client_request_id.in_(bindparam("rids", expanding=True))
+    return select(orm.cases).where(origins | requests)
+
+
+async def preload_uploads(uow: UnitOfWork, uploads: dict[str, str]) -> None:
+    """Read, in one statement, the cases child centers uploaded under these child case ids and the cases
+    of these client request ids (`uploads`: child case id -> request id), for `uploaded_cases` and
+    `case_by_request_id`."""
+    origins = [o for o in uploads if o and ("origin", o) not in uow.memo]
+    rids = [r for r in dict.fromkeys(uploads[o] for o in origins) if r and ("request", r) not in uow.memo]
+    if not origins and not rids:
+        return
+    for o in origins:
+        uow.memo["origin", o] = []
+    for r in rids:
+        uow.memo["request", r] = None
+    params = {"origins": origins, "rids": rids}
+    for found in (
+        await uow.conn.execute(_by_origins_or_request_ids(uow.conn.dialect.name), params)
+    ).mappings():
+        row = dict(found)
+        if row["origin_case_id"] in origins:
+            uow.memo["origin", row["origin_case_id"]].append(row)
+        if row["client_request_id"] in rids:
+            uow.memo["request", row["client_request_id"]] = row
+
+
+async def uploaded_cases(uow: UnitOfWork, child_case_id: str, request_id: str) -> list[dict[str, Any]]:
+    """The cases uploaded under `child_case_id` by any child center (in this transaction too)."""
+    await preload_uploads(uow, {child_case_id: request_id})
+    rows: list[dict[str, Any]] = uow.memo["origin", child_case_id]
+    return rows
+
+
 async def case_by_request_id(uow: UnitOfWork, request_id: str) -> dict[str, Any] | None:
     """The case created by an earlier submission with this client request id (in this transaction too)."""
     await preload_request_ids(uow, [request_id])
@@ -116,6 +158,8 @@ def insert_case_later(uow: UnitOfWork, row: dict[str, Any]) -> None:
     uow.memo.setdefault(_NEW_CASES, set()).add(row["case_id"])
     if row["client_request_id"]:
         uow.memo["request", row["client_request_id"]] = row  # a retry in the same batch gets this case
+    if row["origin_case_id"] and ("origin", row["origin_case_id"]) in uow.memo:
+        uow.memo["origin", row["origin_case_id"]].append(row)  # so does a repeated upload
     uow.remember(orm.cases, row["case_id"], row)
     uow.insert_later(orm.cases, row, ignore=False)
 
