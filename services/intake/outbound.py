@@ -67,6 +67,9 @@ def wall() -> datetime:
     return datetime.now(UTC)
 
 
+_ENQUEUE = orm.forwarding.insert()
+
+
 async def enqueue(
     conn: AsyncConnection,
     *,
@@ -79,21 +82,22 @@ async def enqueue(
     """Queue an operation in the caller's transaction."""
     now = wall()
     await conn.execute(
-        orm.forwarding.insert().values(
-            case_id=case_id,
-            op=op,
-            state=state,
-            parent_center=parent_center,
-            payload=payload or {},
-            attempts=0,
-            next_attempt_at=now,
-            last_error="",
-            waiting_since=now,
-            done_at=None,
-            parent_case_id="",
-            parent_case_number="",
-            result_at=None,
-        )
+        _ENQUEUE,  # one statement for every call (`.values(...)` would build and key a new one each time)
+        {
+            "case_id": case_id,
+            "op": op,
+            "state": state,
+            "parent_center": parent_center,
+            "payload": payload or {},
+            "attempts": 0,
+            "next_attempt_at": now,
+            "last_error": "",
+            "waiting_since": now,
+            "done_at": None,
+            "parent_case_id": "",
+            "parent_case_number": "",
+            "result_at": None,
+        },
     )
 
 
@@ -213,6 +217,18 @@ def finish_upload_later(uow: Any, seq: int, *, parent_case_id: str, parent_case_
             "parent_case_number": parent_case_number,
         }
     )
+
+
+_RESULT_AT = update(orm.forwarding).where(F.seq == bindparam("op_seq")).values(result_at=bindparam("at"))
+
+
+def result_received_later(uow: Any, seq: int) -> None:
+    """Note when the parent's result for an upload came, with the others of the transaction (one
+    statement, just before commit)."""
+    rows = uow.memo.setdefault("outbound.results", [])
+    if not rows:
+        uow.before_commit(lambda conn: conn.execute(_RESULT_AT, rows))
+    rows.append({"op_seq": seq, "at": wall()})
 
 
 async def retry_later(engine: AsyncEngine, op: Operation, *, error: str, permanent: bool) -> None:

@@ -98,9 +98,10 @@ async def apply_update(
     return await apply_updates(uow, ctx, parent_center, [upd]) == 1
 
 
-async def _set_case(uow: UnitOfWork, row: dict[str, Any], **values: Any) -> None:
-    await repository.update_case(uow.conn, row["case_id"], **values)
-    row.update(values)  # a later update of the batch about the same case sees this one
+def _set_case(uow: UnitOfWork, row: dict[str, Any], **values: Any) -> None:
+    # Written at commit with the batch's other cases (one statement per set of columns); `row` changes now,
+    # so a later update of the batch about the same case sees this one.
+    repository.update_case_later(uow, row, **values)
 
 
 async def _apply(
@@ -120,7 +121,7 @@ async def _apply(
     if upd.kind == "supplement_requested" and row["status"] in federation.OPEN:
         items = [to_json(i) for i in upd.supplement]
         rnd = row["supplement_round"] + 1
-        await _set_case(
+        _set_case(
             uow,
             row,
             status=CS.CASE_STATUS_SUPPLEMENT_REQUESTED,
@@ -147,7 +148,7 @@ async def _apply(
         )
     elif upd.kind == "concluded" and row["status"] in federation.OPEN:
         sealed = upd.sealed.SerializeToString().hex() if upd.HasField("sealed") else None
-        await _set_case(
+        _set_case(
             uow,
             row,
             status=CS.CASE_STATUS_CONCLUDED,
@@ -166,7 +167,7 @@ async def _apply(
         )
         uow.emit(env)
         if op is not None:
-            await outbound.set_state(uow.conn, op["seq"], result_at=outbound.wall())
+            outbound.result_received_later(uow, op["seq"])
         await federation.note(
             uow,
             ctx,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from onestop.common.v1 import common_pb2
@@ -159,6 +159,41 @@ async def test_a_burst_of_results_is_applied_in_one_transaction_in_order_and_onc
     assert (ux["parent_case_number"], uy["parent_case_number"]) == ("210200-X", "210200-Y")
     assert ux["result_at"] is not None and uy["result_at"] is not None
     assert kinds == ["supplement_requested", "parent_result_received", "parent_result_received"]
+
+
+async def test_a_burst_of_conclusions_costs_the_same_statements_however_many_cases_it_concludes(
+    engine: AsyncEngine,
+) -> None:
+    outbox = Outbox(orm.outbox)
+    cases = [await _forwarded_case(engine, outbox) for _ in range(7)]
+    updates = [
+        interconnect_pb2.ResultUpdate(
+            cursor=i + 1, child_case_id=c, kind="concluded", outcome=CS.OUTCOME_APPROVED
+        )
+        for i, c in enumerate(cases)
+    ]
+    async with UnitOfWork(engine, outbox) as uow:  # the first result from this parent creates the link row
+        assert await apply_updates(uow, _ctx(), "210200", updates[:1]) == 1
+        await uow.commit()
+    burst = updates[1:]
+    seen: list[str] = []
+    listener = lambda *args: seen.append(str(args[2]).split()[0])  # noqa: E731
+    event.listen(engine.sync_engine, "before_cursor_execute", listener)
+    try:
+        async with UnitOfWork(engine, outbox) as uow:
+            assert await apply_updates(uow, _ctx(), "210200", burst) == 6
+            await uow.commit()
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", listener)
+    # the link's lock and cursor, the cases and their uploads read, then one write each for the cases,
+    # the uploads' result times, the timeline and the outbox
+    assert len(seen) <= 8, seen
+    async with engine.connect() as conn:
+        for c in cases:
+            row, up = await repository.get_case(conn, case_id=c), await outbound.upload_of(conn, c)
+            assert row is not None and up is not None
+            assert (row["status"], row["outcome"]) == (CS.CASE_STATUS_CONCLUDED, CS.OUTCOME_APPROVED)
+            assert up["result_at"] is not None
 
 
 async def test_a_supplement_relayed_from_two_levels_up_names_the_center_that_raised_it(
