@@ -130,7 +130,7 @@ async def feed_update(
         else:
             msg.supplement.add().CopyFrom(item)
     feed.append_later(uow, child_center=row["origin_center"], update_msg=msg)
-    ctx.bells.feed(row["origin_center"]).ring()
+    ctx.bells.feed(row["origin_center"]).ring_after(uow)
 
 
 async def on_forwarded(uow: UnitOfWork, ctx: Any, env: events_pb2.Envelope, row: dict[str, Any]) -> bool:
@@ -148,7 +148,7 @@ async def on_forwarded(uow: UnitOfWork, ctx: Any, env: events_pb2.Envelope, row:
     )
     uow.memo.get(_UPLOADED, {}).pop(row["case_id"], None)  # it has one now: read it when asked
     if not held:
-        ctx.bells.uploads.ring()
+        ctx.bells.uploads.ring_after(uow)
         return False
     await note(
         uow,
@@ -186,7 +186,7 @@ async def on_preliminary_concluded(
         uow, ctx, case_id=row["case_id"], key=env.event_id, what="preliminary_review_passed", zh=zh, en=en
     )
     await feed_update(uow, ctx, row, what="preliminary_review_passed", zh=zh, en=en)
-    ctx.bells.uploads.ring()
+    ctx.bells.uploads.ring_after(uow)
     return True
 
 
@@ -269,7 +269,7 @@ async def resume_after_supplement(
         parent_center=op["parent_center"],
         payload={"documents": [to_json(d) for d in documents]},
     )
-    ctx.bells.uploads.ring()
+    ctx.bells.uploads.ring_after(uow)
     return CS.CASE_STATUS_FORWARDED
 
 
@@ -288,4 +288,4 @@ async def after_withdraw(uow: UnitOfWork, ctx: Any, row: dict[str, Any], reason:
         parent_center=op["parent_center"],
         payload={"reason": reason},
     )
-    ctx.bells.uploads.ring()
+    ctx.bells.uploads.ring_after(uow)

@@ -16,28 +16,23 @@ from services.common.errors import InvalidArgument
 from services.common.outbox import UnitOfWork
 from services.intake import orm
 
-# Writers ring inside their transaction, before it commits: echo the ring as the commit lands.
-ECHOES_S = (0.005, 0.03, 0.15, 0.6)  # a consumer batch may take a while to commit
-
 
 class Bell:
-    """Wakes waiters when something was written (now, and a few echoes later for the commit)."""
+    """Wakes waiters when something was committed."""
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
-        self._echoes: list[asyncio.TimerHandle | None] = [None] * len(ECHOES_S)
 
-    def ring(self) -> None:
-        """Something new is on its way (rung inside the writer's transaction)."""
-        self._event.set()
-        loop = asyncio.get_running_loop()
-        for i, delay in enumerate(ECHOES_S):
-            pending = self._echoes[i]
-            if pending is None or pending.cancelled() or pending.when() <= loop.time():
-                self._echoes[i] = loop.call_later(delay, self._event.set)
+    def ring_after(self, uow: UnitOfWork) -> None:
+        """Ring when `uow` commits (once however often it is asked; never if it rolls back). Waiters are
+        woken once per commit, when what they will read is there, and a writer that fails wakes nobody."""
+        key = ("bell", id(self))
+        if key not in uow.memo:
+            uow.memo[key] = True
+            uow.on_commit(self.ring_now)
 
     def ring_now(self) -> None:
-        """Something new is committed: wake waiters, no echoes needed."""
+        """Something new is committed: wake waiters."""
         self._event.set()
 
     async def wait(self, timeout: float) -> None:

@@ -24,7 +24,7 @@ from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.outbox import Outbox, UnitOfWork
 from services.common.runtime import Runtime
 from services.common.settings import Settings
-from services.intake import feed, orm, outbound, repository
+from services.intake import federation, feed, orm, outbound, repository
 from services.intake.documents import LocalDocumentStore
 from services.intake.handlers import IntakeContext
 from services.intake.link_status import LinkStatusApi
@@ -298,6 +298,28 @@ async def test_updates_added_in_one_transaction_get_consecutive_cursors_at_commi
     got = {c: await feed.read(engine, child_center=c, after=0, limit=10) for c in ("A", "B")}
     assert [(u.cursor, u.child_case_id) for u in got["A"]] == [(1, "a1"), (2, "a2"), (3, "a3"), (4, "a4")]
     assert [(u.cursor, u.child_case_id) for u in got["B"]] == [(1, "b0"), (2, "b1"), (3, "b2")]
+
+
+async def test_a_childs_stream_is_woken_when_its_result_commits_and_not_by_a_rollback(
+    engine: AsyncEngine,
+) -> None:
+    ctx, outbox = _ctx(), Outbox(orm.outbox)
+    row = {"case_id": "p1", "case_number": "210211-1", "origin_center": "210211101", "origin_case_id": "c1"}
+    bell = ctx.bells.feed("210211101")
+    async with UnitOfWork(engine, outbox) as uow:
+        await federation.feed_update(uow, ctx, row, what="concluded", zh="办结", en="concluded")
+        await federation.feed_update(uow, ctx, row, what="concluded", zh="办结", en="concluded")
+        waiter = asyncio.create_task(bell.wait(5))
+        await asyncio.sleep(0.1)
+        assert not waiter.done()  # nothing to read yet: the stream sleeps on
+        await uow.commit()
+    await asyncio.wait_for(waiter, 1)
+    assert len(await feed.read(engine, child_center="210211101", after=0, limit=10)) == 2
+    async with UnitOfWork(engine, outbox) as uow:  # rolled back: nobody is woken for nothing
+        await federation.feed_update(uow, ctx, row, what="concluded", zh="办结", en="concluded")
+    started = asyncio.get_running_loop().time()
+    await bell.wait(0.3)
+    assert asyncio.get_running_loop().time() - started >= 0.25
 
 
 async def test_operations_go_up_in_order_per_case_and_back_off_after_a_failure(engine: AsyncEngine) -> None:
