@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 
 from onestop.common.v1 import common_pb2
 from onestop.interconnect.v1 import interconnect_pb2, interconnect_pb2_grpc
@@ -28,6 +30,7 @@ from services.intake import federation, outbound
 from services.intake.documents import LocalDocumentStore
 
 log = get_logger(__name__)
+M = TypeVar("M", bound=Message)
 CHUNK_BYTES = 256 * 1024
 CONCURRENCY = 32
 REFILL = 8  # free delivery slots worth a query of the forwarding outbox
@@ -92,8 +95,38 @@ class ParentLink:
         return self._stub
 
 
+_SCALARS = {FieldDescriptor.CPPTYPE_STRING, FieldDescriptor.CPPTYPE_INT32, FieldDescriptor.CPPTYPE_INT64}
+_INTEGERS = {FieldDescriptor.CPPTYPE_INT32, FieldDescriptor.CPPTYPE_INT64}
+
+
+def flat_message(cls: type[M], stored: dict[str, Any] | None) -> M:
+    """A message of strings, integers and enums back from its stored JSON form (`to_json`: int64 as a
+    string, an enum by name), unknown keys ignored; as `json_format.ParseDict` reads it, at a fraction of
+    its cost. Anything else (a nested message, a list) goes to `ParseDict`."""
+    fields = cls.DESCRIPTOR.fields_by_name
+    values: dict[str, Any] = {}
+    for name, value in (stored or {}).items():
+        field = fields.get(name)
+        if field is None:
+            continue
+        enum = field.enum_type
+        if (
+            (field.cpp_type not in _SCALARS and enum is None)
+            or isinstance(value, (dict, list))
+            or (enum is not None and isinstance(value, str) and value not in enum.values_by_name)
+        ):
+            return json_format.ParseDict(stored or {}, cls(), ignore_unknown_fields=True)
+        if enum is not None:
+            values[name] = enum.values_by_name[value].number if isinstance(value, str) else int(value)
+        elif field.cpp_type in _INTEGERS:
+            values[name] = int(value)
+        else:
+            values[name] = value
+    return cls(**values)
+
+
 def _documents(items: Any) -> list[common_pb2.Document]:
-    return [json_format.ParseDict(d, common_pb2.Document(), ignore_unknown_fields=True) for d in items or []]
+    return [flat_message(common_pb2.Document, d) for d in items or []]
 
 
 class Uploader:
@@ -226,15 +259,11 @@ class Uploader:
             child_case_id=row["case_id"],
             child_case_number=row["case_number"] or "",
             matter_code=row["matter_code"],
-            applicant=json_format.ParseDict(
-                row["applicant"] or {}, common_pb2.Applicant(), ignore_unknown_fields=True
-            ),
+            applicant=flat_message(common_pb2.Applicant, row["applicant"]),
             documents=docs,
             title=row["title"] or "",
             form=dict(row["form"] or {}),
-            preliminary_reviewer=json_format.ParseDict(
-                row["submitted_by"] or {}, common_pb2.Actor(), ignore_unknown_fields=True
-            ),
+            preliminary_reviewer=flat_message(common_pb2.Actor, row["submitted_by"]),
         )
         accepted = aware(row["accepted_at"])
         if accepted is not None:
