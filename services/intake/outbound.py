@@ -126,10 +126,13 @@ async def finish(conn: AsyncConnection, seq: int, *, state: str, error: str = ""
     await set_state(conn, seq, state=state, done_at=wall(), last_error=error[:2000], **values)
 
 
+_CASE_COLUMNS = [c.label(f"case__{c.name}") for c in orm.cases.c]
+
+
 @functools.cache
 def _due_statement() -> Any:
     # Built once: the uploader asks after every delivery, and building the aliased join each time cost
-    # more CPU than running it.
+    # more CPU than running it. An upload comes with its case's row (one statement, not two).
     earlier = orm.forwarding.alias("earlier")
     blocked = exists().where(
         and_(
@@ -139,7 +142,8 @@ def _due_statement() -> Any:
         )
     )
     return (
-        select(orm.forwarding)
+        select(orm.forwarding, *_CASE_COLUMNS)
+        .outerjoin(orm.cases, and_(orm.cases.c.case_id == F.case_id, F.op == UPLOAD))
         .where(
             F.state == PENDING,
             F.next_attempt_at <= bindparam("now", type_=F.next_attempt_at.type),
@@ -182,9 +186,13 @@ async def due(
         result = await conn.execute(
             _due_statement(), {"now": wall(), "busy": sorted(exclude), "limit": limit}
         )
-        ops = [Operation.of(r) for r in result.mappings().all()]
-        cases = await cases_of(conn, [op.case_id for op in ops if op.op == UPLOAD])
+        rows = result.mappings().all()
         await conn.rollback()
+    ops, cases = [], {}
+    for row in rows:
+        ops.append(Operation.of(row))
+        if row["case__case_id"] is not None:
+            cases[row["case__case_id"]] = {c.name: row[f"case__{c.name}"] for c in orm.cases.c}
     return ops, cases
 
 

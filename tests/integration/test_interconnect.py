@@ -334,6 +334,8 @@ async def test_operations_go_up_in_order_per_case_and_back_off_after_a_failure(e
     ops, cases = await outbound.due(engine, limit=10, exclude=set())
     assert sorted((o.case_id, o.op) for o in ops) == sorted([(x, "upload"), (y, "upload")])
     assert {c: row["case_id"] for c, row in cases.items()} == {x: x, y: y}  # read with them, for upload
+    async with engine.connect() as conn:
+        assert cases[x] == await repository.get_case(conn, case_id=x)  # the whole row, as stored
     upload_x = next(o for o in ops if o.case_id == x)
     busy = await due(exclude=frozenset({upload_x.seq}))  # x's upload is being delivered
     assert [o.case_id for o in busy] == [y]
@@ -357,7 +359,8 @@ async def test_operations_go_up_in_order_per_case_and_back_off_after_a_failure(e
             (x, "P-1"),
             (y, "P-2"),
         }
-    assert [(o.case_id, o.op) for o in await due()] == [(x, "supplement")]
+    ops, cases = await outbound.due(engine, limit=10, exclude=set())
+    assert [(o.case_id, o.op) for o in ops] == [(x, "supplement")] and cases == {}  # no case row for it
 
 
 async def _chunks(*parts: Any) -> AsyncIterator[interconnect_pb2.DocumentChunk]:
