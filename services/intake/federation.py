@@ -47,6 +47,7 @@ def know_uploads(uow: UnitOfWork, uploads: dict[str, bool]) -> None:
 async def _upload_of(uow: UnitOfWork, case_id: str, *, lock: bool = False) -> dict[str, Any] | None:
     if uow.memo.get(_UPLOADED, {}).get(case_id) is False:
         return None
+    await outbound.flush_enqueued(uow)  # operations queued earlier in this transaction are read too
     return await outbound.upload_of(uow.conn, case_id, lock=lock)
 
 
@@ -139,8 +140,8 @@ async def on_forwarded(uow: UnitOfWork, ctx: Any, env: events_pb2.Envelope, row:
     if await _upload_of(uow, row["case_id"]) is not None:
         return False
     held = body.reason == AFTER_PRELIMINARY_REVIEW
-    await outbound.enqueue(
-        uow.conn,
+    outbound.enqueue_later(
+        uow,
         case_id=row["case_id"],
         op=outbound.UPLOAD,
         parent_center=body.parent_center,
@@ -262,8 +263,8 @@ async def resume_after_supplement(
     op = await _upload_of(uow, row["case_id"])
     if op is None or op["state"] in (outbound.HELD, outbound.CANCELLED):
         return CS.CASE_STATUS_ROUTED
-    await outbound.enqueue(
-        uow.conn,
+    outbound.enqueue_later(
+        uow,
         case_id=row["case_id"],
         op=outbound.SUPPLEMENT,
         parent_center=op["parent_center"],
@@ -281,8 +282,8 @@ async def after_withdraw(uow: UnitOfWork, ctx: Any, row: dict[str, Any], reason:
     if op["state"] in (outbound.HELD, outbound.FAILED):  # never reached the parent
         await outbound.finish(uow.conn, op["seq"], state=outbound.CANCELLED, error="withdrawn before upload")
         return
-    await outbound.enqueue(
-        uow.conn,
+    outbound.enqueue_later(
+        uow,
         case_id=row["case_id"],
         op=outbound.WITHDRAW,
         parent_center=op["parent_center"],

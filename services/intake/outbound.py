@@ -68,6 +68,28 @@ def wall() -> datetime:
 
 
 _ENQUEUE = orm.forwarding.insert()
+_ENQUEUED = "outbound.enqueued"  # uow.memo: operations to insert before the transaction reads or commits
+
+
+def _operation_row(
+    *, case_id: str, op: str, parent_center: str, payload: dict[str, Any] | None, state: str
+) -> dict[str, Any]:
+    now = wall()
+    return {
+        "case_id": case_id,
+        "op": op,
+        "state": state,
+        "parent_center": parent_center,
+        "payload": payload or {},
+        "attempts": 0,
+        "next_attempt_at": now,
+        "last_error": "",
+        "waiting_since": now,
+        "done_at": None,
+        "parent_case_id": "",
+        "parent_case_number": "",
+        "result_at": None,
+    }
 
 
 async def enqueue(
@@ -79,26 +101,37 @@ async def enqueue(
     payload: dict[str, Any] | None = None,
     state: str = PENDING,
 ) -> None:
-    """Queue an operation in the caller's transaction."""
-    now = wall()
-    await conn.execute(
-        _ENQUEUE,  # one statement for every call (`.values(...)` would build and key a new one each time)
-        {
-            "case_id": case_id,
-            "op": op,
-            "state": state,
-            "parent_center": parent_center,
-            "payload": payload or {},
-            "attempts": 0,
-            "next_attempt_at": now,
-            "last_error": "",
-            "waiting_since": now,
-            "done_at": None,
-            "parent_case_id": "",
-            "parent_case_number": "",
-            "result_at": None,
-        },
+    """Queue an operation in the caller's transaction now."""
+    row = _operation_row(case_id=case_id, op=op, parent_center=parent_center, payload=payload, state=state)
+    await conn.execute(_ENQUEUE, row)  # one statement for every call (`.values(...)` built one each time)
+
+
+def enqueue_later(
+    uow: Any,
+    *,
+    case_id: str,
+    op: str,
+    parent_center: str,
+    payload: dict[str, Any] | None = None,
+    state: str = PENDING,
+) -> None:
+    """Queue an operation in the unit of work: inserted with the transaction's other operations in one
+    statement (in the order they were queued, so per case in order), just before it commits or before
+    `flush_enqueued` (which whoever reads the forwarding outbox in the transaction calls first)."""
+    rows = uow.memo.get(_ENQUEUED)
+    if rows is None:
+        rows = uow.memo[_ENQUEUED] = []
+        uow.before_commit(lambda _: flush_enqueued(uow))
+    rows.append(
+        _operation_row(case_id=case_id, op=op, parent_center=parent_center, payload=payload, state=state)
     )
+
+
+async def flush_enqueued(uow: Any) -> None:
+    """Insert the operations this unit of work queued so far (a read of the outbox must see them)."""
+    rows = uow.memo.pop(_ENQUEUED, None)
+    if rows:
+        await uow.conn.execute(_ENQUEUE, rows)
 
 
 async def upload_of(conn: AsyncConnection, case_id: str, *, lock: bool = False) -> dict[str, Any] | None:

@@ -21,6 +21,7 @@ from services.common import migrate
 from services.common.clock import ManualClock
 from services.common.db import create_engine
 from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.events import new_event
 from services.common.outbox import Outbox, UnitOfWork
 from services.common.runtime import Runtime
 from services.common.settings import Settings
@@ -49,7 +50,9 @@ def _ctx() -> IntakeContext:
     )
 
 
-async def _forwarded_case(engine: AsyncEngine, outbox: Outbox, *, origin: str = "") -> str:
+async def _forwarded_case(
+    engine: AsyncEngine, outbox: Outbox, *, origin: str = "", queued: bool = True
+) -> str:
     case_id = str(uuid.uuid4())
     now = datetime.now(UTC)
     async with UnitOfWork(engine, outbox) as uow:
@@ -84,7 +87,8 @@ async def _forwarded_case(engine: AsyncEngine, outbox: Outbox, *, origin: str = 
                 "updated_at": now,
             },
         )
-        await outbound.enqueue(uow.conn, case_id=case_id, op=outbound.UPLOAD, parent_center="210200")
+        if queued:
+            await outbound.enqueue(uow.conn, case_id=case_id, op=outbound.UPLOAD, parent_center="210200")
         await uow.commit()
     return case_id
 
@@ -320,6 +324,57 @@ async def test_a_childs_stream_is_woken_when_its_result_commits_and_not_by_a_rol
     started = asyncio.get_running_loop().time()
     await bell.wait(0.3)
     assert asyncio.get_running_loop().time() - started >= 0.25
+
+
+async def test_uploads_queued_by_one_batch_go_in_one_statement_and_a_later_event_of_the_batch_sees_them(
+    engine: AsyncEngine,
+) -> None:
+    ctx, outbox = _ctx(), Outbox(orm.outbox)
+    cases = [await _forwarded_case(engine, outbox, queued=False) for _ in range(4)]
+    forwarded = [
+        new_event(
+            center="210211",
+            producer="routing",
+            at=datetime.now(UTC),
+            body=events_pb2.CaseForwarded(parent_center="210200"),
+            case_id=c,
+        )
+        for c in cases
+    ]
+    inserts: list[str] = []
+
+    def listener(*args: Any) -> None:
+        if "INSERT INTO intake_forwarding" in str(args[2]):
+            inserts.append(str(args[2]))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", listener)
+    try:
+        async with UnitOfWork(engine, outbox) as uow:
+            federation.know_uploads(uow, dict.fromkeys(cases, False))  # as the consumer's prefetch says
+            for env in forwarded:
+                row = await repository.load_case(uow, env.case_id)
+                assert row is not None and not await federation.on_forwarded(uow, ctx, env, row)
+            assert len(inserts) == 0  # queued, not written yet
+            # the applicant withdraws the first case in the same batch: its upload is seen, the withdrawal queued behind it
+            row = await repository.load_case(uow, cases[0])
+            assert row is not None
+            await federation.after_withdraw(uow, ctx, row, "changed my mind")
+            await uow.commit()
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", listener)
+    assert len(inserts) == 2  # the four uploads (read by the withdrawal), then the withdrawal at commit
+    async with engine.connect() as conn:
+        ops = (
+            await conn.execute(
+                select(orm.forwarding.c.case_id, orm.forwarding.c.op, orm.forwarding.c.state).order_by(
+                    orm.forwarding.c.seq
+                )
+            )
+        ).all()
+    assert [tuple(o) for o in ops] == [
+        *[(c, outbound.UPLOAD, outbound.PENDING) for c in cases],
+        (cases[0], outbound.WITHDRAW, outbound.PENDING),
+    ]
 
 
 async def test_operations_go_up_in_order_per_case_and_back_off_after_a_failure(engine: AsyncEngine) -> None:
