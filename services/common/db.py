@@ -7,7 +7,22 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Table, event
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    LargeBinary,
+    Numeric,
+    String,
+    Table,
+    bindparam,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
@@ -51,6 +66,50 @@ async def insert_ignore(conn: AsyncConnection, table: Table, values: dict[str, A
     """Insert a row unless its key exists; True when the row was inserted."""
     result = await conn.execute(_insert_ignore_stmt(table, conn.dialect.name), values)
     return bool(result.rowcount)
+
+
+# Column types whose values PostgreSQL takes as an array parameter unchanged (not ARRAY: unnest would
+# flatten it).
+_ARRAY_SAFE = (String, Integer, Boolean, Date, DateTime, Float, Numeric, LargeBinary, JSON)
+
+
+def _array_safe(column: Any) -> bool:
+    kind = column.type.impl_instance if isinstance(column.type, TypeDecorator) else column.type
+    return isinstance(kind, _ARRAY_SAFE) and not isinstance(kind, postgresql.ARRAY)
+
+
+@functools.cache
+def unnest_insert(table: Table, columns: tuple[str, ...], conflict: str = "error") -> Any | None:
+    """PostgreSQL: an INSERT of many rows given as one array per column (bind names ``a_<column>``),
+    ``INSERT .. SELECT unnest(:a_x), unnest(:a_y) ..``, executed once for any number of rows, rows in
+    array order. An executemany is one execution per row on the server (bind, executor start and end,
+    constraint checks); this is one. `conflict`: "error", "ignore" (ON CONFLICT DO NOTHING) or "update"
+    (on the primary key, set the given non-key columns). None when a column's type cannot go through an
+    array, or an omitted column has a Python-side default that is not a constant: use executemany."""
+    cols = [table.c[name] for name in columns]
+    omitted = [c for c in table.c if c.name not in columns]
+    if not all(_array_safe(c) for c in cols) or any(
+        c.default is not None and not c.default.is_scalar for c in omitted
+    ):
+        return None
+    rows = select(*[func.unnest(bindparam(f"a_{c.name}", type_=postgresql.ARRAY(c.type))) for c in cols])
+    stmt = postgresql.insert(table).from_select(list(columns), rows)
+    if conflict == "ignore":
+        return stmt.on_conflict_do_nothing()
+    if conflict == "update":
+        keys = [c.name for c in table.primary_key.columns]
+        updates = {name: stmt.excluded[name] for name in columns if name not in keys}
+        return (
+            stmt.on_conflict_do_update(index_elements=keys, set_=updates)
+            if updates
+            else stmt.on_conflict_do_nothing()
+        )
+    return stmt
+
+
+def unnest_params(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The array parameters of `unnest_insert` for `rows` (each with exactly `columns`)."""
+    return {f"a_{name}": [row[name] for row in rows] for name in columns}
 
 
 class Instant(TypeDecorator[datetime]):
