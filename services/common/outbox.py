@@ -9,6 +9,7 @@ never comes (the broker died holding the message) times out and the batch is pub
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -460,11 +461,14 @@ class OutboxRelay:
     """Publishes committed outbox rows to JetStream in batches, marking them sent after the ack.
 
     Events this process commits are handed over in memory (`Outbox.committed`), so in the steady state
-    a batch costs one UPDATE that marks it sent. The table is read (in `seq` order) when the relay starts,
-    after any failure, when memory overflowed, and every `sweep_s` seconds, so rows committed by a
-    process that died before publishing them (or whose commit raised after it took effect) go out too;
-    an event published twice that way is dropped by JetStream's de-duplication on its id and by every
-    consumer's inbox.
+    the relay only publishes; the rows it published are marked sent together, in one UPDATE, at most
+    `mark_every` seconds after the first of them was acked (or once `batch` of them wait), and always
+    before the table is read, so a busy or trickling service pays one transaction per interval rather
+    than one per batch. The table is read (in `seq` order) when the relay starts, after any failure,
+    when memory overflowed, and every `sweep_s` seconds, so rows committed by a process that died before
+    publishing them (or whose commit raised after it took effect) go out too; an event published twice
+    that way, or because the process died with published rows not yet marked, is dropped by JetStream's
+    de-duplication on its id and by every consumer's inbox.
     """
 
     def __init__(
@@ -476,6 +480,7 @@ class OutboxRelay:
         batch: int = 500,
         ack_timeout: float = 15.0,
         sweep_s: float = 5.0,
+        mark_every: float = 0.5,
     ) -> None:
         self._engine = engine
         self._outbox = outbox
@@ -483,7 +488,11 @@ class OutboxRelay:
         self._batch = batch
         self.ack_timeout = ack_timeout
         self.sweep_s = sweep_s
+        self.mark_every = mark_every
         self.published = 0
+        # Event ids published and acked by JetStream whose rows are not marked sent yet, and since when.
+        self._unmarked: list[str] = []
+        self._unmarked_since = 0.0
         self._scanning = True  # the first batch reads the table
         self._swept_at = 0.0
 
@@ -492,22 +501,42 @@ class OutboxRelay:
         if self._scanning or self._outbox.needs_scan:
             return await self._scan_once()
         rows = self._outbox.take_fresh(self._batch)
-        if not rows:
-            return 0
-        try:
-            await self._publish(rows)
-            async with self._engine.begin() as conn:
-                await conn.execute(
-                    _mark_sent(self._outbox.table, conn.dialect.name),
-                    {"ids": [r[0] for r in rows], "now": datetime.now(UTC)},
+        if rows:
+            try:
+                await self._publish(rows)
+            except BaseException:
+                self._scanning = (
+                    True  # the rows are still unsent in the table: the next batch reads them there
                 )
-        except BaseException:
-            self._scanning = True  # the rows are still unsent in the table: the next batch reads them there
-            raise
-        self.published += len(rows)
+                raise
+            if not self._unmarked:
+                self._unmarked_since = time.monotonic()
+            self._unmarked.extend(r[0] for r in rows)
+            self.published += len(rows)
+        if self._unmarked and (len(self._unmarked) >= self._batch or self.mark_due() <= 0):
+            await self.mark_sent()
         return len(rows)
 
+    def mark_due(self) -> float:
+        """Seconds until the published rows waiting to be marked sent must be marked (inf: none wait)."""
+        if not self._unmarked:
+            return float("inf")
+        return self._unmarked_since + self.mark_every - time.monotonic()
+
+    async def mark_sent(self) -> None:
+        """Mark the published rows sent, in one transaction (they stay waiting if it fails)."""
+        if not self._unmarked:
+            return
+        ids = list(self._unmarked)
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                _mark_sent(self._outbox.table, conn.dialect.name), {"ids": ids, "now": datetime.now(UTC)}
+            )
+        del self._unmarked[: len(ids)]
+
     async def _scan_once(self) -> int:
+        # Rows published but not yet marked would be read below as unsent and published again.
+        await self.mark_sent()
         self._scanning = True
         self._outbox.needs_scan = False
         # Forget what memory holds before reading: anything committed before this point is in the table
@@ -549,6 +578,16 @@ class OutboxRelay:
 
     async def run(self, *, poll_interval: float = 1.0) -> None:
         """Relay forever; on errors, back off and retry (the rows stay unsent)."""
+        try:
+            await self._run(poll_interval)
+        except asyncio.CancelledError:
+            # Stopping: mark what was published, if the database answers at once; otherwise those
+            # events go again at the next start and the broker and the inboxes drop them.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.mark_sent(), 2.0)
+            raise
+
+    async def _run(self, poll_interval: float) -> None:
         backoff = 0.2
         while True:
             if time.monotonic() - self._swept_at > self.sweep_s:
@@ -565,4 +604,4 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 10.0)
                 continue
             if sent < self._batch and not self._scanning:
-                await self._outbox.wait(poll_interval)
+                await self._outbox.wait(max(0.0, min(poll_interval, self.mark_due())))
