@@ -67,7 +67,9 @@ def _accepted(ctx: handlers.RoutingContext, case: str, matter: str = "TR-001") -
     )
 
 
-async def _apply(engine: AsyncEngine, outbox: Outbox, ctx: handlers.RoutingContext, envs: list) -> list:  # type: ignore[type-arg]
+async def _apply(
+    engine: AsyncEngine, outbox: Outbox, ctx: handlers.RoutingContext, envs: list[events_pb2.Envelope]
+) -> list[events_pb2.Envelope]:
     """What the consumer does with a fetched batch: prefetch, then each event's handler, one commit."""
     async with UnitOfWork(engine, outbox) as uow:
         await handlers.prefetch_routes(ctx, uow, envs)
