@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +19,9 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
+    Text,
     bindparam,
+    cast,
     event,
     func,
     select,
@@ -69,13 +72,33 @@ async def insert_ignore(conn: AsyncConnection, table: Table, values: dict[str, A
 
 
 # Column types whose values PostgreSQL takes as an array parameter unchanged (not ARRAY: unnest would
-# flatten it).
-_ARRAY_SAFE = (String, Integer, Boolean, Date, DateTime, Float, Numeric, LargeBinary, JSON)
+# flatten it). JSON goes as an array of its text, cast back: a JSON list in an ARRAY parameter would be
+# taken for one more dimension of the array.
+_ARRAY_SAFE = (String, Integer, Boolean, Date, DateTime, Float, Numeric, LargeBinary)
+
+
+def _kind(column: Any) -> Any:
+    return column.type.impl_instance if isinstance(column.type, TypeDecorator) else column.type
 
 
 def _array_safe(column: Any) -> bool:
-    kind = column.type.impl_instance if isinstance(column.type, TypeDecorator) else column.type
+    kind = _kind(column)
+    if isinstance(kind, JSON):
+        return not isinstance(column.type, TypeDecorator)  # a decorator may process the value first
     return isinstance(kind, _ARRAY_SAFE) and not isinstance(kind, postgresql.ARRAY)
+
+
+def _unnested(column: Any) -> Any:
+    if isinstance(column.type, JSON):
+        return cast(func.unnest(bindparam(f"a_{column.name}", type_=postgresql.ARRAY(Text))), column.type)
+    return func.unnest(bindparam(f"a_{column.name}", type_=postgresql.ARRAY(column.type)))
+
+
+def _json_text(value: Any, none_as_null: bool) -> str | None:
+    # What SQLAlchemy's JSON type sends for a value (None is JSON null unless none_as_null).
+    if value is None and none_as_null:
+        return None
+    return json.dumps(value)
 
 
 @functools.cache
@@ -92,7 +115,7 @@ def unnest_insert(table: Table, columns: tuple[str, ...], conflict: str = "error
         c.default is not None and not c.default.is_scalar for c in omitted
     ):
         return None
-    rows = select(*[func.unnest(bindparam(f"a_{c.name}", type_=postgresql.ARRAY(c.type))) for c in cols])
+    rows = select(*[_unnested(c) for c in cols])
     stmt = postgresql.insert(table).from_select(list(columns), rows)
     if conflict == "ignore":
         return stmt.on_conflict_do_nothing()
@@ -107,9 +130,16 @@ def unnest_insert(table: Table, columns: tuple[str, ...], conflict: str = "error
     return stmt
 
 
-def unnest_params(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+def unnest_params(table: Table, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """The array parameters of `unnest_insert` for `rows` (each with exactly `columns`)."""
-    return {f"a_{name}": [row[name] for row in rows] for name in columns}
+    params = {}
+    for name in columns:
+        column_type = table.c[name].type
+        if isinstance(column_type, JSON):
+            params[f"a_{name}"] = [_json_text(row[name], column_type.none_as_null) for row in rows]
+        else:
+            params[f"a_{name}"] = [row[name] for row in rows]
+    return params
 
 
 class Instant(TypeDecorator[datetime]):

@@ -298,7 +298,7 @@ class UnitOfWork:
         name = self.conn.dialect.name
         fast = unnest_insert(table, columns, conflict) if name == "postgresql" and len(rows) > 1 else None
         if fast is not None:
-            await self.conn.execute(fast, unnest_params(columns, rows))
+            await self.conn.execute(fast, unnest_params(table, columns, rows))
         elif conflict == "update":
             await self.conn.execute(_upsert(table, columns, name), rows)
         else:

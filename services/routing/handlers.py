@@ -186,7 +186,9 @@ async def prefetch_routes(ctx: RoutingContext, uow: UnitOfWork, envs: Sequence[e
             continue
     if len(rows) < 2:
         return  # one case: the handler's own insert is as cheap
-    result = await uow.conn.execute(_insert_routes(), unnest_params(_ROUTE_COLUMNS, list(rows.values())))
+    result = await uow.conn.execute(
+        _insert_routes(), unnest_params(orm.routes, _ROUTE_COLUMNS, list(rows.values()))
+    )
     inserted = {r[0] for r in result}
     uow.memo[_BATCH_ROUTES] = {case_id: (case_id in inserted, now) for case_id in rows}
 

@@ -171,18 +171,22 @@ async def test_rows_written_later_in_bulk_keep_their_order_values_and_conflict_r
             {"event_id": "x0", "detail": {"a": [1, "二"]}, "blob": b"\x00\xff", "urgent": True, "at": at},
         )
         uow.insert_later(
-            timeline, {"event_id": "x1", "detail": None, "blob": None, "urgent": None, "at": None}
+            timeline, {"event_id": "x1", "detail": [[1, 2], []], "blob": None, "urgent": None, "at": None}
         )
         uow.insert_later(timeline, {"event_id": "x0", "detail": [], "blob": b"", "urgent": False, "at": at})
         uow.insert_later(timeline, {"event_id": "x2", "note": "own"})  # other columns: a run of its own
+        uow.insert_later(timeline, {"event_id": "l0", "detail": [], "note": "list"})  # JSON lists
+        uow.insert_later(timeline, {"event_id": "l1", "detail": ["p", ["q"]], "note": "list"})
         uow.insert_later(timeline, {"event_id": "x3", "detail": 3, "blob": b"3", "urgent": False, "at": at})
         await uow.commit()
     async with engine.connect() as conn:
         rows = (await conn.execute(select(timeline).order_by(timeline.c.seq))).mappings().all()
     assert [(r["event_id"], r["detail"], r["blob"], r["urgent"], r["at"], r["note"]) for r in rows] == [
         ("x0", {"a": [1, "二"]}, b"\x00\xff", True, at, "-"),
-        ("x1", None, None, None, None, "-"),  # the duplicate x0 after it was ignored
+        ("x1", [[1, 2], []], None, None, None, "-"),  # the duplicate x0 after it was ignored
         ("x2", None, None, None, None, "own"),
+        ("l0", [], None, None, None, "list"),
+        ("l1", ["p", ["q"]], None, None, None, "list"),
         ("x3", 3, b"3", False, at, "-"),
     ]
     async with UnitOfWork(engine, outbox) as uow:
