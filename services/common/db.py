@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Table, event
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    LargeBinary,
+    Numeric,
+    String,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
@@ -51,6 +69,77 @@ async def insert_ignore(conn: AsyncConnection, table: Table, values: dict[str, A
     """Insert a row unless its key exists; True when the row was inserted."""
     result = await conn.execute(_insert_ignore_stmt(table, conn.dialect.name), values)
     return bool(result.rowcount)
+
+
+# Column types whose values PostgreSQL takes as an array parameter unchanged (not ARRAY: unnest would
+# flatten it). JSON goes as an array of its text, cast back: a JSON list in an ARRAY parameter would be
+# taken for one more dimension of the array.
+_ARRAY_SAFE = (String, Integer, Boolean, Date, DateTime, Float, Numeric, LargeBinary)
+
+
+def _kind(column: Any) -> Any:
+    return column.type.impl_instance if isinstance(column.type, TypeDecorator) else column.type
+
+
+def _array_safe(column: Any) -> bool:
+    kind = _kind(column)
+    if isinstance(kind, JSON):
+        return not isinstance(column.type, TypeDecorator)  # a decorator may process the value first
+    return isinstance(kind, _ARRAY_SAFE) and not isinstance(kind, postgresql.ARRAY)
+
+
+def _unnested(column: Any) -> Any:
+    if isinstance(column.type, JSON):
+        return cast(func.unnest(bindparam(f"a_{column.name}", type_=postgresql.ARRAY(Text))), column.type)
+    return func.unnest(bindparam(f"a_{column.name}", type_=postgresql.ARRAY(column.type)))
+
+
+def _json_text(value: Any, none_as_null: bool) -> str | None:
+    # What SQLAlchemy's JSON type sends for a value (None is JSON null unless none_as_null).
+    if value is None and none_as_null:
+        return None
+    return json.dumps(value)
+
+
+@functools.cache
+def unnest_insert(table: Table, columns: tuple[str, ...], conflict: str = "error") -> Any | None:
+    """PostgreSQL: an INSERT of many rows given as one array per column (bind names ``a_<column>``),
+    ``INSERT .. SELECT unnest(:a_x), unnest(:a_y) ..``, executed once for any number of rows, rows in
+    array order. An executemany is one execution per row on the server (bind, executor start and end,
+    constraint checks); this is one. `conflict`: "error", "ignore" (ON CONFLICT DO NOTHING) or "update"
+    (on the primary key, set the given non-key columns). None when a column's type cannot go through an
+    array, or an omitted column has a Python-side default that is not a constant: use executemany."""
+    cols = [table.c[name] for name in columns]
+    omitted = [c for c in table.c if c.name not in columns]
+    if not all(_array_safe(c) for c in cols) or any(
+        c.default is not None and not c.default.is_scalar for c in omitted
+    ):
+        return None
+    rows = select(*[_unnested(c) for c in cols])
+    stmt = postgresql.insert(table).from_select(list(columns), rows)
+    if conflict == "ignore":
+        return stmt.on_conflict_do_nothing()
+    if conflict == "update":
+        keys = [c.name for c in table.primary_key.columns]
+        updates = {name: stmt.excluded[name] for name in columns if name not in keys}
+        return (
+            stmt.on_conflict_do_update(index_elements=keys, set_=updates)
+            if updates
+            else stmt.on_conflict_do_nothing()
+        )
+    return stmt
+
+
+def unnest_params(table: Table, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The array parameters of `unnest_insert` for `rows` (each with exactly `columns`)."""
+    params = {}
+    for name in columns:
+        column_type = table.c[name].type
+        if isinstance(column_type, JSON):
+            params[f"a_{name}"] = [_json_text(row[name], column_type.none_as_null) for row in rows]
+        else:
+            params[f"a_{name}"] = [row[name] for row in rows]
+    return params
 
 
 class Instant(TypeDecorator[datetime]):

@@ -9,6 +9,7 @@ never comes (the broker died holding the message) times out and the batch is pub
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -27,6 +28,7 @@ from sqlalchemy import (
     Table,
     any_,
     bindparam,
+    func,
     select,
     update,
 )
@@ -36,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from onestop.events.v1 import events_pb2
 from services.common.audit import AuditBuffer
-from services.common.db import Instant, insert_ignore
+from services.common.db import Instant, insert_ignore, unnest_insert, unnest_params
 from services.common.events import kind, subject_for
 from services.common.logging import get_logger
 
@@ -132,10 +134,18 @@ class Outbox:
             return []
         now = datetime.now(UTC)
         rows = [(env.event_id, subject_for(kind(env)), env.SerializeToString()) for env in events]
-        await conn.execute(
-            self.table.insert(),
-            [{"event_id": e, "subject": s, "payload": p, "created_at": now} for e, s, p in rows],
-        )
+        if conn.dialect.name == "postgresql":
+            # One execution whatever the number of events (an executemany is one per row on the server);
+            # the rows go in array order, so `seq` keeps the order the events were recorded in.
+            ids, subjects, payloads = (list(column) for column in zip(*rows, strict=True))
+            await conn.execute(
+                _add_unnest(self.table), {"ids": ids, "subjects": subjects, "payloads": payloads, "now": now}
+            )
+        else:
+            await conn.execute(
+                self.table.insert(),
+                [{"event_id": e, "subject": s, "payload": p, "created_at": now} for e, s, p in rows],
+            )
         return rows
 
 
@@ -203,9 +213,14 @@ class UnitOfWork:
         if not event_ids:
             return set()
         now = datetime.now(UTC)
-        rows = [{"consumer": consumer, "event_id": e, "processed_at": now} for e in dict.fromkeys(event_ids)]
+        ids = list(dict.fromkeys(event_ids))
         stmt = _mark_processed(inbox, self.conn.dialect.name)
-        return {row[0] for row in await self.conn.execute(stmt, rows)}  # one multi-row INSERT, cached
+        if self.conn.dialect.name == "postgresql":  # one statement text for every batch size
+            result = await self.conn.execute(stmt, {"consumer": consumer, "ids": ids, "now": now})
+        else:
+            rows = [{"consumer": consumer, "event_id": e, "processed_at": now} for e in ids]
+            result = await self.conn.execute(stmt, rows)  # one multi-row INSERT
+        return {row[0] for row in result}
 
     def insert_later(self, table: Table, row: dict[str, Any], *, ignore: bool = True) -> None:
         """Insert `row` (``ignore``: unless its key exists) just before commit, batched with the other
@@ -259,15 +274,37 @@ class UnitOfWork:
             for row in pending.values():
                 by_columns.setdefault(tuple(sorted(row)), []).append(row)
             for columns, rows in by_columns.items():
-                await self.conn.execute(_upsert(table, columns, self.conn.dialect.name), rows)
+                await self._write_many(table, columns, rows, "update")
         self._dirty.clear()
 
     async def _flush_later(self) -> None:
-        dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
         for (table, ignore), rows in self._later.items():
-            stmt = dialect.insert(table).on_conflict_do_nothing() if ignore else table.insert()
-            await self.conn.execute(stmt, rows)
+            # Runs of rows with the same columns, in the order they were added (a serial key keeps it).
+            start = 0
+            while start < len(rows):
+                columns = tuple(rows[start])
+                end = start + 1
+                while end < len(rows) and tuple(rows[end]) == columns:
+                    end += 1
+                await self._write_many(table, columns, rows[start:end], "ignore" if ignore else "error")
+                start = end
         self._later.clear()
+
+    async def _write_many(
+        self, table: Table, columns: tuple[str, ...], rows: list[dict[str, Any]], conflict: str
+    ) -> None:
+        """Insert (or upsert) rows that have exactly `columns`: one statement execution on PostgreSQL
+        (arrays through unnest), else an executemany."""
+        name = self.conn.dialect.name
+        fast = unnest_insert(table, columns, conflict) if name == "postgresql" and len(rows) > 1 else None
+        if fast is not None:
+            await self.conn.execute(fast, unnest_params(table, columns, rows))
+        elif conflict == "update":
+            await self.conn.execute(_upsert(table, columns, name), rows)
+        else:
+            dialect: Any = postgresql if name == "postgresql" else sqlite
+            stmt = dialect.insert(table).on_conflict_do_nothing() if conflict == "ignore" else table.insert()
+            await self.conn.execute(stmt, rows)
 
     def audit(self, tables: tuple[Table, Table], **fields: Any) -> None:
         """Record an action in a hash-chained audit log; chained and written just before commit."""
@@ -315,7 +352,6 @@ def _key_of(table: Table, row: dict[str, Any]) -> Any:
 
 
 @functools.cache
-@functools.cache
 def _select_in(table: Table, column: str, dialect_name: str) -> Any:
     """Rows whose `column` is in the list parameter "keys". PostgreSQL gets the list as one array
     parameter, so one prepared statement serves every list length."""
@@ -327,9 +363,38 @@ def _select_in(table: Table, column: str, dialect_name: str) -> Any:
 
 @functools.cache
 def _mark_processed(inbox: Table, dialect_name: str) -> Any:
-    """The inbox's multi-row insert that skips ids already there and returns the new ones, built once."""
-    dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
-    return dialect.insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id)
+    """The inbox's multi-row insert that skips ids already there and returns the new ones, built once.
+
+    On PostgreSQL the ids go as one array parameter (``INSERT .. SELECT unnest(:ids)``): a multi-row
+    VALUES list has a different text for every batch size, so the server parsed and planned it afresh
+    (and the client prepared it again) for nearly every batch."""
+    if dialect_name == "postgresql":
+        c = inbox.c
+        rows = select(
+            bindparam("consumer", type_=c.consumer.type),
+            func.unnest(bindparam("ids", type_=postgresql.ARRAY(c.event_id.type))),
+            bindparam("now", type_=c.processed_at.type),
+        )
+        return (
+            postgresql.insert(inbox)
+            .from_select(["consumer", "event_id", "processed_at"], rows)
+            .on_conflict_do_nothing()
+            .returning(c.event_id)
+        )
+    return sqlite.insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id)
+
+
+@functools.cache
+def _add_unnest(table: Table) -> Any:
+    """PostgreSQL: insert outbox rows given as one array per column, in array order, in one execution."""
+    c = table.c
+    rows = select(
+        func.unnest(bindparam("ids", type_=postgresql.ARRAY(c.event_id.type))),
+        func.unnest(bindparam("subjects", type_=postgresql.ARRAY(c.subject.type))),
+        func.unnest(bindparam("payloads", type_=postgresql.ARRAY(c.payload.type))),
+        bindparam("now", type_=c.created_at.type),
+    )
+    return table.insert().from_select(["event_id", "subject", "payload", "created_at"], rows)
 
 
 @functools.cache
@@ -381,23 +446,29 @@ def _unsent(table: Table) -> Any:
 
 
 @functools.cache
-def _mark_sent(table: Table) -> Any:
-    return (
-        update(table)
-        .where(table.c.event_id.in_(bindparam("ids", expanding=True)))
-        .values(sent_at=bindparam("now"))
-    )
+def _mark_sent(table: Table, dialect_name: str) -> Any:
+    # PostgreSQL gets the ids as one array: an expanded IN list is a new statement text (prepared and
+    # planned again) for every batch size.
+    col = table.c.event_id
+    if dialect_name == "postgresql":
+        where = col == any_(bindparam("ids", type_=postgresql.ARRAY(col.type)))
+    else:
+        where = col.in_(bindparam("ids", expanding=True))
+    return update(table).where(where).values(sent_at=bindparam("now"))
 
 
 class OutboxRelay:
     """Publishes committed outbox rows to JetStream in batches, marking them sent after the ack.
 
     Events this process commits are handed over in memory (`Outbox.committed`), so in the steady state
-    a batch costs one UPDATE that marks it sent. The table is read (in `seq` order) when the relay starts,
-    after any failure, when memory overflowed, and every `sweep_s` seconds, so rows committed by a
-    process that died before publishing them (or whose commit raised after it took effect) go out too;
-    an event published twice that way is dropped by JetStream's de-duplication on its id and by every
-    consumer's inbox.
+    the relay only publishes; the rows it published are marked sent together, in one UPDATE, at most
+    `mark_every` seconds after the first of them was acked (or once `batch` of them wait), and always
+    before the table is read, so a busy or trickling service pays one transaction per interval rather
+    than one per batch. The table is read (in `seq` order) when the relay starts, after any failure,
+    when memory overflowed, and every `sweep_s` seconds, so rows committed by a process that died before
+    publishing them (or whose commit raised after it took effect) go out too; an event published twice
+    that way, or because the process died with published rows not yet marked, is dropped by JetStream's
+    de-duplication on its id and by every consumer's inbox.
     """
 
     def __init__(
@@ -409,6 +480,7 @@ class OutboxRelay:
         batch: int = 500,
         ack_timeout: float = 15.0,
         sweep_s: float = 5.0,
+        mark_every: float = 0.5,
     ) -> None:
         self._engine = engine
         self._outbox = outbox
@@ -416,7 +488,11 @@ class OutboxRelay:
         self._batch = batch
         self.ack_timeout = ack_timeout
         self.sweep_s = sweep_s
+        self.mark_every = mark_every
         self.published = 0
+        # Event ids published and acked by JetStream whose rows are not marked sent yet, and since when.
+        self._unmarked: list[str] = []
+        self._unmarked_since = 0.0
         self._scanning = True  # the first batch reads the table
         self._swept_at = 0.0
 
@@ -425,21 +501,42 @@ class OutboxRelay:
         if self._scanning or self._outbox.needs_scan:
             return await self._scan_once()
         rows = self._outbox.take_fresh(self._batch)
-        if not rows:
-            return 0
-        try:
-            await self._publish(rows)
-            async with self._engine.begin() as conn:
-                await conn.execute(
-                    _mark_sent(self._outbox.table), {"ids": [r[0] for r in rows], "now": datetime.now(UTC)}
+        if rows:
+            try:
+                await self._publish(rows)
+            except BaseException:
+                self._scanning = (
+                    True  # the rows are still unsent in the table: the next batch reads them there
                 )
-        except BaseException:
-            self._scanning = True  # the rows are still unsent in the table: the next batch reads them there
-            raise
-        self.published += len(rows)
+                raise
+            if not self._unmarked:
+                self._unmarked_since = time.monotonic()
+            self._unmarked.extend(r[0] for r in rows)
+            self.published += len(rows)
+        if self._unmarked and (len(self._unmarked) >= self._batch or self.mark_due() <= 0):
+            await self.mark_sent()
         return len(rows)
 
+    def mark_due(self) -> float:
+        """Seconds until the published rows waiting to be marked sent must be marked (inf: none wait)."""
+        if not self._unmarked:
+            return float("inf")
+        return self._unmarked_since + self.mark_every - time.monotonic()
+
+    async def mark_sent(self) -> None:
+        """Mark the published rows sent, in one transaction (they stay waiting if it fails)."""
+        if not self._unmarked:
+            return
+        ids = list(self._unmarked)
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                _mark_sent(self._outbox.table, conn.dialect.name), {"ids": ids, "now": datetime.now(UTC)}
+            )
+        del self._unmarked[: len(ids)]
+
     async def _scan_once(self) -> int:
+        # Rows published but not yet marked would be read below as unsent and published again.
+        await self.mark_sent()
         self._scanning = True
         self._outbox.needs_scan = False
         # Forget what memory holds before reading: anything committed before this point is in the table
@@ -453,7 +550,8 @@ class OutboxRelay:
             await self._publish([(r.event_id, r.subject, r.payload) for r in found])
             async with self._engine.begin() as conn:
                 await conn.execute(
-                    _mark_sent(table), {"ids": [r.event_id for r in found], "now": datetime.now(UTC)}
+                    _mark_sent(table, conn.dialect.name),
+                    {"ids": [r.event_id for r in found], "now": datetime.now(UTC)},
                 )
             self.published += len(found)
         if len(found) < self._batch:
@@ -480,6 +578,16 @@ class OutboxRelay:
 
     async def run(self, *, poll_interval: float = 1.0) -> None:
         """Relay forever; on errors, back off and retry (the rows stay unsent)."""
+        try:
+            await self._run(poll_interval)
+        except asyncio.CancelledError:
+            # Stopping: mark what was published, if the database answers at once; otherwise those
+            # events go again at the next start and the broker and the inboxes drop them.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.mark_sent(), 2.0)
+            raise
+
+    async def _run(self, poll_interval: float) -> None:
         backoff = 0.2
         while True:
             if time.monotonic() - self._swept_at > self.sweep_s:
@@ -496,4 +604,4 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 10.0)
                 continue
             if sent < self._batch and not self._scanning:
-                await self._outbox.wait(poll_interval)
+                await self._outbox.wait(max(0.0, min(poll_interval, self.mark_due())))

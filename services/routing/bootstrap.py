@@ -45,6 +45,7 @@ async def build(runtime: Runtime) -> ServiceParts:
             (RoutingApi(runtime=runtime, ctx=ctx), routing_pb2.DESCRIPTOR.services_by_name["RoutingService"])
         ],
         handlers={"case_accepted": partial(_on_accepted, ctx)},
+        prefetch=partial(handlers.prefetch_routes, ctx),
     )
 
 

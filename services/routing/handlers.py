@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -12,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from onestop.events.v1 import events_pb2
 from services.common.clock import Clock, aware
-from services.common.db import insert_ignore
+from services.common.db import insert_ignore, unnest_insert, unnest_params
 from services.common.errors import InvalidArgument, NotFound
 from services.common.events import new_event
 from services.common.outbox import UnitOfWork
@@ -122,8 +124,8 @@ def task_id(case_id: str, department: str) -> str:
     return str(uuid.uuid5(TASK_NAMESPACE, f"{case_id}/{department}"))
 
 
-async def on_case_accepted(uow: UnitOfWork, ctx: RoutingContext, env: events_pb2.Envelope) -> None:
-    """Turn the matter's workflow into department tasks here (R4, R8, R11)."""
+def _route(ctx: RoutingContext, env: events_pb2.Envelope, now: datetime) -> tuple[Any, Any, dict[str, Any]]:
+    """The matter of an accepted case, where it is decided, and its route row."""
     body = env.case_accepted
     try:
         matter = ctx.catalogue(body.matter_version).matter(body.matter_code)
@@ -131,22 +133,77 @@ async def on_case_accepted(uow: UnitOfWork, ctx: RoutingContext, env: events_pb2
         raise NotFound(
             f"case {env.case_number}: matter {body.matter_code} v{body.matter_version} unknown"
         ) from None
-    now = ctx.clock.now()
     placement = place(org=ctx.org, center=ctx.center, matter=matter, has_parent=ctx.has_parent)
-    inserted = await insert_ignore(
-        uow.conn,
-        orm.routes,
-        {
-            "case_id": env.case_id,
-            "case_number": env.case_number,
-            "matter_code": matter.code,
-            "matter_version": body.matter_version,
-            "decided_at_center": placement.parent_center if placement.forwarded else ctx.center,
-            "forwarded": placement.forwarded,
-            "forward_state": placement.forward_state,
-            "routed_at": now,
-        },
+    row = {
+        "case_id": env.case_id,
+        "case_number": env.case_number,
+        "matter_code": matter.code,
+        "matter_version": body.matter_version,
+        "decided_at_center": placement.parent_center if placement.forwarded else ctx.center,
+        "forwarded": placement.forwarded,
+        "forward_state": placement.forward_state,
+        "routed_at": now,
+    }
+    return matter, placement, row
+
+
+_ROUTE_COLUMNS = (
+    "case_id",
+    "case_number",
+    "matter_code",
+    "matter_version",
+    "decided_at_center",
+    "forwarded",
+    "forward_state",
+    "routed_at",
+)
+# uow.memo key: {case id: (route inserted by this transaction, routed_at)} for the batch's accepted cases.
+_BATCH_ROUTES = "routing.batch_routes"
+
+
+@functools.cache
+def _insert_routes() -> Any:
+    stmt = unnest_insert(orm.routes, _ROUTE_COLUMNS, "ignore")
+    assert stmt is not None
+    return stmt.returning(orm.routes.c.case_id)
+
+
+async def prefetch_routes(ctx: RoutingContext, uow: UnitOfWork, envs: Sequence[events_pb2.Envelope]) -> None:
+    """Insert the routes of a batch's accepted cases in one statement (PostgreSQL), before the handlers
+    run: a case's handler then only learns whether its route was new. A route that exists already
+    (the case was routed before) is left alone, as by `insert_ignore`; so is a case whose matter is
+    unknown (its handler raises)."""
+    if uow.conn.dialect.name != "postgresql":
+        return  # SQLite: one insert per case in the handler
+    now = ctx.clock.now()
+    rows: dict[str, dict[str, Any]] = {}
+    for env in envs:
+        if env.WhichOneof("body") != "case_accepted" or env.case_id in rows:
+            continue
+        try:
+            rows[env.case_id] = _route(ctx, env, now)[2]
+        except NotFound:
+            continue
+    if len(rows) < 2:
+        return  # one case: the handler's own insert is as cheap
+    result = await uow.conn.execute(
+        _insert_routes(), unnest_params(orm.routes, _ROUTE_COLUMNS, list(rows.values()))
     )
+    inserted = {r[0] for r in result}
+    uow.memo[_BATCH_ROUTES] = {case_id: (case_id in inserted, now) for case_id in rows}
+
+
+async def on_case_accepted(uow: UnitOfWork, ctx: RoutingContext, env: events_pb2.Envelope) -> None:
+    """Turn the matter's workflow into department tasks here (R4, R8, R11)."""
+    body = env.case_accepted
+    batch = uow.memo.get(_BATCH_ROUTES, {})
+    if env.case_id in batch:  # the batch's prefetch wrote the route; a second event of the case finds it
+        inserted, now = batch.pop(env.case_id)
+        matter, placement, _ = _route(ctx, env, now)
+    else:
+        now = ctx.clock.now()
+        matter, placement, row = _route(ctx, env, now)
+        inserted = await insert_ignore(uow.conn, orm.routes, row)
     if not inserted:
         return
     if placement.forwarded:  # decided above: intake uploads it (after the preliminary review, if any)

@@ -5,14 +5,28 @@ have left in the database."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common.db import create_engine
-from services.common.outbox import Outbox, UnitOfWork, outbox_table
+from onestop.events.v1 import events_pb2
+from services.common.db import Instant, create_engine
+from services.common.events import kind, new_event, subject_for
+from services.common.outbox import Outbox, UnitOfWork, inbox_table, outbox_table
 
 metadata = MetaData()
 cases = Table(
@@ -29,7 +43,19 @@ clocks = Table(
     Column("task_id", String(36), primary_key=True),
     Column("state", String(16), nullable=False),
 )
+timeline = Table(
+    "probe_timeline",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("detail", JSON, nullable=True),
+    Column("blob", LargeBinary, nullable=True),
+    Column("urgent", Boolean, nullable=True),
+    Column("at", Instant, nullable=True),
+    Column("note", String(16), nullable=False, default="-"),
+)
 outbox = Outbox(outbox_table(metadata, "probe"))
+inbox = inbox_table(metadata, "probe")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -89,3 +115,82 @@ async def test_a_rolled_back_unit_of_work_writes_none_of_its_upserts(engine: Asy
         uow.upsert_later(cases, {"case_id": "A", "state": "lost"})
         uow.upsert_later(cases, {"case_id": "Z", "state": "lost"})
     assert await _rows(engine, cases) == [("A", "open", 2)]
+
+
+async def test_an_inbox_batch_names_only_the_events_its_consumer_had_not_applied(engine: AsyncEngine) -> None:
+    async with UnitOfWork(engine, outbox) as uow:
+        assert await uow.mark_many_processed(inbox, consumer="c", event_ids=["e1", "e2", "e1"]) == {
+            "e1",
+            "e2",
+        }
+        await uow.commit()
+    async with UnitOfWork(engine, outbox) as uow:
+        assert await uow.mark_many_processed(inbox, consumer="c", event_ids=["e2", "e3"]) == {"e3"}
+        assert await uow.mark_many_processed(inbox, consumer="other", event_ids=["e1"]) == {"e1"}
+        assert await uow.mark_many_processed(inbox, consumer="c", event_ids=[]) == set()
+    # Rolled back: e3 was not applied, so the next batch still gets it.
+    async with UnitOfWork(engine, outbox) as uow:
+        assert await uow.mark_many_processed(inbox, consumer="c", event_ids=["e3", "e1"]) == {"e3"}
+
+
+async def test_outbox_rows_keep_the_order_their_events_were_recorded_in(engine: AsyncEngine) -> None:
+    at = datetime(2026, 12, 5, 9, tzinfo=UTC)
+    events = [
+        new_event(
+            center="210200",
+            producer="probe",
+            at=at,
+            case_id=f"c{i}",
+            case_number=f"N-{i}",
+            body=events_pb2.CaseWithdrawn() if i % 2 else events_pb2.CaseAccepted(),
+        )
+        for i in range(30)
+    ]
+    async with UnitOfWork(engine, outbox) as uow:
+        uow.emit(*events)
+        await uow.commit()
+    table = outbox.table
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(table).order_by(table.c.seq))).mappings().all()
+    assert [r["event_id"] for r in rows] == [e.event_id for e in events]
+    assert [r["subject"] for r in rows] == [subject_for(kind(e)) for e in events]
+    assert [events_pb2.Envelope.FromString(r["payload"]) for r in rows] == events
+    assert all(r["sent_at"] is None and r["created_at"] is not None for r in rows)
+    assert outbox.take_fresh(100) == [
+        (e.event_id, subject_for(kind(e)), e.SerializeToString()) for e in events
+    ]
+
+
+async def test_rows_written_later_in_bulk_keep_their_order_values_and_conflict_rule(
+    engine: AsyncEngine,
+) -> None:
+    at = datetime(2026, 12, 5, 9, 30, tzinfo=UTC)
+    async with UnitOfWork(engine, outbox) as uow:
+        uow.insert_later(
+            timeline,
+            {"event_id": "x0", "detail": {"a": [1, "二"]}, "blob": b"\x00\xff", "urgent": True, "at": at},
+        )
+        uow.insert_later(
+            timeline, {"event_id": "x1", "detail": [[1, 2], []], "blob": None, "urgent": None, "at": None}
+        )
+        uow.insert_later(timeline, {"event_id": "x0", "detail": [], "blob": b"", "urgent": False, "at": at})
+        uow.insert_later(timeline, {"event_id": "x2", "note": "own"})  # other columns: a run of its own
+        uow.insert_later(timeline, {"event_id": "l0", "detail": [], "note": "list"})  # JSON lists
+        uow.insert_later(timeline, {"event_id": "l1", "detail": ["p", ["q"]], "note": "list"})
+        uow.insert_later(timeline, {"event_id": "x3", "detail": 3, "blob": b"3", "urgent": False, "at": at})
+        await uow.commit()
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(timeline).order_by(timeline.c.seq))).mappings().all()
+    assert [(r["event_id"], r["detail"], r["blob"], r["urgent"], r["at"], r["note"]) for r in rows] == [
+        ("x0", {"a": [1, "二"]}, b"\x00\xff", True, at, "-"),
+        ("x1", [[1, 2], []], None, None, None, "-"),  # the duplicate x0 after it was ignored
+        ("x2", None, None, None, None, "own"),
+        ("l0", [], None, None, None, "list"),
+        ("l1", ["p", ["q"]], None, None, None, "list"),
+        ("x3", 3, b"3", False, at, "-"),
+    ]
+    async with UnitOfWork(engine, outbox) as uow:
+        uow.insert_later(timeline, {"event_id": "y0"}, ignore=False)
+        uow.insert_later(timeline, {"event_id": "x3"}, ignore=False)
+        with pytest.raises(Exception, match="(?i)unique|duplicate"):
+            await uow.commit()
