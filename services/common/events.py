@@ -34,6 +34,14 @@ def timestamp(instant: datetime) -> Timestamp:
     return Timestamp(seconds=seconds, nanos=micros * 1000)
 
 
+def set_instant(ts: Timestamp, instant: datetime) -> None:
+    """Set a Timestamp field in place to what `timestamp(instant)` gives (present even at the epoch)."""
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)
+    seconds, micros = divmod((instant - _EPOCH) // _MICROSECOND, 1_000_000)
+    ts.seconds, ts.nanos = seconds, micros * 1000
+
+
 def subject_for(kind: str) -> str:
     """The JetStream subject of an event kind, e.g. ev.case_accepted."""
     return SUBJECT_PREFIX + kind
