@@ -73,12 +73,20 @@ def new_event(
     return env
 
 
+# The Envelope's body field of each body message (the first field, should two share a message type):
+# looked up on every event built, so a dict rather than a walk over the oneof's fields.
+_KIND_OF_BODY: dict[str, str] = {}
+for _field in events_pb2.Envelope.DESCRIPTOR.oneofs_by_name["body"].fields:
+    if _field.message_type is not None:
+        _KIND_OF_BODY.setdefault(_field.message_type.name, _field.name)
+
+
 def _kind_of(body: Message) -> str:
     name = body.DESCRIPTOR.name
-    for field in events_pb2.Envelope.DESCRIPTOR.oneofs_by_name["body"].fields:
-        if field.message_type is not None and field.message_type.name == name:
-            return field.name
-    raise MalformedEvent(f"{name} is not an event body")
+    try:
+        return _KIND_OF_BODY[name]
+    except KeyError:
+        raise MalformedEvent(f"{name} is not an event body") from None
 
 
 def kind(env: events_pb2.Envelope) -> str:
