@@ -308,12 +308,16 @@ async def _advance(
         return
     case_id = plan["case_id"]
     by_id = {r["task_id"]: r for r in rows}
-    for task_id in model.blocked(view(r) for r in rows):
-        by_id[task_id]["status"] = model.CANCELLED
-        repository.save_task(uow, by_id[task_id])
-    for task_id in model.ready_to_open(view(r) for r in rows):
-        await _open(uow, ctx, by_id[task_id])
-    views = [view(r) for r in rows]
+    views = [view(r) for r in rows]  # built again only after a rule changed a task
+    if cancelled := model.blocked(views):
+        for task_id in cancelled:
+            by_id[task_id]["status"] = model.CANCELLED
+            repository.save_task(uow, by_id[task_id])
+        views = [view(r) for r in rows]
+    if ready := model.ready_to_open(views):
+        for task_id in ready:
+            await _open(uow, ctx, by_id[task_id])
+        views = [view(r) for r in rows]
     if model.round_complete(views):
         round_no = plan["supplement_round"] + 1
         plan["supplement_round"] = round_no

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from services.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 
@@ -31,9 +32,9 @@ class Who:
     department: str
 
 
-@dataclass(frozen=True)
-class TaskView:
-    """What the rules need of a task."""
+class TaskView(NamedTuple):
+    """What the rules need of a task (immutable; a named tuple, not a frozen dataclass: the join builds
+    one per task of the case on every decision, and a tuple costs a third as much to build)."""
 
     task_id: str
     department: str

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Result, bindparam, select, update
+from sqlalchemy import Result, any_, bindparam, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.approval import orm
@@ -32,25 +33,45 @@ def _dicts(result: Result[Any]) -> list[dict[str, Any]]:
 # locked, kept in `uow.memo` and changed there in place; written back whole with `save_plan`/`save_task`.
 Case = tuple[dict[str, Any], list[dict[str, Any]]]
 
-# Built once (values as parameters). The plans are locked in case id order, so two transactions that
-# lock several cases cannot deadlock on each other; the tasks are read after the lock is held, so they
-# are the committed state of a locked case.
-_PLANS_IN = select(orm.plans).where(orm.plans.c.case_id.in_(bindparam("case_ids", expanding=True)))
-_PLANS_OF_TASKS = select(orm.plans).where(
-    orm.plans.c.case_id.in_(
-        select(orm.tasks.c.case_id).where(orm.tasks.c.task_id.in_(bindparam("task_ids", expanding=True)))
+
+def _one_of(column: Any, name: str, *, postgresql: bool) -> Any:
+    """`column` is one of the list parameter `name`: on PostgreSQL `= ANY(array)` (one statement text for
+    every list length, nothing rendered per call), elsewhere an expanding IN."""
+    if postgresql:
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def _plans_in(*, postgresql: bool) -> Any:
+    return select(orm.plans).where(_one_of(orm.plans.c.case_id, "case_ids", postgresql=postgresql))
+
+
+def _plans_of_tasks(*, postgresql: bool) -> Any:
+    owners = select(orm.tasks.c.case_id).where(
+        _one_of(orm.tasks.c.task_id, "task_ids", postgresql=postgresql)
     )
-)
-_LOCK = {
-    "case_ids": _PLANS_IN.order_by(orm.plans.c.case_id).with_for_update(),
-    "task_ids": _PLANS_OF_TASKS.order_by(orm.plans.c.case_id).with_for_update(),
+    return select(orm.plans).where(orm.plans.c.case_id.in_(owners))
+
+
+def _tasks_of_cases(*, postgresql: bool) -> Any:
+    return (
+        select(orm.tasks)
+        .where(_one_of(orm.tasks.c.case_id, "case_ids", postgresql=postgresql))
+        .order_by(orm.tasks.c.case_id, orm.tasks.c.grp, orm.tasks.c.department)
+    )
+
+
+# Built once (values as parameters), by dialect. The plans are locked in case id order, so two
+# transactions that lock several cases cannot deadlock on each other; the tasks are read after the lock is
+# held, so they are the committed state of a locked case. SQLite has one writer at a time anyway.
+_PLANS = {
+    True: {
+        "case_ids": _plans_in(postgresql=True).order_by(orm.plans.c.case_id).with_for_update(),
+        "task_ids": _plans_of_tasks(postgresql=True).order_by(orm.plans.c.case_id).with_for_update(),
+    },
+    False: {"case_ids": _plans_in(postgresql=False), "task_ids": _plans_of_tasks(postgresql=False)},
 }
-_READ = {"case_ids": _PLANS_IN, "task_ids": _PLANS_OF_TASKS}  # SQLite: one writer at a time anyway
-_TASKS_OF_CASES = (
-    select(orm.tasks)
-    .where(orm.tasks.c.case_id.in_(bindparam("case_ids", expanding=True)))
-    .order_by(orm.tasks.c.case_id, orm.tasks.c.grp, orm.tasks.c.department)
-)
+_TASKS_OF_CASES = {True: _tasks_of_cases(postgresql=True), False: _tasks_of_cases(postgresql=False)}
 _CASE_TASKS = (
     select(orm.tasks)
     .where(orm.tasks.c.case_id == bindparam("case_id"))
@@ -64,11 +85,11 @@ async def load_cases(uow: UnitOfWork, *, case_ids: Sequence[str] = (), task_ids:
     by, keys = ("task_ids", list(task_ids)) if task_ids else ("case_ids", list(case_ids))
     if not keys:
         return
-    stmt = (_LOCK if uow.conn.dialect.name == "postgresql" else _READ)[by]
-    plans = {r["case_id"]: r for r in _dicts(await uow.conn.execute(stmt, {by: keys}))}
+    postgresql = uow.conn.dialect.name == "postgresql"
+    plans = {r["case_id"]: r for r in _dicts(await uow.conn.execute(_PLANS[postgresql][by], {by: keys}))}
     tasks: dict[str, list[dict[str, Any]]] = {case_id: [] for case_id in plans}
     if plans:
-        for r in _dicts(await uow.conn.execute(_TASKS_OF_CASES, {"case_ids": list(plans)})):
+        for r in _dicts(await uow.conn.execute(_TASKS_OF_CASES[postgresql], {"case_ids": list(plans)})):
             tasks[r["case_id"]].append(r)
     for case_id, plan in plans.items():
         if ("case", case_id) not in uow.memo:  # what this transaction changed stays as it is
@@ -133,8 +154,8 @@ async def case_tasks(conn: AsyncConnection, case_id: str) -> list[dict[str, Any]
     return _dicts(await conn.execute(_CASE_TASKS, {"case_id": case_id}))
 
 
-def _queue(*, by_department: bool) -> Any:
-    stmt = select(orm.tasks).where(orm.tasks.c.status.in_(bindparam("statuses", expanding=True)))
+def _queue(*, by_department: bool, postgresql: bool) -> Any:
+    stmt = select(orm.tasks).where(_one_of(orm.tasks.c.status, "statuses", postgresql=postgresql))
     if by_department:
         stmt = stmt.where(orm.tasks.c.department == bindparam("department"))
     return stmt.order_by(orm.tasks.c.priority.desc(), orm.tasks.c.due_at, orm.tasks.c.created_at).limit(
@@ -142,7 +163,7 @@ def _queue(*, by_department: bool) -> Any:
     )
 
 
-_QUEUE = {True: _queue(by_department=True), False: _queue(by_department=False)}
+_QUEUE = {(d, pg): _queue(by_department=d, postgresql=pg) for d in (True, False) for pg in (True, False)}
 
 
 async def queue(
@@ -150,7 +171,8 @@ async def queue(
 ) -> list[dict[str, Any]]:
     """A window's queue (or every department's): priority first, then the nearest due time."""
     params = {"statuses": list(statuses), "department": department, "limit": limit}
-    return _dicts(await conn.execute(_QUEUE[bool(department)], params))
+    stmt = _QUEUE[bool(department), conn.dialect.name == "postgresql"]
+    return _dicts(await conn.execute(stmt, params))
 
 
 async def add_opinion(conn: AsyncConnection, row: dict[str, Any]) -> None:

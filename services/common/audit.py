@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -48,11 +49,16 @@ def audit_tables(metadata: MetaData, prefix: str) -> tuple[Table, Table]:
     return log, head
 
 
+# The canonical form of a record: sorted keys, no spaces, UTF-8 as is. One encoder, built once (`json.dumps`
+# with these options builds a new encoder on every call); the text is exactly what `json.dumps` gives.
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def record_hash(
     prev_hash: str, *, seq: int, at: datetime, actor: str, role: str, action: str, subject: str, detail: Any
 ) -> str:
     """The chained hash of one record."""
-    body = json.dumps(
+    body = _CANONICAL.encode(
         {
             "seq": seq,
             "at": at.isoformat(),
@@ -61,11 +67,7 @@ def record_hash(
             "action": action,
             "subject": subject,
             "detail": detail,
-        },
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-        default=str,
+        }
     )
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
 
@@ -85,10 +87,40 @@ class Entry:
 def entry(
     *, at: datetime, actor: str, role: str, action: str, subject: str, detail: dict[str, Any] | None = None
 ) -> Entry:
-    """A record, normalised: UTC instant, JSON-plain detail."""
-    return Entry(
-        at.astimezone(UTC), actor, role, action, subject, json.loads(json.dumps(detail or {}, default=str))
-    )
+    """A record, normalised: UTC instant, JSON-plain detail (a copy, so later changes to the caller's
+    values do not reach the record)."""
+    plain = _plain_copy(detail or {})
+    if plain is _NOT_PLAIN:  # e.g. datetimes, tuples, non-string keys: made plain as JSON would store them
+        plain = json.loads(json.dumps(detail or {}, default=str))
+    return Entry(at.astimezone(UTC), actor, role, action, subject, plain)
+
+
+_NOT_PLAIN: Any = object()
+
+
+def _plain_copy(value: Any) -> Any:
+    """A copy of `value` if it is already what JSON decodes to (str, int, finite float, bool, None, lists,
+    dicts with string keys), i.e. what a JSON round trip would return unchanged; else `_NOT_PLAIN`.
+    Exact types only: a subclass (an IntEnum, a str subclass) takes the round trip."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else _NOT_PLAIN
+    if kind is list:
+        out = [_plain_copy(v) for v in value]
+        return _NOT_PLAIN if any(v is _NOT_PLAIN for v in out) else out
+    if kind is dict:
+        copied = {}
+        for k, v in value.items():
+            if type(k) is not str:
+                return _NOT_PLAIN
+            c = _plain_copy(v)
+            if c is _NOT_PLAIN:
+                return _NOT_PLAIN
+            copied[k] = c
+        return copied
+    return _NOT_PLAIN
 
 
 async def append_many(conn: AsyncConnection, tables: tuple[Table, Table], entries: list[Entry]) -> int:

@@ -34,6 +34,14 @@ def timestamp(instant: datetime) -> Timestamp:
     return Timestamp(seconds=seconds, nanos=micros * 1000)
 
 
+def set_instant(ts: Timestamp, instant: datetime) -> None:
+    """Set a Timestamp field in place to what `timestamp(instant)` gives (present even at the epoch)."""
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)
+    seconds, micros = divmod((instant - _EPOCH) // _MICROSECOND, 1_000_000)
+    ts.seconds, ts.nanos = seconds, micros * 1000
+
+
 def subject_for(kind: str) -> str:
     """The JetStream subject of an event kind, e.g. ev.case_accepted."""
     return SUBJECT_PREFIX + kind
@@ -65,12 +73,20 @@ def new_event(
     return env
 
 
+# The Envelope's body field of each body message (the first field, should two share a message type):
+# looked up on every event built, so a dict rather than a walk over the oneof's fields.
+_KIND_OF_BODY: dict[str, str] = {}
+for _field in events_pb2.Envelope.DESCRIPTOR.oneofs_by_name["body"].fields:
+    if _field.message_type is not None:
+        _KIND_OF_BODY.setdefault(_field.message_type.name, _field.name)
+
+
 def _kind_of(body: Message) -> str:
     name = body.DESCRIPTOR.name
-    for field in events_pb2.Envelope.DESCRIPTOR.oneofs_by_name["body"].fields:
-        if field.message_type is not None and field.message_type.name == name:
-            return field.name
-    raise MalformedEvent(f"{name} is not an event body")
+    try:
+        return _KIND_OF_BODY[name]
+    except KeyError:
+        raise MalformedEvent(f"{name} is not an event body") from None
 
 
 def kind(env: events_pb2.Envelope) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 from collections.abc import Awaitable, Callable, Mapping
@@ -56,6 +57,23 @@ class ServiceParts:
     prefetch: Prefetch | None = None
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     extra_servers: list[Callable[[], Awaitable[grpc.aio.Server | None]]] = field(default_factory=list)
+
+
+# CPython collects its youngest generation every 700 net allocations of container objects by default,
+# and each collection walks every young object still alive; a service allocates a few hundred per call
+# (rows as dicts, protobuf messages, futures), so in approval the collector took 10-20 % of the CPU, most
+# of it in full collections that walked the ~100,000 objects start-up leaves behind. 10,000 makes young
+# collections rare (most of those objects are freed by reference counting before one runs); older
+# generations keep CPython's ratios. Cycles are still collected, only later: peak memory did not move.
+GC_THRESHOLDS = (10_000, 10, 10)
+
+
+def tune_gc() -> None:
+    """Once start-up is done: collect, move what start-up built (modules, tables, compiled statements,
+    stubs; alive for the life of the process) out of the collector's sight, and collect less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def _wait_for_nats(settings: Settings) -> NATS:
@@ -145,6 +163,7 @@ async def serve(
             await asyncio.sleep(1.0)
 
     tasks.append(asyncio.create_task(watch_health(), name="health"))
+    tune_gc()
     log.info("serving", port=settings.grpc_port, services=names)
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
