@@ -18,9 +18,9 @@ RUN python -m venv /opt/onestop \
  && /opt/onestop/bin/pip install --upgrade pip setuptools wheel
 COPY . /src
 # The protobuf stubs are committed beside the .proto files (protos/onestop/<area>/v1) and are
-# packaged as `onestop.*`. Regenerating them here with the grpcio-tools this build resolves keeps the
+# packaged as `onestop.*`. Regenerating them here with the pinned grpcio-tools (pyproject.toml) keeps the
 # image consistent even if a commit forgot to regenerate; the stale-stubs test catches that in CI.
-RUN /opt/onestop/bin/pip install "grpcio-tools>=1.85,<2" \
+RUN /opt/onestop/bin/pip install "grpcio-tools==1.85.1" \
  && find protos -name '*.proto' -print0 \
     | xargs -0 -r /opt/onestop/bin/python -m grpc_tools.protoc -I protos \
         --python_out=protos --grpc_python_out=protos
