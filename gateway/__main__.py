@@ -7,6 +7,7 @@ import sys
 from aiohttp import web
 
 from services.common.logging import configure_logging
+from services.common.loop import new_event_loop
 from services.common.settings import SettingsError, load_settings
 
 
@@ -38,6 +39,7 @@ def main() -> None:
         port=settings.http_port,
         print=None,
         shutdown_timeout=5,
+        loop=new_event_loop(settings.event_loop),
         access_log_class=AccessLogger,
     )
 

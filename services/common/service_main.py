@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import sys
 
+from services.common.loop import run
 from services.common.runtime import serve
 from services.common.settings import SettingsError, load_settings
 
@@ -19,4 +19,7 @@ def main(service: str) -> None:
         raise SystemExit(2) from None
     bootstrap = importlib.import_module(f"services.{service}.bootstrap")
     outbox, inbox = bootstrap.TABLES
-    asyncio.run(serve(settings=settings, outbox_table=outbox, inbox_table=inbox, build=bootstrap.build))
+    run(
+        serve(settings=settings, outbox_table=outbox, inbox_table=inbox, build=bootstrap.build),
+        kind=settings.event_loop,
+    )

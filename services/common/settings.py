@@ -38,6 +38,7 @@ class Settings:
     data_dir: Path = Path("./data")
     log_format: str = "console"
     log_level: str = "INFO"
+    event_loop: str = "uvloop"  # or "asyncio" (the standard library's loop)
     stream_replicas: int = 1
     peers: Mapping[str, str] = field(default_factory=dict)
     parent_addr: str = ""
@@ -109,6 +110,14 @@ def _required(env: Mapping[str, str], name: str) -> str:
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+EVENT_LOOPS = ("uvloop", "asyncio")
+
+
+def _event_loop(raw: str) -> str:
+    loop = raw.strip().lower() or "uvloop"
+    if loop not in EVENT_LOOPS:
+        raise SettingsError(f"ONESTOP_EVENT_LOOP must be one of {', '.join(EVENT_LOOPS)}, got {raw!r}")
+    return loop
 
 
 def _log_level(raw: str) -> str:
@@ -157,6 +166,7 @@ def load_settings(*, service: str, env: Mapping[str, str] | None = None) -> Sett
         data_dir=Path(env.get("ONESTOP_DATA_DIR", "./data")),
         log_format=env.get("ONESTOP_LOG_FORMAT", "json" if environment == "production" else "console"),
         log_level=_log_level(env.get("ONESTOP_LOG_LEVEL", "INFO")),
+        event_loop=_event_loop(env.get("ONESTOP_EVENT_LOOP", "uvloop")),
         stream_replicas=_int(env, "ONESTOP_STREAM_REPLICAS", 1) or 1,
         peers=peers,
         parent_addr=env.get("ONESTOP_PARENT_ADDR", ""),

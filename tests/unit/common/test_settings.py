@@ -67,3 +67,12 @@ def test_the_log_level_is_read_and_checked() -> None:
     assert load_settings(service="intake", env=BASE | {"ONESTOP_LOG_LEVEL": "warning"}).log_level == "WARNING"
     with pytest.raises(SettingsError, match="ONESTOP_LOG_LEVEL"):
         load_settings(service="intake", env=BASE | {"ONESTOP_LOG_LEVEL": "loud"})
+
+
+def test_the_event_loop_is_uvloop_unless_asked_otherwise() -> None:
+    assert load_settings(service="intake", env=BASE).event_loop == "uvloop"
+    assert (
+        load_settings(service="gateway", env=BASE | {"ONESTOP_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"
+    )
+    with pytest.raises(SettingsError, match="ONESTOP_EVENT_LOOP"):
+        load_settings(service="intake", env=BASE | {"ONESTOP_EVENT_LOOP": "trio"})
