@@ -30,10 +30,10 @@ sys.path.insert(0, str(ROOT))
 from bench.common import CpuMeter, database_of, merge_results, metric, percentile  # noqa: E402
 from onestop.approval.v1 import approval_pb2, approval_pb2_grpc  # noqa: E402
 from onestop.common.v1 import common_pb2  # noqa: E402
-from onestop.events.v1 import events_pb2  # noqa: E402
 from onestop.intake.v1 import intake_pb2, intake_pb2_grpc  # noqa: E402
 from services.cli import certs_cmd  # noqa: E402
 from services.cli.node import Node, NodeConfig  # noqa: E402
+from services.common.events import MalformedEvent, unpack  # noqa: E402
 from tests.harness import pg_create_database, pg_drop_database  # noqa: E402
 
 COMMAND = ".venv/bin/python bench/bench_federation.py --cases 1000 --json bench/results.json"
@@ -101,13 +101,15 @@ async def run(
     nc = await nats.connect(district.nats_url)
 
     async def on_result(msg: Msg) -> None:
-        env = events_pb2.Envelope.FromString(msg.data)
-        start = submitted.pop(env.case_number, None)
-        if start is not None:
-            latencies.append(time.perf_counter() - start)
-            sem.release()
-            if len(latencies) >= cases:
-                done.set()
+        for env in unpack(msg.data, msg.headers):  # one event, or a batch of them
+            if isinstance(env, MalformedEvent):
+                continue
+            start = submitted.pop(env.case_number, None)
+            if start is not None:
+                latencies.append(time.perf_counter() - start)
+                sem.release()
+                if len(latencies) >= cases:
+                    done.set()
 
     await nc.subscribe("ev.parent_result_received", cb=on_result)
     sem = asyncio.Semaphore(concurrency)

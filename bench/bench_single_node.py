@@ -32,10 +32,10 @@ from bench.common import (  # noqa: E402
 )
 from onestop.approval.v1 import approval_pb2, approval_pb2_grpc  # noqa: E402
 from onestop.common.v1 import common_pb2  # noqa: E402
-from onestop.events.v1 import events_pb2  # noqa: E402
 from onestop.intake.v1 import intake_pb2, intake_pb2_grpc  # noqa: E402
 from onestop.routing.v1 import routing_pb2, routing_pb2_grpc  # noqa: E402
 from services.cli.node import Node, NodeConfig  # noqa: E402
+from services.common.events import MalformedEvent, unpack  # noqa: E402
 from tests.harness import pg_create_database, pg_drop_database  # noqa: E402
 
 COMMAND = ".venv/bin/python bench/bench_single_node.py --cases 2000 --json bench/results.json"
@@ -103,12 +103,14 @@ async def run(node: Node, *, cases: int, concurrency: int, rate: float = 0.0) ->
     nc = await nats.connect(node.nats_url)
 
     async def on_concluded(msg: nats.aio.msg.Msg) -> None:
-        env = events_pb2.Envelope.FromString(msg.data)
-        start = submitted.pop(env.case_number, None)
-        if start is not None:
-            latencies.append(time.perf_counter() - start)
-            if len(latencies) >= cases:
-                done.set()
+        for env in unpack(msg.data, msg.headers):  # one event, or a batch of them
+            if isinstance(env, MalformedEvent):
+                continue
+            start = submitted.pop(env.case_number, None)
+            if start is not None:
+                latencies.append(time.perf_counter() - start)
+                if len(latencies) >= cases:
+                    done.set()
 
     await nc.subscribe("ev.case_concluded", cb=on_concluded)
     sem = asyncio.Semaphore(concurrency if not rate else 10_000)

@@ -7,14 +7,17 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import grpc
 
 from onestop.approval.v1 import approval_pb2, approval_pb2_grpc
 from onestop.common.v1 import common_pb2
+from onestop.events.v1 import events_pb2
 from onestop.intake.v1 import intake_pb2, intake_pb2_grpc
 from onestop.routing.v1 import routing_pb2, routing_pb2_grpc
+from services.common.events import BATCH_HEADER, kind, pack, subject_for
 
 PG_HOST = os.environ.get("ONESTOP_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("ONESTOP_TEST_PG_PORT", "5432"))
@@ -229,3 +232,41 @@ class NodeClients:
                 intake_pb2.GetCaseRequest(case_number=case_number), timeout=5
             ).entries
         ]
+
+
+class FakeMsg:
+    """A fetched JetStream message as a consumer sees it: one event, or several of one kind packed as the
+    outbox relay packs them (`services.common.outbox.bundle`); remembers how it was settled."""
+
+    def __init__(self, *envs: events_pb2.Envelope, delivered: int = 1) -> None:
+        if len(envs) == 1:
+            self.data = envs[0].SerializeToString()
+            self.headers: dict[str, str] | None = {"Nats-Msg-Id": envs[0].event_id}
+        else:
+            self.data = pack([env.SerializeToString() for env in envs])
+            self.headers = {"Nats-Msg-Id": f"batch-{envs[0].event_id}", BATCH_HEADER: str(len(envs))}
+        self.subject = subject_for(kind(envs[0]))
+        self.metadata = SimpleNamespace(num_delivered=delivered)
+        self.settlements: list[str] = []  # "ack", "nak" or "term", in order
+
+    @property
+    def settled(self) -> str:
+        """How it was last settled ("" if not yet)."""
+        return self.settlements[-1] if self.settlements else ""
+
+    @property
+    def acked(self) -> int:
+        """How many times it was acknowledged."""
+        return self.settlements.count("ack")
+
+    async def ack(self) -> None:
+        """Acknowledged: applied (or already applied)."""
+        self.settlements.append("ack")
+
+    async def nak(self, delay: float | None = None) -> None:
+        """To be redelivered."""
+        self.settlements.append("nak")
+
+    async def term(self) -> None:
+        """Dead-lettered."""
+        self.settlements.append("term")

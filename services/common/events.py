@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import DecodeError, Message
@@ -18,7 +19,12 @@ EVENT_KINDS: tuple[str, ...] = tuple(
 
 
 class MalformedEvent(ValueError):
-    """A message that is not an Envelope, or carries no known body."""
+    """A message that is not an Envelope, or carries no known body; `data`: the bad envelope's own
+    bytes when it came in a batch with others."""
+
+    def __init__(self, message: str, *, data: bytes = b"") -> None:
+        super().__init__(message)
+        self.data = data
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -108,3 +114,44 @@ def decode(data: bytes) -> events_pb2.Envelope:
         raise MalformedEvent("event without event_id")
     kind(env)
     return env
+
+
+# A JetStream message with this header carries an EnvelopeBatch of that many envelopes (all of its
+# subject's kind); without it, one Envelope. See `pack` and `unpack`.
+BATCH_HEADER = "Onestop-Batch"
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def pack(payloads: Sequence[bytes]) -> bytes:
+    """The EnvelopeBatch of envelopes already encoded, built without parsing them: a repeated message
+    field is on the wire its tag (field 1, length-delimited: 0x0a), each one's length and its bytes."""
+    return b"".join(b"\x0a" + _varint(len(p)) + p for p in payloads)
+
+
+def unpack(data: bytes, headers: Mapping[str, str] | None) -> list[events_pb2.Envelope | MalformedEvent]:
+    """The envelopes of a JetStream message, in order: one, or a batch's (header BATCH_HEADER). An
+    envelope of a batch that is not a valid event is given as its MalformedEvent, so the others still
+    apply; a message that does not parse at all raises MalformedEvent."""
+    if not headers or BATCH_HEADER not in headers:
+        return [decode(data)]
+    try:
+        batch = events_pb2.EnvelopeBatch.FromString(data)
+    except DecodeError as exc:
+        raise MalformedEvent(f"not an event batch: {exc}") from exc
+    out: list[events_pb2.Envelope | MalformedEvent] = []
+    for env in batch.envelopes:
+        if not env.event_id:
+            out.append(MalformedEvent("event without event_id", data=env.SerializeToString()))
+        elif not env.WhichOneof("body"):
+            out.append(MalformedEvent(f"event {env.event_id} has no body", data=env.SerializeToString()))
+        else:
+            out.append(env)
+    return out

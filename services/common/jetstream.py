@@ -23,12 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from onestop.events.v1 import events_pb2
 from services.common.errors import DomainError
 from services.common.events import (
+    BATCH_HEADER,
     DEAD_LETTER_PREFIX,
     SUBJECT_PREFIX,
     MalformedEvent,
-    decode,
     kind,
     subject_for,
+    unpack,
 )
 from services.common.logging import get_logger
 from services.common.outbox import Outbox, UnitOfWork
@@ -138,32 +139,51 @@ class EventConsumer:
                 continue
             await self.handle_batch(msgs)
 
+    def _envelopes(self, msg: Any) -> list[tuple[events_pb2.Envelope, Handler] | MalformedEvent]:
+        """The events of a message with their handlers, in order (MalformedEvent for one that is not
+        valid or that this consumer has no handler for); MalformedEvent raised when the message does
+        not parse at all."""
+        out: list[tuple[events_pb2.Envelope, Handler] | MalformedEvent] = []
+        for env in unpack(msg.data, msg.headers):
+            if isinstance(env, MalformedEvent):
+                out.append(env)
+                continue
+            handler = self._handlers.get(kind(env))
+            if handler is None:
+                out.append(MalformedEvent(f"consumer {self.name} has no handler for {kind(env)}"))
+            else:
+                out.append((env, handler))
+        return out
+
     async def handle_batch(self, msgs: list[Any]) -> None:
         """Apply a fetched batch in one transaction (one commit, one fsync); on any failure fall back to
         one message at a time so a bad message cannot hold the others back."""
-        if len(msgs) == 1:
+        if len(msgs) == 1 and not (msgs[0].headers and BATCH_HEADER in msgs[0].headers):
             await self.handle(msgs[0])
             return
-        good: list[tuple[Any, events_pb2.Envelope, Handler]] = []
+        good: list[Any] = []
+        todo_all: list[tuple[events_pb2.Envelope, Handler]] = []
         for msg in msgs:
             try:
-                env = decode(msg.data)
-                handler = self._handlers.get(kind(env))
-                if handler is None:
-                    raise MalformedEvent(f"consumer {self.name} has no handler for {kind(env)}")
+                items = self._envelopes(msg)
             except MalformedEvent as exc:
                 await self._dead_letter(msg, str(exc))
+                await msg.term()
                 continue
-            good.append((msg, env, handler))
+            if any(isinstance(item, MalformedEvent) for item in items):
+                await self.handle(msg)  # dead-letters the bad events alone, applies the others
+                continue
+            good.append(msg)
+            todo_all.extend(item for item in items if not isinstance(item, MalformedEvent))
         if not good:
             return
         try:
             async with UnitOfWork(self._engine, self._outbox) as uow:
                 fresh = await uow.mark_many_processed(
-                    self._inbox, consumer=self.name, event_ids=[env.event_id for _, env, _ in good]
+                    self._inbox, consumer=self.name, event_ids=[env.event_id for env, _ in todo_all]
                 )
                 todo = []
-                for _, env, handler in good:
+                for env, handler in todo_all:
                     if env.event_id in fresh:
                         fresh.discard(env.event_id)  # a redelivered copy in the same batch is applied once
                         todo.append((env, handler))
@@ -175,23 +195,45 @@ class EventConsumer:
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - retried one by one, where each failure is classified
-            for msg, _, _ in good:
+            for msg in good:
                 await self.handle(msg)
             return
-        for msg, _, _ in good:
+        for msg in good:
             await msg.ack()
-        self.processed += len(good)
+        self.processed += len(todo_all)
 
     async def handle(self, msg: Any) -> None:
-        """Apply one message exactly once (by its event id) and settle it."""
+        """Apply each event of one message exactly once (by its event id), each in its own transaction,
+        and settle the message: nak'd (with a growing delay) at the first event that failed for a
+        reason that may pass, else acked, or terminated when its only event was dead-lettered. A poison
+        event of a batch goes to the dead-letter subject alone; the others are applied."""
         try:
-            env = decode(msg.data)
-            handler = self._handlers.get(kind(env))
-            if handler is None:
-                raise MalformedEvent(f"consumer {self.name} has no handler for {kind(env)}")
+            items = self._envelopes(msg)
         except MalformedEvent as exc:
             await self._dead_letter(msg, str(exc))
+            await msg.term()
             return
+        batch = bool(msg.headers and BATCH_HEADER in msg.headers)
+        dead = False
+        for item in items:
+            if isinstance(item, MalformedEvent):
+                await self._dead_letter(msg, str(item), data=item.data if batch else None)
+                dead = True
+                continue
+            env, handler = item
+            outcome = await self._apply_one(msg, env, handler, batch=batch)
+            if outcome == "retry":
+                return
+            dead = dead or outcome == "dead"
+        if dead and not batch:
+            await msg.term()
+        else:
+            await msg.ack()
+
+    async def _apply_one(self, msg: Any, env: events_pb2.Envelope, handler: Handler, *, batch: bool) -> str:
+        """Apply one event in its own transaction: "done", "dead" (dead-lettered) or "retry" (the
+        message was nak'd)."""
+        data = env.SerializeToString() if batch else None
         try:
             async with UnitOfWork(self._engine, self._outbox) as uow:
                 if await uow.mark_processed(self._inbox, consumer=self.name, event_id=env.event_id):
@@ -200,15 +242,17 @@ class EventConsumer:
                     await handler(uow, env)
                 await uow.commit()
         except DomainError as exc:
-            await self._dead_letter(msg, f"{exc.reason}: {exc.message}", env)
-            return
+            await self._dead_letter(msg, f"{exc.reason}: {exc.message}", env, data=data)
+            await self._settle_dead(env, batch=batch)
+            return "dead"
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - transient until proven poison
             delivered = getattr(msg.metadata, "num_delivered", 1) or 1
             if delivered >= MAX_DELIVERIES:
-                await self._dead_letter(msg, f"failed {delivered} times: {exc!r}", env)
-                return
+                await self._dead_letter(msg, f"failed {delivered} times: {exc!r}", env, data=data)
+                await self._settle_dead(env, batch=batch)
+                return "dead"
             log.warning(
                 "event failed; will redeliver",
                 consumer=self.name,
@@ -217,11 +261,30 @@ class EventConsumer:
                 error=repr(exc),
             )
             await msg.nak(delay=min(0.2 * 2**delivered, 30.0))
-            return
-        await msg.ack()
+            return "retry"
         self.processed += 1
+        return "done"
 
-    async def _dead_letter(self, msg: Any, reason: str, env: events_pb2.Envelope | None = None) -> None:
+    async def _settle_dead(self, env: events_pb2.Envelope, *, batch: bool) -> None:
+        """Record a dead-lettered event of a batch in the inbox, so that a redelivery of its message (nak'd
+        for another of its events) skips it instead of dead-lettering it again. (A message of one event
+        is terminated instead: it is never delivered again.)"""
+        if not batch:
+            return
+        async with UnitOfWork(self._engine, self._outbox) as uow:
+            await uow.mark_processed(self._inbox, consumer=self.name, event_id=env.event_id)
+            await uow.commit()
+
+    async def _dead_letter(
+        self,
+        msg: Any,
+        reason: str,
+        env: events_pb2.Envelope | None = None,
+        *,
+        data: bytes | None = None,
+    ) -> None:
+        """Publish a poison event (`data`, else the whole message) to the dead-letter subject; the
+        caller settles the message."""
         log.warning(
             "poison event dead-lettered",
             consumer=self.name,
@@ -231,8 +294,7 @@ class EventConsumer:
         )
         await self._js.publish(
             f"{DEAD_LETTER_PREFIX}{self.name}",
-            msg.data,
+            msg.data if data is None else data,
             headers={"Onestop-Reason": reason[:500], "Onestop-Subject": msg.subject},
         )
-        await msg.term()
         self.dead_lettered += 1

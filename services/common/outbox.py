@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
+from google.protobuf.message import DecodeError
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -39,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from onestop.events.v1 import events_pb2
 from services.common.audit import AuditBuffer
 from services.common.db import Instant, insert_ignore, unnest_insert, unnest_params
-from services.common.events import kind, subject_for
+from services.common.events import BATCH_HEADER, kind, pack, subject_for
 from services.common.logging import get_logger
 
 log = get_logger(__name__)
@@ -78,6 +80,9 @@ def inbox_table(metadata: MetaData, prefix: str) -> Table:
     )
 
 
+# An outbox row as the relay handles it: (event id, subject, payload, case id).
+Row = tuple[str, str, bytes, str]
+
 # Committed events held in memory for the relay beyond this many are dropped, and the relay reads them
 # from the table instead (a process that commits events but runs no relay, or a relay that is stuck).
 FRESH_LIMIT = 50_000
@@ -90,7 +95,7 @@ class Outbox:
     def __init__(self, table: Table) -> None:
         self.table = table
         self._wake = asyncio.Event()
-        self._fresh: list[tuple[str, str, bytes]] = []  # (event id, subject, payload), in commit order
+        self._fresh: list[Row] = []  # in commit order
         # Set until a relay has read the table once, and again whenever it must (events were dropped
         # from memory, or a publish failed): the table, not memory, is the source of truth.
         self.needs_scan = True
@@ -109,7 +114,7 @@ class Outbox:
             pass
         self._wake.clear()
 
-    def committed(self, rows: list[tuple[str, str, bytes]]) -> None:
+    def committed(self, rows: list[Row]) -> None:
         """Hand events just committed to the relay and wake it."""
         self._fresh.extend(rows)
         if len(self._fresh) > FRESH_LIMIT:
@@ -117,7 +122,7 @@ class Outbox:
             self.needs_scan = True
         self._wake.set()
 
-    def take_fresh(self, limit: int) -> list[tuple[str, str, bytes]]:
+    def take_fresh(self, limit: int) -> list[Row]:
         """Up to `limit` committed events not yet taken, oldest first."""
         taken, self._fresh = self._fresh[:limit], self._fresh[limit:]
         return taken
@@ -126,25 +131,25 @@ class Outbox:
         """Drop the events held in memory: a scan of the table is about to publish them."""
         self._fresh.clear()
 
-    async def add(
-        self, conn: AsyncConnection, events: Sequence[events_pb2.Envelope]
-    ) -> list[tuple[str, str, bytes]]:
-        """Insert events in the caller's transaction; their (event id, subject, payload)."""
+    async def add(self, conn: AsyncConnection, events: Sequence[events_pb2.Envelope]) -> list[Row]:
+        """Insert events in the caller's transaction; their rows for the relay."""
         if not events:
             return []
         now = datetime.now(UTC)
-        rows = [(env.event_id, subject_for(kind(env)), env.SerializeToString()) for env in events]
+        rows = [
+            (env.event_id, subject_for(kind(env)), env.SerializeToString(), env.case_id) for env in events
+        ]
         if conn.dialect.name == "postgresql":
             # One execution whatever the number of events (an executemany is one per row on the server);
             # the rows go in array order, so `seq` keeps the order the events were recorded in.
-            ids, subjects, payloads = (list(column) for column in zip(*rows, strict=True))
+            ids, subjects, payloads = ([r[i] for r in rows] for i in range(3))
             await conn.execute(
                 _add_unnest(self.table), {"ids": ids, "subjects": subjects, "payloads": payloads, "now": now}
             )
         else:
             await conn.execute(
                 self.table.insert(),
-                [{"event_id": e, "subject": s, "payload": p, "created_at": now} for e, s, p in rows],
+                [{"event_id": e, "subject": s, "payload": p, "created_at": now} for e, s, p, _ in rows],
             )
         return rows
 
@@ -457,6 +462,68 @@ def _mark_sent(table: Table, dialect_name: str) -> Any:
     return update(table).where(where).values(sent_at=bindparam("now"))
 
 
+def _case_of(payload: bytes) -> str:
+    """The case id of an encoded envelope ("" when it has none or does not parse)."""
+    try:
+        return events_pb2.Envelope.FromString(payload).case_id
+    except DecodeError:
+        return ""
+
+
+# A message's bytes stay well under NATS's default max_payload (1 MB).
+BUNDLE_MAX_BYTES = 256 * 1024
+
+
+def bundle(rows: Sequence[Row], *, limit: int = 256) -> list[tuple[str, bytes, dict[str, str]]]:
+    """The JetStream messages (subject, payload, headers) that carry `rows`, oldest first.
+
+    Events of one subject go together in one EnvelopeBatch (header BATCH_HEADER) where that keeps the
+    order of every case's events: an event joins the newest message of its subject if that message
+    comes after every message holding an earlier event of its case, and starts a new message
+    otherwise. An event with no case orders against everything (nothing before it moves after it,
+    nothing after it moves before it). So each consumer sees each case's events in the order they were
+    recorded, as it did with one message per event; only events of different cases may pass each other
+    within what one relay batch publishes. A message of one event is that envelope alone, with its
+    event id as Nats-Msg-Id (the broker drops a republished copy); a batch's Nats-Msg-Id is a digest
+    of its event ids, so a republish that groups the rows differently is a new message, which the
+    consumers' inboxes make harmless, and never taken for an older message that held fewer events."""
+    groups: list[tuple[str, list[Row]]] = []
+    sizes: list[int] = []
+    newest_of_subject: dict[str, int] = {}
+    after_for_case: dict[str, int] = {}  # the index of the message holding the case's latest event
+    floor = 0  # set by an event without a case: nothing after it goes into an earlier message
+    for row in rows:
+        _, subject, payload, case = row
+        lower = max(floor, after_for_case.get(case, 0)) if case else len(groups) - 1
+        index = newest_of_subject.get(subject, -1)
+        if (
+            index < 0
+            or index < lower
+            or len(groups[index][1]) >= limit
+            or sizes[index] + len(payload) > BUNDLE_MAX_BYTES
+        ):
+            index = len(groups)
+            groups.append((subject, []))
+            sizes.append(0)
+            newest_of_subject[subject] = index
+        groups[index][1].append(row)
+        sizes[index] += len(payload) + 8
+        if case:
+            after_for_case[case] = index
+        else:
+            floor = index
+    messages = []
+    for subject, members in groups:
+        if len(members) == 1:
+            event_id, _, payload, _ = members[0]
+            messages.append((subject, payload, {"Nats-Msg-Id": event_id}))
+        else:
+            digest = hashlib.blake2b("|".join(m[0] for m in members).encode(), digest_size=16).hexdigest()
+            headers = {"Nats-Msg-Id": f"batch-{digest}", BATCH_HEADER: str(len(members))}
+            messages.append((subject, pack([m[2] for m in members]), headers))
+    return messages
+
+
 class OutboxRelay:
     """Publishes committed outbox rows to JetStream in batches, marking them sent after the ack.
 
@@ -481,8 +548,10 @@ class OutboxRelay:
         ack_timeout: float = 15.0,
         sweep_s: float = 5.0,
         mark_every: float = 0.5,
+        bundle_limit: int = 256,
     ) -> None:
         self._engine = engine
+        self.bundle_limit = bundle_limit
         self._outbox = outbox
         self._js = js
         self._batch = batch
@@ -547,7 +616,7 @@ class OutboxRelay:
             found = (await conn.execute(_unsent(table), {"limit": self._batch})).all()
             await conn.rollback()
         if found:
-            await self._publish([(r.event_id, r.subject, r.payload) for r in found])
+            await self._publish([(r.event_id, r.subject, r.payload, _case_of(r.payload)) for r in found])
             async with self._engine.begin() as conn:
                 await conn.execute(
                     _mark_sent(table, conn.dialect.name),
@@ -559,10 +628,11 @@ class OutboxRelay:
             self._swept_at = time.monotonic()
         return len(found)
 
-    async def _publish(self, rows: list[tuple[str, str, bytes]]) -> None:
+    async def _publish(self, rows: list[Row]) -> None:
+        messages = bundle(rows, limit=self.bundle_limit)
         futures = [
-            await self._js.publish_async(subject, payload, headers={"Nats-Msg-Id": event_id})
-            for event_id, subject, payload in rows
+            await self._js.publish_async(subject, payload, headers=headers)
+            for subject, payload, headers in messages
         ]
         try:
             # An ack future has no deadline of its own: when the broker dies between taking a message
@@ -573,7 +643,7 @@ class OutboxRelay:
                 future.cancel()  # frees the client's pending-publish slots; the rows stay unsent
             raise TimeoutError(
                 f"JetStream did not ack {sum(not f.done() or f.cancelled() for f in futures)} of "
-                f"{len(rows)} events within {self.ack_timeout} s"
+                f"{len(messages)} messages ({len(rows)} events) within {self.ack_timeout} s"
             ) from None
 
     async def run(self, *, poll_interval: float = 1.0) -> None:

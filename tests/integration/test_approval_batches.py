@@ -26,6 +26,7 @@ from services.common.events import kind, new_event
 from services.common.jetstream import EventConsumer
 from services.common.outbox import Outbox
 from services.common.runtime import Runtime
+from tests.harness import FakeMsg
 
 START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # a Monday morning in Shanghai
 
@@ -44,24 +45,6 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
         await conn.run_sync(orm.metadata.create_all)
     yield engine
     await engine.dispose()
-
-
-class FakeMsg:
-    """A delivered JetStream message, as the consumer sees it."""
-
-    def __init__(self, env: events_pb2.Envelope) -> None:
-        self.data = env.SerializeToString()
-        self.subject = f"ev.{kind(env)}"
-        self.acked = False
-
-    async def ack(self) -> None:
-        self.acked = True
-
-    async def nak(self, delay: float = 0) -> None:
-        raise AssertionError("nothing in these batches should fail")
-
-    async def term(self) -> None:
-        raise AssertionError("nothing in these batches is poison")
 
 
 def _ctx() -> handlers.ApprovalContext:
@@ -146,7 +129,7 @@ async def test_a_batch_with_several_events_of_one_case_applies_them_in_order_onc
     ]
     msgs = [FakeMsg(e) for e in events]
     await consumer.handle_batch(cast(list[Any], msgs))
-    assert all(m.acked for m in msgs)
+    assert [m.settlements for m in msgs] == [["ack"]] * len(msgs)
     # Routed, then designated a key project in the same batch: every task is open and first in the queue.
     assert await _tasks(engine, "K") == {"A": (2, 10), "B": (2, 10), "C": (2, 10)}
     assert await _plan(engine, "K") == ("open", True, 0)
@@ -160,7 +143,7 @@ async def test_a_batch_with_several_events_of_one_case_applies_them_in_order_onc
     # The same batch delivered again (the acks were lost): nothing changes, nothing is emitted twice.
     again = [FakeMsg(e) for e in events]
     await consumer.handle_batch(cast(list[Any], again))
-    assert all(m.acked for m in again)
+    assert [m.settlements for m in again] == [["ack"]] * len(again)
     assert await _tasks(engine, "K") == {"A": (2, 10), "B": (2, 10), "C": (2, 10)}
     assert await _plan(engine, "W") == ("withdrawn", False, 4)
     assert sorted(await _outbox_kinds(engine)) == opened

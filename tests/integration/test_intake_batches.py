@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -28,6 +27,7 @@ from services.common.runtime import Runtime
 from services.intake import consumers, handlers, model, orm, repository
 from services.intake.bootstrap import CONSUMED
 from services.intake.grpc_api import IntakeApi
+from tests.harness import FakeMsg
 
 CS = common_pb2
 CENTER = "210200"
@@ -183,30 +183,6 @@ async def test_submitters_in_separate_processes_never_share_a_number(
     assert sorted(_seq(r.case.case_number) for r in replies) == list(range(1, 41))
 
 
-@dataclass
-class _Meta:
-    num_delivered: int = 1
-
-
-class _Msg:
-    """A fetched JetStream message, as the consumer sees it."""
-
-    def __init__(self, env: events_pb2.Envelope) -> None:
-        self.data = env.SerializeToString()
-        self.subject = f"ev.{env.WhichOneof('body')}"
-        self.metadata = _Meta()
-        self.acked = 0
-
-    async def ack(self) -> None:
-        self.acked += 1
-
-    async def nak(self, delay: float = 0) -> None:
-        raise AssertionError("no event of this batch may fail")
-
-    async def term(self) -> None:
-        raise AssertionError("no event of this batch is poison")
-
-
 def _event(body: Any, case: intake_pb2.SubmitCaseResponse) -> events_pb2.Envelope:
     return new_event(
         center=CENTER,
@@ -255,12 +231,12 @@ async def test_a_batch_with_several_events_of_one_case_and_its_redelivery_apply_
     consumer.handle = one_by_one  # type: ignore[method-assign]
     statements = Statements(engine)
     for delivery in range(2):  # the second time: redelivered after a lost ack
-        msgs = [_Msg(env) for env in events]
+        msgs = [FakeMsg(env) for env in events]
         statements.count = 0
         await consumer.handle_batch(msgs)
         # inbox, cases (with uploads), one update per case (each its own columns), timeline: not one per event
         assert statements.count <= (6 if delivery == 0 else 2), statements.count
-        assert [m.acked for m in msgs] == [1] * len(events)
+        assert [m.settlements for m in msgs] == [["ack"]] * len(events)
         case_a, case_b = await _case(engine, a.case.case_id), await _case(engine, b.case.case_id)
         assert (case_a["status"], case_a["outcome"], case_a["reasons"]) == (
             CS.CASE_STATUS_CONCLUDED,

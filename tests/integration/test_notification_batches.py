@@ -27,6 +27,7 @@ from services.notification import bootstrap, handlers, orm
 from services.notification.live import CaseHub
 from services.notification.model import Channels
 from services.notification.templates import StaticDirectory, Templates
+from tests.harness import FakeMsg
 
 AT = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
@@ -45,25 +46,6 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
         await conn.run_sync(orm.metadata.create_all)
     yield engine
     await engine.dispose()
-
-
-class Msg:
-    """A fetched JetStream message, as the consumer sees it."""
-
-    def __init__(self, env: events_pb2.Envelope) -> None:
-        self.data = env.SerializeToString()
-        self.subject = ""
-        self.metadata = None
-        self.acked = 0
-
-    async def ack(self) -> None:
-        self.acked += 1
-
-    async def nak(self, delay: float = 0) -> None:
-        raise AssertionError("no event of these batches may fail")
-
-    async def term(self) -> None:
-        raise AssertionError("no event of these batches is poison")
 
 
 def consumer(engine: AsyncEngine) -> EventConsumer:
@@ -168,9 +150,9 @@ async def _state(engine: AsyncEngine) -> dict[str, list[dict[str, Any]]]:
 async def test_a_batch_leaves_what_one_event_per_transaction_leaves(
     engine: AsyncEngine, tmp_path: Path, db_url: str
 ) -> None:
-    msgs = [Msg(env) for env in story()]
+    msgs = [FakeMsg(env) for env in story()]
     await consumer(engine).handle_batch(msgs)
-    assert all(m.acked == 1 for m in msgs)
+    assert [m.settlements for m in msgs] == [["ack"]] * len(msgs)
     batched = await _state(engine)
 
     async with engine.begin() as conn:
@@ -178,7 +160,7 @@ async def test_a_batch_leaves_what_one_event_per_transaction_leaves(
             await conn.execute(table.delete())
     one_by_one = consumer(engine)
     for env in story():
-        await one_by_one.handle(Msg(env))
+        await one_by_one.handle(FakeMsg(env))
     assert await _state(engine) == batched
 
     assert {(t["task_id"], t["window"]) for t in batched["tasks"]} >= {("t-C1-0001-D1", "w-D1")}
@@ -197,13 +179,13 @@ async def test_a_batch_leaves_what_one_event_per_transaction_leaves(
 async def test_a_redelivered_batch_and_a_copy_within_a_batch_change_nothing(engine: AsyncEngine) -> None:
     envs = story()
     first = consumer(engine)
-    await first.handle_batch([Msg(env) for env in envs[:6]] + [Msg(envs[0])])  # a copy in the batch
-    await first.handle_batch([Msg(env) for env in envs[6:]])
+    await first.handle_batch([FakeMsg(env) for env in envs[:6]] + [FakeMsg(envs[0])])  # a copy in the batch
+    await first.handle_batch([FakeMsg(env) for env in envs[6:]])
     once = await _state(engine)
     assert len(once["applied"]) == len(envs)
 
-    again = [Msg(env) for env in envs]
+    again = [FakeMsg(env) for env in envs]
     await consumer(engine).handle_batch(again)  # all of it again, after a crash before the acks
-    await consumer(engine).handle(Msg(envs[3]))
-    assert all(m.acked == 1 for m in again)
+    await consumer(engine).handle(FakeMsg(envs[3]))
+    assert [m.settlements for m in again] == [["ack"]] * len(again)
     assert await _state(engine) == once

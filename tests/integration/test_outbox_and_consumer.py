@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from onestop.events.v1 import events_pb2
 from services.common.db import create_engine
+from services.common.errors import FailedPrecondition
 from services.common.events import new_event
 from services.common.jetstream import EventConsumer, ensure_streams
 from services.common.outbox import Outbox, OutboxRelay, UnitOfWork, inbox_table, outbox_table
@@ -75,14 +76,16 @@ async def test_events_committed_with_state_are_published_once_and_applied_once(
         await uow.commit()
     assert await relay.run_once() == 5
     assert await relay.run_once() == 0
+    # Each published batch of one subject went as one message (20, 20, 10, then the 5 from memory).
+    assert (await js.stream_info("ONESTOP")).state.messages == 4
     # A crash after publishing but before marking sent replays the batch when the service starts
-    # again (a new relay reads the table): the broker de-duplicates.
+    # again (a new relay reads the table): grouped the same way, the broker de-duplicates it.
     async with engine.begin() as conn:
         await conn.execute(outbox_t.update().values(sent_at=None))
     restarted = OutboxRelay(engine=engine, outbox=Outbox(outbox_t), js=js, batch=20)
     assert await restarted.run_once() == 20
     info = await js.stream_info("ONESTOP")
-    assert info.state.messages == 55
+    assert info.state.messages == 4
     # Rows written to the table by other means are read from it once the relay is told (`wake`).
     async with engine.begin() as conn:
         await conn.execute(outbox_t.update().values(sent_at=datetime.now(UTC)))
@@ -96,7 +99,7 @@ async def test_events_committed_with_state_are_published_once_and_applied_once(
         )
     outbox.wake()
     assert await relay.run_once() == 1
-    assert (await js.stream_info("ONESTOP")).state.messages == 56
+    assert (await js.stream_info("ONESTOP")).state.messages == 5
 
     async def apply(uow: UnitOfWork, env: events_pb2.Envelope) -> None:
         await uow.conn.execute(effects.insert().values(event_id=env.event_id, case_number=env.case_number))
@@ -207,5 +210,59 @@ async def test_a_running_relay_publishes_rows_replayed_behind_its_back(postgres_
         await conn.execute(outbox_t.update().values(sent_at=None))
     assert await settled() >= before + 3
     task.cancel()
+    await nc.close()
+    await engine.dispose()
+
+
+async def test_a_poison_event_packed_with_others_is_dead_lettered_alone(postgres_db, nats_server) -> None:
+    """The relay packs what one transaction committed into one message; a handler that refuses one of
+    those events (a DomainError) sends that event alone to the dead-letter subject, and every other
+    event of the message is applied once, also when one fails for a while first."""
+    engine, nc, js = await _connect(postgres_db, nats_server)
+    outbox = Outbox(outbox_t)
+    flaky = {"FLAKY": 2}  # fails twice, as a database that is briefly away would
+
+    async def apply(uow: UnitOfWork, env: events_pb2.Envelope) -> None:
+        if env.case_number == "POISON":
+            raise FailedPrecondition("this event can never apply", reason="PROBE_POISON")
+        if flaky.get(env.case_number):
+            flaky[env.case_number] -= 1
+            raise ConnectionError("briefly away")
+        await uow.conn.execute(effects.insert().values(event_id=env.event_id, case_number=env.case_number))
+
+    names = ["A", "B", "POISON", "C", "FLAKY", "D"]
+    async with UnitOfWork(engine, outbox) as uow:
+        uow.emit(*[_event(n) for n in names])
+        await uow.commit()
+    relay = OutboxRelay(engine=engine, outbox=outbox, js=js)
+    assert await relay.run_once() == 6
+    assert (await js.stream_info("ONESTOP")).state.messages == 1  # one message of six events
+    dlq = await js.subscribe("dlq.probe")
+    consumer = EventConsumer(
+        name="probe",
+        js=js,
+        stream="ONESTOP",
+        engine=engine,
+        outbox=outbox,
+        inbox=inbox_t,
+        handlers={"case_withdrawn": apply},
+    )
+    task = asyncio.create_task(consumer.run())
+    dead = await dlq.next_msg(timeout=10)
+
+    async def applied() -> list[str]:
+        async with engine.connect() as conn:
+            return sorted((await conn.execute(select(effects.c.case_number))).scalars().all())
+
+    for _ in range(200):
+        if len(await applied()) >= 5:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)  # time for anything applied or dead-lettered twice to show
+    task.cancel()
+    assert events_pb2.Envelope.FromString(dead.data).case_number == "POISON"
+    assert "PROBE_POISON" in dead.headers["Onestop-Reason"]
+    assert await applied() == ["A", "B", "C", "D", "FLAKY"]  # each once: the inbox skipped the repeats
+    assert consumer.dead_lettered == 1  # not again when the message came back for FLAKY
     await nc.close()
     await engine.dispose()

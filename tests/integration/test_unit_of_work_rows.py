@@ -157,7 +157,7 @@ async def test_outbox_rows_keep_the_order_their_events_were_recorded_in(engine: 
     assert [events_pb2.Envelope.FromString(r["payload"]) for r in rows] == events
     assert all(r["sent_at"] is None and r["created_at"] is not None for r in rows)
     assert outbox.take_fresh(100) == [
-        (e.event_id, subject_for(kind(e)), e.SerializeToString()) for e in events
+        (e.event_id, subject_for(kind(e)), e.SerializeToString(), e.case_id) for e in events
     ]
 
 

@@ -61,15 +61,15 @@ async def _scenario(path: Path) -> None:
         await uow.commit()
     broker = SilentBroker()
     relay = OutboxRelay(engine=engine, outbox=outbox, js=broker, ack_timeout=0.2)
-    with pytest.raises(TimeoutError, match="did not ack 3 of 3"):
+    with pytest.raises(TimeoutError, match=r"did not ack 1 of 1 messages \(3 events\)"):
         await relay.run_once()
     assert all(f.cancelled() for f in broker.hanging)  # the client's pending slots are given back
     async with engine.connect() as conn:
         unsent = (await conn.execute(select(func.count()).where(table.c.sent_at.is_(None)))).scalar_one()
     assert unsent == 3
-    broker.acking = True  # the broker is back: the same events go again, with the same ids
+    broker.acking = True  # the broker is back: the same events go again, in a message of the same id
     assert await relay.run_once() == 3
-    assert broker.published[:3] == broker.published[3:]
+    assert len(broker.published) == 2 and broker.published[0] == broker.published[1]
     assert await relay.run_once() == 0
     await engine.dispose()
 

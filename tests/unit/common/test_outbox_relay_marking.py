@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from onestop.events.v1 import events_pb2
 from services.common.db import create_engine
-from services.common.events import new_event
+from services.common.events import new_event, unpack
 from services.common.outbox import Outbox, OutboxRelay, UnitOfWork, outbox_table
 
 metadata = MetaData()
@@ -21,7 +21,8 @@ table = outbox_table(metadata, "probe")
 
 
 class Broker:
-    """Acks every message at once and remembers the ids it was given."""
+    """Acks every message at once and remembers the ids of the events it was given (one a message, or a
+    batch's)."""
 
     def __init__(self) -> None:
         self.published: list[str] = []
@@ -29,7 +30,9 @@ class Broker:
     async def publish_async(
         self, subject: str, payload: bytes, headers: dict[str, str]
     ) -> asyncio.Future[Any]:
-        self.published.append(headers["Nats-Msg-Id"])
+        self.published += [
+            env.event_id for env in unpack(payload, headers) if isinstance(env, events_pb2.Envelope)
+        ]
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         future.set_result(None)
         return future

@@ -9,7 +9,6 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from functools import partial
-from types import SimpleNamespace
 from typing import Any
 
 from google.protobuf.message import Message
@@ -21,7 +20,7 @@ from onestop.events.v1 import events_pb2
 from services.common.calendar import CENTER_TZ, WorkingCalendar, package_years
 from services.common.clock import ManualClock, from_timestamp
 from services.common.db import create_engine
-from services.common.events import decode, kind, new_event, subject_for, timestamp
+from services.common.events import decode, kind, new_event, timestamp
 from services.common.jetstream import EventConsumer
 from services.common.outbox import Outbox, UnitOfWork
 from services.common.runtime import Runtime
@@ -29,6 +28,7 @@ from services.common.settings import Settings
 from services.supervision import bootstrap, handlers, orm, repository, ticker
 from services.supervision.clocks import SupervisionContext
 from services.supervision.grpc_api import SupervisionApi
+from tests.harness import FakeMsg
 
 CENTER = "210200"
 
@@ -59,28 +59,6 @@ class FakeApproval:
         if self.delay:
             await asyncio.sleep(self.delay)
         return task_id not in self.refuse
-
-
-class FakeMsg:
-    """A JetStream message as the consumer sees it: remembers how it was settled."""
-
-    def __init__(self, env: events_pb2.Envelope, *, delivered: int = 1) -> None:
-        self.data = env.SerializeToString()
-        self.subject = subject_for(kind(env))
-        self.metadata = SimpleNamespace(num_delivered=delivered)
-        self.settled = ""
-
-    async def ack(self) -> None:
-        """Acknowledged: applied (or already applied)."""
-        self.settled = "ack"
-
-    async def nak(self, delay: float | None = None) -> None:
-        """To be redelivered."""
-        self.settled = "nak"
-
-    async def term(self) -> None:
-        """Dead-lettered."""
-        self.settled = "term"
 
 
 class FakeJetStream:

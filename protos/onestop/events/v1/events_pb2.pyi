@@ -3,6 +3,8 @@
 isort:skip_file
 Facts published over JetStream. Every event travels in one Envelope; the subject is
 "ev.<body field name>" (e.g. ev.case_accepted). Stable contract (v1).
+A message carries one Envelope, or, when it has the header "Onestop-Batch: <n>", an
+EnvelopeBatch of n envelopes of its subject's kind, in the order they are to be applied.
 """
 
 from collections import abc as _abc
@@ -167,6 +169,32 @@ class Envelope(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
 Global___Envelope: _TypeAlias = Envelope  # noqa: Y015
+
+@_typing.final
+class EnvelopeBatch(_message.Message):
+    """Several events of one kind in one JetStream message (header "Onestop-Batch"): the outbox relay
+    packs the events a service committed together, so the broker stores, and every consumer fetches
+    and acks, one message instead of one per event. Each envelope is still applied exactly once by
+    its own event_id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENVELOPES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def envelopes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Envelope]: ...
+    def __init__(
+        self,
+        *,
+        envelopes: _abc.Iterable[Global___Envelope] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelopes", b"envelopes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnvelopeBatch: _TypeAlias = EnvelopeBatch  # noqa: Y015
 
 @_typing.final
 class CaseSubmitted(_message.Message):

@@ -3,6 +3,8 @@
 isort:skip_file
 Facts published over JetStream. Every event travels in one Envelope; the subject is
 "ev.<body field name>" (e.g. ev.case_accepted). Stable contract (v1).
+A message carries one Envelope, or, when it has the header "Onestop-Batch: <n>", an
+EnvelopeBatch of n envelopes of its subject's kind, in the order they are to be applied.
 """
 
 from collections import abc as _abc
