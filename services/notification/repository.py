@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.clock import aware
-from services.common.db import insert_ignore
+from services.common.db import insert_ignore, unnest_insert, unnest_params
 from services.common.outbox import UnitOfWork
 from services.notification import orm
 from services.notification.model import DEAD, DUE_STATES, PENDING, Recipient, TaskInfo
@@ -28,6 +28,12 @@ _RECIPIENT_BY_CASE_ID = select(orm.recipients).where(orm.recipients.c.case_id ==
 def _add_deliveries_stmt(dialect_name: str) -> Any:
     dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
     return dialect.insert(orm.deliveries).on_conflict_do_nothing().returning(orm.deliveries.c.delivery_id)
+
+
+@functools.cache
+def _add_deliveries_unnest(columns: tuple[str, ...]) -> Any | None:
+    stmt = unnest_insert(orm.deliveries, columns, "ignore")
+    return None if stmt is None else stmt.returning(orm.deliveries.c.delivery_id)
 
 
 async def preload(uow: UnitOfWork, *, case_numbers: Iterable[str], task_ids: Iterable[str]) -> None:
@@ -126,7 +132,14 @@ async def add_deliveries(conn: AsyncConnection, rows: list[dict[str, Any]]) -> s
     recipient) did not exist yet."""
     if not rows:
         return set()
-    # executemany with RETURNING: one multi-row INSERT of a statement built and compiled once.
+    columns = tuple(rows[0])
+    if conn.dialect.name == "postgresql" and all(tuple(r) == columns for r in rows):
+        # One array per column: one statement text whatever the batch size (an executemany with RETURNING
+        # becomes a multi-row VALUES, a new text, prepared and planned again, for every size).
+        stmt = _add_deliveries_unnest(columns)
+        if stmt is not None:
+            params = unnest_params(orm.deliveries, columns, rows)
+            return {r[0] for r in await conn.execute(stmt, params)}
     return {r[0] for r in await conn.execute(_add_deliveries_stmt(conn.dialect.name), rows)}
 
 
