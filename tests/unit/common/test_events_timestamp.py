@@ -1,4 +1,4 @@
-"""`timestamp` gives exactly what protobuf's own conversion gives."""
+"""`timestamp` and `from_timestamp` give exactly what protobuf's own conversions give."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from services.common.clock import SHANGHAI
+from services.common.clock import SHANGHAI, from_timestamp
 from services.common.events import timestamp
 
 
@@ -26,3 +28,15 @@ def test_a_timestamp_is_the_one_protobuf_would_make(instant: datetime) -> None:
     expected = Timestamp()
     expected.FromDatetime(instant)
     assert timestamp(instant) == expected
+
+
+@settings(max_examples=500)
+@given(
+    st.integers(min_value=-62135596800, max_value=253402300799),
+    st.integers(min_value=0, max_value=999_999_999),
+)
+def test_an_instant_read_back_is_the_one_protobuf_would_read(seconds: int, nanos: int) -> None:
+    ts = Timestamp(seconds=seconds, nanos=nanos)
+    instant = from_timestamp(ts)
+    assert instant == ts.ToDatetime(tzinfo=UTC)
+    assert instant.tzinfo is UTC
