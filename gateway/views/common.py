@@ -86,6 +86,15 @@ async def departments(request: web.Request) -> dict[str, tuple[str, str]]:
     return cache.departments
 
 
+async def center_names(request: web.Request) -> dict[str, tuple[str, str]]:
+    """Center names by code, from routing's organisation (cached for the process)."""
+    cache = request.app[CACHES]
+    if not cache.centers:
+        reply = await clients(request).routing.ListCenters(routing_pb2.ListCentersRequest(), timeout=5)
+        cache.centers = {c.code: (c.name_zh or c.code, c.name_en or c.code) for c in reply.centers}
+    return cache.centers
+
+
 async def own_centers(request: web.Request) -> frozenset[str]:
     """This node's center and every center below it (service points work in their node's gateway)."""
     return await centers_below(request, settings(request).center)
