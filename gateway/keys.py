@@ -34,6 +34,7 @@ class Caches:
     """Small caches of slowly changing reference data (matters, departments, centers)."""
 
     departments: dict[str, tuple[str, str]] = field(default_factory=dict)
+    centers: dict[str, tuple[str, str]] = field(default_factory=dict)  # names by code
     subtrees: dict[str, frozenset[str]] = field(default_factory=dict)  # a center and the centers below it
     matters: dict[str, tuple[float, Any]] = field(default_factory=dict)
 

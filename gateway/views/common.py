@@ -12,6 +12,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from gateway.clients import call_or_none, optional
 from gateway.i18n import language_of, translator
 from gateway.keys import CACHES, clients, settings
 from gateway.security import read_form
@@ -84,6 +85,20 @@ async def departments(request: web.Request) -> dict[str, tuple[str, str]]:
         )
         cache.departments = {d.code: (d.name_zh, d.name_en) for d in reply.departments}
     return cache.departments
+
+
+async def center_names(request: web.Request) -> dict[str, tuple[str, str]]:
+    """Center names by code, from routing's organisation (cached for the process)."""
+    cache = request.app[CACHES]
+    if not cache.centers:
+        reply, _ = await optional(
+            call_or_none(clients(request), "routing", "ListCenters", routing_pb2.ListCentersRequest()),
+            "routing",
+        )
+        if reply is None:
+            return {}  # the codes stand in until routing answers again
+        cache.centers = {c.code: (c.name_zh or c.code, c.name_en or c.code) for c in reply.centers}
+    return cache.centers
 
 
 async def own_centers(request: web.Request) -> frozenset[str]:

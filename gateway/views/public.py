@@ -15,6 +15,7 @@ from gateway.keys import CONFIG, LIMITS, clients, now, store
 from gateway.labels import CATEGORIES
 from gateway.security import check_rate
 from gateway.views.common import (
+    center_names,
     departments,
     form_data,
     light,
@@ -138,6 +139,16 @@ async def statistics_data(request: web.Request) -> dict[str, Any]:
         ),
         "supervision",
     )
+    # Per center: the cases sent up to the parent, which the department figures never include.
+    by_center, _ = await optional(
+        call_or_none(
+            clients(request),
+            "supervision",
+            "GetStatistics",
+            supervision_pb2.GetStatisticsRequest(group_by="center"),
+        ),
+        "supervision",
+    )
     queue, _ = await optional(
         call_or_none(
             clients(request),
@@ -190,7 +201,12 @@ async def statistics_data(request: web.Request) -> dict[str, Any]:
         "rows": [],
         "rate_chart": "",
         "rating_chart": "",
+        "forwarded_rows": [],
     }
+    sent_up = [r for r in by_center.rows if r.forwarded or r.forwarded_waiting] if by_center else []
+    if sent_up:
+        centers = await center_names(request)
+        out["forwarded_rows"] = [(t(*centers.get(r.key, (r.key, r.key))), r) for r in sent_up]
     if stats is not None:
         rows = [(label.get(r.key, r.key), r) for r in stats.rows]
         out["rows"] = rows

@@ -307,6 +307,9 @@ def _accepted_body(a: _Acceptance) -> events_pb2.CaseAccepted:
         origin_center=row["origin_center"],
         origin_case_id=row["origin_case_id"],
         title=row["title"],
+        # Supervision checks the applicant's evaluation against it. An uploaded case's code is this
+        # node's own and never leaves it: its applicant evaluates at the child, where they applied.
+        query_code_digest=model.query_code_digest(row["query_code"]),
     )
 
 

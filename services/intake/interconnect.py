@@ -16,7 +16,9 @@ from services.common.rpc import insecure_channel
 from services.common.runtime import Runtime
 from services.common.settings import SettingsError
 from services.common.tls import TlsError, TlsFiles, server_credentials
+from services.intake import feed_pruning
 from services.intake.documents import LocalDocumentStore
+from services.intake.feed_pruning import FeedPruner
 from services.intake.handlers import IntakeContext
 from services.intake.interconnect_api import ChildCenters, InterconnectApi
 from services.intake.link_status import LinkStatusApi
@@ -102,6 +104,8 @@ def build_interconnect(runtime: Runtime, ctx: IntakeContext, store: LocalDocumen
         children=ChildCenters(center=settings.center, routing_address=settings.peer("routing")),
     )
     creds = server_credentials(files)
+    # Acknowledged result updates are pruned after the retention (docs/INTERCONNECT.md §7).
+    parts.background.append(FeedPruner(engine=runtime.engine, keep=feed_pruning.retention()).run)
 
     async def start() -> grpc.aio.Server:
         server = grpc.aio.server(options=SERVER_OPTIONS)

@@ -20,7 +20,7 @@ from onestop.intake.v1 import intake_pb2
 from onestop.interconnect.v1 import interconnect_pb2
 from onestop.routing.v1 import routing_pb2, routing_pb2_grpc
 from services.common.db import insert_ignore
-from services.common.errors import NotFound, PermissionDenied, Unavailable
+from services.common.errors import FailedPrecondition, NotFound, PermissionDenied, Unavailable
 from services.common.logging import get_logger
 from services.common.outbox import UnitOfWork
 from services.common.rpc import insecure_channel
@@ -230,6 +230,13 @@ class InterconnectApi:
         while True:
             updates = await feed.read(self.rt.engine, child_center=center, after=cursor, limit=FEED_BATCH)
             for update in updates:
+                if update.cursor != cursor + 1:
+                    # Cursors have no gaps: the missing ones were acknowledged and pruned (feed_pruning.py).
+                    raise FailedPrecondition(
+                        f"updates {cursor + 1} to {update.cursor - 1} for {center} were acknowledged and "
+                        "pruned; resume from the cursor you acknowledged",
+                        field="after_cursor",
+                    )
                 yield update
                 cursor = update.cursor
             if len(updates) < FEED_BATCH:

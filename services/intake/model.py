@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,11 @@ class Shortfall:
 def new_query_code() -> str:
     """A random query code for the applicant (8 characters, ~39 bits)."""
     return "".join(secrets.choice(QUERY_ALPHABET) for _ in range(QUERY_CODE_LENGTH))
+
+
+def query_code_digest(code: str) -> str:
+    """Lowercase hex SHA-256 of a query code (as the gateway sends it to supervision with an evaluation)."""
+    return hashlib.sha256(code.strip().upper().encode()).hexdigest()
 
 
 def case_number(*, center: str, accepted_at: datetime, seq: int) -> str:

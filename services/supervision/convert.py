@@ -94,4 +94,9 @@ def statistics_row(row: stats.Row) -> supervision_pb2.StatisticsRow:
         deemed_approved=row.deemed_approved,
         evaluations=row.evaluations,
         avg_rating=round(row.avg_rating, 2),
+        forwarded=row.forwarded,
+        forwarded_waiting=row.forwarded_waiting,
+        forwarded_approved=row.forwarded_approved,
+        forwarded_rejected=row.forwarded_rejected,
+        forwarded_withdrawn=row.forwarded_withdrawn,
     )

@@ -3,6 +3,11 @@
 Five levels: 1 very dissatisfied, 2 dissatisfied, 3 neutral, 4 satisfied, 5 very satisfied.  A bad
 review (1-2) opens a rectification: call the applicant back within 1 working day and rectify within 15
 working days; the applicant may then give one follow-up rating (a second SubmitEvaluation on the case).
+
+Only the applicant may rate: an evaluation carries the digest of the case's query code, checked against
+the digest intake put in `case_accepted` (a wrong code is refused, the first evaluation too). A case
+accepted before intake sent the digest has none stored: there the first evaluation's digest is trusted
+and guards the follow-up (trust on first use), the only way such a case can still be evaluated.
 """
 
 from __future__ import annotations
@@ -84,7 +89,7 @@ async def submit(
     if existing is not None:
         return await _follow_up(uow, _row(existing), rating=rating, now=now)
     if not case["query_code_digest"] and query_code_digest:
-        # Until events carry the digest, the first evaluator's digest guards the follow-up.
+        # A case accepted before case_accepted carried the digest: the first evaluator's guards the follow-up.
         await repository.upsert_case(
             uow.conn, case_id=case["case_id"], now=now, query_code_digest=query_code_digest.strip().lower()
         )

@@ -7,6 +7,10 @@ anyway, e.g. from an event that overtook the forwarding, stops with cause `forwa
 clocks run here and stop when the review concludes; an approving review leaves the case `forwarded`,
 not concluded. Either way the case's state stays visible (`GetClocks` answers `case_status`,
 `forwarded_to`, `outcome`), and the parent's result (`parent_result_received`) concludes it here.
+
+`forwarded_at` records when the case went up (the forwarding; for a preliminary review, its approving
+conclusion): the statistics count such cases in figures of their own (stats.py), never in this node's
+on-time figures. Events may come in any order, so the parent's result sets it too when nothing had.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ async def on_case_forwarded(uow: UnitOfWork, ctx: SupervisionContext, env: event
     body = env.case_forwarded
     now = ctx.clock.now()
     above = (body.reason or DECIDED_ABOVE) == DECIDED_ABOVE
+    at = from_timestamp(env.occurred_at)
     await store.update_case(
         uow,
         case_id=env.case_id,
@@ -44,10 +49,10 @@ async def on_case_forwarded(uow: UnitOfWork, ctx: SupervisionContext, env: event
         advance_to="forwarded" if above else "",
         forwarded_to=body.parent_center,
         forward_reason=body.reason or DECIDED_ABOVE,
+        **({"forwarded_at": at} if above else {}),
     )
     if not above:
         return  # the preliminary review runs here first; its clocks start with case_routed
-    at = from_timestamp(env.occurred_at)
     for row in await store.clocks_of(uow, env.case_id, open_only=True):
         await clocks.stop(uow, ctx, row, at=at, outcome=0, cause="forwarded", event_id=env.event_id)
 
@@ -71,14 +76,16 @@ async def preliminary_concluded(
         await clocks.stop(
             uow, ctx, row, at=at, outcome=outcome, cause="preliminary_review", event_id=env.event_id
         )
-    if case is None or case["status"] not in CLOSED:
-        await store.update_case(
-            uow,
-            case_id=env.case_id,
-            now=ctx.clock.now(),
-            status="forwarded",
-            forward_reason=PRELIMINARY_REVIEW,
-        )
+    # The case went up now (also when its withdrawal or the parent's result overtook this event).
+    closed = case is not None and case["status"] in CLOSED
+    await store.update_case(
+        uow,
+        case_id=env.case_id,
+        now=ctx.clock.now(),
+        forward_reason=PRELIMINARY_REVIEW,
+        forwarded_at=at,
+        **({} if closed else {"status": "forwarded"}),
+    )
     return True
 
 
@@ -99,6 +106,8 @@ async def on_parent_result_received(
         outcome=body.outcome,
         concluded_at=at,
         forwarded_to=(case or {}).get("forwarded_to") or body.parent_center,
+        # It went up by now; the forwarding, when it arrives late, sets the exact instant.
+        forwarded_at=(case or {}).get("forwarded_at") or at,
     )
     for row in await store.clocks_of(uow, env.case_id, open_only=True):
         await clocks.stop(uow, ctx, row, at=at, outcome=0, cause="parent_result", event_id=env.event_id)

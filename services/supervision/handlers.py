@@ -28,8 +28,11 @@ def _at(env: events_pb2.Envelope) -> datetime:
 
 
 async def on_case_accepted(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
-    """Remember the case: accepted here (or uploaded from a child center)."""
+    """Remember the case: accepted here (or uploaded from a child center), with its query code's digest."""
     body = env.case_accepted
+    # The digest guards the applicant's evaluation; an event from before intake sent it carries none,
+    # and then the first evaluation's digest is trusted (evaluations.py).
+    digest = body.query_code_digest.strip().lower()
     case = await store.update_case(
         uow,
         case_id=env.case_id,
@@ -40,6 +43,7 @@ async def on_case_accepted(uow: UnitOfWork, ctx: SupervisionContext, env: events
         matter_code=body.matter_code,
         accepted_at=_at(env),
         on_the_spot=body.on_the_spot,
+        **({"query_code_digest": digest} if digest else {}),
     )
     if case["routed"]:
         # The routing overtook the acceptance (replicas share the consumer): give its clocks the center.

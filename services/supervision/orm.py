@@ -43,9 +43,13 @@ cases = Table(
     Column("key_project", Boolean, nullable=False, default=False),
     Column("key_deadline", Instant(), nullable=True),
     Column("tracker", String(64), nullable=False, default=""),
-    Column("query_code_digest", String(64), nullable=True),  # not carried by events yet
+    # From case_accepted; null for a case accepted before intake sent it (then the first evaluation's).
+    Column("query_code_digest", String(64), nullable=True),
     Column("forwarded_to", String(32), nullable=False, default=""),  # the parent center deciding it
     Column("forward_reason", String(32), nullable=False, default=""),  # decided_above | preliminary_review
+    # When it went up (decided above: forwarded; preliminary review: passed); not indexed, only the
+    # statistics read it, and every index costs each case write.
+    Column("forwarded_at", Instant(), nullable=True),
     Column("concluded_at", Instant(), nullable=True),
     Column("updated_at", Instant(), nullable=False),
 )

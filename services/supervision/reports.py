@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.supervision import orm, ranking, stats
@@ -124,7 +124,28 @@ async def statistics(
         deemed=marks[orm.deemed.name],
         ratings=ratings,
         case_tasks=case_tasks,
+        forwarded=await _forwarded(conn, start=start, end=end) if group_by in stats.CASE_GROUPS else (),
     )
+
+
+async def _forwarded(conn: AsyncConnection, *, start: datetime, end: datetime) -> list[stats.Forwarded]:
+    """The cases sent up to the parent before `end` and not closed before `start`."""
+    k = orm.cases.c
+    stmt = select(k.center, k.matter_code, k.forwarded_at, k.status, k.concluded_at, k.outcome).where(
+        k.forwarded_at.is_not(None),
+        k.forwarded_at < end,
+        or_(k.concluded_at.is_(None), k.concluded_at >= start),
+    )
+    return [
+        stats.Forwarded(
+            center=r["center"],
+            matter_code=r["matter_code"],
+            forwarded_at=r["forwarded_at"],
+            closed_at=r["concluded_at"] if r["status"] in ("concluded", "withdrawn") else None,
+            outcome=r["outcome"],
+        )
+        for r in (await conn.execute(stmt)).mappings()
+    ]
 
 
 async def assess_windows(

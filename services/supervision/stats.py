@@ -13,6 +13,15 @@ Definitions, for a period [start, end):
 * urged / deemed_approved: urges made and deemed approvals sealed in the period.
 * evaluations / avg_rating: evaluations submitted in the period (first ratings, 1-5); for department,
   window and staff an evaluation counts for every task of the rated case.  bad_reviews: ratings 1-2.
+
+Cases this node forwarded to its parent (decided above; or sent up after a preliminary review here) run no
+clock here for the decision, so none of the figures above counts that decision (a preliminary review's
+own clocks count like any). They have figures of their own, for center and matter only:
+
+* forwarded: sent up in the period.  forwarded_waiting: sent up before the end of the period and without
+  the parent's result (or a withdrawal) by then.
+* forwarded_approved / forwarded_rejected: the parent's result received in the period, approved (deemed
+  approvals included) or rejected.  forwarded_withdrawn: withdrawn in the period after going up.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-APPROVED, REJECTED, DEEMED_APPROVED = 1, 2, 3
+APPROVED, REJECTED, DEEMED_APPROVED, WITHDRAWN = 1, 2, 3, 4
 DECIDED = frozenset({APPROVED, REJECTED, DEEMED_APPROVED})
 GROUPS = ("center", "department", "window", "staff", "matter")
 CASE_GROUPS = frozenset({"center", "matter"})
@@ -71,6 +80,17 @@ class Rating:
     at: datetime
 
 
+@dataclass(frozen=True)
+class Forwarded:
+    """A case this node sent up to its parent, as the statistics see it."""
+
+    center: str
+    matter_code: str
+    forwarded_at: datetime
+    closed_at: datetime | None = None  # the parent's result received, or the withdrawal
+    outcome: int = 0
+
+
 @dataclass
 class Row:
     """The figures of one group."""
@@ -86,6 +106,11 @@ class Row:
     bad_reviews: int = 0
     rating_sum: int = 0
     days: list[int] = field(default_factory=list)
+    forwarded: int = 0
+    forwarded_waiting: int = 0
+    forwarded_approved: int = 0
+    forwarded_rejected: int = 0
+    forwarded_withdrawn: int = 0
 
     @property
     def on_time_rate(self) -> float:
@@ -158,8 +183,10 @@ def statistics(
     deemed: Iterable[Mark] = (),
     ratings: Iterable[Rating] = (),
     case_tasks: dict[str, list[ClockFact]] | None = None,
+    forwarded: Iterable[Forwarded] = (),
 ) -> list[Row]:
-    """Figures per group for the period, sorted by key (``case_tasks``: task clocks of rated cases)."""
+    """Figures per group for the period, sorted by key (``case_tasks``: task clocks of rated cases;
+    ``forwarded``: the cases sent up to the parent)."""
     if group_by not in GROUPS:
         raise ValueError(f"group_by must be one of {', '.join(GROUPS)}")
     rows: dict[str, Row] = defaultdict(lambda: Row(key=""))
@@ -218,4 +245,21 @@ def statistics(
             r.evaluations += 1
             r.rating_sum += rating.rating
             r.bad_reviews += rating.rating <= BAD_REVIEW_MAX
+    if group_by in CASE_GROUPS:
+        for case in forwarded:
+            _count_forwarded(row(case.center if group_by == "center" else case.matter_code), case, start, end)
     return [rows[k] for k in sorted(rows)]
+
+
+def _count_forwarded(r: Row, case: Forwarded, start: datetime, end: datetime) -> None:
+    if _inside(case.forwarded_at, start, end):
+        r.forwarded += 1
+    if case.forwarded_at < end and (case.closed_at is None or case.closed_at >= end):
+        r.forwarded_waiting += 1
+    if _inside(case.closed_at, start, end):
+        if case.outcome in (APPROVED, DEEMED_APPROVED):
+            r.forwarded_approved += 1
+        elif case.outcome == REJECTED:
+            r.forwarded_rejected += 1
+        elif case.outcome == WITHDRAWN:
+            r.forwarded_withdrawn += 1

@@ -25,6 +25,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,13 @@ import pytest
 
 from onestop.approval.v1 import approval_pb2
 from onestop.common.v1 import common_pb2
+from onestop.intake.v1 import intake_pb2
 from onestop.interconnect.v1 import interconnect_pb2
 from onestop.notification.v1 import notification_pb2, notification_pb2_grpc
 from onestop.supervision.v1 import supervision_pb2, supervision_pb2_grpc
 from services.cli.main import build_parser
 from services.cli.node import free_port
+from services.common.events import timestamp
 from tests.e2e.test_authorization_matrix import Web
 from tests.e2e.test_federation import CITY, DISTRICT, PROVINCE, Tree, decide_all, parent_case
 from tests.harness import pg_reachable, wait_for
@@ -238,6 +241,74 @@ def test_a_city_matter_runs_its_clocks_at_the_city_and_the_district_applicant_ge
     assert applicant.form("/track", {"number": number, "code": child.query_code}).status == 303
     page = applicant.get(f"/track/{number}")
     assert page.status == 200 and 'id="decision"' in page.text and "准予许可" in page.text
+
+
+def _sent_up(fed: Federation, since: datetime | None = None) -> supervision_pb2.StatisticsRow:
+    """The district's own row of its supervision statistics by center (since `since`, else all time)."""
+    req = supervision_pb2.GetStatisticsRequest(group_by="center")
+    if since is not None:
+        getattr(req, "from").CopyFrom(timestamp(since))
+    rows = fed.supervision(DISTRICT).GetStatistics(req, timeout=5).rows
+    return next((r for r in rows if r.key == DISTRICT), supervision_pb2.StatisticsRow(key=DISTRICT))
+
+
+def test_the_districts_statistics_count_the_cases_it_sent_up_and_what_the_city_decided(
+    fed: Federation,
+) -> None:
+    district, city = fed.tree.clients[DISTRICT], fed.tree.clients[CITY]
+    since = datetime.now(UTC)  # the earlier tests' cases were decided before (the same host's clock)
+    waiting_before = _sent_up(fed).forwarded_waiting
+    children = [district.submit("PL-001", phone=phone()) for _ in range(3)]
+    ups = [parent_case(city, c.case.case_id) for c in children]
+    decide_all(city, ups[0].case_number, 1)
+    (task,) = city.wait_tasks(ups[1].case_number, timeout=30)
+    city.decide(task, approval_pb2.VERDICT_REJECT, reasons=["规划条件不符 / planning conditions not met"])
+    for child in children[:2]:
+        district.wait_case(child.case.case_number, CS.CASE_STATUS_CONCLUDED, timeout=30)
+    row = wait_for(
+        lambda: (r := _sent_up(fed, since)) and (r.forwarded_approved, r.forwarded_rejected) == (1, 1) and r,
+        what="the city's decisions in the district's statistics",
+    )
+    assert (row.forwarded, row.forwarded_withdrawn) == (3, 0)
+    assert row.forwarded_waiting - waiting_before == 1  # the third, still at the city
+    assert (row.accepted, row.concluded, row.on_time, row.overdue) == (
+        0,
+        0,
+        0,
+        0,
+    )  # none is the district's own
+
+    # The applicant withdraws the waiting one at the district: it leaves the waiting figure.
+    district.intake.WithdrawCase(
+        intake_pb2.WithdrawCaseRequest(
+            case_id=children[2].case.case_id, reason="不再需要 / no longer needed"
+        ),
+        timeout=10,
+    )
+    row = wait_for(
+        lambda: (r := _sent_up(fed, since)) and r.forwarded_withdrawn == 1 and r,
+        what="the withdrawal in the district's statistics",
+    )
+    assert row.forwarded_waiting == waiting_before and row.forwarded == 3
+
+    # The statistics page of the district's portal shows the same figures, apart from the departments'.
+    page = Web(fed.tree.nodes[DISTRICT].gateway_url).get("/statistics")
+    assert page.status == 200
+    section = page.text.split('id="forwarded-stats"', 1)[1].split("</table>", 1)[0]
+    assert "报上级中心决定的报件" in section and "上级准予" in section
+    every = _sent_up(fed)
+    cells = dict(re.findall(r"<tr><td>([^<]*)</td>((?:<td>\d+</td>)+)</tr>", section))
+    [figures] = cells.values()  # the district's own row, under its name
+    assert re.findall(r"\d+", figures) == [
+        str(n)
+        for n in (
+            every.forwarded,
+            every.forwarded_waiting,
+            every.forwarded_approved,
+            every.forwarded_rejected,
+            every.forwarded_withdrawn,
+        )
+    ]
 
 
 def test_a_supplement_raised_at_the_city_reaches_the_district_applicant_naming_the_city(

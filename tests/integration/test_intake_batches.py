@@ -4,6 +4,7 @@ that read their cases once and write them back once end exactly as one at a time
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -167,6 +168,35 @@ async def test_submissions_committed_together_get_consecutive_numbers_and_a_retr
     assert not missing and _seq(row["case_number"]) == 13
     stored = await _case(engine, row["case_id"])
     assert (stored["status"], stored["case_number"]) == (CS.CASE_STATUS_ACCEPTED, row["case_number"])
+
+
+async def _accepted_events(engine: AsyncEngine) -> dict[str, events_pb2.Envelope]:
+    async with engine.connect() as conn:
+        payloads = (await conn.execute(select(orm.outbox.c.payload))).scalars().all()
+    envelopes = [events_pb2.Envelope.FromString(p) for p in payloads]
+    return {e.case_id: e for e in envelopes if e.WhichOneof("body") == "case_accepted"}
+
+
+async def test_the_acceptance_carries_the_digest_of_the_query_code_the_applicant_got(
+    engine: AsyncEngine,
+) -> None:
+    api = _api(engine)
+    at_once, later = await asyncio.gather(
+        api.SubmitCase(_submission("complete"), None),
+        api.SubmitCase(_submission("short", complete=False), None),
+    )
+    assert later.case.status == CS.CASE_STATUS_SUPPLEMENT_REQUESTED and later.query_code
+    # The applicant answers the pre-review notice online with the code from the receipt: accepted then.
+    answer = intake_pb2.SupplementCaseRequest(case_id=later.case.case_id, query_code=later.query_code)
+    answer.documents.add(material_code="FORM", digest=FORM, filename="f.pdf", content_type="application/pdf")
+    reply = await api.SupplementCase(answer, None)
+    assert reply.case.status == CS.CASE_STATUS_ACCEPTED
+    accepted = await _accepted_events(engine)
+    for got in (at_once, later):
+        # What the gateway sends to supervision with an evaluation: SHA-256 of the code, lowercase hex.
+        expected = hashlib.sha256(got.query_code.upper().encode()).hexdigest()
+        assert accepted[got.case.case_id].case_accepted.query_code_digest == expected
+    assert at_once.query_code != later.query_code
 
 
 async def test_submitters_in_separate_processes_never_share_a_number(

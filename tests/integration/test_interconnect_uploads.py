@@ -5,6 +5,7 @@ uploaded is refused (and audited once) without taking the rest of its batch down
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -225,3 +226,21 @@ async def test_an_upload_without_a_child_case_id_is_refused_before_anything_is_w
         with pytest.raises(InvalidArgument):
             await api.UploadCase(_upload(bad), callers[DISTRICT])
     assert await _rows(engine, select(func.count()).select_from(orm.cases)) == [(0,)]
+
+
+async def test_an_uploaded_case_is_accepted_with_the_digest_of_a_query_code_only_this_node_holds(
+    engine: AsyncEngine, callers: dict[str, Caller]
+) -> None:
+    # The applicant's code is the child's and never travels; the parent's case gets a code of its own,
+    # which no reply carries, so nobody can evaluate the uploaded case here (they do at the child).
+    reply = await _api(engine).UploadCase(_upload("with-digest"), callers[DISTRICT])
+    assert not any("query" in f.name for f in reply.DESCRIPTOR.fields)
+    [(code,)] = await _rows(
+        engine, select(orm.cases.c.query_code).where(orm.cases.c.case_id == reply.parent_case_id)
+    )
+    payloads = [p for (p,) in await _rows(engine, select(orm.outbox.c.payload))]
+    [accepted] = [
+        e for e in map(events_pb2.Envelope.FromString, payloads) if e.WhichOneof("body") == "case_accepted"
+    ]
+    assert accepted.case_id == reply.parent_case_id
+    assert accepted.case_accepted.query_code_digest == hashlib.sha256(code.encode()).hexdigest()

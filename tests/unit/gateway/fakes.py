@@ -385,6 +385,18 @@ class FakeSupervision:
         )
 
     async def GetStatistics(self, req: Any, timeout: float = 0) -> Any:
+        if req.group_by == "center":  # this center: cases decided here, and those it sent up
+            row = supervision_pb2.StatisticsRow(
+                key=CENTER,
+                accepted=4,
+                concluded=3,
+                forwarded=7,
+                forwarded_waiting=2,
+                forwarded_approved=3,
+                forwarded_rejected=1,
+                forwarded_withdrawn=1,
+            )
+            return supervision_pb2.Statistics(rows=[row])
         return supervision_pb2.Statistics(
             rows=[
                 supervision_pb2.StatisticsRow(

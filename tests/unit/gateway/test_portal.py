@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import grpc
@@ -189,6 +190,22 @@ async def test_statistics_render_svg_charts_without_inline_styles(make_gateway: 
     assert " style=" not in page
     down = await (await (await make_gateway()).client.get("/statistics")).text()
     assert 'id="stats-degraded"' in down and "<svg" in down
+
+
+async def test_statistics_show_the_cases_sent_up_to_the_parent_apart_from_the_departments_figures(
+    make_gateway: Any,
+) -> None:
+    gw = await make_gateway(Fakes(supervision=FakeSupervision()))
+    zh = await (await gw.client.get("/statistics")).text()
+    table = zh.split('id="forwarded-stats"', 1)[1]
+    assert "报上级中心决定的报件" in table and "等待上级决定" in table and "上级不予许可" in table
+    cells = re.findall(r"<td>([^<]*)</td>", table.split("</table>", 1)[0])
+    assert cells == ["210200", "7", "2", "3", "1", "1"]
+    en = await (await gw.client.get("/statistics?lang=en")).text()
+    assert "Cases decided by the upper-level center" in en and "Waiting for the decision" in en
+    # Without supervision there is nothing to show, and the page still renders.
+    down = await (await (await make_gateway()).client.get("/statistics")).text()
+    assert 'id="forwarded-stats"' not in down
 
 
 async def test_readiness_reports_unconfigured_services_without_waiting_for_them(gw: Gateway) -> None:

@@ -106,11 +106,17 @@ class Case:
         """Deliver one event about this case at ``when``."""
         return await self.sup.feed(body, case_id=self.case_id, case_number=self.number, when=when)
 
-    async def accept(self, when: datetime, *departments: str, open_tasks: bool = True) -> Case:
-        """case_accepted, case_routed and (unless told otherwise) task_opened for every department."""
+    async def accept(
+        self, when: datetime, *departments: str, open_tasks: bool = True, query_code_digest: str = ""
+    ) -> Case:
+        """case_accepted (with the query code's digest, when given), case_routed and (unless told
+        otherwise) task_opened for every department."""
         await self.feed(
             events_pb2.CaseAccepted(
-                matter_code=self.matter, origin_center=self.center, on_the_spot=self.on_the_spot
+                matter_code=self.matter,
+                origin_center=self.center,
+                on_the_spot=self.on_the_spot,
+                query_code_digest=query_code_digest,
             ),
             when,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from onestop.common.v1 import common_pb2
@@ -27,8 +29,13 @@ def rating(
     )
 
 
-async def concluded(sup: Supervision, number: str) -> None:
-    case = await sup.case(number).accept(at(2025, 9, 22), "PLAN")
+def code_digest(code: str) -> str:
+    """What the gateway sends for a query code (and intake puts in case_accepted)."""
+    return hashlib.sha256(code.upper().encode()).hexdigest()
+
+
+async def concluded(sup: Supervision, number: str, *, query_code_digest: str = "") -> None:
+    case = await sup.case(number).accept(at(2025, 9, 22), "PLAN", query_code_digest=query_code_digest)
     await case.decide("PLAN", common_pb2.TASK_STATUS_APPROVED, at(2025, 9, 29, 10))
     await case.conclude(common_pb2.OUTCOME_APPROVED, at(2025, 9, 29, 10))
 
@@ -94,7 +101,26 @@ async def test_evaluation_needs_a_known_concluded_case_and_a_rating_of_one_to_fi
         await api.SubmitEvaluation(rating("", 3), None)
 
 
-async def test_the_first_query_code_digest_guards_the_follow_up(sup: Supervision) -> None:
+async def test_a_wrong_query_code_is_refused_even_on_the_first_evaluation(sup: Supervision) -> None:
+    await concluded(sup, "EV-6", query_code_digest=code_digest("K7M2P9QX"))
+    api = sup.api()
+    for wrong in (code_digest("K7M2P9QY"), "", DIGEST):
+        with pytest.raises(PermissionDenied):
+            await api.SubmitEvaluation(rating("EV-6", 1, digest=wrong), None)
+    assert await sup.rows(orm.evaluations) == [] and await sup.emitted("evaluation_submitted") == []
+    [case] = await sup.rows(orm.cases, case_number="EV-6")
+    assert case["query_code_digest"] == code_digest("K7M2P9QX")  # a refused digest is not remembered
+
+    reply = await api.SubmitEvaluation(rating("EV-6", 5, digest=code_digest("k7m2p9qx").upper()), None)
+    assert (reply.case_number, reply.rating) == ("EV-6", 5)
+    [row] = await sup.rows(orm.evaluations)
+    assert row["rating"] == 5
+
+
+async def test_a_case_accepted_before_the_digest_was_sent_trusts_the_first_evaluation(
+    sup: Supervision,
+) -> None:
+    # case_accepted without query_code_digest (intake before it filled it): trust on first use.
     await concluded(sup, "EV-5")
     await sup.api().SubmitEvaluation(rating("EV-5", 1), None)
     with pytest.raises(PermissionDenied):

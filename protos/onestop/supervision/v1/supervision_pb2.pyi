@@ -545,6 +545,11 @@ class StatisticsRow(_message.Message):
     DEEMED_APPROVED_FIELD_NUMBER: _builtins.int
     EVALUATIONS_FIELD_NUMBER: _builtins.int
     AVG_RATING_FIELD_NUMBER: _builtins.int
+    FORWARDED_FIELD_NUMBER: _builtins.int
+    FORWARDED_WAITING_FIELD_NUMBER: _builtins.int
+    FORWARDED_APPROVED_FIELD_NUMBER: _builtins.int
+    FORWARDED_REJECTED_FIELD_NUMBER: _builtins.int
+    FORWARDED_WITHDRAWN_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     accepted: _builtins.int
     concluded: _builtins.int
@@ -557,6 +562,19 @@ class StatisticsRow(_message.Message):
     deemed_approved: _builtins.int
     evaluations: _builtins.int
     avg_rating: _builtins.float
+    forwarded: _builtins.int
+    """Cases this node sent up to its parent (group_by center or matter; 0 otherwise): their decision is
+    the parent's, so they are not in the figures above. See services/supervision/stats.py.
+    sent up in the period
+    """
+    forwarded_waiting: _builtins.int
+    """sent up, no result from the parent at the period's end"""
+    forwarded_approved: _builtins.int
+    """the parent's result in the period: approved (or deemed)"""
+    forwarded_rejected: _builtins.int
+    """the parent's result in the period: rejected"""
+    forwarded_withdrawn: _builtins.int
+    """withdrawn in the period after going up"""
     def __init__(
         self,
         *,
@@ -572,10 +590,15 @@ class StatisticsRow(_message.Message):
         deemed_approved: _builtins.int = ...,
         evaluations: _builtins.int = ...,
         avg_rating: _builtins.float = ...,
+        forwarded: _builtins.int = ...,
+        forwarded_waiting: _builtins.int = ...,
+        forwarded_approved: _builtins.int = ...,
+        forwarded_rejected: _builtins.int = ...,
+        forwarded_withdrawn: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "avg_rating", b"avg_rating", "avg_working_days", b"avg_working_days", "concluded", b"concluded", "deemed_approved", b"deemed_approved", "evaluations", b"evaluations", "key", b"key", "on_time", b"on_time", "on_time_rate", b"on_time_rate", "overdue", b"overdue", "p90_working_days", b"p90_working_days", "urged", b"urged"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "avg_rating", b"avg_rating", "avg_working_days", b"avg_working_days", "concluded", b"concluded", "deemed_approved", b"deemed_approved", "evaluations", b"evaluations", "forwarded", b"forwarded", "forwarded_approved", b"forwarded_approved", "forwarded_rejected", b"forwarded_rejected", "forwarded_waiting", b"forwarded_waiting", "forwarded_withdrawn", b"forwarded_withdrawn", "key", b"key", "on_time", b"on_time", "on_time_rate", b"on_time_rate", "overdue", b"overdue", "p90_working_days", b"p90_working_days", "urged", b"urged"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
