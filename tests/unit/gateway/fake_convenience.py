@@ -14,6 +14,7 @@ from tests.unit.gateway.fakes import CENTER, NUMBER, rpc_error
 
 DAY = "2025-01-06"  # the test clock's day in Shanghai
 CARRIED = "210200-20250106-0007"  # taken at a service point, handed over, carried by agent.here
+NOTICE_ID = "0b5e2f4c-7d1a-4c3e-9f60-2a8b1c9d0e11"  # handed over by agent.here, held in pre-review
 
 
 def _case(number: str, status: int, outcome: int = 0) -> common_pb2.Case:
@@ -27,6 +28,21 @@ def _case(number: str, status: int, outcome: int = 0) -> common_pb2.Case:
         channel=common_pb2.CHANNEL_AGENT,
         applicant=common_pb2.Applicant(name="孙小梅"),
     )
+
+
+def notice_case() -> common_pb2.Case:
+    """The case agent.here handed over without its site plan: a one-time notice asks for it."""
+    case = common_pb2.Case(
+        case_id=NOTICE_ID,
+        center=CENTER,
+        matter_code="PL-001",
+        status=common_pb2.CASE_STATUS_SUPPLEMENT_REQUESTED,
+        channel=common_pb2.CHANNEL_AGENT,
+        applicant=common_pb2.Applicant(name="王秀英"),
+    )
+    case.documents.add(material_code="APPLICATION", digest="a" * 64, filename="申请表.pdf", size=30)
+    case.open_supplement.add(material_code="SITE-PLAN", reason="缺少总平面图")
+    return case
 
 
 @dataclass
@@ -149,7 +165,18 @@ class FakeConvenience:
             full_process_agent=common_pb2.Actor(username="agent.here"),
         )
         case = _case(CARRIED, common_pb2.CASE_STATUS_CONCLUDED, common_pb2.OUTCOME_APPROVED)
-        return pb.ListAgentCasesResponse(cases=[pb.AgentCase(agency=agency, case=case)])
+        waiting = pb.AgencyRecord(
+            agency_id="a2",
+            service_point="210200101201",
+            agent=common_pb2.Actor(username="agent.here", display_name="AGENT.HERE"),
+            resident_name="王秀英",
+            matter_code="PL-001",
+            state="handed_over",
+            case_id=NOTICE_ID,
+        )
+        return pb.ListAgentCasesResponse(
+            cases=[pb.AgentCase(agency=agency, case=case), pb.AgentCase(agency=waiting, case=notice_case())]
+        )
 
     async def AssignAgent(self, req: pb.AssignAgentRequest, timeout: float = 0) -> Any:
         self.calls.append(("assign", req))

@@ -20,4 +20,3 @@ def test_a_supplement_answered_by_the_agent_who_carries_the_case_names_the_agent
         case_id="c1",
     )
     assert describe(env) == ("已补正材料", "supplemented", "agent2", "")
-
