@@ -85,6 +85,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/staff/fees/refund"): "refund_fee",
     ("POST", "/staff/fees/void"): "void_fee",
     ("POST", "/staff/fees/reconcile"): "reconcile_fees",
+    ("GET", "/staff/fees/report"): "view_fee_report",
     ("GET", "/staff/interconnect"): "view_interconnect",
     ("POST", "/apply/{code}"): "submit_case",
     ("POST", "/apply/{code}/supplement"): "supplement_case",

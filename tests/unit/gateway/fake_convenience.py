@@ -51,6 +51,7 @@ class FakeConvenience:
 
     entries: list[pb.FeeEntry] = field(default_factory=list)
     calls: list[tuple[str, Any]] = field(default_factory=list)
+    reconciliations: list[pb.Reconciliation] = field(default_factory=list)
 
     async def ListFees(self, req: pb.ListFeesRequest, timeout: float = 0) -> Any:
         found = [
@@ -137,8 +138,9 @@ class FakeConvenience:
             (Decimal(e.amount) * (1 if e.entry_kind == "charge" else -1) for e in mine), Decimal("0.00")
         )
         difference = Decimal(req.declared) - expected
-        return pb.Reconciliation(
-            id=len(self.calls),
+        rows = "".join(f"<tr><td>{e.receipt_number}</td><td>{e.amount}</td></tr>" for e in mine)
+        done = pb.Reconciliation(
+            id=len(self.reconciliations) + 1,
             center=CENTER,
             day=req.day,
             collector=req.collector,
@@ -149,7 +151,28 @@ class FakeConvenience:
             flagged=difference != 0,
             entries=len(mine),
             by=req.by,
+            report_html=(
+                "<!DOCTYPE html><html><head><style>td{border:1px solid}</style></head><body>"
+                f"<h1>收费日对账单 {req.collector or '全中心'}</h1><table>{rows}</table>"
+                f"<p>应收 Expected: {expected:.2f} · 差额 Difference: {difference:.2f}</p></body></html>"
+            ),
         )
+        self.reconciliations.append(done)
+        return done
+
+    async def ListReconciliations(self, req: pb.ListReconciliationsRequest, timeout: float = 0) -> Any:
+        found = [
+            r
+            for r in self.reconciliations
+            if r.day == req.day
+            and (not req.collector or r.collector == req.collector)
+            and (not req.id or r.id == req.id)
+        ]
+        out = pb.ListReconciliationsResponse(reconciliations=found)
+        if not req.with_reports:
+            for r in out.reconciliations:
+                r.report_html = ""
+        return out
 
     async def ListAgentCases(self, req: pb.ListAgentCasesRequest, timeout: float = 0) -> Any:
         if req.agent != "agent.here":
