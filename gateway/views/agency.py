@@ -195,6 +195,11 @@ async def _carried_case(request: web.Request, who: Principal) -> common_pb2.Case
     return await clients(request).intake.GetCase(intake_pb2.GetCaseRequest(case_id=case_id), timeout=5)
 
 
+def _asked(case: common_pb2.Case) -> list[str]:
+    """The materials the open notice asks for, once each (two departments may ask for the same one)."""
+    return list(dict.fromkeys(i.material_code for i in case.open_supplement))
+
+
 @routes.get("/staff/carried/{case_id}/supplement", name="carried_supplement")
 @require(AGENT, LIAISON)
 async def supplement_form(request: web.Request) -> web.Response:
@@ -209,6 +214,7 @@ async def supplement_form(request: web.Request) -> web.Response:
             "case": case,
             "matter": m,
             "materials": {x.code: x for x in m.materials},
+            "asked": _asked(case),
             "departments": await departments(request),
             "done": request.query.get("done", ""),
             "max_mb": request.app[CONFIG].max_upload_bytes // (1024 * 1024),
@@ -223,7 +229,7 @@ async def answer_supplement(request: web.Request) -> web.Response:
     who = _me(request)
     case = await _carried_case(request, who)
     note(request, case_number=case.case_number)
-    asked = [i.material_code for i in case.open_supplement]
+    asked = _asked(case)
     if case.status != common_pb2.CASE_STATUS_SUPPLEMENT_REQUESTED or not asked:
         raise web.HTTPConflict(reason="This case has no open supplement notice (it may be answered already)")
     m = await matter(request, case.matter_code)

@@ -163,3 +163,16 @@ async def test_a_notice_raised_during_review_sends_the_case_back_to_the_departme
     assert "规划局" in page and "/staff/cases/210200-20250106-0008" in page
     assert (await _answer(gw, {"file_SITE-PLAN": ("p.pdf", "application/pdf", PDF)})).status == 303
     assert case.status == common_pb2.CASE_STATUS_ROUTED and not case.open_supplement
+
+
+async def test_a_material_two_departments_ask_for_is_uploaded_once(gw: Gateway) -> None:
+    case = _held(gw)
+    case.case_number = "210200-20250106-0008"
+    case.open_supplement[0].department = "PLAN"
+    case.open_supplement.add(material_code="SITE-PLAN", reason="红线不清", department="DRC")
+    assert await gw.sign_in("agent.here") == 303
+    page = await (await gw.client.get(PAGE)).text()
+    assert page.count('name="file_SITE-PLAN"') == 1 and "缺少总平面图" in page and "红线不清" in page
+    assert (await _answer(gw, {"file_SITE-PLAN": ("p.pdf", "application/pdf", PDF)})).status == 303
+    (req,) = gw.fakes.intake.supplements
+    assert [d.material_code for d in req.documents] == ["SITE-PLAN"]
