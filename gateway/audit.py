@@ -78,11 +78,14 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/staff/carried"): "view_carried",
     ("POST", "/staff/carried/assign"): "assign_agent",
     ("POST", "/staff/carried/deliver"): "record_delivery",
+    ("GET", "/staff/carried/{case_id}/supplement"): "view_supplement_notice",
+    ("POST", "/staff/carried/{case_id}/supplement"): "answer_supplement",
     ("GET", "/staff/fees"): "view_fees",
     ("POST", "/staff/fees/collect"): "collect_fee",
     ("POST", "/staff/fees/refund"): "refund_fee",
     ("POST", "/staff/fees/void"): "void_fee",
     ("POST", "/staff/fees/reconcile"): "reconcile_fees",
+    ("GET", "/staff/fees/report"): "view_fee_report",
     ("GET", "/staff/interconnect"): "view_interconnect",
     ("POST", "/apply/{code}"): "submit_case",
     ("POST", "/apply/{code}/supplement"): "supplement_case",
@@ -99,7 +102,7 @@ ROUTES: dict[tuple[str, str], str] = {
 }
 # a 404 there means a wrong case number, query code or document digest
 LOOKUPS = frozenset({"track_case", "download_document"})
-SUBJECT_KEYS = ("number", "task_id", "extension_id", "username", "question_id", "code")
+SUBJECT_KEYS = ("number", "task_id", "extension_id", "username", "question_id", "code", "case_id")
 
 
 def clean(value: object, limit: int) -> str:

@@ -361,6 +361,15 @@ class Store:
                 )
             )
 
+    async def number_carried(self, *, case_id: str, case_number: str) -> None:
+        """A carried case accepted after its pre-review notice was answered gets its number."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(carried)
+                .where(carried.c.case_id == case_id, carried.c.case_number == "")
+                .values(case_number=case_number)
+            )
+
     async def carried_cases(
         self, *, username: str | None = None, center: str | None = None
     ) -> list[dict[str, Any]]:

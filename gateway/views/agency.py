@@ -3,18 +3,24 @@
 Two sources make up "the cases I carry": what an agent applied for through this portal (the gateway's own
 record) and, where this node is the agent's own center, the convenience service's agency records (matters
 taken at a service point and handed over, cases a liaison officer assigned). Liaison officers see their
-center's cases, the results not yet delivered with their age, and assign a full-process agent.
+center's cases, the results not yet delivered with their age, and assign a full-process agent. The agent
+who carries a case (or a liaison officer of its center) answers its one-time supplement notice here, the
+way the applicant would online, and is named as the person who answered (R22).
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Callable
 
 from aiohttp import web
 
 from gateway.audit import note
 from gateway.auth import CARRIER_ROLES, Principal, forbid_unless, principal_of, require
 from gateway.clients import optional
-from gateway.keys import clients, now, store
-from gateway.views.common import form_data, matter, redirect, render, text
+from gateway.keys import CONFIG, clients, now, store
+from gateway.uploads import documents_from_form
+from gateway.views.common import departments, form_data, matter, redirect, render, text
 from onestop.common.v1 import common_pb2
 from onestop.intake.v1 import convenience_pb2 as pb
 from onestop.intake.v1 import intake_pb2
@@ -24,6 +30,7 @@ from services.common.events import timestamp
 routes = web.RouteTableDef()
 AGENT, LIAISON = "agent", "liaison_officer"
 DELIVERY_METHODS = ("handed_over", "posted", "picked_up")
+CASE_ID = re.compile(r"^[0-9a-f-]{36}$")
 
 
 def _me(request: web.Request) -> Principal:
@@ -68,17 +75,27 @@ async def agency_cases(request: web.Request, who: Principal) -> list[pb.AgentCas
     return out
 
 
-async def carries(request: web.Request, who: Principal, number: str) -> bool:
-    """Whether the person may open the case as one who carries it (or whose center's agents do)."""
+async def _carried(request: web.Request, who: Principal, matches: Callable[[str, str], bool]) -> bool:
+    """Whether a case the person carries (or whose center's agents carry) matches (case id, number)."""
     mine = await store(request).carried_cases(
         username=who.username if who.role == AGENT else None,
         center=None if who.role == AGENT else who.center,
     )
-    if any(r["case_number"] == number for r in mine):
+    if any(matches(r["case_id"], r["case_number"]) for r in mine):
         return True
     if who.role not in (AGENT, LIAISON):
         return False
-    return any(r.case.case_number == number for r in await agency_cases(request, who))
+    return any(matches(r.case.case_id, r.case.case_number) for r in await agency_cases(request, who))
+
+
+async def carries(request: web.Request, who: Principal, number: str) -> bool:
+    """Whether the person may open the case as one who carries it (or whose center's agents do)."""
+    return await _carried(request, who, lambda _, n: n == number)
+
+
+async def carries_case(request: web.Request, who: Principal, case_id: str) -> bool:
+    """The same by case id: a case in pre-review has no number yet."""
+    return await _carried(request, who, lambda i, _: i == case_id)
 
 
 @routes.get("/staff/carried", name="carried")
@@ -164,3 +181,78 @@ async def deliver(request: web.Request) -> web.Response:
     )
     await clients(request).convenience.RecordDelivery(req, timeout=10)
     raise redirect("/staff/carried?done=delivered")
+
+
+async def _carried_case(request: web.Request, who: Principal) -> common_pb2.Case:
+    """The case of the path, or 403 unless this person carries it (404 for an id that cannot be one)."""
+    case_id = request.match_info["case_id"]
+    if not CASE_ID.match(case_id):
+        raise web.HTTPNotFound(reason="No such case")
+    forbid_unless(
+        await carries_case(request, who, case_id),
+        "You do not carry this case: only its agent and the liaison officers of its center answer its notices",
+    )
+    return await clients(request).intake.GetCase(intake_pb2.GetCaseRequest(case_id=case_id), timeout=5)
+
+
+def _asked(case: common_pb2.Case) -> list[str]:
+    """The materials the open notice asks for, once each (two departments may ask for the same one)."""
+    return list(dict.fromkeys(i.material_code for i in case.open_supplement))
+
+
+@routes.get("/staff/carried/{case_id}/supplement", name="carried_supplement")
+@require(AGENT, LIAISON)
+async def supplement_form(request: web.Request) -> web.Response:
+    """A carried case's one-time supplement notice: every item with its reason, one upload for each."""
+    who = _me(request)
+    case = await _carried_case(request, who)
+    m = await matter(request, case.matter_code)
+    return render(
+        request,
+        "staff/carried_supplement.html",
+        {
+            "case": case,
+            "matter": m,
+            "materials": {x.code: x for x in m.materials},
+            "asked": _asked(case),
+            "departments": await departments(request),
+            "done": request.query.get("done", ""),
+            "max_mb": request.app[CONFIG].max_upload_bytes // (1024 * 1024),
+        },
+    )
+
+
+@routes.post("/staff/carried/{case_id}/supplement", name="answer_supplement")
+@require(AGENT, LIAISON)
+async def answer_supplement(request: web.Request) -> web.Response:
+    """Send the documents the notice asks for; intake resubmits the case as for an applicant online."""
+    who = _me(request)
+    case = await _carried_case(request, who)
+    note(request, case_number=case.case_number)
+    asked = _asked(case)
+    if case.status != common_pb2.CASE_STATUS_SUPPLEMENT_REQUESTED or not asked:
+        raise web.HTTPConflict(reason="This case has no open supplement notice (it may be answered already)")
+    m = await matter(request, case.matter_code)
+    # Every file is checked before the first is stored: a refused form changes nothing on the case.
+    docs = await documents_from_form(
+        clients(request),
+        await form_data(request),
+        matter=m,
+        materials=asked,
+        ceiling=request.app[CONFIG].max_upload_bytes,
+    )
+    if not docs:
+        raise web.HTTPBadRequest(reason="Upload the documents the notice asks for")
+    numbered = bool(case.case_number)
+    reply = await clients(request).intake.SupplementCase(
+        intake_pb2.SupplementCaseRequest(case_id=case.case_id, documents=docs, by=who.actor()), timeout=15
+    )
+    note(
+        request,
+        case_number=reply.case.case_number,
+        documents=[d.material_code for d in docs],
+        still_missing=[i.material_code for i in reply.still_missing],
+    )
+    if reply.case.case_number and not numbered:  # accepted now: the portal's record learns its number
+        await store(request).number_carried(case_id=case.case_id, case_number=reply.case.case_number)
+    raise redirect(f"/staff/carried/{case.case_id}/supplement?done=supplemented")

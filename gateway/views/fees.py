@@ -1,11 +1,14 @@
 """The fee collector's page (R20): the day's ledger, a fee with its receipt, refunds, voids, reconciliation.
 
 The ledger belongs to the node's own center (intake keeps it there), so only grants held at this node's
-center reach it. Who acts comes from the session; a fee collector reconciles only their own takings.
+center reach it. Who acts comes from the session; a fee collector reconciles only their own takings, and
+prints only their own reconciliation reports (the printable documents intake recorded with each one).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from collections.abc import Awaitable
 from datetime import date
@@ -29,6 +32,8 @@ FEE_KINDS = ("administrative", "other", "fine")
 METHODS = ("cash", "card", "transfer")
 RECEIPT = re.compile(r"^[0-9]{6,12}-[0-9]{4}-[0-9]{1,9}$")
 AMOUNT = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,2})?$")
+RECONCILIATION_ID = re.compile(r"^[0-9]{1,18}$")
+STYLE = re.compile(r"<style>(.*?)</style>", re.S)
 
 
 def _me(request: web.Request) -> Principal:
@@ -101,6 +106,10 @@ async def fees_page(request: web.Request) -> web.Response:
     shown = request.query.get("receipt", "")
     receipt = next((e for e in entries if e.receipt_number == shown), None)
     collectors = await _collectors(request, who.center) if who.role != FEE_COLLECTOR else [who.username]
+    own = who.username if who.role == FEE_COLLECTOR else ""  # a collector sees only their own reports
+    done = await clients(request).convenience.ListReconciliations(
+        pb.ListReconciliationsRequest(day=day, collector=own), timeout=5
+    )
     return render(
         request,
         "staff/fees.html",
@@ -114,6 +123,7 @@ async def fees_page(request: web.Request) -> web.Response:
             "may_collect": who.role == FEE_COLLECTOR,
             "fee_kinds": FEE_KINDS,
             "methods": METHODS,
+            "reconciliations": list(done.reconciliations),
         },
     )
 
@@ -209,4 +219,65 @@ async def reconcile(request: web.Request) -> web.Response:
     listed = await c.ListFees(pb.ListFeesRequest(day=day, collector=collector), timeout=5)
     return render(
         request, "staff/fees_reconciled.html", {"r": result, "entries": list(listed.entries), "day": day}
+    )
+
+
+def report_policy(document: str) -> str:
+    """The CSP of one printable report: nothing loads, and only its own inline styles apply (by hash)."""
+    hashes = [
+        "'sha256-" + base64.b64encode(hashlib.sha256(style.encode()).digest()).decode() + "'"
+        for style in STYLE.findall(document)
+    ]
+    styles = " ".join(hashes) or "'none'"
+    return (
+        f"default-src 'none'; style-src {styles}; frame-ancestors 'none'; form-action 'none'; base-uri 'none'"
+    )
+
+
+@routes.get("/staff/fees/report", name="fee_report")
+@require(*FEE_ROLES, here=True)
+async def report(request: web.Request) -> web.Response:
+    """The printable report of a day's reconciliation, as intake recorded it; a collector's own only.
+
+    `id` names one reconciliation of the day; otherwise the latest of the scope: a fee collector's own,
+    or for the director the whole center's (or the named `collector`'s).
+    """
+    who = _me(request)
+    day = _day(request.query.get("day", ""), request)
+    wanted = request.query.get("id", "")
+    if wanted and not RECONCILIATION_ID.match(wanted):
+        raise web.HTTPBadRequest(reason="id must be the number of a reconciliation, such as 12")
+    collector = request.query.get("collector", "")
+    if who.role == FEE_COLLECTOR:
+        forbid_unless(
+            collector in ("", who.username), "A fee collector prints only their own reconciliation reports"
+        )
+        collector = who.username
+    elif collector and collector not in await _collectors(request, who.center):
+        raise web.HTTPBadRequest(reason="choose a fee collector of this center, or none for the center")
+    note(request, day=day, collector=collector, reconciliation=wanted)
+    reply = await clients(request).convenience.ListReconciliations(
+        pb.ListReconciliationsRequest(
+            day=day, collector="" if wanted else collector, id=int(wanted or 0), with_reports=True
+        ),
+        timeout=10,
+    )
+    found = list(reply.reconciliations)
+    if wanted and who.role == FEE_COLLECTOR:
+        forbid_unless(
+            all(r.collector == who.username for r in found),
+            "A fee collector prints only their own reconciliation reports",
+        )
+    elif not wanted:
+        found = [r for r in found if r.collector == collector]  # the director's default: the whole center
+    if not found:
+        scope = f"reconciliation {wanted}" if wanted else f"reconciliation of {collector or 'the center'}"
+        raise web.HTTPNotFound(reason=f"No {scope} is recorded for {day}: reconcile the day first")
+    chosen = found[-1]
+    note(request, reconciliation=chosen.id, balanced=chosen.balanced)
+    return web.Response(
+        text=chosen.report_html,
+        content_type="text/html",
+        charset="utf-8",
+        headers={"Content-Security-Policy": report_policy(chosen.report_html)},
     )

@@ -107,7 +107,7 @@ def reconciliation_message(row: dict[str, Any]) -> pb.Reconciliation:
         entries=row["entries"],
         by=_actor(row["by"]),
         at=_ts(row["at"]),
-        report_html=row["report_html"],
+        report_html=row.get("report_html", ""),
     )
 
 
@@ -222,6 +222,13 @@ class ConvenienceApi:
         return reconciliation_message(
             await self._in_uow(lambda uow: fees_handlers.reconcile(uow, self.ctx, req))
         )
+
+    async def ListReconciliations(
+        self, req: pb.ListReconciliationsRequest, _: Any
+    ) -> pb.ListReconciliationsResponse:
+        async with self.rt.uow() as uow:
+            rows = await fees_handlers.reconciliations(uow, self.ctx, req)
+        return pb.ListReconciliationsResponse(reconciliations=[reconciliation_message(r) for r in rows])
 
     async def ListStaffingWarnings(
         self, req: pb.ListStaffingWarningsRequest, _: Any

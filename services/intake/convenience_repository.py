@@ -165,3 +165,23 @@ async def add_reconciliation(conn: AsyncConnection, row: dict[str, Any]) -> int:
     """Record a reconciliation; its id."""
     result = await conn.execute(t.reconciliations.insert().values(**row).returning(t.reconciliations.c.id))
     return int(result.scalar_one())
+
+
+async def reconciliations(
+    conn: AsyncConnection,
+    *,
+    center: str,
+    day: str,
+    collector: str = "",
+    reconciliation_id: int = 0,
+    with_reports: bool = False,
+) -> list[dict[str, Any]]:
+    """A center's recorded reconciliations of a day, oldest first (the reports only when asked for)."""
+    r = t.reconciliations.c
+    columns = [c for c in t.reconciliations.c if with_reports or c.name != "report_html"]
+    stmt = select(*columns).where(r.center == center, r.day == day)
+    if collector:
+        stmt = stmt.where(r.collector == collector)
+    if reconciliation_id:
+        stmt = stmt.where(r.id == reconciliation_id)
+    return [dict(row) for row in (await conn.execute(stmt.order_by(r.id))).mappings()]

@@ -214,6 +214,18 @@ async def reconcile(uow: UnitOfWork, ctx: ConvenienceContext, req: Any) -> dict[
     return row
 
 
+async def reconciliations(uow: UnitOfWork, ctx: ConvenienceContext, req: Any) -> list[dict[str, Any]]:
+    """The day's recorded reconciliations of this center: one collector's, or every one (and the center's)."""
+    return await repo.reconciliations(
+        uow.conn,
+        center=ctx.center,
+        day=fees.check_day(req.day),
+        collector=req.collector,
+        reconciliation_id=req.id,
+        with_reports=req.with_reports,
+    )
+
+
 async def _failed_event(ctx: ConvenienceContext, row: dict[str, Any], by: Any) -> events_pb2.Envelope:
     """fee_reconciliation_failed, naming the supervisors notification tells (R20: flagged to management)."""
     told: list[str] = []

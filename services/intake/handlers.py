@@ -329,7 +329,7 @@ async def supplement_case(
         raise FailedPrecondition(f"document {missing[0]} was not uploaded", field="documents.digest")
     docs = model.merge_documents(row["documents"], _doc_rows(req.documents, known))
     repository.update_case_later(uow, row, documents=docs, updated_at=ctx.clock.now())
-    body = events_pb2.CaseSupplemented(round=row["supplement_round"])
+    body = events_pb2.CaseSupplemented(round=row["supplement_round"], by=req.by)
     for d in req.documents:
         body.documents.add().CopyFrom(d)
     await _record(uow, ctx, ctx.event(body, row), row)

@@ -30,7 +30,7 @@ def describe(env: events_pb2.Envelope) -> tuple[str, str, str, str]:
         items = "; ".join(i.reason for i in body.items)
         return f"一次性告知补正材料:{items}", f"one-time supplement notice: {len(body.items)} item(s)", "", ""
     if what == "case_supplemented":
-        return "已补正材料", "supplemented", "", ""
+        return "已补正材料", "supplemented", body.by.username, ""
     if what == "case_accepted":
         return (
             f"正式受理,报件编号 {env.case_number}",

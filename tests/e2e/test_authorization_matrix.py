@@ -27,7 +27,12 @@ The policy (the text of docs/SECURITY.md, "Authorization"):
       importing catalogue versions and loading calendar years; the link to the parent node, counts
       only. No case data.
     - Agent: the cases they carried for residents; liaison officer and fee collector: every case
-      carried at their convenience center (R19, R20).
+      carried at their convenience center (R19, R20). The agent answers the supplement notice of a
+      case they carry, and so may the liaison officers of its center (named as the one who answered);
+      nobody else, fee collectors included.
+    - Fee collector and center director, held at the node's center: the fee ledger and the day's
+      printable reconciliation reports (a collector only their own; the director the center's or any
+      collector's of the center).
     - Applicant (no session): the public pages; their own case with its number and query code (a
       wrong number or code is a 404, counted and rate-limited) and the documents they sent with it;
       answering a supplement notice,
@@ -56,10 +61,11 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from http.cookies import SimpleCookie
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
@@ -67,7 +73,7 @@ import pytest
 from gateway.audit import verify_chain
 from onestop.approval.v1 import approval_pb2
 from onestop.common.v1 import common_pb2
-from onestop.intake.v1 import intake_pb2
+from onestop.intake.v1 import convenience_pb2, convenience_pb2_grpc, intake_pb2
 from onestop.supervision.v1 import supervision_pb2, supervision_pb2_grpc
 from services.cli.node import Node
 from tests.harness import NodeClients, actor, wait_for
@@ -78,6 +84,7 @@ CITY, DISTRICT, TOWN = "210200", "210211", "210211101"
 MATTER = "PL-001"  # decided by the city's PLAN window alone
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 PDF = b"%PDF-1.4\n% matrix test\n%%EOF\n"
+PRE_REVIEW_MISSING = ("LAND-CERT", "SITE-PLAN", "DRAWINGS")  # PL-001 applied for with its form only
 
 # ---------------------------------------------------------------------------------------------------
 # The table. Columns (actions) in order; "Y" allowed, "." refused. Objects belong to the city center's
@@ -102,35 +109,57 @@ ACTIONS = (
     "calendar",  # load a newly published calendar year
     "document",  # download a PLAN case's document (staff: as the case detail; applicant: with the code)
     "interconnect",  # the link to the parent node (this node has none: the page says so)
+    "answer",  # answer the pre-review supplement notice of a case agent1 carries, with its documents
+    "fee-report",  # the printable report of the city center's reconciliation of the day
 )
 TABLE: tuple[tuple[str, str, str, str], ...] = (
-    # center, role, username,               qu cl de su ex ed kp wa ac st us ca tr ev cr cl do ic
-    (CITY, "window_clerk", "clerk.plan", "Y  Y  .  Y  Y  .  .  .  .  .  .  Y  .  .  .  .  Y  ."),
-    (CITY, "chief_representative", "chief.plan", "Y  Y  Y  Y  Y  .  .  .  .  .  .  Y  .  .  .  .  Y  ."),
-    (CITY, "department_head", "head.plan", "Y  Y  Y  Y  Y  Y  .  .  .  .  .  Y  .  .  .  .  Y  ."),
-    (CITY, "center_director", "director", ".  .  .  .  .  Y  Y  Y  Y  Y  .  Y  Y  .  .  .  Y  Y"),
-    (CITY, "supervisor", "supervisor", ".  .  .  .  .  .  .  Y  Y  Y  .  Y  Y  .  .  .  Y  Y"),
-    (CITY, "tracker", "tracker", ".  .  .  .  .  .  .  .  .  .  .  Y  Y  .  .  .  Y  ."),
-    (CITY, "administrator", "admin", ".  .  .  .  .  .  .  .  .  .  Y  .  .  .  .  Y  .  Y"),
-    (CITY, "window_clerk", "clerk.drc", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (TOWN, "agent", "agent1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  .  .  ."),
-    (TOWN, "liaison_officer", "liaison1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  .  .  ."),
-    (TOWN, "fee_collector", "fee1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  .  .  ."),
-    (TOWN, "center_director", "director.ycz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "window_clerk", "clerk.gjz.plan", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    # center, role, username,               qu cl de su ex ed kp wa ac st us ca tr ev cr cl do ic an fr
+    (CITY, "window_clerk", "clerk.plan", "Y  Y  .  Y  Y  .  .  .  .  .  .  Y  .  .  .  .  Y  .  .  ."),
+    (
+        CITY,
+        "chief_representative",
+        "chief.plan",
+        "Y  Y  Y  Y  Y  .  .  .  .  .  .  Y  .  .  .  .  Y  .  .  .",
+    ),
+    (CITY, "department_head", "head.plan", "Y  Y  Y  Y  Y  Y  .  .  .  .  .  Y  .  .  .  .  Y  .  .  ."),
+    (CITY, "center_director", "director", ".  .  .  .  .  Y  Y  Y  Y  Y  .  Y  Y  .  .  .  Y  Y  .  Y"),
+    (CITY, "supervisor", "supervisor", ".  .  .  .  .  .  .  Y  Y  Y  .  Y  Y  .  .  .  Y  Y  .  ."),
+    (CITY, "tracker", "tracker", ".  .  .  .  .  .  .  .  .  .  .  Y  Y  .  .  .  Y  .  .  ."),
+    (CITY, "administrator", "admin", ".  .  .  .  .  .  .  .  .  .  Y  .  .  .  .  Y  .  Y  .  ."),
+    (CITY, "window_clerk", "clerk.drc", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (TOWN, "agent", "agent1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  .  .  .  Y  ."),
+    (TOWN, "liaison_officer", "liaison1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  .  .  .  Y  ."),
+    (TOWN, "fee_collector", "fee1", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  Y  .  .  .  .  ."),
+    (TOWN, "center_director", "director.ycz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (
+        DISTRICT,
+        "window_clerk",
+        "clerk.gjz.plan",
+        ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .",
+    ),
     (
         DISTRICT,
         "chief_representative",
         "chief.gjz.plan",
-        ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .",
+        ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .",
     ),
-    (DISTRICT, "department_head", "head.gjz.plan", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "center_director", "director.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "supervisor", "supervisor.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "tracker", "tracker.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    (DISTRICT, "administrator", "admin.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
-    ("", "applicant", "+code", ".  .  .  .  .  .  .  .  .  .  .  .  Y  Y  .  .  Y  ."),
-    ("", "applicant", "-code", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (
+        DISTRICT,
+        "department_head",
+        "head.gjz.plan",
+        ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .",
+    ),
+    (
+        DISTRICT,
+        "center_director",
+        "director.gjz",
+        ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .",
+    ),
+    (DISTRICT, "supervisor", "supervisor.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (DISTRICT, "tracker", "tracker.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    (DISTRICT, "administrator", "admin.gjz", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
+    ("", "applicant", "+code", ".  .  .  .  .  .  .  .  .  .  .  .  Y  Y  .  .  Y  .  .  ."),
+    ("", "applicant", "-code", ".  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  ."),
 )
 PASSWORDS = {
     username: f"pw-{username}-{uuid.uuid4().hex[:10]}"
@@ -389,6 +418,12 @@ class World:
     key_project: str = ""  # case number followed by "tracker"
     concluded: tuple[str, str] = ("", "")  # (number, query code) of a concluded case
     carried: str = ""  # case number agent1 carries
+    notice: str = ""  # case id of a case agent1 carries, waiting in pre-review for three documents
+    fee_day: str = ""  # the day the city center's director reconciled
+
+    def intake_case(self, case_id: str) -> common_pb2.Case:
+        """A case by id, as intake has it now."""
+        return self.grpc.intake.GetCase(intake_pb2.GetCaseRequest(case_id=case_id), timeout=5)
 
     def web(self, row: Row) -> Web:
         """The visitor acting as this row."""
@@ -495,6 +530,31 @@ def world(
     )
     assert receipt.status == 200, receipt.text[:500]
     w.carried = case_number(receipt)
+    # agent1 applies three times more without the land certificate, site plan and drawings: the notices
+    # the "answer" cells answer (one for each allowed row, one that every refused row aims at).
+    for username in [*_owner("answer"), ""]:
+        incomplete = agent.multipart(
+            f"/apply/{MATTER}",
+            {"name": "刘大爷", "request_id": uuid.uuid4().hex},
+            {"file_APPLICATION": ("APPLICATION.pdf", "application/pdf", PDF)},
+        )
+        assert incomplete.status == 200 and 'id="pre-review-notice"' in incomplete.text, incomplete.text[:500]
+        found = re.search(r'name="case_id" value="([0-9a-f-]{36})"', incomplete.text)
+        assert found, incomplete.text[:500]
+        if username:
+            w.consumable[("answer", username)] = found.group(1)
+        else:
+            w.notice = found.group(1)
+    # The city center's director reconciles the (empty) day: the report the "fee-report" cells print.
+    w.fee_day = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    fees = grpc.insecure_channel(node.address("intake"))
+    convenience_pb2_grpc.ConvenienceServiceStub(fees).Reconcile(
+        convenience_pb2.ReconcileRequest(
+            day=w.fee_day, declared="0", by=actor("director", "center_director")
+        ),
+        timeout=10,
+    )
+    fees.close()
     # Supervision follows the key project and knows the concluded case before any cell runs.
     wait_for(
         lambda: any(
@@ -602,6 +662,12 @@ def _attempt(w: World, row: Row, action: str, allowed: bool) -> list[Reply]:
         return [web.get(f"/staff/cases/{w.shared.case_number}/documents/{digest}", action="view_document")]
     if action == "interconnect":
         return [web.get("/staff/interconnect", action="view_interconnect")]
+    if action == "answer":
+        case_id = mine if allowed else w.notice
+        files = {f"file_{m}": (f"{m}.pdf", "application/pdf", PDF) for m in PRE_REVIEW_MISSING}
+        return [web.multipart(f"/staff/carried/{case_id}/supplement", {}, files, action="answer_supplement")]
+    if action == "fee-report":
+        return [web.get(f"/staff/fees/report?day={w.fee_day}", action="view_fee_report")]
     if action == "calendar":
         year = CALENDAR_YEAR if allowed else CALENDAR_YEAR + 1
         data = json.dumps({"year": year, "holidays": {f"{year}-01-01": "元旦"}, "workdays": []}).encode()
@@ -674,6 +740,15 @@ def _effect(w: World, row: Row, action: str, replies: list[Reply]) -> None:
         assert 'id="calendar-loaded"' in replies[0].text and str(CALENDAR_YEAR) in replies[0].text
     elif action == "interconnect":  # the matrix's node is the root: no parent, no case listed
         assert 'id="link-none"' in replies[0].text and 'id="waiting"' not in replies[0].text
+    elif action == "answer":  # accepted at once: nothing is missing any more; the answerer is named
+        assert replies[0].location == f"/staff/carried/{mine}/supplement?done=supplemented"
+        case = w.intake_case(mine)
+        assert case.case_number and not case.open_supplement
+        entries = w.grpc.intake.GetTimeline(intake_pb2.GetCaseRequest(case_id=mine), timeout=5).entries
+        assert [e.actor for e in entries if e.kind == "case_supplemented"] == [row.username]
+    elif action == "fee-report":
+        assert replies[0].text.startswith("<!DOCTYPE html>") and "收费日对账单" in replies[0].text
+        assert f"日期 Day: {w.fee_day}" in replies[0].text and "全中心 whole center" in replies[0].text
     for reply in replies:
         assert reply.status < 400, f"{reply.method} {reply.path}: {reply.status} {reply.text[:300]}"
 
@@ -691,6 +766,9 @@ def _state(w: World, action: str) -> object:
         return w.db.account(USERS_TARGET_REFUSED)
     if action == "evaluate":
         return w.evaluations()
+    if action == "answer":
+        case = w.intake_case(w.notice)
+        return (case.status, sorted(d.digest for d in case.documents), len(case.open_supplement))
     if action == "calendar":  # the year a refused cell tries to load stays unknown to supervision
         return w.visitors["admin"].get("/staff/admin/calendar").text.count(f"<td>{CALENDAR_YEAR + 1}</td>")
     return None

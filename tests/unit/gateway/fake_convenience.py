@@ -14,6 +14,7 @@ from tests.unit.gateway.fakes import CENTER, NUMBER, rpc_error
 
 DAY = "2025-01-06"  # the test clock's day in Shanghai
 CARRIED = "210200-20250106-0007"  # taken at a service point, handed over, carried by agent.here
+NOTICE_ID = "0b5e2f4c-7d1a-4c3e-9f60-2a8b1c9d0e11"  # handed over by agent.here, held in pre-review
 
 
 def _case(number: str, status: int, outcome: int = 0) -> common_pb2.Case:
@@ -29,12 +30,28 @@ def _case(number: str, status: int, outcome: int = 0) -> common_pb2.Case:
     )
 
 
+def notice_case() -> common_pb2.Case:
+    """The case agent.here handed over without its site plan: a one-time notice asks for it."""
+    case = common_pb2.Case(
+        case_id=NOTICE_ID,
+        center=CENTER,
+        matter_code="PL-001",
+        status=common_pb2.CASE_STATUS_SUPPLEMENT_REQUESTED,
+        channel=common_pb2.CHANNEL_AGENT,
+        applicant=common_pb2.Applicant(name="王秀英"),
+    )
+    case.documents.add(material_code="APPLICATION", digest="a" * 64, filename="申请表.pdf", size=30)
+    case.open_supplement.add(material_code="SITE-PLAN", reason="缺少总平面图")
+    return case
+
+
 @dataclass
 class FakeConvenience:
     """ConvenienceService: receipts numbered in order, refunds bounded, one carried case, one undelivered."""
 
     entries: list[pb.FeeEntry] = field(default_factory=list)
     calls: list[tuple[str, Any]] = field(default_factory=list)
+    reconciliations: list[pb.Reconciliation] = field(default_factory=list)
 
     async def ListFees(self, req: pb.ListFeesRequest, timeout: float = 0) -> Any:
         found = [
@@ -121,8 +138,9 @@ class FakeConvenience:
             (Decimal(e.amount) * (1 if e.entry_kind == "charge" else -1) for e in mine), Decimal("0.00")
         )
         difference = Decimal(req.declared) - expected
-        return pb.Reconciliation(
-            id=len(self.calls),
+        rows = "".join(f"<tr><td>{e.receipt_number}</td><td>{e.amount}</td></tr>" for e in mine)
+        done = pb.Reconciliation(
+            id=len(self.reconciliations) + 1,
             center=CENTER,
             day=req.day,
             collector=req.collector,
@@ -133,7 +151,28 @@ class FakeConvenience:
             flagged=difference != 0,
             entries=len(mine),
             by=req.by,
+            report_html=(
+                "<!DOCTYPE html><html><head><style>td{border:1px solid}</style></head><body>"
+                f"<h1>收费日对账单 {req.collector or '全中心'}</h1><table>{rows}</table>"
+                f"<p>应收 Expected: {expected:.2f} · 差额 Difference: {difference:.2f}</p></body></html>"
+            ),
         )
+        self.reconciliations.append(done)
+        return done
+
+    async def ListReconciliations(self, req: pb.ListReconciliationsRequest, timeout: float = 0) -> Any:
+        found = [
+            r
+            for r in self.reconciliations
+            if r.day == req.day
+            and (not req.collector or r.collector == req.collector)
+            and (not req.id or r.id == req.id)
+        ]
+        out = pb.ListReconciliationsResponse(reconciliations=found)
+        if not req.with_reports:
+            for r in out.reconciliations:
+                r.report_html = ""
+        return out
 
     async def ListAgentCases(self, req: pb.ListAgentCasesRequest, timeout: float = 0) -> Any:
         if req.agent != "agent.here":
@@ -149,7 +188,18 @@ class FakeConvenience:
             full_process_agent=common_pb2.Actor(username="agent.here"),
         )
         case = _case(CARRIED, common_pb2.CASE_STATUS_CONCLUDED, common_pb2.OUTCOME_APPROVED)
-        return pb.ListAgentCasesResponse(cases=[pb.AgentCase(agency=agency, case=case)])
+        waiting = pb.AgencyRecord(
+            agency_id="a2",
+            service_point="210200101201",
+            agent=common_pb2.Actor(username="agent.here", display_name="AGENT.HERE"),
+            resident_name="王秀英",
+            matter_code="PL-001",
+            state="handed_over",
+            case_id=NOTICE_ID,
+        )
+        return pb.ListAgentCasesResponse(
+            cases=[pb.AgentCase(agency=agency, case=case), pb.AgentCase(agency=waiting, case=notice_case())]
+        )
 
     async def AssignAgent(self, req: pb.AssignAgentRequest, timeout: float = 0) -> Any:
         self.calls.append(("assign", req))

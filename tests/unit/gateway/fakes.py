@@ -251,8 +251,31 @@ class FakeIntake:
         return self.cases[NUMBER]
 
     async def SupplementCase(self, req: intake_pb2.SupplementCaseRequest, timeout: float = 0) -> Any:
+        """Like intake: the documents join the case; in pre-review it is accepted once nothing is missing,
+        during review it goes back to the departments; a case without an open notice is refused."""
         self.supplements.append(req)
-        return intake_pb2.SupplementCaseResponse(case=self.cases[NUMBER])
+        case = next((c for c in self.cases.values() if c.case_id == req.case_id), None)
+        if case is None:
+            raise rpc_error(grpc.StatusCode.NOT_FOUND, f"no case {req.case_id}")
+        if case.status != common_pb2.CASE_STATUS_SUPPLEMENT_REQUESTED:
+            raise rpc_error(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"case {case.case_number or case.case_id} has no open supplement notice",
+            )
+        sent = {d.material_code for d in req.documents}
+        kept = [d for d in case.documents if d.material_code not in sent]
+        del case.documents[:]
+        case.documents.extend([*kept, *req.documents])
+        still = [i for i in case.open_supplement if i.material_code not in sent and not case.case_number]
+        del case.open_supplement[:]
+        if still:
+            case.open_supplement.extend(still)
+        elif case.case_number:
+            case.status = common_pb2.CASE_STATUS_ROUTED
+        else:
+            case.status = common_pb2.CASE_STATUS_ACCEPTED
+            case.case_number = "210200-20250106-0003"
+        return intake_pb2.SupplementCaseResponse(case=case, still_missing=still)
 
 
 @dataclass

@@ -124,10 +124,84 @@ async def test_the_director_reconciles_the_whole_center_but_does_not_collect(gw:
     assert stranger.status == 400
 
 
+async def test_a_collector_prints_the_report_of_their_own_reconciliation_and_no_one_elses(
+    gw: Gateway,
+) -> None:
+    assert await gw.sign_in("fee2") == 303
+    await _post(gw, "/staff/fees/collect", {**FEE, "amount": "7.00"}, "/staff/fees")
+    await _post(gw, "/staff/fees/reconcile", {"day": DAY, "declared": "7.00"}, "/staff/fees")
+    await gw.post("/staff/logout", page="/staff")
+    assert await gw.sign_in("fee1") == 303
+    await _post(gw, "/staff/fees/collect", FEE, "/staff/fees")
+    done = await _post(gw, "/staff/fees/reconcile", {"day": DAY, "declared": "19.00"}, "/staff/fees")
+    link = f"/staff/fees/report?day={DAY}&amp;id=2"
+    assert f'id="print-report" href="{link}"' in await done.text()
+    page = await (await gw.client.get(f"/staff/fees?day={DAY}")).text()
+    assert 'id="reconciliations"' in page and link in page and "id=1" not in page  # fee2's is not listed
+    resp = await gw.client.get(f"/staff/fees/report?day={DAY}&id=2")
+    assert resp.status == 200 and resp.content_type == "text/html"
+    report = await resp.text()
+    assert report.startswith("<!DOCTYPE html>") and "收费日对账单 fee1" in report
+    assert "210200-2025-000002" in report and "Difference: -1.00" in report and "000001" not in report
+    policy = resp.headers["Content-Security-Policy"]
+    assert policy.startswith("default-src 'none'; style-src 'sha256-") and "unsafe-inline" not in policy
+    assert resp.headers["Cache-Control"] == "no-store"
+    latest = await gw.client.get(f"/staff/fees/report?day={DAY}")
+    assert await latest.text() == report  # without an id: the collector's latest of the day
+    others = await gw.client.get(f"/staff/fees/report?day={DAY}&id=1")
+    assert others.status == 403 and "only their own reconciliation reports" in await others.text()
+    named = await gw.client.get(f"/staff/fees/report?day={DAY}&collector=fee2")
+    assert named.status == 403
+    app = gw.client.app
+    assert app is not None
+    refusals = [r for r in await app[STORE].audit_records() if r["action"] == "view_fee_report"]
+    assert [(r["actor"], r["detail"]["outcome"], r["detail"]["status"]) for r in refusals] == [
+        ("fee1", "refused", 403),
+        ("fee1", "refused", 403),
+    ]
+
+
+async def test_the_director_prints_the_centers_report_or_a_named_collectors(gw: Gateway) -> None:
+    assert await gw.sign_in("fee1") == 303
+    await _post(gw, "/staff/fees/collect", FEE, "/staff/fees")
+    await _post(gw, "/staff/fees/reconcile", {"day": DAY, "declared": "20.00"}, "/staff/fees")
+    await gw.post("/staff/logout", page="/staff")
+    assert await gw.sign_in("director") == 303
+    missing = await gw.client.get(f"/staff/fees/report?day={DAY}")
+    assert missing.status == 404 and "reconcile the day first" in await missing.text()
+    await _post(gw, "/staff/fees/reconcile", {"day": DAY, "declared": "20.00"}, "/staff/fees")
+    whole = await (await gw.client.get(f"/staff/fees/report?day={DAY}")).text()
+    assert "收费日对账单 全中心" in whole and "Expected: 20.00" in whole
+    one = await (await gw.client.get(f"/staff/fees/report?day={DAY}&collector=fee1")).text()
+    assert "收费日对账单 fee1" in one
+    assert "收费日对账单 fee1" in await (await gw.client.get(f"/staff/fees/report?day={DAY}&id=1")).text()
+    page = await (await gw.client.get(f"/staff/fees?day={DAY}")).text()
+    assert (
+        f"/staff/fees/report?day={DAY}&amp;id=1" in page and f"/staff/fees/report?day={DAY}&amp;id=2" in page
+    )
+    stranger = await gw.client.get(f"/staff/fees/report?day={DAY}&collector=clerk.plan")
+    assert stranger.status == 400 and "choose a fee collector of this center" in await stranger.text()
+
+
+async def test_a_report_of_a_bad_or_unreconciled_day_is_a_clear_4xx(gw: Gateway) -> None:
+    assert await gw.sign_in("fee1") == 303
+    for query, status, reason in [
+        ("day=2025-13-40", 400, "the day must look like 2025-11-20"),
+        ("day=20250106", 400, "the day must look like 2025-11-20"),
+        (f"day={DAY}&id=x1", 400, "id must be the number of a reconciliation"),
+        ("day=2025-01-07", 404, "No reconciliation of fee1 is recorded for 2025-01-07"),
+        (f"day={DAY}&id=9", 404, "No reconciliation 9 is recorded"),
+    ]:
+        resp = await gw.client.get(f"/staff/fees/report?{query}")
+        assert resp.status == status, query
+        assert reason in await resp.text(), query
+
+
 async def test_fee_pages_are_refused_to_other_roles_and_to_staff_of_centers_below(gw: Gateway) -> None:
-    for username in ("clerk.plan", "liaison1", "agent1"):
+    for username in ("clerk.plan", "liaison1", "agent1", "supervisor"):
         assert await gw.sign_in(username) == 303
         assert (await gw.client.get("/staff/fees")).status == 403, username
+        assert (await gw.client.get(f"/staff/fees/report?day={DAY}")).status == 403, username
         assert (await _post(gw, "/staff/fees/collect", FEE, "/staff")).status == 403, username
         await gw.post("/staff/logout", page="/staff")
     assert await gw.sign_in("fee1") == 303

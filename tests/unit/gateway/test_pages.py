@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from tests.unit.gateway.fake_convenience import NOTICE_ID, notice_case
 from tests.unit.gateway.fakes import NUMBER, FakeNotification, Fakes, FakeSupervision
 
 PUBLIC = [
@@ -54,8 +55,18 @@ BY_ROLE = {
         "/staff/admin/calendar",
     ],
     "agent1": ["/staff", "/staff/carried", "/apply/PL-001"],
-    "agent.here": ["/staff/carried", "/staff/carried?done=delivered"],
-    "liaison1": ["/staff", "/staff/carried", "/staff/carried?done=assigned"],
+    "agent.here": [
+        "/staff/carried",
+        "/staff/carried?done=delivered",
+        f"/staff/carried/{NOTICE_ID}/supplement",
+        f"/staff/carried/{NOTICE_ID}/supplement?done=supplemented",
+    ],
+    "liaison1": [
+        "/staff",
+        "/staff/carried",
+        "/staff/carried?done=assigned",
+        f"/staff/carried/{NOTICE_ID}/supplement",
+    ],
     "fee1": ["/staff", "/staff/fees", "/staff/fees?day=2025-01-05", "/staff/carried"],
     "director": ["/staff/fees"],
 }
@@ -67,6 +78,7 @@ async def test_every_page_renders_for_its_roles(make_gateway: Any, supervision_u
     fakes = Fakes(supervision=FakeSupervision()) if supervision_up else Fakes()
     if supervision_up:
         fakes.notification = FakeNotification()
+    fakes.intake.cases[NOTICE_ID] = notice_case()  # agent.here's case waiting for its site plan
     gw = await make_gateway(fakes)
     await gw.client.get(f"/lang/{lang}")
     for path in PUBLIC:

@@ -151,3 +151,37 @@ async def test_a_day_that_does_not_balance_puts_one_alarm_naming_the_director_in
     assert (body.reconciliation_id, body.day, body.collector) == (short["id"], "2026-03-02", "fee2")
     assert (body.expected, body.declared, body.difference) == ("20.00", "19.90", "-0.10")
     assert list(body.supervisors) == ["director"] and body.by.username == "fee2"
+
+
+async def test_the_days_reconciliations_are_read_back_with_their_printable_reports(env: Any) -> None:
+    ctx, _, run = env
+    await run(lambda uow: fees_handlers.collect(uow, ctx, charge("20.00", "fee1")))
+    await run(lambda uow: fees_handlers.collect(uow, ctx, charge("7.50", "fee2")))
+
+    async def reconcile(collector: str, declared: str, by: common_pb2.Actor) -> dict[str, Any]:
+        req = pb.ReconcileRequest(day="2026-03-02", collector=collector, declared=declared, by=by)
+        return await run(lambda uow: fees_handlers.reconcile(uow, ctx, req))  # type: ignore[no-any-return]
+
+    mine = await reconcile("fee1", "20.00", actor("fee1"))
+    center = await reconcile("", "27.00", actor("director", "center_director"))
+
+    async def listed(**fields: Any) -> list[dict[str, Any]]:
+        req = pb.ListReconciliationsRequest(day="2026-03-02", **fields)
+        return await run(lambda uow: fees_handlers.reconciliations(uow, ctx, req))  # type: ignore[no-any-return]
+
+    every = await listed()
+    assert [(r["id"], r["collector"], r["balanced"]) for r in every] == [
+        (mine["id"], "fee1", True),
+        (center["id"], "", False),
+    ]
+    assert all("report_html" not in r for r in every)  # only when asked: a report has a row per entry
+    (own,) = await listed(collector="fee1", with_reports=True)
+    assert own["report_html"] == mine["report_html"] and f"{CENTER}-2026-000001" in own["report_html"]
+    (whole,) = await listed(id=center["id"], with_reports=True)
+    assert "27.50" in whole["report_html"] and "-0.50" in whole["report_html"]
+    assert await listed(collector="fee2") == []
+    other_day = pb.ListReconciliationsRequest(day="2026-03-03", id=center["id"])
+    assert await run(lambda uow: fees_handlers.reconciliations(uow, ctx, other_day)) == []
+    not_a_day = pb.ListReconciliationsRequest(day="2026-02-30")
+    with pytest.raises(InvalidArgument):
+        await run(lambda uow: fees_handlers.reconciliations(uow, ctx, not_a_day))

@@ -261,18 +261,24 @@ class CaseSupplemented(_message.Message):
 
     ROUND_FIELD_NUMBER: _builtins.int
     DOCUMENTS_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
     round: _builtins.int
     @_builtins.property
     def documents(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Document]: ...
+    @_builtins.property
+    def by(self) -> _common_pb2.Actor:
+        """who answered: the applicant online, or the agent carrying it"""
+
     def __init__(
         self,
         *,
         round: _builtins.int = ...,
         documents: _abc.Iterable[_common_pb2.Document] | None = ...,
+        by: _common_pb2.Actor | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["by", b"by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["documents", b"documents", "round", b"round"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "documents", b"documents", "round", b"round"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

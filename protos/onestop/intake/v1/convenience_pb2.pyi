@@ -778,6 +778,58 @@ class Reconciliation(_message.Message):
 Global___Reconciliation: _TypeAlias = Reconciliation  # noqa: Y015
 
 @_typing.final
+class ListReconciliationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_FIELD_NUMBER: _builtins.int
+    COLLECTOR_FIELD_NUMBER: _builtins.int
+    WITH_REPORTS_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    day: _builtins.str
+    """YYYY-MM-DD, required"""
+    collector: _builtins.str
+    """only this collector's (username); empty: every one of the day"""
+    with_reports: _builtins.bool
+    """fill report_html (it can be long: one row per entry)"""
+    id: _builtins.int
+    """only this reconciliation (it must be of `day`)"""
+    def __init__(
+        self,
+        *,
+        day: _builtins.str = ...,
+        collector: _builtins.str = ...,
+        with_reports: _builtins.bool = ...,
+        id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collector", b"collector", "day", b"day", "id", b"id", "with_reports", b"with_reports"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReconciliationsRequest: _TypeAlias = ListReconciliationsRequest  # noqa: Y015
+
+@_typing.final
+class ListReconciliationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECONCILIATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reconciliations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reconciliation]: ...
+    def __init__(
+        self,
+        *,
+        reconciliations: _abc.Iterable[Global___Reconciliation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reconciliations", b"reconciliations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReconciliationsResponse: _TypeAlias = ListReconciliationsResponse  # noqa: Y015
+
+@_typing.final
 class ListStaffingWarningsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -89,6 +89,11 @@ class ConvenienceServiceStub:
                 request_serializer=onestop_dot_intake_dot_v1_dot_convenience__pb2.ReconcileRequest.SerializeToString,
                 response_deserializer=onestop_dot_intake_dot_v1_dot_convenience__pb2.Reconciliation.FromString,
                 _registered_method=True)
+        self.ListReconciliations = channel.unary_unary(
+                '/onestop.intake.v1.ConvenienceService/ListReconciliations',
+                request_serializer=onestop_dot_intake_dot_v1_dot_convenience__pb2.ListReconciliationsRequest.SerializeToString,
+                response_deserializer=onestop_dot_intake_dot_v1_dot_convenience__pb2.ListReconciliationsResponse.FromString,
+                _registered_method=True)
         self.ListStaffingWarnings = channel.unary_unary(
                 '/onestop.intake.v1.ConvenienceService/ListStaffingWarnings',
                 request_serializer=onestop_dot_intake_dot_v1_dot_convenience__pb2.ListStaffingWarningsRequest.SerializeToString,
@@ -173,6 +178,13 @@ class ConvenienceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListReconciliations(self, request, context):
+        """The day's recorded reconciliations, oldest first, each with its printable report when asked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListStaffingWarnings(self, request, context):
         """Convenience centers below the R20 minimum of liaison officers or fee collectors.
         """
@@ -237,6 +249,11 @@ def add_ConvenienceServiceServicer_to_server(servicer, server):
                     servicer.Reconcile,
                     request_deserializer=onestop_dot_intake_dot_v1_dot_convenience__pb2.ReconcileRequest.FromString,
                     response_serializer=onestop_dot_intake_dot_v1_dot_convenience__pb2.Reconciliation.SerializeToString,
+            ),
+            'ListReconciliations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReconciliations,
+                    request_deserializer=onestop_dot_intake_dot_v1_dot_convenience__pb2.ListReconciliationsRequest.FromString,
+                    response_serializer=onestop_dot_intake_dot_v1_dot_convenience__pb2.ListReconciliationsResponse.SerializeToString,
             ),
             'ListStaffingWarnings': grpc.unary_unary_rpc_method_handler(
                     servicer.ListStaffingWarnings,
@@ -541,6 +558,33 @@ class ConvenienceService:
             '/onestop.intake.v1.ConvenienceService/Reconcile',
             onestop_dot_intake_dot_v1_dot_convenience__pb2.ReconcileRequest.SerializeToString,
             onestop_dot_intake_dot_v1_dot_convenience__pb2.Reconciliation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReconciliations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onestop.intake.v1.ConvenienceService/ListReconciliations',
+            onestop_dot_intake_dot_v1_dot_convenience__pb2.ListReconciliationsRequest.SerializeToString,
+            onestop_dot_intake_dot_v1_dot_convenience__pb2.ListReconciliationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,8 @@ class ConvenienceServiceStub:
     ListFees: _grpc.UnaryUnaryMultiCallable[_convenience_pb2.ListFeesRequest, _convenience_pb2.ListFeesResponse]
     Reconcile: _grpc.UnaryUnaryMultiCallable[_convenience_pb2.ReconcileRequest, _convenience_pb2.Reconciliation]
     """A day's reconciliation of one collector (or the whole center): expected vs declared."""
+    ListReconciliations: _grpc.UnaryUnaryMultiCallable[_convenience_pb2.ListReconciliationsRequest, _convenience_pb2.ListReconciliationsResponse]
+    """The day's recorded reconciliations, oldest first, each with its printable report when asked."""
     ListStaffingWarnings: _grpc.UnaryUnaryMultiCallable[_convenience_pb2.ListStaffingWarningsRequest, _convenience_pb2.ListStaffingWarningsResponse]
     """Convenience centers below the R20 minimum of liaison officers or fee collectors."""
 
@@ -77,6 +79,8 @@ class ConvenienceServiceAsyncStub(ConvenienceServiceStub):
     ListFees: _aio.UnaryUnaryMultiCallable[_convenience_pb2.ListFeesRequest, _convenience_pb2.ListFeesResponse]  # type: ignore[assignment]
     Reconcile: _aio.UnaryUnaryMultiCallable[_convenience_pb2.ReconcileRequest, _convenience_pb2.Reconciliation]  # type: ignore[assignment]
     """A day's reconciliation of one collector (or the whole center): expected vs declared."""
+    ListReconciliations: _aio.UnaryUnaryMultiCallable[_convenience_pb2.ListReconciliationsRequest, _convenience_pb2.ListReconciliationsResponse]  # type: ignore[assignment]
+    """The day's recorded reconciliations, oldest first, each with its printable report when asked."""
     ListStaffingWarnings: _aio.UnaryUnaryMultiCallable[_convenience_pb2.ListStaffingWarningsRequest, _convenience_pb2.ListStaffingWarningsResponse]  # type: ignore[assignment]
     """Convenience centers below the R20 minimum of liaison officers or fee collectors."""
 
@@ -165,6 +169,14 @@ class ConvenienceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_convenience_pb2.Reconciliation, _abc.Awaitable[_convenience_pb2.Reconciliation]]:
         """A day's reconciliation of one collector (or the whole center): expected vs declared."""
+
+    @_abc_1.abstractmethod
+    def ListReconciliations(
+        self,
+        request: _convenience_pb2.ListReconciliationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_convenience_pb2.ListReconciliationsResponse, _abc.Awaitable[_convenience_pb2.ListReconciliationsResponse]]:
+        """The day's recorded reconciliations, oldest first, each with its printable report when asked."""
 
     @_abc_1.abstractmethod
     def ListStaffingWarnings(
