@@ -39,6 +39,7 @@ def main() -> int:
             center="210200",
             data_dir=Path(tempfile.mkdtemp(prefix="onestop-lat-")),
             database=pg_create_database(db),
+            env={"ONESTOP_LOG_LEVEL": "WARNING"},
         ),
         gateway=False,
     )
