@@ -49,6 +49,30 @@ DUPLICATE_WINDOW_S = 120.0
 # saturation and p99 went from ~1.0 s to ~0.45 s (docs/PERFORMANCE.md). It adds at most this much to
 # each hop; a full batch does not wait.
 LINGER_S = 0.02
+# At most this many events in one consumer transaction (a fetch of 128 messages may carry tens of
+# thousands when a consumer is behind): bounds its memory and how long its locks are held.
+MAX_EVENTS_PER_TX = 512
+
+
+def _count(msg: Any) -> int:
+    """How many events a message says it carries (a bad header counts as one: it is found out later)."""
+    value = (msg.headers or {}).get(BATCH_HEADER, "1")
+    return int(value) if value.isdigit() else 1
+
+
+def _chunks(msgs: list[Any], limit: int) -> list[list[Any]]:
+    """Consecutive runs of messages carrying at most `limit` events together (a message carrying more
+    is a run of its own)."""
+    out: list[list[Any]] = []
+    size = limit
+    for msg in msgs:
+        n = _count(msg)
+        if size + n > limit:
+            out.append([])
+            size = 0
+        out[-1].append(msg)
+        size += n
+    return out
 
 
 async def connect(url: str, *, name: str) -> NATS:
@@ -158,7 +182,8 @@ class EventConsumer:
                 log.warning("fetch failed", consumer=self.name, error=str(exc))
                 await asyncio.sleep(0.5)
                 continue
-            await self.handle_batch(msgs)
+            for chunk in _chunks(msgs, MAX_EVENTS_PER_TX):
+                await self.handle_batch(chunk)
 
     def _envelopes(self, msg: Any) -> list[tuple[events_pb2.Envelope, Handler] | MalformedEvent]:
         """The events of a message with their handlers, in order (MalformedEvent for one that is not

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from onestop.events.v1 import events_pb2
 from services.common.events import BATCH_HEADER, MalformedEvent, new_event, subject_for, unpack
+from services.common.jetstream import _chunks, _count
 from services.common.outbox import Row, bundle
 
 AT = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
@@ -101,3 +103,12 @@ def test_an_event_not_valid_inside_a_batch_is_singled_out() -> None:
     first, second = unpack(payload, headers)
     assert first == good
     assert isinstance(second, MalformedEvent) and second.data == no_body.SerializeToString()
+
+
+def test_a_consumer_that_is_behind_applies_at_most_a_bounded_number_of_events_per_transaction() -> None:
+    rows = _rows([("task_opened", f"c{i}") for i in range(700)])
+    messages = [SimpleNamespace(headers=h) for _, _, h in bundle(rows, limit=256)]  # 256, 256, 188
+    messages += [SimpleNamespace(headers=None)] * 3  # and three single events
+    chunks = _chunks(messages, 512)
+    assert [sum(_count(m) for m in chunk) for chunk in chunks] == [512, 191]
+    assert [m for chunk in chunks for m in chunk] == messages  # nothing lost or reordered
