@@ -19,8 +19,7 @@ from gateway.audit import note
 from gateway.auth import CARRIER_ROLES, Principal, forbid_unless, principal_of, require
 from gateway.clients import optional
 from gateway.keys import CONFIG, clients, now, store
-from gateway.uploads import documents_from_form
-from gateway.views.common import departments, form_data, matter, redirect, render, text
+from gateway.views.common import departments, form_data, matter, redirect, render, supplement_documents, text
 from onestop.common.v1 import common_pb2
 from onestop.intake.v1 import convenience_pb2 as pb
 from onestop.intake.v1 import intake_pb2
@@ -232,17 +231,7 @@ async def answer_supplement(request: web.Request) -> web.Response:
     asked = _asked(case)
     if case.status != common_pb2.CASE_STATUS_SUPPLEMENT_REQUESTED or not asked:
         raise web.HTTPConflict(reason="This case has no open supplement notice (it may be answered already)")
-    m = await matter(request, case.matter_code)
-    # Every file is checked before the first is stored: a refused form changes nothing on the case.
-    docs = await documents_from_form(
-        clients(request),
-        await form_data(request),
-        matter=m,
-        materials=asked,
-        ceiling=request.app[CONFIG].max_upload_bytes,
-    )
-    if not docs:
-        raise web.HTTPBadRequest(reason="Upload the documents the notice asks for")
+    docs = await supplement_documents(request, matter_code=case.matter_code, asked=asked)
     numbered = bool(case.case_number)
     reply = await clients(request).intake.SupplementCase(
         intake_pb2.SupplementCaseRequest(case_id=case.case_id, documents=docs, by=who.actor()), timeout=15

@@ -24,6 +24,7 @@ from gateway.views.common import (
     redirect,
     remaining_days,
     render,
+    supplement_documents,
     text,
 )
 from gateway.views.public import encode_sealed
@@ -306,16 +307,7 @@ async def supplement(request: web.Request) -> web.Response:
     asked = [i.material_code for i in reply.case.open_supplement]
     if not asked:
         raise web.HTTPConflict(reason="This case has no open supplement notice")
-    m = await matter(request, reply.case.matter_code)
-    docs = await documents_from_form(
-        clients(request),
-        await form_data(request),
-        matter=m,
-        materials=asked,
-        ceiling=request.app[CONFIG].max_upload_bytes,
-    )
-    if not docs:
-        raise web.HTTPBadRequest(reason="Upload the documents the notice asks for")
+    docs = await supplement_documents(request, matter_code=reply.case.matter_code, asked=asked)
     await clients(request).intake.SupplementCase(
         intake_pb2.SupplementCaseRequest(
             case_id=reply.case.case_id,

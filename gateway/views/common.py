@@ -14,8 +14,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.clients import call_or_none, optional
 from gateway.i18n import language_of, translator
-from gateway.keys import CACHES, clients, settings
+from gateway.keys import CACHES, CONFIG, clients, settings
 from gateway.security import read_form
+from gateway.uploads import documents_from_form
 from onestop.common.v1 import common_pb2
 from onestop.routing.v1 import routing_pb2
 from services.common.calendar import CalendarError, default_calendar
@@ -74,6 +75,23 @@ async def matter(request: web.Request, code: str) -> routing_pb2.Matter:
     reply = await clients(request).routing.GetMatter(routing_pb2.GetMatterRequest(code=code), timeout=5)
     cache[code] = (time.monotonic(), reply)
     return reply
+
+
+async def supplement_documents(
+    request: web.Request, *, matter_code: str, asked: list[str]
+) -> list[common_pb2.Document]:
+    """The documents a posted form answers a supplement notice with, for the materials `asked`; every
+    file is checked before the first is stored, so a refused form changes nothing. 400 when none came."""
+    docs = await documents_from_form(
+        clients(request),
+        await form_data(request),
+        matter=await matter(request, matter_code),
+        materials=asked,
+        ceiling=request.app[CONFIG].max_upload_bytes,
+    )
+    if not docs:
+        raise web.HTTPBadRequest(reason="Upload the documents the notice asks for")
+    return docs
 
 
 async def departments(request: web.Request) -> dict[str, tuple[str, str]]:

@@ -53,6 +53,19 @@ async def _connect(database_url: str, nats_url: str) -> tuple[AsyncEngine, Any, 
     return engine, nc, js
 
 
+def _consumer(engine: AsyncEngine, js: Any, outbox: Outbox, apply: Any) -> EventConsumer:
+    """The probe's consumer of case_withdrawn events."""
+    return EventConsumer(
+        name="probe",
+        js=js,
+        stream="ONESTOP",
+        engine=engine,
+        outbox=outbox,
+        inbox=inbox_t,
+        handlers={"case_withdrawn": apply},
+    )
+
+
 async def test_events_committed_with_state_are_published_once_and_applied_once(
     postgres_db, nats_server
 ) -> None:
@@ -104,15 +117,7 @@ async def test_events_committed_with_state_are_published_once_and_applied_once(
     async def apply(uow: UnitOfWork, env: events_pb2.Envelope) -> None:
         await uow.conn.execute(effects.insert().values(event_id=env.event_id, case_number=env.case_number))
 
-    consumer = EventConsumer(
-        name="probe",
-        js=js,
-        stream="ONESTOP",
-        engine=engine,
-        outbox=outbox,
-        inbox=inbox_t,
-        handlers={"case_withdrawn": apply},
-    )
+    consumer = _consumer(engine, js, outbox, apply)
     task = asyncio.create_task(consumer.run())
     for _ in range(200):
         if consumer.processed >= 56:
@@ -151,15 +156,7 @@ async def test_poison_messages_go_to_the_dead_letter_subject_and_do_not_block(
     async def apply(uow: UnitOfWork, env: events_pb2.Envelope) -> None:
         seen.append(env.case_number)
 
-    consumer = EventConsumer(
-        name="probe",
-        js=js,
-        stream="ONESTOP",
-        engine=engine,
-        outbox=outbox,
-        inbox=inbox_t,
-        handlers={"case_withdrawn": apply},
-    )
+    consumer = _consumer(engine, js, outbox, apply)
     dlq = await js.subscribe("dlq.probe")
     task = asyncio.create_task(consumer.run())
     await js.publish("ev.case_withdrawn", b"\x0a\xff not an envelope")
@@ -238,15 +235,7 @@ async def test_a_poison_event_packed_with_others_is_dead_lettered_alone(postgres
     assert await relay.run_once() == 6
     assert (await js.stream_info("ONESTOP")).state.messages == 1  # one message of six events
     dlq = await js.subscribe("dlq.probe")
-    consumer = EventConsumer(
-        name="probe",
-        js=js,
-        stream="ONESTOP",
-        engine=engine,
-        outbox=outbox,
-        inbox=inbox_t,
-        handlers={"case_withdrawn": apply},
-    )
+    consumer = _consumer(engine, js, outbox, apply)
     task = asyncio.create_task(consumer.run())
     dead = await dlq.next_msg(timeout=10)
 
