@@ -52,6 +52,11 @@ LINGER_S = 0.02
 # At most this many events in one consumer transaction (a fetch of 128 messages may carry tens of
 # thousands when a consumer is behind): bounds its memory and how long its locks are held.
 MAX_EVENTS_PER_TX = 512
+# A fetch asks for about this many events at most: it asks for fewer messages when the last ones carried
+# many events each (the relay packs up to 256 in one), so that a consumer that is behind does not hold
+# 128 messages of 256 events each (32 MB of payload, 32,000 events) at once. With one event per
+# message it still asks for a whole batch of messages.
+FETCH_EVENTS = 2048
 
 
 def _count(msg: Any) -> int:
@@ -138,6 +143,11 @@ class EventConsumer:
         self._prefetch = prefetch
         self.processed = 0
         self.dead_lettered = 0
+        self._per_message = 1.0  # events per message in the last fetch
+
+    def _want(self) -> int:
+        """How many messages the next fetch asks for (see FETCH_EVENTS)."""
+        return max(1, min(self._batch, int(FETCH_EVENTS / self._per_message)))
 
     async def _subscribe(self) -> Any:
         config = ConsumerConfig(
@@ -157,15 +167,18 @@ class EventConsumer:
         return await self._js.pull_subscribe_bind(durable=self.name, stream=self._stream)
 
     async def _fetch(self, sub: Any) -> list[Any]:
-        """The next batch: wait (up to a second) for messages; when fewer than a batch came, wait
-        `linger` seconds (LINGER_S) and take what arrived meanwhile."""
-        msgs = await sub.fetch(self._batch, timeout=1.0)
-        if self._linger > 0 and len(msgs) < self._batch:
+        """The next batch: wait (up to a second) for messages; when fewer than asked for came, wait
+        `linger` seconds (LINGER_S) and take what arrived meanwhile. It asks for up to `batch` messages,
+        fewer when the last ones carried many events each (FETCH_EVENTS)."""
+        want = self._want()
+        msgs = await sub.fetch(want, timeout=1.0)
+        if self._linger > 0 and len(msgs) < want:
             await asyncio.sleep(self._linger)
             try:
-                msgs += await sub.fetch(self._batch - len(msgs), timeout=0.005)
+                msgs += await sub.fetch(want - len(msgs), timeout=0.005)
             except (NatsTimeout, TimeoutError):
                 pass
+        self._per_message = max(1.0, sum(_count(m) for m in msgs) / len(msgs)) if msgs else 1.0
         return msgs
 
     async def run(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from google.protobuf import json_format
@@ -21,9 +21,10 @@ from services.notification.model import Fact, Recipient, TaskInfo
 
 
 def fact(env: events_pb2.Envelope) -> Fact:
-    """The envelope as plain data (enum names, ISO instants, base64 bytes), for the rules."""
+    """The envelope as plain data (enum names, ISO instants, base64 bytes), for the rules: converted
+    field by field as the rules read it (most read two or three fields of a body)."""
     what = kind(env)
-    data = plain(getattr(env, what))
+    data = lazy(getattr(env, what))
     return Fact(
         event_id=env.event_id,
         kind=what,
@@ -198,3 +199,65 @@ def _converter(field: FieldDescriptor) -> Convert:
     if kind_ in (FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64):
         return str
     return int
+
+
+class LazyPlain(Mapping[str, Any]):
+    """`plain(message)` converted field by field on first reading: the same keys, values and order
+    (nested messages are LazyPlain too; `dict(...)` of one gives exactly `plain`'s dict at its top)."""
+
+    __slots__ = ("_message", "_plan", "_fields", "_done")
+
+    def __init__(self, message: Message, plan: tuple[tuple[str, Any], ...]) -> None:
+        self._message = message
+        self._plan = plan
+        self._fields = message.DESCRIPTOR.fields_by_name
+        self._done: dict[str, Any] = {}
+
+    def __contains__(self, key: object) -> bool:
+        field = self._fields.get(key) if isinstance(key, str) else None
+        if field is None:
+            return False
+        return not field.has_presence or self._message.HasField(field.name)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._done:
+            return self._done[key]
+        if key not in self:
+            raise KeyError(key)
+        field = self._fields[key]
+        convert = _lazy_converter(field)
+        value = getattr(self._message, key)
+        out = [convert(v) for v in value] if field.is_repeated else convert(value)
+        self._done[key] = out
+        return out
+
+    def __iter__(self) -> Iterator[str]:
+        # json_format's order: the fields set, in field-number order, then the unset ones printed
+        # with their defaults, in declaration order.
+        seen = [field.name for field, _ in self._message.ListFields()]
+        return iter(seen + [name for name, _ in self._plan if name not in seen])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"LazyPlain({self._message.DESCRIPTOR.name})"
+
+
+def lazy(message: Message) -> Mapping[str, Any]:
+    """`message` as plain data (what `plain` gives), converted as it is read."""
+    plan = _plan(message.DESCRIPTOR)
+    if plan is None:
+        return plain(message)
+    return LazyPlain(message, plan)
+
+
+@functools.cache
+def _lazy_converter(field: FieldDescriptor) -> Convert:
+    if (
+        field.cpp_type == FieldDescriptor.CPPTYPE_MESSAGE
+        and field.message_type is not None
+        and field.message_type.full_name != _TIMESTAMP
+    ):
+        return lazy
+    return _converter(field)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from onestop.events.v1 import events_pb2
 from services.common.events import BATCH_HEADER, MalformedEvent, new_event, subject_for, unpack
-from services.common.jetstream import _chunks, _count
+from services.common.jetstream import FETCH_EVENTS, EventConsumer, _chunks, _count
 from services.common.outbox import Row, bundle
 
 AT = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
@@ -112,3 +112,36 @@ def test_a_consumer_that_is_behind_applies_at_most_a_bounded_number_of_events_pe
     chunks = _chunks(messages, 512)
     assert [sum(_count(m) for m in chunk) for chunk in chunks] == [512, 191]
     assert [m for chunk in chunks for m in chunk] == messages  # nothing lost or reordered
+
+
+class _Sub:
+    """A pull subscription answering each fetch with the next prepared messages (as many as asked
+    for); records how many each asked for."""
+
+    def __init__(self, fetches: list[list[SimpleNamespace]]) -> None:
+        self.fetches = fetches
+        self.asked: list[int] = []
+
+    async def fetch(self, n: int, timeout: float) -> list[SimpleNamespace]:
+        self.asked.append(n)
+        return self.fetches.pop(0)[:n]
+
+
+async def test_a_consumer_that_is_behind_asks_for_fewer_messages_when_they_carry_many_events() -> None:
+    packed = [SimpleNamespace(headers={BATCH_HEADER: "256"})] * 40
+    single = [SimpleNamespace(headers=None)] * 200
+    sub = _Sub([packed, packed, single, single])
+    consumer = EventConsumer(
+        name="probe",
+        js=None,
+        stream="S",
+        engine=None,
+        outbox=None,
+        inbox=None,
+        handlers={},
+        linger=0,  # type: ignore[arg-type]
+    )
+    sizes = [len(await consumer._fetch(sub)) for _ in range(4)]
+    few = FETCH_EVENTS // 256
+    assert sub.asked == [128, few, few, 128]  # after messages of one event each, a whole batch again
+    assert sizes == [40, few, few, 128]  # 2,048 events at a time instead of up to 32,768

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from onestop.events.v1 import events_pb2
-from services.notification.convert import plain
+from services.notification.convert import lazy, plain
 
 BODIES = [f.name for f in events_pb2.Envelope.DESCRIPTOR.oneofs_by_name["body"].fields]
 
@@ -82,3 +83,32 @@ def test_partly_filled_messages_keep_json_formats_key_order() -> None:
     for field in list(body.DESCRIPTOR.fields)[::2]:
         body.ClearField(field.name)
     assert json.dumps(plain(body)) == json.dumps(_expected(body))
+
+
+def _materialized(value: Any) -> Any:
+    """A lazily converted value read whole, the way json.dumps would read a dict."""
+    if isinstance(value, Mapping):
+        return {k: _materialized(value[k]) for k in value}
+    if isinstance(value, list):
+        return [_materialized(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("body", BODIES)
+def test_the_lazy_conversion_reads_as_the_whole_one_empty_and_filled(body: str) -> None:
+    env = events_pb2.Envelope()
+    message = getattr(env, body)
+    for seed in (0, 1, 2):
+        if seed:
+            message.Clear()
+            _fill(message, seed)
+        whole = plain(message)
+        data = lazy(message)
+        assert json.dumps(_materialized(data)) == json.dumps(whole)  # same keys, values and order
+        assert len(data) == len(whole)
+        for field in message.DESCRIPTOR.fields:  # a field absent from plain's dict is absent here
+            assert (field.name in data) == (field.name in whole)
+            if field.name not in whole:
+                with pytest.raises(KeyError):
+                    data[field.name]
+        assert "no_such_field" not in data
