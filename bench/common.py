@@ -118,6 +118,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def steady_rate(finished: list[float], *, low: float = 0.1, high: float = 0.9) -> float:
+    """Completions per second while the run was in its steady state: between the completion of the
+    `low` and the `high` fraction of the work (instants in seconds, in any order). A finite run starts
+    with its pipeline filling (nothing completes for the first round trip, and the services are cold)
+    and ends with it draining; the rate in between is what the system sustains."""
+    if len(finished) < 10:
+        return float("nan")
+    ordered = sorted(finished)
+    a = round(low * (len(ordered) - 1))
+    b = round(high * (len(ordered) - 1))
+    span = ordered[b] - ordered[a]
+    return (b - a) / span if span > 0 else float("nan")
+
+
 def merge_results(path: Path | None, results: dict[str, dict[str, Any]]) -> None:
     """Merge {"metric": {"value", "unit", "target", "better"}} into a JSON file."""
     if path is None:

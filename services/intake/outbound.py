@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, select, update
+from sqlalchemy import all_, and_, any_, bindparam, exists, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.clock import aware
@@ -162,8 +163,18 @@ async def finish(conn: AsyncConnection, seq: int, *, state: str, error: str = ""
 _CASE_COLUMNS = [c.label(f"case__{c.name}") for c in orm.cases.c]
 
 
+def _in(column: Any, name: str, dialect_name: str, *, negate: bool = False) -> Any:
+    """`column` is (not) one of the list parameter `name`: on PostgreSQL one array parameter (one
+    statement text, prepared once, for every list length), elsewhere an expanding IN."""
+    if dialect_name == "postgresql":
+        array = bindparam(name, type_=postgresql.ARRAY(column.type))
+        return column != all_(array) if negate else column == any_(array)
+    listed: Any = bindparam(name, expanding=True)
+    return column.not_in(listed) if negate else column.in_(listed)
+
+
 @functools.cache
-def _due_statement() -> Any:
+def _due_statement(dialect_name: str) -> Any:
     # Built once: the uploader asks after every delivery, and building the aliased join each time cost
     # more CPU than running it. An upload comes with its case's row (one statement, not two).
     earlier = orm.forwarding.alias("earlier")
@@ -181,33 +192,41 @@ def _due_statement() -> Any:
             F.state == PENDING,
             F.next_attempt_at <= bindparam("now", type_=F.next_attempt_at.type),
             ~blocked,
-            F.seq.not_in(bindparam("busy", expanding=True)),
+            _in(F.seq, "busy", dialect_name, negate=True),
         )
         .order_by(F.next_attempt_at, F.seq)
         .limit(bindparam("limit"))
     )
 
 
-_CASES_IN = select(orm.cases).where(orm.cases.c.case_id.in_(bindparam("ids", expanding=True)))
-_UPLOADS_IN = (
-    select(orm.forwarding)
-    .where(F.case_id.in_(bindparam("ids", expanding=True)), F.op == UPLOAD)
-    .order_by(F.seq)
-)
+@functools.cache
+def _cases_in(dialect_name: str) -> Any:
+    return select(orm.cases).where(_in(orm.cases.c.case_id, "ids", dialect_name))
+
+
+@functools.cache
+def _uploads_in(dialect_name: str) -> Any:
+    return select(orm.forwarding).where(_in(F.case_id, "ids", dialect_name), F.op == UPLOAD).order_by(F.seq)
 
 
 async def cases_of(conn: AsyncConnection, case_ids: list[str]) -> dict[str, dict[str, Any]]:
     """The case rows of these ids (one statement), by id; an unknown id is left out."""
     if not case_ids:
         return {}
-    return {r["case_id"]: dict(r) for r in (await conn.execute(_CASES_IN, {"ids": case_ids})).mappings()}
+    return {
+        r["case_id"]: dict(r)
+        for r in (await conn.execute(_cases_in(conn.dialect.name), {"ids": case_ids})).mappings()
+    }
 
 
 async def uploads_of(conn: AsyncConnection, case_ids: list[str]) -> dict[str, dict[str, Any]]:
     """The (latest) upload operation of each of these cases that was forwarded, by case id."""
     if not case_ids:
         return {}
-    return {r["case_id"]: dict(r) for r in (await conn.execute(_UPLOADS_IN, {"ids": case_ids})).mappings()}
+    return {
+        r["case_id"]: dict(r)
+        for r in (await conn.execute(_uploads_in(conn.dialect.name), {"ids": case_ids})).mappings()
+    }
 
 
 async def due(
@@ -217,7 +236,7 @@ async def due(
     in `exclude` (being delivered); with the case rows of the uploads among them, read in one go."""
     async with engine.connect() as conn:
         result = await conn.execute(
-            _due_statement(), {"now": wall(), "busy": sorted(exclude), "limit": limit}
+            _due_statement(conn.dialect.name), {"now": wall(), "busy": sorted(exclude), "limit": limit}
         )
         rows = result.mappings().all()
         await conn.rollback()
