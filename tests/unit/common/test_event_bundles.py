@@ -139,7 +139,7 @@ async def test_a_consumer_that_is_behind_asks_for_fewer_messages_when_they_carry
         outbox=None,
         inbox=None,
         handlers={},
-        linger=0,  # type: ignore[arg-type]
+        linger=0,
     )
     sizes = [len(await consumer._fetch(sub)) for _ in range(4)]
     few = FETCH_EVENTS // 256
