@@ -19,7 +19,16 @@ from gateway.audit import note
 from gateway.auth import CARRIER_ROLES, Principal, forbid_unless, principal_of, require
 from gateway.clients import optional
 from gateway.keys import CONFIG, clients, now, store
-from gateway.views.common import departments, form_data, matter, redirect, render, supplement_documents, text
+from gateway.views.common import (
+    asked_materials,
+    departments,
+    form_data,
+    matter,
+    redirect,
+    render,
+    supplement_documents,
+    text,
+)
 from onestop.common.v1 import common_pb2
 from onestop.intake.v1 import convenience_pb2 as pb
 from onestop.intake.v1 import intake_pb2
@@ -194,11 +203,6 @@ async def _carried_case(request: web.Request, who: Principal) -> common_pb2.Case
     return await clients(request).intake.GetCase(intake_pb2.GetCaseRequest(case_id=case_id), timeout=5)
 
 
-def _asked(case: common_pb2.Case) -> list[str]:
-    """The materials the open notice asks for, once each (two departments may ask for the same one)."""
-    return list(dict.fromkeys(i.material_code for i in case.open_supplement))
-
-
 @routes.get("/staff/carried/{case_id}/supplement", name="carried_supplement")
 @require(AGENT, LIAISON)
 async def supplement_form(request: web.Request) -> web.Response:
@@ -213,7 +217,7 @@ async def supplement_form(request: web.Request) -> web.Response:
             "case": case,
             "matter": m,
             "materials": {x.code: x for x in m.materials},
-            "asked": _asked(case),
+            "asked": asked_materials(case),
             "departments": await departments(request),
             "done": request.query.get("done", ""),
             "max_mb": request.app[CONFIG].max_upload_bytes // (1024 * 1024),
@@ -228,7 +232,7 @@ async def answer_supplement(request: web.Request) -> web.Response:
     who = _me(request)
     case = await _carried_case(request, who)
     note(request, case_number=case.case_number)
-    asked = _asked(case)
+    asked = asked_materials(case)
     if case.status != common_pb2.CASE_STATUS_SUPPLEMENT_REQUESTED or not asked:
         raise web.HTTPConflict(reason="This case has no open supplement notice (it may be answered already)")
     docs = await supplement_documents(request, matter_code=case.matter_code, asked=asked)

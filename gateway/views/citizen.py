@@ -16,6 +16,7 @@ from gateway.keys import CONFIG, LIMITS, SIGNER, clients, now, store
 from gateway.security import TRACK_COOKIE, check_rate, set_cookie, sha256_hex
 from gateway.uploads import documents_from_form
 from gateway.views.common import (
+    asked_materials,
     departments,
     form_data,
     light,
@@ -292,6 +293,7 @@ async def case_page(request: web.Request) -> web.Response:
             "concluded": concluded,
             "max_mb": request.app[CONFIG].max_upload_bytes // (1024 * 1024),
             "materials": {x.code: x for x in m.materials},
+            "asked": asked_materials(case),
         },
     )
 
@@ -304,7 +306,7 @@ async def supplement(request: web.Request) -> web.Response:
     reply = await clients(request).intake.TrackCase(
         intake_pb2.TrackCaseRequest(case_number=number, query_code=code), timeout=5
     )
-    asked = [i.material_code for i in reply.case.open_supplement]
+    asked = asked_materials(reply.case)
     if not asked:
         raise web.HTTPConflict(reason="This case has no open supplement notice")
     docs = await supplement_documents(request, matter_code=reply.case.matter_code, asked=asked)

@@ -77,6 +77,12 @@ async def matter(request: web.Request, code: str) -> routing_pb2.Matter:
     return reply
 
 
+def asked_materials(case: common_pb2.Case) -> list[str]:
+    """The materials the open supplement notice asks for, once each (two departments may ask for the
+    same one: the applicant uploads it once)."""
+    return list(dict.fromkeys(i.material_code for i in case.open_supplement))
+
+
 async def supplement_documents(
     request: web.Request, *, matter_code: str, asked: list[str]
 ) -> list[common_pb2.Document]:

@@ -129,6 +129,24 @@ async def test_the_supplement_answer_goes_to_intake_with_the_query_code(gw: Gate
     assert req.query_code == CODE and req.case_id == "c1" and req.documents[0].material_code == "SITE-PLAN"
 
 
+async def test_a_material_two_departments_ask_for_is_uploaded_once(gw: Gateway) -> None:
+    case = gw.fakes.intake.cases[NUMBER]
+    case.status = common_pb2.CASE_STATUS_SUPPLEMENT_REQUESTED
+    case.open_supplement.add(material_code="SITE-PLAN", reason="比例尺不清", department="PLAN")
+    case.open_supplement.add(material_code="SITE-PLAN", reason="未标红线", department="LAND")
+    await gw.post("/track", {"number": NUMBER, "code": CODE}, page="/track")
+    page = await (await gw.client.get(f"/track/{NUMBER}")).text()
+    assert "比例尺不清" in page and "未标红线" in page  # both reasons are listed in the notice
+    assert page.count('name="file_SITE-PLAN"') == 1  # but there is one file to choose, not two
+    form = FormData()
+    form.add_field("_csrf", await gw.csrf(f"/track/{NUMBER}"))
+    form.add_field("file_SITE-PLAN", PDF, filename="site3.pdf", content_type="application/pdf")
+    resp = await gw.client.post(f"/track/{NUMBER}/supplement", data=form, allow_redirects=False)
+    assert resp.status == 303
+    (req,) = gw.fakes.intake.supplements
+    assert [d.material_code for d in req.documents] == ["SITE-PLAN"]
+
+
 async def test_a_concluded_case_can_be_evaluated_once_the_code_is_known(make_gateway: Any) -> None:
     fakes = Fakes(supervision=FakeSupervision())
     fakes.intake.cases[NUMBER].status = common_pb2.CASE_STATUS_CONCLUDED
