@@ -14,11 +14,13 @@ from services.common.outbox import UnitOfWork
 from services.intake import convenience_repository as repo
 from services.intake import fees
 from services.intake.convenience import ConvenienceContext, load_case
-from services.intake.convenience_staff import FEE_COLLECTOR, LIAISON, require
+from services.intake.convenience_staff import FEE_COLLECTOR, require
 from services.intake.convert import to_json
 
 REFUNDERS = (FEE_COLLECTOR, "center_director")
-RECONCILERS = (FEE_COLLECTOR, LIAISON, "center_director")
+# The directive gives fees to the fee collectors (收费人员); liaison officers assign agents and track
+# matters, and the director oversees the whole center's ledger.
+RECONCILERS = (FEE_COLLECTOR, "center_director")
 SUPERVISORS = ("center_director", "supervisor")  # the management office a discrepancy is flagged to
 log = get_logger(__name__)
 
@@ -174,7 +176,7 @@ async def reconcile(uow: UnitOfWork, ctx: ConvenienceContext, req: Any) -> dict[
     day = fees.check_day(req.day)
     declared = fees.parse_declared(req.declared)
     if req.by.role not in RECONCILERS:
-        raise PermissionDenied("a fee collector, liaison officer or the center director reconciles")
+        raise PermissionDenied("a fee collector or the center director reconciles")
     await require(ctx.staff, req.by, center=ctx.center, role=req.by.role)
     rows = await repo.fees(uow.conn, center=ctx.center, day=day, collector=req.collector)
     lines = [

@@ -25,10 +25,14 @@ CENTER = "210211101"
 
 
 class Staff:
-    """Two fee collectors and a director."""
+    """Two fee collectors, a director and a liaison officer."""
 
     async def grants(self, center: str, role: str) -> list[Grant]:
-        people = {"fee_collector": ["fee1", "fee2"], "center_director": ["director"]}.get(role, [])
+        people = {
+            "fee_collector": ["fee1", "fee2"],
+            "center_director": ["director"],
+            "liaison_officer": ["liaison"],
+        }.get(role, [])
         return [Grant(u, u, role, center, "") for u in people]
 
     async def centers(self) -> list[tuple[str, str]]:
@@ -185,3 +189,15 @@ async def test_the_days_reconciliations_are_read_back_with_their_printable_repor
     not_a_day = pb.ListReconciliationsRequest(day="2026-02-30")
     with pytest.raises(InvalidArgument):
         await run(lambda uow: fees_handlers.reconciliations(uow, ctx, not_a_day))
+
+
+async def test_only_fee_collectors_and_the_director_reconcile(env: Any) -> None:
+    ctx, _, run = env
+    await run(lambda uow: fees_handlers.collect(uow, ctx, charge("20.00", "fee1")))
+    req = pb.ReconcileRequest(day="2026-03-02", declared="20.00", by=actor("liaison", "liaison_officer"))
+    with pytest.raises(PermissionDenied, match="fee collector or the center director"):
+        await run(lambda uow: fees_handlers.reconcile(uow, ctx, req))
+    by_director = pb.ReconcileRequest(
+        day="2026-03-02", declared="20.00", by=actor("director", "center_director")
+    )
+    assert (await run(lambda uow: fees_handlers.reconcile(uow, ctx, by_director)))["balanced"]
