@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Result, any_, bindparam, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Result, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.approval import orm
+from services.common.db import one_of
 from services.common.errors import NotFound
 from services.common.outbox import UnitOfWork
 
@@ -34,29 +34,19 @@ def _dicts(result: Result[Any]) -> list[dict[str, Any]]:
 Case = tuple[dict[str, Any], list[dict[str, Any]]]
 
 
-def _one_of(column: Any, name: str, *, postgresql: bool) -> Any:
-    """`column` is one of the list parameter `name`: on PostgreSQL `= ANY(array)` (one statement text for
-    every list length, nothing rendered per call), elsewhere an expanding IN."""
-    if postgresql:
-        return column == any_(bindparam(name, type_=ARRAY(column.type)))
-    return column.in_(bindparam(name, expanding=True))
-
-
 def _plans_in(*, postgresql: bool) -> Any:
-    return select(orm.plans).where(_one_of(orm.plans.c.case_id, "case_ids", postgresql=postgresql))
+    return select(orm.plans).where(one_of(orm.plans.c.case_id, "case_ids", postgresql=postgresql))
 
 
 def _plans_of_tasks(*, postgresql: bool) -> Any:
-    owners = select(orm.tasks.c.case_id).where(
-        _one_of(orm.tasks.c.task_id, "task_ids", postgresql=postgresql)
-    )
+    owners = select(orm.tasks.c.case_id).where(one_of(orm.tasks.c.task_id, "task_ids", postgresql=postgresql))
     return select(orm.plans).where(orm.plans.c.case_id.in_(owners))
 
 
 def _tasks_of_cases(*, postgresql: bool) -> Any:
     return (
         select(orm.tasks)
-        .where(_one_of(orm.tasks.c.case_id, "case_ids", postgresql=postgresql))
+        .where(one_of(orm.tasks.c.case_id, "case_ids", postgresql=postgresql))
         .order_by(orm.tasks.c.case_id, orm.tasks.c.grp, orm.tasks.c.department)
     )
 
@@ -155,7 +145,7 @@ async def case_tasks(conn: AsyncConnection, case_id: str) -> list[dict[str, Any]
 
 
 def _queue(*, by_department: bool, postgresql: bool) -> Any:
-    stmt = select(orm.tasks).where(_one_of(orm.tasks.c.status, "statuses", postgresql=postgresql))
+    stmt = select(orm.tasks).where(one_of(orm.tasks.c.status, "statuses", postgresql=postgresql))
     if by_department:
         stmt = stmt.where(orm.tasks.c.department == bindparam("department"))
     return stmt.order_by(orm.tasks.c.priority.desc(), orm.tasks.c.due_at, orm.tasks.c.created_at).limit(

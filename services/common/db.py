@@ -20,6 +20,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    all_,
+    any_,
     bindparam,
     cast,
     event,
@@ -29,6 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
+
+_PG_ARRAY = postgresql.ARRAY  # (`one_of` has a parameter of that name)
 
 
 def create_engine(url: str, *, pool_size: int | None = None) -> AsyncEngine:
@@ -92,6 +96,18 @@ def _unnested(column: Any) -> Any:
     if isinstance(column.type, JSON):
         return cast(func.unnest(bindparam(f"a_{column.name}", type_=postgresql.ARRAY(Text))), column.type)
     return func.unnest(bindparam(f"a_{column.name}", type_=postgresql.ARRAY(column.type)))
+
+
+def one_of(column: Any, name: str, *, postgresql: bool, negate: bool = False) -> Any:
+    """`column` is (with `negate`: is not) one of the list parameter `name`. PostgreSQL gets the list as one
+    array parameter (`= ANY`, `!= ALL`): one statement text, prepared once, for every list length, where an
+    expanded IN would be a new statement (and a new prepared statement) for every length. Elsewhere
+    (SQLite) an expanding IN."""
+    if postgresql:
+        array = bindparam(name, type_=_PG_ARRAY(column.type))
+        return column != all_(array) if negate else column == any_(array)
+    listed: Any = bindparam(name, expanding=True)
+    return column.not_in(listed) if negate else column.in_(listed)
 
 
 def _json_text(value: Any, none_as_null: bool) -> str | None:

@@ -28,7 +28,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    any_,
     bindparam,
     func,
     select,
@@ -40,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from onestop.events.v1 import events_pb2
 from services.common.audit import AuditBuffer
-from services.common.db import Instant, insert_ignore, unnest_insert, unnest_params
+from services.common.db import Instant, insert_ignore, one_of, unnest_insert, unnest_params
 from services.common.events import BATCH_HEADER, kind, pack, subject_for
 from services.common.logging import get_logger
 
@@ -360,10 +359,7 @@ def _key_of(table: Table, row: dict[str, Any]) -> Any:
 def _select_in(table: Table, column: str, dialect_name: str) -> Any:
     """Rows whose `column` is in the list parameter "keys". PostgreSQL gets the list as one array
     parameter, so one prepared statement serves every list length."""
-    col = table.c[column]
-    if dialect_name == "postgresql":
-        return select(table).where(col == any_(bindparam("keys", type_=postgresql.ARRAY(col.type))))
-    return select(table).where(col.in_(bindparam("keys", expanding=True)))
+    return select(table).where(one_of(table.c[column], "keys", postgresql=dialect_name == "postgresql"))
 
 
 @functools.cache
@@ -452,13 +448,7 @@ def _unsent(table: Table) -> Any:
 
 @functools.cache
 def _mark_sent(table: Table, dialect_name: str) -> Any:
-    # PostgreSQL gets the ids as one array: an expanded IN list is a new statement text (prepared and
-    # planned again) for every batch size.
-    col = table.c.event_id
-    if dialect_name == "postgresql":
-        where = col == any_(bindparam("ids", type_=postgresql.ARRAY(col.type)))
-    else:
-        where = col.in_(bindparam("ids", expanding=True))
+    where = one_of(table.c.event_id, "ids", postgresql=dialect_name == "postgresql")
     return update(table).where(where).values(sent_at=bindparam("now"))
 
 

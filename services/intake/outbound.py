@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import all_, and_, any_, bindparam, exists, select, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import and_, bindparam, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.clock import aware
+from services.common.db import one_of
 from services.intake import orm
 
 UPLOAD, SUPPLEMENT, WITHDRAW = "upload", "supplement", "withdraw"
@@ -163,16 +163,6 @@ async def finish(conn: AsyncConnection, seq: int, *, state: str, error: str = ""
 _CASE_COLUMNS = [c.label(f"case__{c.name}") for c in orm.cases.c]
 
 
-def _in(column: Any, name: str, dialect_name: str, *, negate: bool = False) -> Any:
-    """`column` is (not) one of the list parameter `name`: on PostgreSQL one array parameter (one
-    statement text, prepared once, for every list length), elsewhere an expanding IN."""
-    if dialect_name == "postgresql":
-        array = bindparam(name, type_=postgresql.ARRAY(column.type))
-        return column != all_(array) if negate else column == any_(array)
-    listed: Any = bindparam(name, expanding=True)
-    return column.not_in(listed) if negate else column.in_(listed)
-
-
 @functools.cache
 def _due_statement(dialect_name: str) -> Any:
     # Built once: the uploader asks after every delivery, and building the aliased join each time cost
@@ -192,7 +182,7 @@ def _due_statement(dialect_name: str) -> Any:
             F.state == PENDING,
             F.next_attempt_at <= bindparam("now", type_=F.next_attempt_at.type),
             ~blocked,
-            _in(F.seq, "busy", dialect_name, negate=True),
+            one_of(F.seq, "busy", postgresql=dialect_name == "postgresql", negate=True),
         )
         .order_by(F.next_attempt_at, F.seq)
         .limit(bindparam("limit"))
@@ -201,12 +191,18 @@ def _due_statement(dialect_name: str) -> Any:
 
 @functools.cache
 def _cases_in(dialect_name: str) -> Any:
-    return select(orm.cases).where(_in(orm.cases.c.case_id, "ids", dialect_name))
+    return select(orm.cases).where(
+        one_of(orm.cases.c.case_id, "ids", postgresql=dialect_name == "postgresql")
+    )
 
 
 @functools.cache
 def _uploads_in(dialect_name: str) -> Any:
-    return select(orm.forwarding).where(_in(F.case_id, "ids", dialect_name), F.op == UPLOAD).order_by(F.seq)
+    return (
+        select(orm.forwarding)
+        .where(one_of(F.case_id, "ids", postgresql=dialect_name == "postgresql"), F.op == UPLOAD)
+        .order_by(F.seq)
+    )
 
 
 async def cases_of(conn: AsyncConnection, case_ids: list[str]) -> dict[str, dict[str, Any]]:

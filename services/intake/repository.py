@@ -7,11 +7,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, exists, func, select, update
+from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.common.db import insert_ignore
+from services.common.db import insert_ignore, one_of
 from services.common.outbox import UnitOfWork
 from services.intake import orm, outbound
 
@@ -39,11 +39,7 @@ async def update_case(conn: AsyncConnection, case_id: str, **values: Any) -> Non
 
 
 def _in(column: Any, dialect_name: str) -> Any:
-    # PostgreSQL gets one array parameter: a list rendered as $1, $2, ... would be a new statement (and
-    # a new prepared statement) for every batch size.
-    if dialect_name == "postgresql":
-        return column == any_(bindparam("ids", type_=postgresql.ARRAY(String)))
-    return column.in_(bindparam("ids", expanding=True))
+    return one_of(column, "ids", postgresql=dialect_name == "postgresql")
 
 
 @functools.cache
@@ -106,13 +102,9 @@ async def preload_request_ids(uow: UnitOfWork, request_ids: Iterable[str]) -> No
 @functools.cache
 def _by_origins_or_request_ids(dialect_name: str) -> Any:
     c = orm.cases.c
-    if dialect_name == "postgresql":
-        origins = c.origin_case_id == any_(bindparam("origins", type_=postgresql.ARRAY(String)))
-        requests = c.client_request_id == any_(bindparam("rids", type_=postgresql.ARRAY(String)))
-    else:
-        origins = c.origin_case_id.in_(bindparam("origins", expanding=True))
-        requests = c.client_request_id.in_(bindparam("rids", expanding=True))
-    return select(orm.cases).where(origins | requests)
+    pg = dialect_name == "postgresql"
+    origins = one_of(c.origin_case_id, "origins", postgresql=pg)
+    return select(orm.cases).where(origins | one_of(c.client_request_id, "rids", postgresql=pg))
 
 
 async def preload_uploads(uow: UnitOfWork, uploads: dict[str, str]) -> None:
