@@ -12,9 +12,7 @@ def test_a_run_that_starts_slowly_and_drains_reports_the_rate_it_sustained_in_be
     steady = [3.0 + i / 150 for i in range(1500)]  # then 150 a second for ten seconds
     drain = [13.0 + i * 0.1 for i in range(10)]  # and a tail
     rate = steady_rate(drain + steady + fill)  # in any order
-    assert 148 < rate < 152
-    whole = len(fill + steady + drain) / 14.0  # what first-to-last gives for the same run
-    assert whole < 120
+    assert 148 < rate < 152  # first submission to last completion would say 1,530 / 14 s = 109
 
 
 def test_too_few_completions_have_no_steady_rate() -> None:
