@@ -19,9 +19,10 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Integer, MetaData, String, Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.common.db import Instant, create_engine, insert_ignore
+from services.common.db import Instant, create_engine, insert_ignore, insert_many
 
 GENESIS = "0" * 64
+_COLUMNS = ("seq", "at", "actor", "role", "action", "subject", "detail", "prev_hash", "hash")
 
 
 def audit_tables(metadata: MetaData, prefix: str) -> tuple[Table, Table]:
@@ -162,8 +163,8 @@ async def append_many(conn: AsyncConnection, tables: tuple[Table, Table], entrie
         )
         prev = digest
     # (One statement with the records in a CTE saved a round trip but was compiled anew on every call:
-    # ~17% of approval's CPU. These two are compiled once.)
-    await conn.execute(log.insert(), rows)
+    # ~17% of approval's CPU. These are compiled once; the records go as arrays, one execution.)
+    await insert_many(conn, log, _COLUMNS, rows)
     await conn.execute(_move_head(head), {"new_seq": seq, "new_hash": prev})
     return seq
 

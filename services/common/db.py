@@ -27,6 +27,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -156,6 +157,79 @@ def unnest_params(table: Table, columns: tuple[str, ...], rows: list[dict[str, A
         else:
             params[f"a_{name}"] = [row[name] for row in rows]
     return params
+
+
+async def insert_many(
+    conn: AsyncConnection,
+    table: Table,
+    columns: tuple[str, ...],
+    rows: list[dict[str, Any]],
+    conflict: str = "error",
+) -> None:
+    """Insert rows that have exactly `columns` (`conflict` as for `unnest_insert`): one statement execution
+    on PostgreSQL (arrays through unnest) where the columns allow it, else an executemany (which on
+    PostgreSQL is one execution per row: bind, executor start and end, constraint checks)."""
+    name = conn.dialect.name
+    fast = unnest_insert(table, columns, conflict) if name == "postgresql" and len(rows) > 1 else None
+    if fast is not None:
+        await conn.execute(fast, unnest_params(table, columns, rows))
+    elif conflict == "update":
+        await conn.execute(_upsert_stmt(table, columns, name), rows)
+    else:
+        dialect: Any = postgresql if name == "postgresql" else sqlite
+        stmt = dialect.insert(table).on_conflict_do_nothing() if conflict == "ignore" else table.insert()
+        await conn.execute(stmt, rows)
+
+
+@functools.cache
+def _upsert_stmt(table: Table, columns: tuple[str, ...], dialect_name: str) -> Any:
+    dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
+    keys = [c.name for c in table.primary_key.columns]
+    stmt = dialect.insert(table)
+    updates = {c: stmt.excluded[c] for c in columns if c not in keys}
+    if not updates:
+        return stmt.on_conflict_do_nothing()
+    return stmt.on_conflict_do_update(index_elements=keys, set_=updates)
+
+
+@functools.cache
+def unnest_update(table: Table, key: str, columns: tuple[str, ...]) -> Any | None:
+    """PostgreSQL: an UPDATE of many rows, each found by its `key` column and given new `columns`, all
+    given as one array per column (bind names ``a_<column>``, the key's among them):
+    ``UPDATE t SET x = v.x .. FROM (SELECT unnest(:a_key) AS key, unnest(:a_x) AS x ..) v WHERE t.key =
+    v.key``, executed once for any number of rows. None when a column's type cannot go through an array."""
+    cols = [table.c[name] for name in (key, *columns)]
+    if not all(_array_safe(c) for c in cols):
+        return None
+    values = select(*[_unnested(c).label(c.name) for c in cols]).subquery("v")
+    return (
+        update(table).where(table.c[key] == values.c[key]).values({name: values.c[name] for name in columns})
+    )
+
+
+async def update_many(
+    conn: AsyncConnection, table: Table, key: str, columns: tuple[str, ...], rows: list[dict[str, Any]]
+) -> None:
+    """Set `columns` of the rows whose `key` column is each row's (each row has `key` and exactly
+    `columns`, and no key twice): one statement execution on PostgreSQL, else an executemany."""
+    if not rows:
+        return
+    fast = unnest_update(table, key, columns) if conn.dialect.name == "postgresql" and len(rows) > 1 else None
+    if fast is not None:
+        await conn.execute(fast, unnest_params(table, (key, *columns), rows))
+    else:
+        params = [{f"k_{key}": row[key], **{f"v_{c}": row[c] for c in columns}} for row in rows]
+        await conn.execute(_update_by_key(table, key, columns), params)
+
+
+@functools.cache
+def _update_by_key(table: Table, key: str, columns: tuple[str, ...]) -> Any:
+    c = table.c
+    return (
+        update(table)
+        .where(c[key] == bindparam(f"k_{key}"))
+        .values({name: bindparam(f"v_{name}", type_=c[name].type) for name in columns})
+    )
 
 
 class Instant(TypeDecorator[datetime]):

@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from onestop.events.v1 import events_pb2
 from services.common.audit import AuditBuffer
-from services.common.db import Instant, insert_ignore, one_of, unnest_insert, unnest_params
+from services.common.db import Instant, insert_ignore, insert_many, one_of
 from services.common.events import BATCH_HEADER, kind, pack, subject_for
 from services.common.logging import get_logger
 
@@ -278,7 +278,7 @@ class UnitOfWork:
             for row in pending.values():
                 by_columns.setdefault(tuple(sorted(row)), []).append(row)
             for columns, rows in by_columns.items():
-                await self._write_many(table, columns, rows, "update")
+                await insert_many(self.conn, table, columns, rows, "update")
         self._dirty.clear()
 
     async def _flush_later(self) -> None:
@@ -290,25 +290,9 @@ class UnitOfWork:
                 end = start + 1
                 while end < len(rows) and tuple(rows[end]) == columns:
                     end += 1
-                await self._write_many(table, columns, rows[start:end], "ignore" if ignore else "error")
+                await insert_many(self.conn, table, columns, rows[start:end], "ignore" if ignore else "error")
                 start = end
         self._later.clear()
-
-    async def _write_many(
-        self, table: Table, columns: tuple[str, ...], rows: list[dict[str, Any]], conflict: str
-    ) -> None:
-        """Insert (or upsert) rows that have exactly `columns`: one statement execution on PostgreSQL
-        (arrays through unnest), else an executemany."""
-        name = self.conn.dialect.name
-        fast = unnest_insert(table, columns, conflict) if name == "postgresql" and len(rows) > 1 else None
-        if fast is not None:
-            await self.conn.execute(fast, unnest_params(table, columns, rows))
-        elif conflict == "update":
-            await self.conn.execute(_upsert(table, columns, name), rows)
-        else:
-            dialect: Any = postgresql if name == "postgresql" else sqlite
-            stmt = dialect.insert(table).on_conflict_do_nothing() if conflict == "ignore" else table.insert()
-            await self.conn.execute(stmt, rows)
 
     def audit(self, tables: tuple[Table, Table], **fields: Any) -> None:
         """Record an action in a hash-chained audit log; chained and written just before commit."""
@@ -396,17 +380,6 @@ def _add_unnest(table: Table) -> Any:
         bindparam("now", type_=c.created_at.type),
     )
     return table.insert().from_select(["event_id", "subject", "payload", "created_at"], rows)
-
-
-@functools.cache
-def _upsert(table: Table, columns: tuple[str, ...], dialect_name: str) -> Any:
-    dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
-    keys = [c.name for c in table.primary_key.columns]
-    stmt = dialect.insert(table)
-    updates = {c: stmt.excluded[c] for c in columns if c not in keys}
-    if not updates:
-        return stmt.on_conflict_do_nothing()
-    return stmt.on_conflict_do_update(index_elements=keys, set_=updates)
 
 
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure

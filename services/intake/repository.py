@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.common.db import insert_ignore, one_of
+from services.common.db import insert_ignore, one_of, update_many
 from services.common.outbox import UnitOfWork
 from services.intake import orm, outbound
 
@@ -175,21 +175,9 @@ async def _flush_case_updates(uow: UnitOfWork, conn: AsyncConnection) -> None:
     pending: dict[str, dict[str, Any]] = uow.memo.pop(_CASE_UPDATES, {})
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for case_id, values in pending.items():
-        params = {f"v_{c}": v for c, v in values.items()}
-        params["k_case_id"] = case_id
-        by_columns.setdefault(tuple(sorted(values)), []).append(params)
-    for columns, params_list in by_columns.items():
-        await conn.execute(_update_columns(columns), params_list)
-
-
-@functools.cache
-def _update_columns(columns: tuple[str, ...]) -> Any:
-    c = orm.cases.c
-    return (
-        update(orm.cases)
-        .where(c.case_id == bindparam("k_case_id"))
-        .values({name: bindparam(f"v_{name}", type_=c[name].type) for name in columns})
-    )
+        by_columns.setdefault(tuple(sorted(values)), []).append({**values, "case_id": case_id})
+    for columns, rows in by_columns.items():
+        await update_many(conn, orm.cases, "case_id", columns, rows)
 
 
 @functools.cache

@@ -15,15 +15,14 @@ case's id, so a task's clock absent among its case's clocks does not exist.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from onestop.events.v1 import events_pb2
+from services.common.db import insert_many
 from services.common.events import kind
 from services.common.outbox import UnitOfWork
 from services.supervision import orm
@@ -44,6 +43,7 @@ CASE_WRITERS = frozenset(
 _CASE_ORDER = ("submitted", "accepted", "routed", "forwarded")
 # A new case row: every column's default (whole rows are written, see above).
 _NEW_CASE = {c.name: getattr(c.default, "arg", None) for c in orm.cases.c}
+_CASE_COLUMNS = tuple(_NEW_CASE)
 _CHUNK = 1000
 _CLOCKS_OF = "supervision.clocks_of"  # uow.memo key prefix: the ids of a case's clocks, once read
 
@@ -61,12 +61,6 @@ _SELECT_CLOCKS_OF = (
 _LOCK_CLOCKS_OF = _SELECT_CLOCKS_OF.with_for_update()
 _SELECT_CLOCK = select(orm.clocks).where(orm.clocks.c.clock_id == bindparam("clock_id"))
 _LOCK_CLOCK = _SELECT_CLOCK.with_for_update()
-
-
-@functools.cache
-def _insert_placeholders(dialect_name: str) -> Any:
-    dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
-    return dialect.insert(orm.cases).on_conflict_do_nothing()
 
 
 def case_id_of(env: events_pb2.Envelope) -> str:
@@ -109,7 +103,7 @@ async def _read_cases(
     conn = uow.conn
     if create:
         assert now is not None
-        await conn.execute(_insert_placeholders(conn.dialect.name), [new_case(k, now) for k in create])
+        await insert_many(conn, orm.cases, _CASE_COLUMNS, [new_case(k, now) for k in create], "ignore")
     for k in case_ids:
         uow.remember(orm.cases, k, None)
     stmt = _LOCK_CASES if conn.dialect.name == "postgresql" else _SELECT_CASES

@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from onestop.events.v1 import events_pb2
-from services.common.db import Instant, create_engine
+from services.common.db import Instant, create_engine, update_many
 from services.common.events import kind, new_event, subject_for
 from services.common.outbox import Outbox, UnitOfWork, inbox_table, outbox_table
 
@@ -194,3 +194,45 @@ async def test_rows_written_later_in_bulk_keep_their_order_values_and_conflict_r
         uow.insert_later(timeline, {"event_id": "x3"}, ignore=False)
         with pytest.raises(Exception, match="(?i)unique|duplicate"):
             await uow.commit()
+
+
+async def test_many_rows_updated_by_key_in_one_go_get_exactly_their_own_values(engine: AsyncEngine) -> None:
+    at = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+    async with engine.begin() as conn:
+        await conn.execute(
+            timeline.insert(),
+            [
+                {"event_id": f"u{i}", "detail": {"n": i}, "urgent": False, "at": at, "note": "old"}
+                for i in range(4)
+            ],
+        )
+    later = datetime(2026, 12, 8, 1, 2, 3, tzinfo=UTC)
+    columns = ("at", "detail", "note", "urgent")
+    async with engine.begin() as conn:
+        await update_many(
+            conn,
+            timeline,
+            "event_id",
+            columns,
+            [
+                {
+                    "event_id": "u2",
+                    "detail": ["列表", {"k": None}],
+                    "urgent": True,
+                    "at": later,
+                    "note": "two",
+                },
+                {"event_id": "u0", "detail": None, "urgent": None, "at": None, "note": "zero"},
+                {"event_id": "absent", "detail": 1, "urgent": True, "at": later, "note": "none"},
+            ],
+        )
+        await update_many(conn, timeline, "event_id", ("note",), [{"event_id": "u3", "note": "one row"}])
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(timeline).where(timeline.c.event_id.like("u%")))).mappings().all()
+    got = {r["event_id"]: (r["detail"], r["urgent"], r["at"], r["note"]) for r in rows}
+    assert got == {
+        "u0": (None, None, None, "zero"),
+        "u1": ({"n": 1}, False, at, "old"),  # not named: untouched
+        "u2": (["列表", {"k": None}], True, later, "two"),
+        "u3": ({"n": 3}, False, at, "one row"),
+    }
