@@ -32,6 +32,7 @@ CONSUMED = (
     "task_urged",
     "task_deemed_approved",
     "case_delivered",
+    "evaluation_submitted",
 )
 MATTER_TTL_ENV = "ONESTOP_MATTER_CACHE_S"  # how long a new catalogue version may take to reach intake
 DEFAULT_MATTER_TTL_S = 30.0

@@ -41,6 +41,8 @@ async def on_event(uow: UnitOfWork, env: events_pb2.Envelope, *, ctx: IntakeCont
         return
     if what == "case_concluded" and await federation.on_preliminary_concluded(uow, ctx, env, row):
         return
+    if what == "evaluation_submitted":
+        await federation.on_evaluated(uow, ctx, env, row)
     await federation.feed_event(uow, ctx, env, row)
     if what in _STATUS_ON and row["status"] in (CS.CASE_STATUS_ACCEPTED, CS.CASE_STATUS_ROUTED):
         repository.update_case_later(uow, row, status=_STATUS_ON[what], updated_at=now)

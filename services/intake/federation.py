@@ -290,3 +290,25 @@ async def after_withdraw(uow: UnitOfWork, ctx: Any, row: dict[str, Any], reason:
         payload={"reason": reason},
     )
     ctx.bells.uploads.ring_after(uow)
+
+
+async def on_evaluated(uow: UnitOfWork, ctx: Any, env: events_pb2.Envelope, row: dict[str, Any]) -> None:
+    """The applicant rated a case that went up: the rating goes up too, for the parent's windows that
+    decided it (R16). A case whose upload never reached the parent keeps its rating here only."""
+    op = await _upload_of(uow, row["case_id"])
+    if op is None or op["state"] in (outbound.HELD, outbound.FAILED, outbound.CANCELLED):
+        return
+    body = env.evaluation_submitted
+    outbound.enqueue_later(
+        uow,
+        case_id=row["case_id"],
+        op=outbound.EVALUATE,
+        parent_center=op["parent_center"],
+        payload={
+            "rating": body.rating,
+            "tags": list(body.tags),
+            "text": body.text,
+            "follow_up": body.follow_up,
+        },
+    )
+    ctx.bells.uploads.ring_after(uow)

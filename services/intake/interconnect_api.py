@@ -16,9 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from onestop.common.v1 import common_pb2
+from onestop.events.v1 import events_pb2
 from onestop.intake.v1 import intake_pb2
 from onestop.interconnect.v1 import interconnect_pb2
 from onestop.routing.v1 import routing_pb2, routing_pb2_grpc
+from services.common import ratings
 from services.common.db import insert_ignore
 from services.common.errors import FailedPrecondition, NotFound, PermissionDenied, Unavailable
 from services.common.logging import get_logger
@@ -32,6 +34,8 @@ from services.intake.received_documents import ReceivedDocuments
 
 log = get_logger(__name__)
 CHILDREN_TTL_S = 60.0
+# A case is rated once it is decided (a withdrawn case is concluded too, with the outcome WITHDRAWN).
+CLOSED = (common_pb2.CASE_STATUS_CONCLUDED, common_pb2.CASE_STATUS_DELIVERED)
 FEED_BATCH = 256
 IDLE_WAIT_S = 1.0
 
@@ -219,6 +223,25 @@ class InterconnectApi:
             return await handlers.withdraw_case(uow, self.ctx, request)
 
         return await self._once(context, "WithdrawCase", req.child_case_id, req.operation_id, withdraw)
+
+    async def EvaluateCase(
+        self, req: interconnect_pb2.EvaluateCaseRequest, context: Any
+    ) -> interconnect_pb2.UploadCaseResponse:
+        async def evaluate(uow: UnitOfWork, row: dict[str, Any], by: common_pb2.Actor) -> dict[str, Any]:
+            tags, text = ratings.clean(list(req.tags), req.text)
+            ratings.validate(rating=req.rating, tags=tags, text=text)
+            if row["status"] not in CLOSED:
+                raise FailedPrecondition(
+                    f"case {row['case_number'] or row['case_id']} is not concluded here yet; "
+                    "it can be evaluated once its result went back"
+                )
+            body = events_pb2.EvaluationForwarded(
+                child_center=by.center, rating=req.rating, tags=tags, text=text, follow_up=req.follow_up
+            )
+            uow.emit(self.ctx.event(body, row))
+            return row
+
+        return await self._once(context, "EvaluateCase", req.child_case_id, req.operation_id, evaluate)
 
     async def WatchResults(
         self, req: interconnect_pb2.WatchResultsRequest, context: Any

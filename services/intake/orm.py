@@ -92,13 +92,14 @@ timeline = Table(
 # -- interconnect (docs/INTERCONNECT.md) ------------------------------------------------------------
 _SEQ = BigInteger().with_variant(Integer, "sqlite")
 
-# Child side: the durable forwarding outbox (upload, supplement, withdraw), delivered in order per case.
+# Child side: the durable forwarding outbox (upload, supplement, withdraw, evaluate), delivered in order
+# per case.
 forwarding = Table(
     "intake_forwarding",
     metadata,
     Column("seq", _SEQ, primary_key=True, autoincrement=True),
     Column("case_id", String(36), nullable=False),
-    Column("op", String(16), nullable=False),  # upload | supplement | withdraw
+    Column("op", String(16), nullable=False),  # upload | supplement | withdraw | evaluate
     Column("state", String(16), nullable=False),  # held | pending | done | failed | cancelled
     Column("parent_center", String(32), nullable=False),
     Column("payload", JSON, nullable=False),

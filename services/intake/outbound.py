@@ -18,7 +18,7 @@ from services.common.clock import aware
 from services.common.db import one_of
 from services.intake import orm
 
-UPLOAD, SUPPLEMENT, WITHDRAW = "upload", "supplement", "withdraw"
+UPLOAD, SUPPLEMENT, WITHDRAW, EVALUATE = "upload", "supplement", "withdraw", "evaluate"
 HELD, PENDING, DONE, FAILED, CANCELLED = "held", "pending", "done", "failed", "cancelled"
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 30.0

@@ -92,4 +92,9 @@ def describe(env: events_pb2.Envelope) -> tuple[str, str, str, str]:
         )
     if what == "case_delivered":
         return f"结果已送达({body.method})", f"result delivered ({body.method})", body.by.username, ""
+    if what == "evaluation_submitted":
+        zh, en = (
+            ("回访评价", "follow-up rating") if body.follow_up else ("申请人评价", "rated by the applicant")
+        )
+        return f"{zh}:{body.rating} 分(满分 5 分)", f"{en}: {body.rating} of 5", "", ""
     return what, what, "", ""

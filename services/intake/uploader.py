@@ -195,6 +195,8 @@ class Uploader:
                 await self._upload(stub, op, case)
             elif op.op == outbound.SUPPLEMENT:
                 await self._supplement(stub, op)
+            elif op.op == outbound.EVALUATE:
+                await self._evaluate(stub, op)
             else:
                 await self._withdraw(stub, op)
             self.delivered += 1
@@ -323,6 +325,32 @@ class Uploader:
         )
         async with self.rt.engine.begin() as conn:
             await outbound.finish(conn, op.seq, state=outbound.DONE)
+
+    async def _evaluate(self, stub: Any, op: outbound.Operation) -> None:
+        p = op.payload
+        await stub.EvaluateCase(
+            interconnect_pb2.EvaluateCaseRequest(
+                child_case_id=op.case_id,
+                rating=int(p.get("rating", 0)),
+                tags=[str(t) for t in p.get("tags", [])],
+                text=str(p.get("text", "")),
+                follow_up=bool(p.get("follow_up", False)),
+                operation_id=op.operation_id,
+            ),
+            timeout=30,
+        )
+        async with self.rt.uow() as uow:
+            await outbound.finish(uow.conn, op.seq, state=outbound.DONE)
+            await federation.note(
+                uow,
+                self.ctx,
+                case_id=op.case_id,
+                key=federation.entry_id("evaluation", op.seq),
+                what="evaluation_forwarded",
+                zh=f"评价已转送上级中心 {op.parent_center}",
+                en=f"rating passed on to {op.parent_center}",
+            )
+            await uow.commit()
 
 
 async def _chunks(

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from onestop.events.v1 import events_pb2
+from services.common import ratings
 from services.common.calendar import CalendarMissing
 from services.common.errors import (
     AlreadyExists,
@@ -35,7 +36,6 @@ from services.supervision.clocks import SupervisionContext, raise_calendar_missi
 BAD_REVIEW_MAX = 2
 CALLBACK_DAYS = 1
 RECTIFY_DAYS = 15
-MAX_TAGS, MAX_TAG_CHARS, MAX_TEXT_CHARS = 10, 32, 2000
 
 
 def _row(raw: Any) -> dict[str, Any]:
@@ -45,12 +45,7 @@ def _row(raw: Any) -> dict[str, Any]:
 def _validate(*, case_number: str, rating: int, tags: list[str], text: str) -> None:
     if not case_number:
         raise InvalidArgument("case_number is required", field="case_number")
-    if rating < 1 or rating > 5:
-        raise InvalidArgument("rating must be 1 (very dissatisfied) to 5 (very satisfied)", field="rating")
-    if len(tags) > MAX_TAGS or any(len(t) > MAX_TAG_CHARS for t in tags):
-        raise InvalidArgument(f"at most {MAX_TAGS} tags of {MAX_TAG_CHARS} characters", field="tags")
-    if len(text) > MAX_TEXT_CHARS:
-        raise InvalidArgument(f"text is limited to {MAX_TEXT_CHARS} characters", field="text")
+    ratings.validate(rating=rating, tags=tags, text=text)
 
 
 async def _case(uow: UnitOfWork, case_number: str, query_code_digest: str) -> dict[str, Any]:
@@ -60,9 +55,15 @@ async def _case(uow: UnitOfWork, case_number: str, query_code_digest: str) -> di
     stored = case["query_code_digest"]
     if stored and not hmac.compare_digest(stored, query_code_digest.strip().lower()):
         raise PermissionDenied("the query code does not match this case")
-    if case["status"] not in ("concluded", "withdrawn"):
-        raise FailedPrecondition(f"case {case_number} is not concluded yet; it can be evaluated afterwards")
+    _check_closed(case)
     return case
+
+
+def _check_closed(case: dict[str, Any]) -> None:
+    if case["status"] not in ("concluded", "withdrawn"):
+        raise FailedPrecondition(
+            f"case {case['case_number']} is not concluded yet; it can be evaluated afterwards"
+        )
 
 
 async def submit(
@@ -76,23 +77,63 @@ async def submit(
     text: str,
 ) -> dict[str, Any]:
     """Rate a concluded case; a bad review opens a rectification; a second rating is its follow-up."""
-    tags = [t.strip() for t in tags if t.strip()]
-    text = text.strip()
+    tags, text = ratings.clean(tags, text)
     _validate(case_number=case_number, rating=rating, tags=tags, text=text)
     case = await _case(uow, case_number, query_code_digest)
     now = ctx.clock.now()
-    existing = (
-        (await uow.conn.execute(select(orm.evaluations).where(orm.evaluations.c.case_id == case["case_id"])))
-        .mappings()
-        .first()
-    )
-    if existing is not None:
-        return await _follow_up(uow, _row(existing), rating=rating, now=now)
     if not case["query_code_digest"] and query_code_digest:
-        # A case accepted before case_accepted carried the digest: the first evaluator's guards the follow-up.
-        await repository.upsert_case(
-            uow.conn, case_id=case["case_id"], now=now, query_code_digest=query_code_digest.strip().lower()
+        existing = await _evaluation_of(uow, case["case_id"])
+        if existing is None:
+            # A case accepted before case_accepted carried the digest: the first evaluator's guards the
+            # follow-up.
+            await repository.upsert_case(
+                uow.conn,
+                case_id=case["case_id"],
+                now=now,
+                query_code_digest=query_code_digest.strip().lower(),
+            )
+    return await _record(uow, ctx, case, rating=rating, tags=tags, text=text, now=now)
+
+
+async def record_forwarded(
+    uow: UnitOfWork, ctx: SupervisionContext, case: dict[str, Any], body: events_pb2.EvaluationForwarded
+) -> dict[str, Any]:
+    """Record the rating of a case decided here that its applicant gave at the child center (intake
+    checked the child's certificate and that the case is its own; the child checked the query code)."""
+    tags, text = ratings.clean(list(body.tags), body.text)
+    ratings.validate(rating=body.rating, tags=tags, text=text)
+    _check_closed(case)
+    return await _record(uow, ctx, case, rating=body.rating, tags=tags, text=text, now=ctx.clock.now())
+
+
+async def _evaluation_of(uow: UnitOfWork, case_id: str) -> dict[str, Any] | None:
+    e = orm.evaluations
+    raw = (await uow.conn.execute(select(e).where(e.c.case_id == case_id))).mappings().first()
+    return None if raw is None else _row(raw)
+
+
+async def _record(
+    uow: UnitOfWork,
+    ctx: SupervisionContext,
+    case: dict[str, Any],
+    *,
+    rating: int,
+    tags: list[str],
+    text: str,
+    now: datetime,
+) -> dict[str, Any]:
+    case_number = case["case_number"]
+    existing = await _evaluation_of(uow, case["case_id"])
+    if existing is not None:
+        row = await _follow_up(uow, existing, rating=rating, now=now)
+        uow.emit(
+            ctx.event(
+                events_pb2.EvaluationSubmitted(rating=rating, tags=tags, text=text, follow_up=True),
+                case_id=case["case_id"],
+                case_number=case_number,
+            )
         )
+        return row
     bad = rating <= BAD_REVIEW_MAX
     callback_due = rectify_due = None
     if bad:

@@ -9,10 +9,11 @@ from typing import Any
 from onestop.common.v1 import common_pb2
 from onestop.events.v1 import events_pb2
 from services.common.clock import from_timestamp
+from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from services.common.events import kind
 from services.common.logging import get_logger
 from services.common.outbox import UnitOfWork
-from services.supervision import clocks, deem, forwarded, model, repository, store
+from services.supervision import clocks, deem, evaluations, forwarded, model, repository, store
 from services.supervision.clocks import SupervisionContext
 
 log = get_logger(__name__)
@@ -389,6 +390,28 @@ async def on_case_withdrawn(uow: UnitOfWork, ctx: SupervisionContext, env: event
     await _conclude(uow, ctx, env, status="withdrawn", outcome=model.WITHDRAWN)
 
 
+async def on_evaluation_forwarded(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
+    """An applicant rated, at the child center, a case decided here: it counts for the windows here (R16).
+    A rating this node cannot take (the case is not closed here, it was rated already, out of bounds)
+    is logged and left: the child accepted it and keeps it."""
+    body = env.evaluation_forwarded
+    case = await store.case_row(uow, env.case_id)
+    if case is None:
+        log.warning(
+            "forwarded evaluation of an unknown case left", case_id=env.case_id, child=body.child_center
+        )
+        return
+    try:
+        await evaluations.record_forwarded(uow, ctx, case, body)
+    except (AlreadyExists, FailedPrecondition, InvalidArgument) as exc:
+        log.warning(
+            "forwarded evaluation not recorded",
+            case_number=case["case_number"],
+            child=body.child_center,
+            reason=str(exc),
+        )
+
+
 EVENT_HANDLERS = {
     "case_accepted": on_case_accepted,
     "case_routed": on_case_routed,
@@ -404,6 +427,7 @@ EVENT_HANDLERS = {
     "case_withdrawn": on_case_withdrawn,
     "case_forwarded": forwarded.on_case_forwarded,
     "parent_result_received": forwarded.on_parent_result_received,
+    "evaluation_forwarded": on_evaluation_forwarded,
 }
 
 

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
@@ -425,3 +426,23 @@ def test_wrong_certificates_and_other_centers_cases_are_refused(tree: Tree) -> N
             interconnect_pb2.WatchResultsRequest(), timeout=10
         ).next()
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_rating_the_parent_cannot_take_is_refused_with_its_reason(tree: Tree) -> None:
+    child_case_id = tree.clients[DISTRICT].submit("TR-001").case.case_id
+    parent_case(tree.clients[CITY], child_case_id)
+    own = tree.raw_client(to=CITY, cert=tree.cert(DISTRICT))
+
+    def refused(stub: interconnect_pb2_grpc.InterconnectStub, **fields: Any) -> grpc.RpcError:
+        req = interconnect_pb2.EvaluateCaseRequest(**({"child_case_id": child_case_id, "rating": 4} | fields))
+        with pytest.raises(grpc.RpcError) as err:
+            stub.EvaluateCase(req, timeout=10)
+        return err.value
+
+    early = refused(own, operation_id="early")
+    assert early.code() == grpc.StatusCode.FAILED_PRECONDITION and "not concluded" in str(early.details())
+    for fields in ({"rating": 0}, {"rating": 6}, {"tags": ["x" * 33]}, {"text": "字" * 2001}):
+        assert refused(own, **fields).code() == grpc.StatusCode.INVALID_ARGUMENT, fields
+    assert refused(own, child_case_id=str(uuid.uuid4())).code() == grpc.StatusCode.NOT_FOUND
+    other = tree.raw_client(to=CITY, cert=tree.cert("210202"))  # a child of the city, but not this case's
+    assert refused(other).code() == grpc.StatusCode.PERMISSION_DENIED

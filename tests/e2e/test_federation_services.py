@@ -15,6 +15,7 @@ send SMS to one fake SMS gateway (`services.fakesms`): what an applicant receive
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -309,6 +310,67 @@ def test_the_districts_statistics_count_the_cases_it_sent_up_and_what_the_city_d
             every.forwarded_withdrawn,
         )
     ]
+
+
+def _ratings(fed: Federation, center: str, since: datetime) -> dict[str, tuple[int, float]]:
+    """(evaluations, average rating) by department in `center`'s statistics since `since`."""
+    req = supervision_pb2.GetStatisticsRequest(group_by="department")
+    getattr(req, "from").CopyFrom(timestamp(since))
+    rows = fed.supervision(center).GetStatistics(req, timeout=5).rows
+    return {r.key: (r.evaluations, r.avg_rating) for r in rows if r.evaluations}
+
+
+def test_the_applicants_rating_at_the_district_counts_for_the_city_window_that_decided(
+    fed: Federation,
+) -> None:
+    district, city = fed.tree.clients[DISTRICT], fed.tree.clients[CITY]
+    since = datetime.now(UTC)
+    child = district.submit("PL-001", phone=phone())
+    number = child.case.case_number
+    up = parent_case(city, child.case.case_id)
+    (task,) = city.wait_tasks(up.case_number, timeout=30)
+    city.decide(task)
+    district.wait_case(number, CS.CASE_STATUS_CONCLUDED, timeout=30)
+    wait_for(
+        lambda: (r := fed.clocks(DISTRICT, number)) and r.case_status == "concluded",
+        what="the parent's result at the district's supervision",
+    )
+    digest = hashlib.sha256(child.query_code.upper().encode()).hexdigest()
+
+    def rate(rating: int) -> supervision_pb2.Evaluation:
+        return fed.supervision(DISTRICT).SubmitEvaluation(
+            supervision_pb2.SubmitEvaluationRequest(
+                case_number=number,
+                query_code_digest=digest,
+                rating=rating,
+                tags=["等候时间长"],
+                text="窗口解释不清",
+            ),
+            timeout=5,
+        )
+
+    assert rate(2).rectification_opened  # the district opens its rectification of a bad review
+    counted = wait_for(
+        lambda: (r := _ratings(fed, CITY, since)).get(task.department) and r,
+        what="the rating in the city's statistics of the department that decided",
+    )
+    assert counted[task.department] == (1, 2.0)
+    wait_for(
+        lambda: "evaluation_submitted" in city.timeline(up.case_number),
+        what="the rating in the city's timeline",
+    )
+    rate(5)  # the follow-up, after the call back: it goes up too
+    wait_for(
+        lambda: city.timeline(up.case_number).count("evaluation_submitted") == 2,
+        what="the follow-up rating recorded at the city",
+    )
+    assert _ratings(fed, CITY, since)[task.department] == (1, 2.0)  # the first rating is the one counted
+    trail = wait_for(
+        lambda: (t := district.timeline(number)) and t.count("evaluation_forwarded") == 2 and t,
+        what="both ratings noted as passed on in the district's timeline",
+    )
+    assert trail.count("evaluation_submitted") == 2, trail
+    assert _ratings(fed, DISTRICT, since).get(task.department) is None  # not a district window's decision
 
 
 def test_a_supplement_raised_at_the_city_reaches_the_district_applicant_naming_the_city(

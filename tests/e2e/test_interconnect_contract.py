@@ -119,4 +119,6 @@ def test_the_documented_example_uploads_a_case_and_receives_its_sealed_result(
     assert proc.returncode == 0, out
     assert re.search(r"^\d+ concluded \S+", out, re.M), out
     assert re.search(rf"^sealed by {CITY} key \S+", out, re.M), out
+    assert "too early to rate: FAILED_PRECONDITION" in out, out
+    assert "rated; the retry was a duplicate: True" in out, out
     assert int((work / "cursor.txt").read_text()) >= 1  # the cursor it keeps to resume from

@@ -18,7 +18,7 @@ def test_tick_interval_defaults_to_five_seconds_and_fails_fast_on_nonsense() -> 
             bootstrap.tick_interval({"ONESTOP_SUPERVISION_TICK_S": bad})
 
 
-def test_supervision_consumes_the_facts_that_move_clocks() -> None:
+def test_supervision_consumes_the_facts_that_move_clocks_and_ratings_given_at_a_child() -> None:
     assert set(bootstrap.CONSUMED) == {
         "case_accepted",
         "case_routed",
@@ -34,6 +34,7 @@ def test_supervision_consumes_the_facts_that_move_clocks() -> None:
         "key_project_designated",
         "case_concluded",
         "case_withdrawn",
+        "evaluation_forwarded",
     }
 
 

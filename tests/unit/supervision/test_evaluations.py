@@ -7,6 +7,7 @@ import hashlib
 import pytest
 
 from onestop.common.v1 import common_pb2
+from onestop.events.v1 import events_pb2
 from onestop.supervision.v1 import supervision_pb2
 from services.common.errors import (
     AlreadyExists,
@@ -125,3 +126,37 @@ async def test_a_case_accepted_before_the_digest_was_sent_trusts_the_first_evalu
     await sup.api().SubmitEvaluation(rating("EV-5", 1), None)
     with pytest.raises(PermissionDenied):
         await sup.api().SubmitEvaluation(rating("EV-5", 4, digest="0" * 64), None)
+
+
+def forwarded(value: int, *, follow_up: bool = False) -> events_pb2.EvaluationForwarded:
+    return events_pb2.EvaluationForwarded(
+        child_center="210211", rating=value, tags=[" 等候久 ", ""], text=" 窗口服务 ", follow_up=follow_up
+    )
+
+
+async def test_a_rating_given_at_the_child_counts_here_and_its_follow_up_after_the_rectification(
+    sup: Supervision,
+) -> None:
+    case = await sup.case("EV-F1").accept(at(2025, 9, 22), "PLAN")
+    await case.feed(forwarded(2), at(2025, 9, 23))  # not decided yet: left, and nothing recorded
+    assert not await sup.rows(orm.evaluations)
+    await case.decide("PLAN", common_pb2.TASK_STATUS_APPROVED, at(2025, 9, 29, 10))
+    await case.conclude(common_pb2.OUTCOME_APPROVED, at(2025, 9, 29, 10))
+    await case.feed(forwarded(2), at(2025, 9, 30, 10))
+    [row] = await sup.rows(orm.evaluations)
+    assert (row["rating"], row["tags"], row["text"], row["rectification"]) == (
+        2,
+        ["等候久"],
+        "窗口服务",
+        True,
+    )
+    assert row["rectify_due"] == eod(2025, 10, 28)  # the same rectification as a rating given here
+    await case.feed(forwarded(4, follow_up=True), at(2025, 10, 20))
+    await case.feed(forwarded(5, follow_up=True), at(2025, 10, 21))  # a third rating: left
+    [row] = await sup.rows(orm.evaluations)
+    assert (row["rating"], row["follow_up_rating"]) == (2, 4)
+    events = await sup.emitted("evaluation_submitted")
+    assert [(e.evaluation_submitted.rating, e.evaluation_submitted.follow_up) for e in events] == [
+        (2, False),
+        (4, True),
+    ]

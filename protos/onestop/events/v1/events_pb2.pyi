@@ -61,6 +61,7 @@ class Envelope(_message.Message):
     SPECIAL_PROCEDURE_STARTED_FIELD_NUMBER: _builtins.int
     SPECIAL_PROCEDURE_ENDED_FIELD_NUMBER: _builtins.int
     FEE_RECONCILIATION_FAILED_FIELD_NUMBER: _builtins.int
+    EVALUATION_FORWARDED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """UUID; also the Nats-Msg-Id"""
     center: _builtins.str
@@ -123,6 +124,8 @@ class Envelope(_message.Message):
     def special_procedure_ended(self) -> Global___SpecialProcedureEnded: ...
     @_builtins.property
     def fee_reconciliation_failed(self) -> Global___FeeReconciliationFailed: ...
+    @_builtins.property
+    def evaluation_forwarded(self) -> Global___EvaluationForwarded: ...
     def __init__(
         self,
         *,
@@ -159,12 +162,13 @@ class Envelope(_message.Message):
         special_procedure_started: Global___SpecialProcedureStarted | None = ...,
         special_procedure_ended: Global___SpecialProcedureEnded | None = ...,
         fee_reconciliation_failed: Global___FeeReconciliationFailed | None = ...,
+        evaluation_forwarded: Global___EvaluationForwarded | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "calendar_missing", b"calendar_missing", "case_accepted", b"case_accepted", "case_concluded", b"case_concluded", "case_delivered", b"case_delivered", "case_forwarded", b"case_forwarded", "case_routed", b"case_routed", "case_submitted", b"case_submitted", "case_supplemented", b"case_supplemented", "case_withdrawn", b"case_withdrawn", "clock_warned", b"clock_warned", "evaluation_submitted", b"evaluation_submitted", "extension_decided", b"extension_decided", "extension_requested", b"extension_requested", "fee_reconciliation_failed", b"fee_reconciliation_failed", "key_project_designated", b"key_project_designated", "occurred_at", b"occurred_at", "parent_result_received", b"parent_result_received", "special_procedure_ended", b"special_procedure_ended", "special_procedure_started", b"special_procedure_started", "supplement_requested", b"supplement_requested", "supplement_round_opened", b"supplement_round_opened", "task_claimed", b"task_claimed", "task_decided", b"task_decided", "task_deemed_approved", b"task_deemed_approved", "task_opened", b"task_opened", "task_released", b"task_released", "task_urged", b"task_urged"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "calendar_missing", b"calendar_missing", "case_accepted", b"case_accepted", "case_concluded", b"case_concluded", "case_delivered", b"case_delivered", "case_forwarded", b"case_forwarded", "case_routed", b"case_routed", "case_submitted", b"case_submitted", "case_supplemented", b"case_supplemented", "case_withdrawn", b"case_withdrawn", "clock_warned", b"clock_warned", "evaluation_forwarded", b"evaluation_forwarded", "evaluation_submitted", b"evaluation_submitted", "extension_decided", b"extension_decided", "extension_requested", b"extension_requested", "fee_reconciliation_failed", b"fee_reconciliation_failed", "key_project_designated", b"key_project_designated", "occurred_at", b"occurred_at", "parent_result_received", b"parent_result_received", "special_procedure_ended", b"special_procedure_ended", "special_procedure_started", b"special_procedure_started", "supplement_requested", b"supplement_requested", "supplement_round_opened", b"supplement_round_opened", "task_claimed", b"task_claimed", "task_decided", b"task_decided", "task_deemed_approved", b"task_deemed_approved", "task_opened", b"task_opened", "task_released", b"task_released", "task_urged", b"task_urged"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "calendar_missing", b"calendar_missing", "case_accepted", b"case_accepted", "case_concluded", b"case_concluded", "case_delivered", b"case_delivered", "case_forwarded", b"case_forwarded", "case_id", b"case_id", "case_number", b"case_number", "case_routed", b"case_routed", "case_submitted", b"case_submitted", "case_supplemented", b"case_supplemented", "case_withdrawn", b"case_withdrawn", "center", b"center", "clock_warned", b"clock_warned", "evaluation_submitted", b"evaluation_submitted", "event_id", b"event_id", "extension_decided", b"extension_decided", "extension_requested", b"extension_requested", "fee_reconciliation_failed", b"fee_reconciliation_failed", "key_project_designated", b"key_project_designated", "occurred_at", b"occurred_at", "parent_result_received", b"parent_result_received", "producer", b"producer", "special_procedure_ended", b"special_procedure_ended", "special_procedure_started", b"special_procedure_started", "supplement_requested", b"supplement_requested", "supplement_round_opened", b"supplement_round_opened", "task_claimed", b"task_claimed", "task_decided", b"task_decided", "task_deemed_approved", b"task_deemed_approved", "task_opened", b"task_opened", "task_released", b"task_released", "task_urged", b"task_urged", "trace", b"trace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "calendar_missing", b"calendar_missing", "case_accepted", b"case_accepted", "case_concluded", b"case_concluded", "case_delivered", b"case_delivered", "case_forwarded", b"case_forwarded", "case_id", b"case_id", "case_number", b"case_number", "case_routed", b"case_routed", "case_submitted", b"case_submitted", "case_supplemented", b"case_supplemented", "case_withdrawn", b"case_withdrawn", "center", b"center", "clock_warned", b"clock_warned", "evaluation_forwarded", b"evaluation_forwarded", "evaluation_submitted", b"evaluation_submitted", "event_id", b"event_id", "extension_decided", b"extension_decided", "extension_requested", b"extension_requested", "fee_reconciliation_failed", b"fee_reconciliation_failed", "key_project_designated", b"key_project_designated", "occurred_at", b"occurred_at", "parent_result_received", b"parent_result_received", "producer", b"producer", "special_procedure_ended", b"special_procedure_ended", "special_procedure_started", b"special_procedure_started", "supplement_requested", b"supplement_requested", "supplement_round_opened", b"supplement_round_opened", "task_claimed", b"task_claimed", "task_decided", b"task_decided", "task_deemed_approved", b"task_deemed_approved", "task_opened", b"task_opened", "task_released", b"task_released", "task_urged", b"task_urged", "trace", b"trace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["case_submitted", "supplement_requested", "case_supplemented", "case_accepted", "case_routed", "case_forwarded", "task_opened", "task_claimed", "task_released", "task_decided", "supplement_round_opened", "extension_requested", "extension_decided", "case_concluded", "case_withdrawn", "case_delivered", "key_project_designated", "clock_warned", "task_urged", "task_deemed_approved", "parent_result_received", "evaluation_submitted", "calendar_missing", "special_procedure_started", "special_procedure_ended", "fee_reconciliation_failed"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["case_submitted", "supplement_requested", "case_supplemented", "case_accepted", "case_routed", "case_forwarded", "task_opened", "task_claimed", "task_released", "task_decided", "supplement_round_opened", "extension_requested", "extension_decided", "case_concluded", "case_withdrawn", "case_delivered", "key_project_designated", "clock_warned", "task_urged", "task_deemed_approved", "parent_result_received", "evaluation_submitted", "calendar_missing", "special_procedure_started", "special_procedure_ended", "fee_reconciliation_failed", "evaluation_forwarded"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -872,9 +876,12 @@ class EvaluationSubmitted(_message.Message):
     RATING_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
+    FOLLOW_UP_FIELD_NUMBER: _builtins.int
     rating: _builtins.int
     """1 very dissatisfied .. 5 very satisfied"""
     text: _builtins.str
+    follow_up: _builtins.bool
+    """the second rating, after a bad review was rectified"""
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -883,14 +890,51 @@ class EvaluationSubmitted(_message.Message):
         rating: _builtins.int = ...,
         tags: _abc.Iterable[_builtins.str] | None = ...,
         text: _builtins.str = ...,
+        follow_up: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["rating", b"rating", "tags", b"tags", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["follow_up", b"follow_up", "rating", b"rating", "tags", b"tags", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EvaluationSubmitted: _TypeAlias = EvaluationSubmitted  # noqa: Y015
+
+@_typing.final
+class EvaluationForwarded(_message.Message):
+    """An applicant's rating of a case decided here, given at the child center that uploaded it and
+    relayed over the interconnect (R16: it counts for the windows here that decided the case).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHILD_CENTER_FIELD_NUMBER: _builtins.int
+    RATING_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    FOLLOW_UP_FIELD_NUMBER: _builtins.int
+    child_center: _builtins.str
+    rating: _builtins.int
+    text: _builtins.str
+    follow_up: _builtins.bool
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        child_center: _builtins.str = ...,
+        rating: _builtins.int = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        text: _builtins.str = ...,
+        follow_up: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_center", b"child_center", "follow_up", b"follow_up", "rating", b"rating", "tags", b"tags", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluationForwarded: _TypeAlias = EvaluationForwarded  # noqa: Y015
 
 @_typing.final
 class CalendarMissing(_message.Message):

@@ -265,6 +265,47 @@ class WithdrawCaseRequest(_message.Message):
 Global___WithdrawCaseRequest: _TypeAlias = WithdrawCaseRequest  # noqa: Y015
 
 @_typing.final
+class EvaluateCaseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHILD_CASE_ID_FIELD_NUMBER: _builtins.int
+    RATING_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    FOLLOW_UP_FIELD_NUMBER: _builtins.int
+    OPERATION_ID_FIELD_NUMBER: _builtins.int
+    child_case_id: _builtins.str
+    rating: _builtins.int
+    """1 very dissatisfied .. 5 very satisfied"""
+    text: _builtins.str
+    """at most 2,000 characters"""
+    follow_up: _builtins.bool
+    """the applicant's second rating, after a bad review was rectified"""
+    operation_id: _builtins.str
+    """unique per child operation: a retry is not applied twice"""
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """at most 10, of at most 32 characters each"""
+
+    def __init__(
+        self,
+        *,
+        child_case_id: _builtins.str = ...,
+        rating: _builtins.int = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        text: _builtins.str = ...,
+        follow_up: _builtins.bool = ...,
+        operation_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_case_id", b"child_case_id", "follow_up", b"follow_up", "operation_id", b"operation_id", "rating", b"rating", "tags", b"tags", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateCaseRequest: _TypeAlias = EvaluateCaseRequest  # noqa: Y015
+
+@_typing.final
 class WatchResultsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -59,6 +59,11 @@ class InterconnectStub:
                 request_serializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.WithdrawCaseRequest.SerializeToString,
                 response_deserializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.UploadCaseResponse.FromString,
                 _registered_method=True)
+        self.EvaluateCase = channel.unary_unary(
+                '/onestop.interconnect.v1.Interconnect/EvaluateCase',
+                request_serializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.EvaluateCaseRequest.SerializeToString,
+                response_deserializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.UploadCaseResponse.FromString,
+                _registered_method=True)
         self.WatchResults = channel.unary_stream(
                 '/onestop.interconnect.v1.Interconnect/WatchResults',
                 request_serializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.WatchResultsRequest.SerializeToString,
@@ -112,6 +117,15 @@ class InterconnectServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EvaluateCase(self, request, context):
+        """The applicant's rating (好差评) of one of the caller's cases, given at the child once the parent's
+        result came back: the parent counts it for its own windows that decided the case. A case not yet
+        concluded (or withdrawn) at the parent is FAILED_PRECONDITION. Added in v1 (additive).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchResults(self, request, context):
         """Updates for the caller's own cases after `after_cursor`, until the caller hangs up.
         """
@@ -159,6 +173,11 @@ def add_InterconnectServicer_to_server(servicer, server):
             'WithdrawCase': grpc.unary_unary_rpc_method_handler(
                     servicer.WithdrawCase,
                     request_deserializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.WithdrawCaseRequest.FromString,
+                    response_serializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.UploadCaseResponse.SerializeToString,
+            ),
+            'EvaluateCase': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvaluateCase,
+                    request_deserializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.EvaluateCaseRequest.FromString,
                     response_serializer=onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.UploadCaseResponse.SerializeToString,
             ),
             'WatchResults': grpc.unary_stream_rpc_method_handler(
@@ -311,6 +330,33 @@ class Interconnect:
             target,
             '/onestop.interconnect.v1.Interconnect/WithdrawCase',
             onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.WithdrawCaseRequest.SerializeToString,
+            onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.UploadCaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluateCase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onestop.interconnect.v1.Interconnect/EvaluateCase',
+            onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.EvaluateCaseRequest.SerializeToString,
             onestop_dot_interconnect_dot_v1_dot_interconnect__pb2.UploadCaseResponse.FromString,
             options,
             channel_credentials,

@@ -42,6 +42,11 @@ class InterconnectStub:
     SupplementCase: _grpc.UnaryUnaryMultiCallable[_interconnect_pb2.SupplementCaseRequest, _interconnect_pb2.UploadCaseResponse]
     """The applicant's answer to a supplement notice, relayed by the child."""
     WithdrawCase: _grpc.UnaryUnaryMultiCallable[_interconnect_pb2.WithdrawCaseRequest, _interconnect_pb2.UploadCaseResponse]
+    EvaluateCase: _grpc.UnaryUnaryMultiCallable[_interconnect_pb2.EvaluateCaseRequest, _interconnect_pb2.UploadCaseResponse]
+    """The applicant's rating (好差评) of one of the caller's cases, given at the child once the parent's
+    result came back: the parent counts it for its own windows that decided the case. A case not yet
+    concluded (or withdrawn) at the parent is FAILED_PRECONDITION. Added in v1 (additive).
+    """
     WatchResults: _grpc.UnaryStreamMultiCallable[_interconnect_pb2.WatchResultsRequest, _interconnect_pb2.ResultUpdate]
     """Updates for the caller's own cases after `after_cursor`, until the caller hangs up."""
     AckResults: _grpc.UnaryUnaryMultiCallable[_interconnect_pb2.AckResultsRequest, _interconnect_pb2.AckResultsResponse]
@@ -60,6 +65,11 @@ class InterconnectAsyncStub(InterconnectStub):
     SupplementCase: _aio.UnaryUnaryMultiCallable[_interconnect_pb2.SupplementCaseRequest, _interconnect_pb2.UploadCaseResponse]  # type: ignore[assignment]
     """The applicant's answer to a supplement notice, relayed by the child."""
     WithdrawCase: _aio.UnaryUnaryMultiCallable[_interconnect_pb2.WithdrawCaseRequest, _interconnect_pb2.UploadCaseResponse]  # type: ignore[assignment]
+    EvaluateCase: _aio.UnaryUnaryMultiCallable[_interconnect_pb2.EvaluateCaseRequest, _interconnect_pb2.UploadCaseResponse]  # type: ignore[assignment]
+    """The applicant's rating (好差评) of one of the caller's cases, given at the child once the parent's
+    result came back: the parent counts it for its own windows that decided the case. A case not yet
+    concluded (or withdrawn) at the parent is FAILED_PRECONDITION. Added in v1 (additive).
+    """
     WatchResults: _aio.UnaryStreamMultiCallable[_interconnect_pb2.WatchResultsRequest, _interconnect_pb2.ResultUpdate]  # type: ignore[assignment]
     """Updates for the caller's own cases after `after_cursor`, until the caller hangs up."""
     AckResults: _aio.UnaryUnaryMultiCallable[_interconnect_pb2.AckResultsRequest, _interconnect_pb2.AckResultsResponse]  # type: ignore[assignment]
@@ -105,6 +115,17 @@ class InterconnectServicer(metaclass=_abc_1.ABCMeta):
         request: _interconnect_pb2.WithdrawCaseRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_interconnect_pb2.UploadCaseResponse, _abc.Awaitable[_interconnect_pb2.UploadCaseResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def EvaluateCase(
+        self,
+        request: _interconnect_pb2.EvaluateCaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_interconnect_pb2.UploadCaseResponse, _abc.Awaitable[_interconnect_pb2.UploadCaseResponse]]:
+        """The applicant's rating (好差评) of one of the caller's cases, given at the child once the parent's
+        result came back: the parent counts it for its own windows that decided the case. A case not yet
+        concluded (or withdrawn) at the parent is FAILED_PRECONDITION. Added in v1 (additive).
+        """
 
     @_abc_1.abstractmethod
     def WatchResults(
