@@ -211,9 +211,11 @@ async def update_many(
     conn: AsyncConnection, table: Table, key: str, columns: tuple[str, ...], rows: list[dict[str, Any]]
 ) -> None:
     """Set `columns` of the rows whose `key` column is each row's (each row has `key` and exactly
-    `columns`, and no key twice): one statement execution on PostgreSQL, else an executemany."""
+    `columns`; a key given twice gets its last row's values): one statement execution on PostgreSQL,
+    else an executemany."""
     if not rows:
         return
+    rows = list({row[key]: row for row in rows}.values())  # a key given twice: its last values, as in turn
     fast = unnest_update(table, key, columns) if conn.dialect.name == "postgresql" and len(rows) > 1 else None
     if fast is not None:
         await conn.execute(fast, unnest_params(table, (key, *columns), rows))

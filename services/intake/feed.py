@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from onestop.interconnect.v1 import interconnect_pb2
+from services.common.db import insert_many
 from services.common.errors import InvalidArgument
 from services.common.outbox import UnitOfWork
 from services.intake import orm
@@ -70,7 +71,7 @@ def _draw_cursors(dialect_name: str) -> Any:
     ).returning(head.last_seq)
 
 
-_INSERT = orm.result_feed.insert()
+_FEED_COLUMNS = ("child_center", "seq", "child_case_id", "kind", "payload", "created_at")
 
 
 async def _write(
@@ -85,8 +86,10 @@ async def _write(
     )
     now = datetime.now(UTC)
     first = top - len(updates) + 1
-    await conn.execute(
-        _INSERT,
+    await insert_many(
+        conn,
+        orm.result_feed,
+        _FEED_COLUMNS,
         [
             {
                 "child_center": child_center,

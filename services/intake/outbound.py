@@ -15,7 +15,7 @@ from sqlalchemy import and_, bindparam, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.clock import aware
-from services.common.db import one_of
+from services.common.db import insert_many, one_of, update_many
 from services.intake import orm
 
 UPLOAD, SUPPLEMENT, WITHDRAW, EVALUATE = "upload", "supplement", "withdraw", "evaluate"
@@ -131,8 +131,8 @@ def enqueue_later(
 async def flush_enqueued(uow: Any) -> None:
     """Insert the operations this unit of work queued so far (a read of the outbox must see them)."""
     rows = uow.memo.pop(_ENQUEUED, None)
-    if rows:
-        await uow.conn.execute(_ENQUEUE, rows)
+    if rows:  # one execution on PostgreSQL, rows (and so their seq) in the order they were queued
+        await insert_many(uow.conn, orm.forwarding, tuple(rows[0]), rows)
 
 
 async def upload_of(conn: AsyncConnection, case_id: str, *, lock: bool = False) -> dict[str, Any] | None:
@@ -244,28 +244,15 @@ async def due(
     return ops, cases
 
 
-_FINISH = (
-    update(orm.forwarding)
-    .where(F.seq == bindparam("op_seq"))
-    .values(
-        state=bindparam("state"),
-        done_at=bindparam("done_at"),
-        last_error=bindparam("last_error"),
-        parent_case_id=bindparam("parent_case_id"),
-        parent_case_number=bindparam("parent_case_number"),
-    )
-)
-
-
 def finish_upload_later(uow: Any, seq: int, *, parent_case_id: str, parent_case_number: str) -> None:
     """Close a delivered upload with the parent's case id and number, written with the other uploads
     finished in the same transaction (one statement)."""
     rows = uow.memo.setdefault("outbound.finished_uploads", [])
     if not rows:
-        uow.before_commit(lambda conn: conn.execute(_FINISH, rows))
+        uow.before_commit(lambda conn: update_many(conn, orm.forwarding, "seq", _FINISHED_UPLOAD, rows))
     rows.append(
         {
-            "op_seq": seq,
+            "seq": seq,
             "state": DONE,
             "done_at": wall(),
             "last_error": "",
@@ -275,7 +262,7 @@ def finish_upload_later(uow: Any, seq: int, *, parent_case_id: str, parent_case_
     )
 
 
-_RESULT_AT = update(orm.forwarding).where(F.seq == bindparam("op_seq")).values(result_at=bindparam("at"))
+_FINISHED_UPLOAD = ("state", "done_at", "last_error", "parent_case_id", "parent_case_number")
 
 
 def result_received_later(uow: Any, seq: int) -> None:
@@ -283,8 +270,8 @@ def result_received_later(uow: Any, seq: int) -> None:
     statement, just before commit)."""
     rows = uow.memo.setdefault("outbound.results", [])
     if not rows:
-        uow.before_commit(lambda conn: conn.execute(_RESULT_AT, rows))
-    rows.append({"op_seq": seq, "at": wall()})
+        uow.before_commit(lambda conn: update_many(conn, orm.forwarding, "seq", ("result_at",), rows))
+    rows.append({"seq": seq, "result_at": wall()})
 
 
 async def retry_later(engine: AsyncEngine, op: Operation, *, error: str, permanent: bool) -> None:

@@ -226,13 +226,15 @@ async def test_many_rows_updated_by_key_in_one_go_get_exactly_their_own_values(e
                 {"event_id": "absent", "detail": 1, "urgent": True, "at": later, "note": "none"},
             ],
         )
-        await update_many(conn, timeline, "event_id", ("note",), [{"event_id": "u3", "note": "one row"}])
+        await update_many(conn, timeline, "event_id", ("note",), [{"event_id": "u1", "note": "one row"}])
+        twice = [{"event_id": "u3", "note": "first"}, {"event_id": "u3", "note": "last"}]
+        await update_many(conn, timeline, "event_id", ("note",), twice)  # the later values win
     async with engine.connect() as conn:
         rows = (await conn.execute(select(timeline).where(timeline.c.event_id.like("u%")))).mappings().all()
     got = {r["event_id"]: (r["detail"], r["urgent"], r["at"], r["note"]) for r in rows}
     assert got == {
         "u0": (None, None, None, "zero"),
-        "u1": ({"n": 1}, False, at, "old"),  # not named: untouched
+        "u1": ({"n": 1}, False, at, "one row"),  # only the column named changes
         "u2": (["列表", {"k": None}], True, later, "two"),
-        "u3": ({"n": 3}, False, at, "one row"),
+        "u3": ({"n": 3}, False, at, "last"),
     }
