@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import grpc
 from sqlalchemy import select
@@ -21,19 +21,21 @@ from onestop.intake.v1 import intake_pb2
 from onestop.interconnect.v1 import interconnect_pb2
 from onestop.routing.v1 import routing_pb2, routing_pb2_grpc
 from services.common import ratings
+from services.common.audit import append
 from services.common.db import insert_ignore
-from services.common.errors import FailedPrecondition, NotFound, PermissionDenied, Unavailable
+from services.common.errors import DomainError, FailedPrecondition, NotFound, PermissionDenied, Unavailable
 from services.common.logging import get_logger
 from services.common.outbox import UnitOfWork
 from services.common.rpc import insecure_channel
 from services.common.runtime import Runtime
 from services.common.tls import peer_center
 from services.intake import feed, handlers, orm
-from services.intake.interconnect_uploads import ForeignCase, Uploads, check_child_case_id
+from services.intake.interconnect_uploads import ForeignCase, Uploads, call_record, check_child_case_id
 from services.intake.received_documents import ReceivedDocuments
 
 log = get_logger(__name__)
 CHILDREN_TTL_S = 60.0
+T = TypeVar("T")
 # A case is rated once it is decided (a withdrawn case is concluded too, with the outcome WITHDRAWN).
 CLOSED = (common_pb2.CASE_STATUS_CONCLUDED, common_pb2.CASE_STATUS_DELIVERED)
 FEED_BATCH = 256
@@ -83,6 +85,8 @@ class InterconnectApi:
 
     async def _audit(self, center: str, method: str, child_case_id: str, detail: str) -> None:
         async with self.rt.engine.begin() as conn:
+            record = call_record(center, method, child_case_id, allowed=False, reason=detail[:2000])
+            await append(conn, orm.audit, **record)
             await conn.execute(
                 orm.interconnect_audit.insert().values(
                     at=datetime.now(UTC),
@@ -95,6 +99,23 @@ class InterconnectApi:
             )
         log.warning("interconnect call refused", caller=center, method=method, detail=detail)
 
+    async def _record(self, center: str, method: str, child_case_id: str = "", **detail: Any) -> None:
+        """Chain the record of a call that wrote nothing else (its own short transaction)."""
+        async with self.rt.engine.begin() as conn:
+            await append(conn, orm.audit, **call_record(center, method, child_case_id, **detail))
+
+    async def _audited(
+        self, center: str, method: str, child_case_id: str, call: Callable[[], Awaitable[T]]
+    ) -> T:
+        """Run a call that writes no audit record of its own and chain one for it, answered or refused."""
+        try:
+            result = await call()
+        except DomainError as exc:
+            await self._record(center, method, child_case_id, error=f"{exc.reason}: {exc.message}"[:2000])
+            raise
+        await self._record(center, method, child_case_id)
+        return result
+
     async def _caller(self, context: Any, method: str) -> str:
         center = peer_center(context)
         if not center:
@@ -106,7 +127,11 @@ class InterconnectApi:
         return center
 
     async def _own_case(self, center: str, child_case_id: str, method: str) -> dict[str, Any]:
-        check_child_case_id(child_case_id)
+        try:
+            check_child_case_id(child_case_id)
+        except DomainError as exc:
+            await self._record(center, method, child_case_id, error=f"{exc.reason}: {exc.message}"[:2000])
+            raise
         async with self.rt.engine.connect() as conn:
             rows = (
                 (await conn.execute(select(orm.cases).where(orm.cases.c.origin_case_id == child_case_id)))
@@ -119,6 +144,7 @@ class InterconnectApi:
         if rows:
             await self._audit(center, method, child_case_id, f"case uploaded by {rows[0]['origin_center']}")
             raise PermissionDenied(f"case {child_case_id} was not uploaded by {center}")
+        await self._record(center, method, child_case_id, error=f"NOT_FOUND: {center} uploaded no such case")
         raise NotFound(f"{center} uploaded no case {child_case_id}")
 
     @staticmethod
@@ -147,7 +173,14 @@ class InterconnectApi:
             await self._audit(center, "UploadCase", req.child_case_id, f"case uploaded by {exc.owner}")
             raise
         except IntegrityError:  # a concurrent retry of the same upload (on another replica) won the race
-            return self._reply(await self._own_case(center, req.child_case_id, "UploadCase"), duplicate=True)
+            row = await self._own_case(center, req.child_case_id, "UploadCase")
+            await self._record(center, "UploadCase", req.child_case_id, duplicate=True)
+            return self._reply(row, duplicate=True)
+        except DomainError as exc:
+            await self._record(
+                center, "UploadCase", req.child_case_id, error=f"{exc.reason}: {exc.message}"[:2000]
+            )
+            raise
         if not duplicate:
             log.info(
                 "case uploaded",
@@ -160,14 +193,14 @@ class InterconnectApi:
     async def UploadDocument(
         self, requests: AsyncIterator[interconnect_pb2.DocumentChunk], context: Any
     ) -> interconnect_pb2.DocumentStatus:
-        await self._caller(context, "UploadDocument")
-        return await self.received.receive(requests)
+        center = await self._caller(context, "UploadDocument")
+        return await self._audited(center, "UploadDocument", "", lambda: self.received.receive(requests))
 
     async def GetDocumentStatus(
         self, req: interconnect_pb2.GetDocumentStatusRequest, context: Any
     ) -> interconnect_pb2.DocumentStatus:
-        await self._caller(context, "GetDocumentStatus")
-        return await self.received.status(req.digest)
+        center = await self._caller(context, "GetDocumentStatus")
+        return await self._audited(center, "GetDocumentStatus", "", lambda: self.received.status(req.digest))
 
     @staticmethod
     async def _first_time(conn: Any, center: str, operation_id: str) -> bool:
@@ -195,12 +228,22 @@ class InterconnectApi:
         """Apply a child's operation on its own case once per operation id (a retry answers `duplicate`)."""
         center = await self._caller(context, method)
         row = await self._own_case(center, child_case_id, method)
-        async with self.rt.uow() as uow:
-            if not await self._first_time(uow.conn, center, operation_id):
-                return self._reply(row, duplicate=True)
-            row = await apply(uow, row, self._actor(center))
-            await uow.commit()
-        return self._reply(row, duplicate=False)
+
+        async def once() -> tuple[dict[str, Any], bool]:
+            async with self.rt.uow() as uow:
+                first = await self._first_time(uow.conn, center, operation_id)
+                done = await apply(uow, row, self._actor(center)) if first else row
+                record = call_record(center, method, child_case_id, operation_id=operation_id[:128])
+                uow.audit(orm.audit, **(record | {"detail": record["detail"] | {"duplicate": not first}}))
+                await uow.commit()
+            return done, not first
+
+        try:
+            done, duplicate = await once()
+        except DomainError as exc:
+            await self._record(center, method, child_case_id, error=f"{exc.reason}: {exc.message}"[:2000])
+            raise
+        return self._reply(done, duplicate=duplicate)
 
     async def SupplementCase(
         self, req: interconnect_pb2.SupplementCaseRequest, context: Any
@@ -247,6 +290,7 @@ class InterconnectApi:
         self, req: interconnect_pb2.WatchResultsRequest, context: Any
     ) -> AsyncIterator[interconnect_pb2.ResultUpdate]:
         center = await self._caller(context, "WatchResults")
+        await self._record(center, "WatchResults", "", after_cursor=req.after_cursor)
         await context.send_initial_metadata(())
         cursor = max(0, req.after_cursor)
         bell = self.ctx.bells.feed(center)
@@ -269,15 +313,17 @@ class InterconnectApi:
         self, req: interconnect_pb2.AckResultsRequest, context: Any
     ) -> interconnect_pb2.AckResultsResponse:
         center = await self._caller(context, "AckResults")
-        return interconnect_pb2.AckResultsResponse(
-            acknowledged=await feed.ack(self.rt.engine, child_center=center, cursor=req.cursor)
+        acknowledged = await self._audited(
+            center, "AckResults", "", lambda: feed.ack(self.rt.engine, child_center=center, cursor=req.cursor)
         )
+        return interconnect_pb2.AckResultsResponse(acknowledged=acknowledged)
 
     async def GetUploadedCase(
         self, req: interconnect_pb2.GetUploadedCaseRequest, context: Any
     ) -> interconnect_pb2.UploadedCase:
         center = await self._caller(context, "GetUploadedCase")
         row = await self._own_case(center, req.child_case_id, "GetUploadedCase")
+        await self._record(center, "GetUploadedCase", req.child_case_id)
         out = interconnect_pb2.UploadedCase(
             child_case_id=req.child_case_id,
             parent_case_id=row["case_id"],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from onestop.common.v1 import common_pb2
@@ -21,7 +22,20 @@ from services.common.batching import GroupCommitter
 from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.outbox import UnitOfWork
 from services.common.runtime import Runtime
-from services.intake import handlers, repository
+from services.intake import handlers, orm, repository
+
+
+def call_record(center: str, method: str, child_case_id: str, **detail: Any) -> dict[str, Any]:
+    """The audit record of a node-to-node call a parent served (`allowed` unless `detail` says otherwise):
+    the caller is the center its certificate names."""
+    return {
+        "at": datetime.now(UTC),
+        "actor": f"center:{center}"[:128],
+        "role": "child_center",
+        "action": method,
+        "subject": child_case_id[:128],
+        "detail": {"allowed": True, **detail},
+    }
 
 
 class ForeignCase(PermissionDenied):
@@ -96,10 +110,14 @@ class Uploads:
         rows = await repository.uploaded_cases(uow, child_case_id, submit.client_request_id)
         for row in rows:
             if row["origin_center"] == center:
+                uow.audit(orm.audit, **call_record(center, "UploadCase", child_case_id, duplicate=True))
                 return row, True
         if rows:
             raise ForeignCase(
                 f"case {child_case_id} was not uploaded by {center}", owner=rows[0]["origin_center"]
             )
         row, _ = await handlers.submit_case(uow, self.ctx, submit, origin=(center, child_case_id))
+        uow.audit(
+            orm.audit, **call_record(center, "UploadCase", child_case_id, parent_case_id=row["case_id"])
+        )
         return row, False

@@ -18,6 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from services.common.audit import audit_tables
 from services.common.outbox import inbox_table, outbox_table
 
 metadata = MetaData()
@@ -166,6 +167,10 @@ interconnect_audit = Table(
     Column("allowed", Boolean, nullable=False),
     Column("detail", Text, nullable=False, default=""),
 )
+
+# Intake's hash-chained audit log (services/common/audit.py): every node-to-node call a parent serves,
+# allowed or refused, with the caller's center from its certificate.
+audit = audit_tables(metadata, "intake")
 
 outbox = outbox_table(metadata, "intake")
 inbox = inbox_table(metadata, "intake")

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -421,6 +424,24 @@ def test_wrong_certificates_and_other_centers_cases_are_refused(tree: Tree) -> N
         CITY, "SELECT center, method FROM intake_interconnect_audit WHERE child_case_id = $1", child_case_id
     )
     assert audit == [("210202", "GetUploadedCase")]
+    chain = tree.query(
+        CITY,
+        "SELECT actor, action, detail::text FROM intake_audit WHERE subject = $1 ORDER BY seq",
+        child_case_id,
+    )  # every node-to-node call on the case, answered or refused, in the city's hash-chained audit log
+    calls = [(actor, action, json.loads(str(detail))["allowed"]) for actor, action, detail in chain]
+    assert calls == [
+        (f"center:{DISTRICT}", "UploadCase", True),
+        (f"center:{DISTRICT}", "GetUploadedCase", True),
+        ("center:210202", "GetUploadedCase", False),
+    ], calls
+    verify = subprocess.run(
+        [sys.executable, "-m", "services.cli.main", "audit", "verify", "--service", "intake", "--database"]
+        + [tree.nodes[CITY].database_url("intake")],
+        capture_output=True,
+        text=True,
+    )
+    assert verify.returncode == 0 and "intake:" in verify.stdout and "chain intact" in verify.stdout, verify
     with pytest.raises(grpc.RpcError) as err:  # the province is no child of the city
         tree.raw_client(to=CITY, cert=tree.cert(PROVINCE)).WatchResults(
             interconnect_pb2.WatchResultsRequest(), timeout=10

@@ -21,6 +21,7 @@ from onestop.events.v1 import events_pb2
 from onestop.interconnect.v1 import interconnect_pb2
 from services.cli import certs_cmd
 from services.common import migrate
+from services.common.audit import verify
 from services.common.clock import ManualClock
 from services.common.db import create_engine
 from services.common.errors import InvalidArgument, PermissionDenied
@@ -146,8 +147,10 @@ async def test_uploads_arriving_together_commit_together_and_a_repeated_upload_a
     statements = Statements(engine)
     replies = await asyncio.gather(*(api.UploadCase(u, district) for u in uploads))
     # cases by child id, documents, the short one's feed update (cursor, row), numbers, cases, timeline,
-    # outbox (BEGIN/COMMIT not counted): not per case
-    assert statements.count <= 8, statements.count
+    # outbox, and the audit chain's records of the calls: its head locked and moved, the records in one
+    # insert, and on this fresh database its head created and read again (BEGIN/COMMIT not counted):
+    # not per case
+    assert statements.count <= 8 + 5, statements.count
     assert api.uploads.committer.batches >= 1 and api.uploads.committer.fallbacks == 0
     assert [r.duplicate for r in replies] == [False] * 10 + [True, False]
     assert replies[10].parent_case_id == replies[3].parent_case_id
@@ -155,6 +158,11 @@ async def test_uploads_arriving_together_commit_together_and_a_repeated_upload_a
     assert sorted(_seq(r.parent_case_number) for r in replies[:10]) == list(range(1, 11))
     assert replies[11].status == CS.CASE_STATUS_SUPPLEMENT_REQUESTED and not replies[11].parent_case_number
     assert [s.material_code for s in replies[11].supplement] == ["FORM"]
+    async with engine.connect() as conn:  # every call is in the hash-chained audit log, the retry too
+        chained = (await conn.execute(select(orm.audit[0].c.subject, orm.audit[0].c.detail))).all()
+        assert (await verify(conn, orm.audit)).ok
+    assert sorted(subject for subject, _ in chained) == sorted(u.child_case_id for u in uploads)
+    assert sum(1 for _, detail in chained if detail.get("duplicate")) == 1
 
     again = await api.UploadCase(_upload("c5"), district)  # a retry after the reply was lost
     assert again.duplicate and (again.parent_case_id, again.parent_case_number) == (
