@@ -301,17 +301,19 @@ class Uploader:
             ),
             timeout=30,
         )
+        await self._done(
+            op,
+            what="supplement_uploaded",
+            zh=f"补正材料已报送上级中心 {op.parent_center}",
+            en=f"supplement sent to {op.parent_center}",
+        )
+
+    async def _done(self, op: outbound.Operation, *, what: str, zh: str, en: str) -> None:
+        """Close a delivered operation and note it on the case's timeline, in one transaction."""
         async with self.rt.uow() as uow:
             await outbound.finish(uow.conn, op.seq, state=outbound.DONE)
-            await federation.note(
-                uow,
-                self.ctx,
-                case_id=op.case_id,
-                key=federation.entry_id("supplement", op.seq),
-                what="supplement_uploaded",
-                zh=f"补正材料已报送上级中心 {op.parent_center}",
-                en=f"supplement sent to {op.parent_center}",
-            )
+            key = federation.entry_id(op.op, op.seq)
+            await federation.note(uow, self.ctx, case_id=op.case_id, key=key, what=what, zh=zh, en=en)
             await uow.commit()
 
     async def _withdraw(self, stub: Any, op: outbound.Operation) -> None:
@@ -339,18 +341,12 @@ class Uploader:
             ),
             timeout=30,
         )
-        async with self.rt.uow() as uow:
-            await outbound.finish(uow.conn, op.seq, state=outbound.DONE)
-            await federation.note(
-                uow,
-                self.ctx,
-                case_id=op.case_id,
-                key=federation.entry_id("evaluation", op.seq),
-                what="evaluation_forwarded",
-                zh=f"评价已转送上级中心 {op.parent_center}",
-                en=f"rating passed on to {op.parent_center}",
-            )
-            await uow.commit()
+        await self._done(
+            op,
+            what="evaluation_forwarded",
+            zh=f"评价已转送上级中心 {op.parent_center}",
+            en=f"rating passed on to {op.parent_center}",
+        )
 
 
 async def _chunks(
