@@ -57,22 +57,26 @@ class FileClock:
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._cache: tuple[float, datetime] | None = None
 
     def now(self) -> datetime:
-        """The file's instant plus the wall time elapsed since it was written."""
-        stat = os.stat(self._path)
-        if self._cache is None or self._cache[0] != stat.st_mtime:
-            data = json.loads(self._path.read_text(encoding="utf-8"))
-            self._cache = (stat.st_mtime, datetime.fromisoformat(data["now"]))
-        written_at = datetime.fromtimestamp(self._cache[0], UTC)
-        return self._cache[1] + max(timedelta(0), datetime.now(UTC) - written_at)
+        """The file's instant plus the wall time elapsed since it was written.
+
+        Read afresh on every call: a cache keyed by the file's mtime missed a second write that landed
+        within the same tick of the kernel's file-time clock (a few milliseconds), and kept a process on
+        the earlier instant while the test had moved on (a test clock, so the reads cost nothing that
+        matters)."""
+        data = json.loads(self._path.read_text(encoding="utf-8"))
+        written_at = datetime.fromisoformat(data["written"]) if "written" in data else None
+        if written_at is None:
+            written_at = datetime.fromtimestamp(os.stat(self._path).st_mtime, UTC)
+        return datetime.fromisoformat(data["now"]) + max(timedelta(0), datetime.now(UTC) - written_at)
 
     @staticmethod
     def write(path: Path, instant: datetime) -> None:
-        """Set the shared test instant (atomically)."""
+        """Set the shared test instant (atomically), with the wall time it was set at."""
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"now": instant.isoformat()}), encoding="utf-8")
+        body = {"now": instant.isoformat(), "written": datetime.now(UTC).isoformat()}
+        tmp.write_text(json.dumps(body), encoding="utf-8")
         os.replace(tmp, path)
 
 
