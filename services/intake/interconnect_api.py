@@ -42,6 +42,11 @@ FEED_BATCH = 256
 IDLE_WAIT_S = 1.0
 
 
+def _error(exc: DomainError) -> str:
+    """How a refused call's error reads in its audit record."""
+    return f"{exc.reason}: {exc.message}"[:2000]
+
+
 class ChildCenters:
     """The centers directly under this one, from routing's organisation (cached)."""
 
@@ -111,7 +116,7 @@ class InterconnectApi:
         try:
             result = await call()
         except DomainError as exc:
-            await self._record(center, method, child_case_id, error=f"{exc.reason}: {exc.message}"[:2000])
+            await self._record(center, method, child_case_id, error=_error(exc))
             raise
         await self._record(center, method, child_case_id)
         return result
@@ -130,7 +135,7 @@ class InterconnectApi:
         try:
             check_child_case_id(child_case_id)
         except DomainError as exc:
-            await self._record(center, method, child_case_id, error=f"{exc.reason}: {exc.message}"[:2000])
+            await self._record(center, method, child_case_id, error=_error(exc))
             raise
         async with self.rt.engine.connect() as conn:
             rows = (
@@ -177,9 +182,7 @@ class InterconnectApi:
             await self._record(center, "UploadCase", req.child_case_id, duplicate=True)
             return self._reply(row, duplicate=True)
         except DomainError as exc:
-            await self._record(
-                center, "UploadCase", req.child_case_id, error=f"{exc.reason}: {exc.message}"[:2000]
-            )
+            await self._record(center, "UploadCase", req.child_case_id, error=_error(exc))
             raise
         if not duplicate:
             log.info(
@@ -233,15 +236,17 @@ class InterconnectApi:
             async with self.rt.uow() as uow:
                 first = await self._first_time(uow.conn, center, operation_id)
                 done = await apply(uow, row, self._actor(center)) if first else row
-                record = call_record(center, method, child_case_id, operation_id=operation_id[:128])
-                uow.audit(orm.audit, **(record | {"detail": record["detail"] | {"duplicate": not first}}))
+                record = call_record(
+                    center, method, child_case_id, operation_id=operation_id[:128], duplicate=not first
+                )
+                uow.audit(orm.audit, **record)
                 await uow.commit()
             return done, not first
 
         try:
             done, duplicate = await once()
         except DomainError as exc:
-            await self._record(center, method, child_case_id, error=f"{exc.reason}: {exc.message}"[:2000])
+            await self._record(center, method, child_case_id, error=_error(exc))
             raise
         return self._reply(done, duplicate=duplicate)
 

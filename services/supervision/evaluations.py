@@ -80,19 +80,11 @@ async def submit(
     tags, text = ratings.clean(tags, text)
     _validate(case_number=case_number, rating=rating, tags=tags, text=text)
     case = await _case(uow, case_number, query_code_digest)
-    now = ctx.clock.now()
-    if not case["query_code_digest"] and query_code_digest:
-        existing = await _evaluation_of(uow, case["case_id"])
-        if existing is None:
-            # A case accepted before case_accepted carried the digest: the first evaluator's guards the
-            # follow-up.
-            await repository.upsert_case(
-                uow.conn,
-                case_id=case["case_id"],
-                now=now,
-                query_code_digest=query_code_digest.strip().lower(),
-            )
-    return await _record(uow, ctx, case, rating=rating, tags=tags, text=text, now=now)
+    # A case accepted before case_accepted carried the digest: the first evaluator's guards the follow-up.
+    trusted = "" if case["query_code_digest"] else query_code_digest.strip().lower()
+    return await _record(
+        uow, ctx, case, rating=rating, tags=tags, text=text, now=ctx.clock.now(), trust_digest=trusted
+    )
 
 
 async def record_forwarded(
@@ -121,19 +113,42 @@ async def _record(
     tags: list[str],
     text: str,
     now: datetime,
+    trust_digest: str = "",
 ) -> dict[str, Any]:
-    case_number = case["case_number"]
+    """The case's first rating (then `trust_digest`, if given, becomes its query code digest), or its
+    follow-up; either way evaluation_submitted."""
     existing = await _evaluation_of(uow, case["case_id"])
     if existing is not None:
         row = await _follow_up(uow, existing, rating=rating, now=now)
-        uow.emit(
-            ctx.event(
-                events_pb2.EvaluationSubmitted(rating=rating, tags=tags, text=text, follow_up=True),
-                case_id=case["case_id"],
-                case_number=case_number,
+    else:
+        if trust_digest:
+            await repository.upsert_case(
+                uow.conn, case_id=case["case_id"], now=now, query_code_digest=trust_digest
             )
+        row = await _first(uow, ctx, case, rating=rating, tags=tags, text=text, now=now)
+    uow.emit(
+        ctx.event(
+            events_pb2.EvaluationSubmitted(
+                rating=rating, tags=tags, text=text, follow_up=existing is not None
+            ),
+            case_id=case["case_id"],
+            case_number=case["case_number"],
         )
-        return row
+    )
+    return row
+
+
+async def _first(
+    uow: UnitOfWork,
+    ctx: SupervisionContext,
+    case: dict[str, Any],
+    *,
+    rating: int,
+    tags: list[str],
+    text: str,
+    now: datetime,
+) -> dict[str, Any]:
+    case_number = case["case_number"]
     bad = rating <= BAD_REVIEW_MAX
     callback_due = rectify_due = None
     if bad:
@@ -161,13 +176,6 @@ async def _record(
         "follow_up_at": None,
     }
     await uow.conn.execute(orm.evaluations.insert().values(**row))
-    uow.emit(
-        ctx.event(
-            events_pb2.EvaluationSubmitted(rating=rating, tags=tags, text=text),
-            case_id=case["case_id"],
-            case_number=case_number,
-        )
-    )
     return row
 
 
