@@ -48,6 +48,8 @@ TASK_ACTIONS = {
     "supplement": "request_supplement",
     "opinion": "add_opinion",
     "extension": "request_extension",
+    "special-procedure": "start_special_procedure",
+    "end-special-procedure": "end_special_procedure",
 }
 ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/staff/login"): "sign_in",

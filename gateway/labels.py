@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.common import special_procedures
+
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 CATEGORIES = {
@@ -133,6 +135,7 @@ GLOBALS = {
     "CASE_STATUS": CASE_STATUS,
     "OUTCOME": OUTCOME,
     "TASK_STATUS": TASK_STATUS,
+    "SPECIAL_PROCEDURES": special_procedures.NAMES,
     "CLOCK_STATE": CLOCK_STATE,
     "APPLICANT_KIND": APPLICANT_KIND,
     "CHANNEL": CHANNEL,

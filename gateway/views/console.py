@@ -46,7 +46,19 @@ from onestop.supervision.v1 import supervision_pb2
 
 routes = web.RouteTableDef()
 DESIGNATING_DEPARTMENTS = frozenset({"DRC", "ECON", "FTRADE"})  # R1: authorized to name key projects
-ACTIONS = frozenset({"claim", "release", "approve", "reject", "supplement", "opinion", "extension"})
+ACTIONS = frozenset(
+    {
+        "claim",
+        "release",
+        "approve",
+        "reject",
+        "supplement",
+        "opinion",
+        "extension",
+        "special-procedure",
+        "end-special-procedure",
+    }
+)
 NOTICES = frozenset({"acceptance", "supplement", "decision", "extension"})
 QUESTION_ID = re.compile(r"^[0-9a-f-]{36}$")
 
@@ -126,7 +138,7 @@ async def case_detail(request: web.Request) -> web.Response:
         c.intake.GetTimeline(intake_pb2.GetCaseRequest(case_number=number), timeout=5),
     )
     concluded = case.status in (common_pb2.CASE_STATUS_CONCLUDED, common_pb2.CASE_STATUS_DELIVERED)
-    (clocks, clocks_missing), (sealed, _), (extensions, _) = await asyncio.gather(
+    (clocks, clocks_missing), (sealed, _), (extensions, _), (procedures, _) = await asyncio.gather(
         optional(
             call_or_none(c, "supervision", "GetClocks", supervision_pb2.GetClocksRequest(case_number=number)),
             "supervision",
@@ -147,6 +159,15 @@ async def case_detail(request: web.Request) -> web.Response:
             )
             if who.department
             else None,
+            "",
+        ),
+        optional(
+            call_or_none(
+                c,
+                "approval",
+                "ListSpecialProcedures",
+                approval_pb2.ListSpecialProceduresRequest(case_number=number),
+            ),
             "",
         ),
     )
@@ -172,6 +193,7 @@ async def case_detail(request: web.Request) -> web.Response:
             "extensions": [
                 e for e in (extensions.extensions if extensions else []) if e.case_number == number
             ],
+            "procedures": list(procedures.procedures) if procedures else [],
             "light": lambda t: light(
                 remaining_days(t.due_at, instant), t.due_at, instant, m.warning_threshold_days or 1
             ),
@@ -240,7 +262,8 @@ async def _task_in_scope(request: web.Request, who: Principal, task_id: str) -> 
 @routes.post("/staff/tasks/{task_id}/{action}", name="task_action")
 @require(*WINDOW_ROLES, here=True)
 async def task_action(request: web.Request) -> web.Response:
-    """Claim, release, decide, ask for a supplement, add an opinion or request an extension."""
+    """Claim, release, decide, ask for a supplement, add an opinion, request an extension, or start and
+    end a special procedure (hearing, expert review ...: its time is not counted)."""
     who = _me(request)
     action = request.match_info["action"]
     if action not in ACTIONS:
@@ -310,6 +333,30 @@ async def task_action(request: web.Request) -> web.Response:
                 task_id=task.task_id,
                 days=days,
                 reason=text(data, "reason", max_len=1000, required=True),
+                by=by,
+            ),
+            timeout=5,
+        )
+    elif action == "special-procedure":
+        try:
+            days = int(text(data, "expected_days", max_len=3, required=True))
+        except ValueError:
+            raise web.HTTPBadRequest(reason="the expected working days must be a number") from None
+        await approval.StartSpecialProcedure(
+            approval_pb2.StartSpecialProcedureRequest(
+                task_id=task.task_id,
+                procedure=text(data, "procedure", max_len=32, required=True),
+                reason=text(data, "reason", max_len=1000, required=True),
+                expected_days=days,
+                by=by,
+            ),
+            timeout=5,
+        )
+    elif action == "end-special-procedure":
+        await approval.EndSpecialProcedure(
+            approval_pb2.EndSpecialProcedureRequest(
+                procedure_id=text(data, "procedure_id", max_len=36, required=True),
+                result=text(data, "result", max_len=2000, required=True),
                 by=by,
             ),
             timeout=5,

@@ -33,6 +33,7 @@ async def on_case_routed(uow: UnitOfWork, ctx: ApprovalContext, env: events_pb2.
         "state": "open",
         "outcome": 0,
         "updated_at": now,
+        "special_procedures": list(body.special_procedures),
     }
     due = _due(ctx, accepted_at, body.promised_limit_days)
     priority = model.KEY_PROJECT_PRIORITY if body.key_project else 0
@@ -57,6 +58,7 @@ async def on_case_routed(uow: UnitOfWork, ctx: ApprovalContext, env: events_pb2.
             "reasons": [],
             "items": [],
             "extension_days": 0,
+            "special_procedure": "",
             "created_at": now,
             "opened_at": now if opens and not body.on_the_spot else None,
             "decided_at": None,

@@ -52,6 +52,7 @@ def task_message(row: dict[str, Any]) -> common_pb2.Task:
         reasons=row["reasons"] or (),
         key_project=row["priority"] >= model.KEY_PROJECT_PRIORITY,
         extension_days=row["extension_days"],
+        special_procedure=row.get("special_procedure") or "",
     )
     for name in ("claimed_by", "decided_by"):
         if actor := row.get(name):

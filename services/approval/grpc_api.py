@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import serialization
 
 from onestop.approval.v1 import approval_pb2
 from onestop.common.v1 import common_pb2
-from services.approval import extensions, handlers, model, repository
+from services.approval import extensions, handlers, model, repository, special_procedures
 from services.approval.convert import task_message
 from services.approval.handlers import ApprovalContext
 from services.common.batching import GroupCommitter
@@ -121,6 +121,27 @@ class ApprovalApi:
         async with self.reads.connect() as conn:
             rows = await repository.extensions(conn, department=req.department, state=req.state)
         return approval_pb2.ListExtensionsResponse(extensions=[extensions.extension_message(r) for r in rows])
+
+    async def StartSpecialProcedure(
+        self, req: approval_pb2.StartSpecialProcedureRequest, _: Any
+    ) -> approval_pb2.SpecialProcedure:
+        proc = await self._in_uow(lambda uow: special_procedures.start(uow, self.ctx, req))
+        return special_procedures.message(proc)
+
+    async def EndSpecialProcedure(
+        self, req: approval_pb2.EndSpecialProcedureRequest, _: Any
+    ) -> approval_pb2.SpecialProcedure:
+        proc = await self._in_uow(lambda uow: special_procedures.end(uow, self.ctx, req))
+        return special_procedures.message(proc)
+
+    async def ListSpecialProcedures(
+        self, req: approval_pb2.ListSpecialProceduresRequest, _: Any
+    ) -> approval_pb2.ListSpecialProceduresResponse:
+        async with self.reads.connect() as conn:
+            rows = await special_procedures.listed(conn, case_number=req.case_number, task_id=req.task_id)
+        return approval_pb2.ListSpecialProceduresResponse(
+            procedures=[special_procedures.message(r) for r in rows]
+        )
 
     async def GetCaseDecision(
         self, req: approval_pb2.GetCaseDecisionRequest, _: Any

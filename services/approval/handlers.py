@@ -157,6 +157,10 @@ async def decide(
     task = view(row)
     model.check_window_actor(task, who(req.by), action="decide")
     model.check_open(task, action="decide")
+    if row["special_procedure"]:
+        raise FailedPrecondition(
+            f"task {req.task_id} is in a {row['special_procedure']}: end it with its result before deciding"
+        )
     model.check_decision(verdict=verdict, who=who(req.by), reasons=list(req.reasons), items=list(req.items))
     if req.opinion:
         row["opinion"] = req.opinion
@@ -219,6 +223,11 @@ async def deem_approve(
     if row["extension_days"]:
         raise FailedPrecondition(
             f"task {req.task_id} has an approved extension; it cannot be deemed approved"
+        )
+    if row["special_procedure"]:
+        raise FailedPrecondition(
+            f"task {req.task_id} is in a {row['special_procedure']}, whose time is not counted; "
+            "it cannot be deemed approved"
         )
     by = common_pb2.Actor(username=req.by.username or MANAGEMENT_OFFICE, role=req.by.role or "supervisor")
     await _conclude_task(uow, ctx, row, status=model.DEEMED, by=by, reasons=[])

@@ -1,4 +1,4 @@
-"""Approval's tables: case plans, tasks, opinions, extensions and sealed decisions."""
+"""Approval's tables: case plans, tasks, opinions, extensions, special procedures and sealed decisions."""
 
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ plans = Table(
     Column("state", String(16), nullable=False),  # open | concluded | withdrawn
     Column("outcome", Integer, nullable=False, default=0),
     Column("updated_at", Instant, nullable=False),
+    # The special procedures (hearing, expert_review, ...) the matter allows (CaseRouted).
+    Column("special_procedures", JSON, nullable=False, default=list),
 )
 
 tasks = Table(
@@ -59,6 +61,7 @@ tasks = Table(
     Column("reasons", JSON, nullable=False),
     Column("items", JSON, nullable=False),  # supplement items this task asked for
     Column("extension_days", Integer, nullable=False, default=0),
+    Column("special_procedure", String(32), nullable=False, default=""),  # running now; "": none
     Column("created_at", Instant, nullable=False),
     Column("opened_at", Instant, nullable=True),
     Column("decided_at", Instant, nullable=True),
@@ -91,6 +94,25 @@ extensions = Table(
     Column("decision_reason", Text, nullable=False, default=""),
     Column("requested_at", Instant, nullable=False),
     Column("decided_at", Instant, nullable=True),
+)
+
+special_procedures = Table(
+    "approval_special_procedures",
+    metadata,
+    Column("procedure_id", String(36), primary_key=True),
+    Column("task_id", String(36), nullable=False, index=True),
+    Column("case_number", String(64), nullable=False, index=True),
+    Column("department", String(32), nullable=False),
+    Column("procedure", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("expected_days", Integer, nullable=False),
+    Column("expected_end", Instant, nullable=True),
+    Column("state", String(16), nullable=False),  # running | ended
+    Column("started_by", JSON, nullable=False),
+    Column("started_at", Instant, nullable=False),
+    Column("ended_by", JSON, nullable=True),
+    Column("ended_at", Instant, nullable=True),
+    Column("result", Text, nullable=False, default=""),
 )
 
 decisions = Table(

@@ -28,6 +28,8 @@ CONSUMED = (
     "task_decided",
     "supplement_round_opened",
     "extension_decided",
+    "special_procedure_started",
+    "special_procedure_ended",
     "case_concluded",
     "task_urged",
     "task_deemed_approved",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from onestop.common.v1 import common_pb2
 from onestop.events.v1 import events_pb2
 from services.common.events import kind
+from services.common.special_procedures import NAMES
 
 _OUTCOME = {
     common_pb2.OUTCOME_APPROVED: ("准予许可", "approved"),
@@ -67,6 +68,17 @@ def describe(env: events_pb2.Envelope) -> tuple[str, str, str, str]:
         zh = f"延期 {body.days} 个工作日已批准" if body.approved else "延期申请未批准"
         en = f"extension of {body.days} working day(s) approved" if body.approved else "extension refused"
         return zh, en, body.by.username, ""
+    if what == "special_procedure_started":
+        zh, en = NAMES.get(body.procedure, (body.procedure, body.procedure))
+        return (
+            f"启动特别程序:{zh},预计 {body.expected_days} 个工作日,期间不计入办理期限",
+            f"special procedure started: {en}, expected {body.expected_days} working day(s), not counted",
+            body.by.username,
+            body.department,
+        )
+    if what == "special_procedure_ended":
+        zh, en = NAMES.get(body.procedure, (body.procedure, body.procedure))
+        return f"特别程序结束:{zh}", f"special procedure ended: {en}", body.by.username, body.department
     if what == "case_concluded":
         zh, en = _OUTCOME.get(body.outcome, ("办结", "concluded"))
         if body.preliminary_review:  # not the decision: the parent decides after an approving review

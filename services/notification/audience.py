@@ -176,6 +176,19 @@ def _extension_decided(s: Situation) -> list[Outgoing]:
     return to_applicant(s, "extension_approved", extra, notice_kind="extension")
 
 
+def _special_procedure_started(s: Situation) -> list[Outgoing]:
+    """The applicant is told in writing how long a hearing, testing ... will take (行政许可法 Art. 45)."""
+    data = s.fact.data
+    extra = {
+        "procedure": get(data, "procedure"),
+        "reason": get(data, "reason"),
+        "expected_days": int(get(data, "expected_days", default=0) or 0),
+        "expected_end": get(data, "expected_end"),
+        "department": _department(s, get(data, "department")),
+    }
+    return to_applicant(s, "special_procedure_started", extra, notice_kind="special_procedure")
+
+
 def _concluded(s: Situation) -> list[Outgoing]:
     data = s.fact.data
     outcome = _OUTCOMES.get(get(data, "outcome"))
@@ -338,6 +351,7 @@ PLANNERS: dict[str, Callable[[Situation], list[Outgoing]]] = {
     "supplement_requested": _supplement,
     "supplement_round_opened": _supplement,
     "extension_decided": _extension_decided,
+    "special_procedure_started": _special_procedure_started,
     "case_concluded": _concluded,
     # A case decided above concludes here when the parent's result arrives: the parent leaves telling
     # the applicant to the center that uploaded it (see to_applicant), so this center must.

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import jinja2
 
+from services.common import special_procedures
 from services.common.clock import SHANGHAI
 from services.notification.model import DEFAULT_LANGUAGE
 
@@ -125,6 +126,12 @@ class Templates:
             return directory.department(code, str(ctx.get("lang", DEFAULT_LANGUAGE)))
 
         self._env.globals["dept"] = dept
+
+        @jinja2.pass_context
+        def procedure_name(ctx: jinja2.runtime.Context, code: str) -> str:
+            return special_procedures.name(code, str(ctx.get("lang", DEFAULT_LANGUAGE)))
+
+        self._env.globals["procedure_name"] = procedure_name
 
     def _template(self, folder: str, name: str, language: str) -> tuple[jinja2.Template, str]:
         if self._found is None:

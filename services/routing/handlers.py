@@ -231,6 +231,7 @@ async def on_case_accepted(uow: UnitOfWork, ctx: RoutingContext, env: events_pb2
         on_the_spot=matter.on_the_spot,
         accepted_by=body.accepted_by,
         preliminary_review=bool(placement.preliminary),
+        special_procedures=[str(p) for p in matter.special_procedures],
     )
     routed.accepted_at.CopyFrom(env.occurred_at)
     for planned in placement.preliminary or plan_tasks(matter):

@@ -273,16 +273,49 @@ async def on_case_supplemented(uow: UnitOfWork, ctx: SupervisionContext, env: ev
     )
 
 
+def _procedure_clocks(rows: list[dict[str, Any]], task_id: str) -> list[dict[str, Any]]:
+    """The clocks a task's special procedure stops: the task's own and the case's."""
+    return [row for row in rows if row["task_id"] in ("", task_id)]
+
+
+async def _special_procedure(
+    uow: UnitOfWork,
+    ctx: SupervisionContext,
+    env: events_pb2.Envelope,
+    *,
+    task_id: str,
+    end: bool,
+    detail: str,
+) -> None:
+    # One pause kind per task: two departments' procedures overlapping on the case's clock each close
+    # their own pause (the calendar counts an overlap once).
+    kind_ = f"{model.SPECIAL_PROCEDURE}:{task_id}"
+    at = _at(env)
+    for row in _procedure_clocks(await store.clocks_of(uow, env.case_id, open_only=True), task_id):
+        clock = repository.to_model(row)
+        changed = model.resume(clock, kind=kind_, at=at) if end else model.pause(clock, kind=kind_, at=at)
+        if changed != clock:
+            cause = f"{model.SPECIAL_PROCEDURE}_{'resume' if end else 'pause'}"
+            await clocks.save(
+                uow, ctx, row, changed, cause=cause, at=at, detail=detail, event_id=env.event_id
+            )
+
+
 async def pause_special_procedure(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
-    """Hearings, testing, expert review ... are not counted (Art. 45); wired once an event carries them."""
-    await _pause_case(uow, ctx, env, kind_=model.SPECIAL_PROCEDURE, detail="special procedure started")
+    """Hearings, testing, expert review ... are not counted (行政许可法 Art. 45): the task's clock and
+    the case's stop while one runs."""
+    body = env.special_procedure_started
+    detail = f"{body.procedure} started at {body.department or 'the window'}: {body.reason}"
+    await _special_procedure(uow, ctx, env, task_id=body.task_id, end=False, detail=detail)
 
 
 async def resume_special_procedure(
     uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope
 ) -> None:
-    """The special procedure ended: the clocks run again."""
-    await _resume_case(uow, ctx, env, kind_=model.SPECIAL_PROCEDURE, detail="special procedure ended")
+    """The special procedure ended: the clocks run again, its days not counted."""
+    body = env.special_procedure_ended
+    detail = f"{body.procedure or 'special procedure'} ended at {body.department or 'the window'}"
+    await _special_procedure(uow, ctx, env, task_id=body.task_id, end=True, detail=detail)
 
 
 async def on_extension_decided(uow: UnitOfWork, ctx: SupervisionContext, env: events_pb2.Envelope) -> None:
@@ -422,6 +455,8 @@ EVENT_HANDLERS = {
     "supplement_round_opened": on_supplement_round_opened,
     "case_supplemented": on_case_supplemented,
     "extension_decided": on_extension_decided,
+    "special_procedure_started": pause_special_procedure,
+    "special_procedure_ended": resume_special_procedure,
     "key_project_designated": on_key_project_designated,
     "case_concluded": on_case_concluded,
     "case_withdrawn": on_case_withdrawn,

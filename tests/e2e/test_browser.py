@@ -171,6 +171,36 @@ def test_a_clerk_of_another_department_is_refused(browser: Any, web_node: Node) 
     assert "Queue" in (page.text_content("h1") or "")
 
 
+def test_the_chief_holds_an_expert_review_and_decides_once_it_has_ended(browser: Any, web_node: Node) -> None:
+    base = web_node.gateway_url
+    c = NodeClients.of(web_node)
+    try:
+        number = c.submit("PL-001").case.case_number
+        c.wait_tasks(number)
+    finally:
+        c.close()
+    chief = context(browser).new_page()
+    sign_in(chief, base, "chief.plan")
+    chief.goto(f"{base}/staff/cases/{number}")
+    form = "#start-special-procedure"
+    chief.select_option(f"{form} select[name=procedure]", "expert_review")
+    chief.fill(f"{form} input[name=expected_days]", "8")
+    chief.fill(f"{form} input[name=reason]", "结构安全需专家论证")
+    chief.click(f"{form} button[type=submit]")
+    chief.wait_for_selector("#special-procedure")
+    running = chief.text_content("#special-procedure") or ""
+    assert "专家评审" in running and "结构安全需专家论证" in running and "8" in running
+    assert chief.locator("#approve").count() == 0  # no decision while its time is not counted
+    shot(chief, "15-special-procedure-running")
+    chief.fill("#special-procedure textarea[name=result]", "专家论证通过")
+    chief.click("#end-special-procedure")
+    chief.wait_for_selector("#approve")
+    assert "专家论证通过" in (chief.text_content("#special-procedures") or "")
+    chief.click("#approve")
+    chief.wait_for_selector("#staff-tasks")
+    reload_until(chief, "text=特别程序结束", what="the end of the expert review on the timeline")
+
+
 def test_an_administrator_imports_a_catalogue_version_and_loads_a_calendar_year(
     browser: Any, web_node: Node, tmp_path: Path
 ) -> None:

@@ -17,6 +17,7 @@ import pytest
 from onestop.approval.v1 import approval_pb2
 from onestop.common.v1 import common_pb2
 from onestop.intake.v1 import intake_pb2
+from onestop.notification.v1 import notification_pb2, notification_pb2_grpc
 from onestop.supervision.v1 import supervision_pb2, supervision_pb2_grpc
 from services.common.calendar import default_calendar
 from services.common.clock import FileClock
@@ -252,3 +253,129 @@ def _stream_kinds(node) -> set[str]:
             await nc.close()
 
     return asyncio.run(read())
+
+
+def test_a_hearing_stops_the_clocks_tells_the_applicant_in_writing_and_moves_the_due_date(
+    node, sup, clock_file
+):
+    """行政许可法 Art. 45: a hearing's time is not counted. KP-001 accepted on Monday 2026-11-02 is due at
+    the end of Wed 11-11 (7 working days). A hearing from Tue 11-03 to Mon 11-16 covers the 9 working days
+    11-04..11-16 (the clock runs on the day it stops and restarts the day after): due at the end of 11-24.
+    """
+    at(clock_file, 2026, 11, 2, 9, 0)
+    c = NodeClients.of(node)
+    number, tasks = start_case(c, sup, "KP-001", silent="ENV")
+    env = next(t for t in tasks if t.department == "ENV")
+    clerk = actor("clerk.env", "window_clerk", "ENV")
+    assert task_clock(sup, number, "ENV").due_at.ToDatetime().date().isoformat() == "2026-11-11"
+
+    def start(**overrides):
+        by = overrides.pop("by", clerk)
+        req = {
+            "task_id": env.task_id,
+            "procedure": "hearing",
+            "reason": "利害关系人申请听证",
+            "expected_days": 10,
+        }
+        return c.approval.StartSpecialProcedure(
+            approval_pb2.StartSpecialProcedureRequest(**(req | overrides), by=by), timeout=5
+        )
+
+    def refused(code: grpc.StatusCode, call) -> str:
+        with pytest.raises(grpc.RpcError) as err:
+            call()
+        assert err.value.code() == code, err.value.details()
+        return err.value.details()
+
+    # Only what the matter allows, with a reason and a sensible length, at the task's own window.
+    assert "expert_review, hearing" in refused(
+        grpc.StatusCode.INVALID_ARGUMENT, lambda: start(procedure="auction")
+    )
+    refused(grpc.StatusCode.INVALID_ARGUMENT, lambda: start(reason=" "))
+    refused(grpc.StatusCode.INVALID_ARGUMENT, lambda: start(expected_days=0))
+    refused(grpc.StatusCode.PERMISSION_DENIED, lambda: start(by=actor("clerk.plan", "window_clerk", "PLAN")))
+
+    at(clock_file, 2026, 11, 3, 10, 0)
+    hearing = start()
+    assert hearing.state == "running" and hearing.expected_days == 10
+    assert "already in a hearing" in refused(grpc.StatusCode.FAILED_PRECONDITION, start)
+    wait_for(
+        lambda: task_clock(sup, number, "ENV").state == CS.CLOCK_STATE_PAUSED, what="the task's clock to stop"
+    )
+    case_clock = next(
+        k for k in sup.GetClocks(supervision_pb2.GetClocksRequest(case_number=number)).clocks if not k.task_id
+    )
+    assert case_clock.state == CS.CLOCK_STATE_PAUSED
+    other = next(
+        k
+        for k in sup.GetClocks(supervision_pb2.GetClocksRequest(case_number=number)).clocks
+        if k.task_id and k.department != "ENV"
+    )
+    assert other.state != CS.CLOCK_STATE_PAUSED  # another department's task is not held up by it
+    assert "hearing" in refused(grpc.StatusCode.FAILED_PRECONDITION, lambda: c.decide(env))
+
+    # The applicant's written notice says how long it takes and under which article.
+    notification = notification_pb2_grpc.NotificationServiceStub(
+        grpc.insecure_channel(node.address("notification"))
+    )
+    notice = wait_for(
+        lambda: _notice_or_none(notification, number, "special_procedure"), what="the written notice"
+    )
+    assert "第四十五条" in notice.html and "听证" in notice.html and "10 个工作日" in notice.html
+
+    # Past the original due date while the hearing runs: no urge.
+    at(clock_file, 2026, 11, 13, 9, 0)
+    sup.Tick(supervision_pb2.TickRequest())
+    assert not task_clock(sup, number, "ENV").urged
+
+    at(clock_file, 2026, 11, 16, 16, 0)
+    refused(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        lambda: c.approval.EndSpecialProcedure(
+            approval_pb2.EndSpecialProcedureRequest(procedure_id=hearing.procedure_id, by=clerk), timeout=5
+        ),
+    )
+    ended = c.approval.EndSpecialProcedure(
+        approval_pb2.EndSpecialProcedureRequest(
+            procedure_id=hearing.procedure_id, result="听证未发现新的事实", by=clerk
+        ),
+        timeout=5,
+    )
+    assert ended.state == "ended" and ended.result == "听证未发现新的事实"
+    refused(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        lambda: c.approval.EndSpecialProcedure(
+            approval_pb2.EndSpecialProcedureRequest(
+                procedure_id=hearing.procedure_id, result="again", by=clerk
+            ),
+            timeout=5,
+        ),
+    )
+    due = wait_for(
+        lambda: (
+            (k := task_clock(sup, number, "ENV")).state != CS.CLOCK_STATE_PAUSED and k.due_at.ToDatetime()
+        ),
+        what="the task's clock to run again",
+    )
+    assert due.astimezone(SH).date().isoformat() == "2026-11-24"
+    task = c.approval.GetTask(approval_pb2.GetTaskRequest(task_id=env.task_id), timeout=5)
+    assert task.due_at.ToDatetime() == due and not task.special_procedure  # the window's queue agrees
+    listed = c.approval.ListSpecialProcedures(approval_pb2.ListSpecialProceduresRequest(case_number=number))
+    assert [(p.procedure, p.state) for p in listed.procedures] == [("hearing", "ended")]
+
+    c.decide(env)
+    c.wait_case(number, CS.CASE_STATUS_CONCLUDED)
+    kinds = c.timeline(number)
+    assert kinds.index("special_procedure_started") < kinds.index("special_procedure_ended")
+    c.close()
+
+
+def _notice_or_none(notification, number: str, kind: str):
+    try:
+        return notification.GetNotice(
+            notification_pb2.GetNoticeRequest(case_number=number, kind=kind), timeout=5
+        )
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.NOT_FOUND:
+            raise
+        return None

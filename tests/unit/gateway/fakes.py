@@ -365,6 +365,9 @@ class FakeApproval:
         hit = req.department in ("", "PLAN") and req.state in ("", "requested")
         return approval_pb2.ListExtensionsResponse(extensions=[ext] if hit else [])
 
+    async def ListSpecialProcedures(self, req: Any, timeout: float = 0) -> Any:
+        return approval_pb2.ListSpecialProceduresResponse()
+
     async def GetCaseDecision(self, req: Any, timeout: float = 0) -> Any:
         raise rpc_error(grpc.StatusCode.NOT_FOUND, "no decision yet")
 

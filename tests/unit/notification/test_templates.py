@@ -103,6 +103,22 @@ def test_extension_notice_cites_article_42_and_the_head_who_approved() -> None:
     assert "第四十二条" in html and "需组织专家评审" in html
 
 
+def test_special_procedure_notice_tells_how_long_it_takes_under_article_45_in_both_languages() -> None:
+    data = {
+        "procedure": "expert_review",
+        "reason": "需组织专家论证结构安全",
+        "expected_days": 15,
+        "expected_end": "2026-11-30T15:59:59Z",
+        "department": "PLAN",
+    }
+    text, html = _sms_and_notice("special_procedure_started", data, "zh-CN")
+    assert "规划局组织专家评审,预计需要15个工作日(至2026年11月30日)" in text
+    assert "特别程序告知书" in html and "第四十五条" in html and "需组织专家论证结构安全" in html
+    text, html = _sms_and_notice("special_procedure_started", data, "en")
+    assert "needs a special procedure, expert review, by" in text and "15 working day(s)" in text
+    assert "Article 45" in html
+
+
 def test_deemed_approval_notice_names_the_silent_department_and_the_urging_date() -> None:
     data = {"task_id": "t-1", "department": "FIRE", "urged_at": "2026-11-19T01:00:00Z"}
     text, html = _sms_and_notice("task_deemed_approved", data, "zh-CN")

@@ -31,6 +31,8 @@ def test_supervision_consumes_the_facts_that_move_clocks_and_ratings_given_at_a_
         "supplement_round_opened",
         "case_supplemented",
         "extension_decided",
+        "special_procedure_started",
+        "special_procedure_ended",
         "key_project_designated",
         "case_concluded",
         "case_withdrawn",

@@ -549,3 +549,172 @@ class ListOpinionsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListOpinionsResponse: _TypeAlias = ListOpinionsResponse  # noqa: Y015
+
+@_typing.final
+class SpecialProcedure(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCEDURE_ID_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    CASE_NUMBER_FIELD_NUMBER: _builtins.int
+    DEPARTMENT_FIELD_NUMBER: _builtins.int
+    PROCEDURE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    EXPECTED_DAYS_FIELD_NUMBER: _builtins.int
+    EXPECTED_END_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    STARTED_BY_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    ENDED_BY_FIELD_NUMBER: _builtins.int
+    ENDED_AT_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    procedure_id: _builtins.str
+    task_id: _builtins.str
+    case_number: _builtins.str
+    department: _builtins.str
+    procedure: _builtins.str
+    """hearing | expert_review | inspection | testing | ..."""
+    reason: _builtins.str
+    expected_days: _builtins.int
+    """working days the applicant was told"""
+    state: _builtins.str
+    """running | ended"""
+    result: _builtins.str
+    """what the procedure found, said when it ended"""
+    @_builtins.property
+    def expected_end(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def started_by(self) -> _common_pb2.Actor: ...
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ended_by(self) -> _common_pb2.Actor: ...
+    @_builtins.property
+    def ended_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        procedure_id: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+        case_number: _builtins.str = ...,
+        department: _builtins.str = ...,
+        procedure: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        expected_days: _builtins.int = ...,
+        expected_end: _timestamp_pb2.Timestamp | None = ...,
+        state: _builtins.str = ...,
+        started_by: _common_pb2.Actor | None = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        ended_by: _common_pb2.Actor | None = ...,
+        ended_at: _timestamp_pb2.Timestamp | None = ...,
+        result: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ended_at", b"ended_at", "ended_by", b"ended_by", "expected_end", b"expected_end", "started_at", b"started_at", "started_by", b"started_by"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_number", b"case_number", "department", b"department", "ended_at", b"ended_at", "ended_by", b"ended_by", "expected_days", b"expected_days", "expected_end", b"expected_end", "procedure", b"procedure", "procedure_id", b"procedure_id", "reason", b"reason", "result", b"result", "started_at", b"started_at", "started_by", b"started_by", "state", b"state", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpecialProcedure: _TypeAlias = SpecialProcedure  # noqa: Y015
+
+@_typing.final
+class StartSpecialProcedureRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    PROCEDURE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    EXPECTED_DAYS_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    procedure: _builtins.str
+    """one the matter's catalogue entry allows"""
+    reason: _builtins.str
+    expected_days: _builtins.int
+    """1..MAX working days"""
+    @_builtins.property
+    def by(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        procedure: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        expected_days: _builtins.int = ...,
+        by: _common_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["by", b"by"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "expected_days", b"expected_days", "procedure", b"procedure", "reason", b"reason", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartSpecialProcedureRequest: _TypeAlias = StartSpecialProcedureRequest  # noqa: Y015
+
+@_typing.final
+class EndSpecialProcedureRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCEDURE_ID_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    procedure_id: _builtins.str
+    result: _builtins.str
+    @_builtins.property
+    def by(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        procedure_id: _builtins.str = ...,
+        result: _builtins.str = ...,
+        by: _common_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["by", b"by"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "procedure_id", b"procedure_id", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EndSpecialProcedureRequest: _TypeAlias = EndSpecialProcedureRequest  # noqa: Y015
+
+@_typing.final
+class ListSpecialProceduresRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_NUMBER_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    case_number: _builtins.str
+    task_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        case_number: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_number", b"case_number", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSpecialProceduresRequest: _TypeAlias = ListSpecialProceduresRequest  # noqa: Y015
+
+@_typing.final
+class ListSpecialProceduresResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCEDURES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def procedures(self) -> _containers.RepeatedCompositeFieldContainer[Global___SpecialProcedure]: ...
+    def __init__(
+        self,
+        *,
+        procedures: _abc.Iterable[Global___SpecialProcedure] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["procedures", b"procedures"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSpecialProceduresResponse: _TypeAlias = ListSpecialProceduresResponse  # noqa: Y015

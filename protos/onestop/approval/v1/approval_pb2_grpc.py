@@ -90,6 +90,21 @@ class ApprovalServiceStub:
                 request_serializer=onestop_dot_approval_dot_v1_dot_approval__pb2.ListExtensionsRequest.SerializeToString,
                 response_deserializer=onestop_dot_approval_dot_v1_dot_approval__pb2.ListExtensionsResponse.FromString,
                 _registered_method=True)
+        self.StartSpecialProcedure = channel.unary_unary(
+                '/onestop.approval.v1.ApprovalService/StartSpecialProcedure',
+                request_serializer=onestop_dot_approval_dot_v1_dot_approval__pb2.StartSpecialProcedureRequest.SerializeToString,
+                response_deserializer=onestop_dot_approval_dot_v1_dot_approval__pb2.SpecialProcedure.FromString,
+                _registered_method=True)
+        self.EndSpecialProcedure = channel.unary_unary(
+                '/onestop.approval.v1.ApprovalService/EndSpecialProcedure',
+                request_serializer=onestop_dot_approval_dot_v1_dot_approval__pb2.EndSpecialProcedureRequest.SerializeToString,
+                response_deserializer=onestop_dot_approval_dot_v1_dot_approval__pb2.SpecialProcedure.FromString,
+                _registered_method=True)
+        self.ListSpecialProcedures = channel.unary_unary(
+                '/onestop.approval.v1.ApprovalService/ListSpecialProcedures',
+                request_serializer=onestop_dot_approval_dot_v1_dot_approval__pb2.ListSpecialProceduresRequest.SerializeToString,
+                response_deserializer=onestop_dot_approval_dot_v1_dot_approval__pb2.ListSpecialProceduresResponse.FromString,
+                _registered_method=True)
         self.DeemApprove = channel.unary_unary(
                 '/onestop.approval.v1.ApprovalService/DeemApprove',
                 request_serializer=onestop_dot_approval_dot_v1_dot_approval__pb2.DeemApproveRequest.SerializeToString,
@@ -183,6 +198,26 @@ class ApprovalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartSpecialProcedure(self, request, context):
+        """A hearing, expert review, testing... whose time is not counted (行政许可法 Art. 45): started at the
+        task's window with the applicant told in writing how long it will take, ended there.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndSpecialProcedure(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSpecialProcedures(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeemApprove(self, request, context):
         """Supervision applies the management office's seal to a silent task (R6).
         """
@@ -265,6 +300,21 @@ def add_ApprovalServiceServicer_to_server(servicer, server):
                     servicer.ListExtensions,
                     request_deserializer=onestop_dot_approval_dot_v1_dot_approval__pb2.ListExtensionsRequest.FromString,
                     response_serializer=onestop_dot_approval_dot_v1_dot_approval__pb2.ListExtensionsResponse.SerializeToString,
+            ),
+            'StartSpecialProcedure': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartSpecialProcedure,
+                    request_deserializer=onestop_dot_approval_dot_v1_dot_approval__pb2.StartSpecialProcedureRequest.FromString,
+                    response_serializer=onestop_dot_approval_dot_v1_dot_approval__pb2.SpecialProcedure.SerializeToString,
+            ),
+            'EndSpecialProcedure': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndSpecialProcedure,
+                    request_deserializer=onestop_dot_approval_dot_v1_dot_approval__pb2.EndSpecialProcedureRequest.FromString,
+                    response_serializer=onestop_dot_approval_dot_v1_dot_approval__pb2.SpecialProcedure.SerializeToString,
+            ),
+            'ListSpecialProcedures': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSpecialProcedures,
+                    request_deserializer=onestop_dot_approval_dot_v1_dot_approval__pb2.ListSpecialProceduresRequest.FromString,
+                    response_serializer=onestop_dot_approval_dot_v1_dot_approval__pb2.ListSpecialProceduresResponse.SerializeToString,
             ),
             'DeemApprove': grpc.unary_unary_rpc_method_handler(
                     servicer.DeemApprove,
@@ -584,6 +634,87 @@ class ApprovalService:
             '/onestop.approval.v1.ApprovalService/ListExtensions',
             onestop_dot_approval_dot_v1_dot_approval__pb2.ListExtensionsRequest.SerializeToString,
             onestop_dot_approval_dot_v1_dot_approval__pb2.ListExtensionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartSpecialProcedure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onestop.approval.v1.ApprovalService/StartSpecialProcedure',
+            onestop_dot_approval_dot_v1_dot_approval__pb2.StartSpecialProcedureRequest.SerializeToString,
+            onestop_dot_approval_dot_v1_dot_approval__pb2.SpecialProcedure.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndSpecialProcedure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onestop.approval.v1.ApprovalService/EndSpecialProcedure',
+            onestop_dot_approval_dot_v1_dot_approval__pb2.EndSpecialProcedureRequest.SerializeToString,
+            onestop_dot_approval_dot_v1_dot_approval__pb2.SpecialProcedure.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSpecialProcedures(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onestop.approval.v1.ApprovalService/ListSpecialProcedures',
+            onestop_dot_approval_dot_v1_dot_approval__pb2.ListSpecialProceduresRequest.SerializeToString,
+            onestop_dot_approval_dot_v1_dot_approval__pb2.ListSpecialProceduresResponse.FromString,
             options,
             channel_credentials,
             insecure,

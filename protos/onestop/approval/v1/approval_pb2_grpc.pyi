@@ -45,6 +45,12 @@ class ApprovalServiceStub:
     RequestExtension: _grpc.UnaryUnaryMultiCallable[_approval_pb2.RequestExtensionRequest, _approval_pb2.Extension]
     DecideExtension: _grpc.UnaryUnaryMultiCallable[_approval_pb2.DecideExtensionRequest, _approval_pb2.Extension]
     ListExtensions: _grpc.UnaryUnaryMultiCallable[_approval_pb2.ListExtensionsRequest, _approval_pb2.ListExtensionsResponse]
+    StartSpecialProcedure: _grpc.UnaryUnaryMultiCallable[_approval_pb2.StartSpecialProcedureRequest, _approval_pb2.SpecialProcedure]
+    """A hearing, expert review, testing... whose time is not counted (行政许可法 Art. 45): started at the
+    task's window with the applicant told in writing how long it will take, ended there.
+    """
+    EndSpecialProcedure: _grpc.UnaryUnaryMultiCallable[_approval_pb2.EndSpecialProcedureRequest, _approval_pb2.SpecialProcedure]
+    ListSpecialProcedures: _grpc.UnaryUnaryMultiCallable[_approval_pb2.ListSpecialProceduresRequest, _approval_pb2.ListSpecialProceduresResponse]
     DeemApprove: _grpc.UnaryUnaryMultiCallable[_approval_pb2.DeemApproveRequest, _common_pb2.Task]
     """Supervision applies the management office's seal to a silent task (R6)."""
     GetCaseDecision: _grpc.UnaryUnaryMultiCallable[_approval_pb2.GetCaseDecisionRequest, _common_pb2.SealedDecision]
@@ -67,6 +73,12 @@ class ApprovalServiceAsyncStub(ApprovalServiceStub):
     RequestExtension: _aio.UnaryUnaryMultiCallable[_approval_pb2.RequestExtensionRequest, _approval_pb2.Extension]  # type: ignore[assignment]
     DecideExtension: _aio.UnaryUnaryMultiCallable[_approval_pb2.DecideExtensionRequest, _approval_pb2.Extension]  # type: ignore[assignment]
     ListExtensions: _aio.UnaryUnaryMultiCallable[_approval_pb2.ListExtensionsRequest, _approval_pb2.ListExtensionsResponse]  # type: ignore[assignment]
+    StartSpecialProcedure: _aio.UnaryUnaryMultiCallable[_approval_pb2.StartSpecialProcedureRequest, _approval_pb2.SpecialProcedure]  # type: ignore[assignment]
+    """A hearing, expert review, testing... whose time is not counted (行政许可法 Art. 45): started at the
+    task's window with the applicant told in writing how long it will take, ended there.
+    """
+    EndSpecialProcedure: _aio.UnaryUnaryMultiCallable[_approval_pb2.EndSpecialProcedureRequest, _approval_pb2.SpecialProcedure]  # type: ignore[assignment]
+    ListSpecialProcedures: _aio.UnaryUnaryMultiCallable[_approval_pb2.ListSpecialProceduresRequest, _approval_pb2.ListSpecialProceduresResponse]  # type: ignore[assignment]
     DeemApprove: _aio.UnaryUnaryMultiCallable[_approval_pb2.DeemApproveRequest, _common_pb2.Task]  # type: ignore[assignment]
     """Supervision applies the management office's seal to a silent task (R6)."""
     GetCaseDecision: _aio.UnaryUnaryMultiCallable[_approval_pb2.GetCaseDecisionRequest, _common_pb2.SealedDecision]  # type: ignore[assignment]
@@ -152,6 +164,30 @@ class ApprovalServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _approval_pb2.ListExtensionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_approval_pb2.ListExtensionsResponse, _abc.Awaitable[_approval_pb2.ListExtensionsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def StartSpecialProcedure(
+        self,
+        request: _approval_pb2.StartSpecialProcedureRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_approval_pb2.SpecialProcedure, _abc.Awaitable[_approval_pb2.SpecialProcedure]]:
+        """A hearing, expert review, testing... whose time is not counted (行政许可法 Art. 45): started at the
+        task's window with the applicant told in writing how long it will take, ended there.
+        """
+
+    @_abc_1.abstractmethod
+    def EndSpecialProcedure(
+        self,
+        request: _approval_pb2.EndSpecialProcedureRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_approval_pb2.SpecialProcedure, _abc.Awaitable[_approval_pb2.SpecialProcedure]]: ...
+
+    @_abc_1.abstractmethod
+    def ListSpecialProcedures(
+        self,
+        request: _approval_pb2.ListSpecialProceduresRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_approval_pb2.ListSpecialProceduresResponse, _abc.Awaitable[_approval_pb2.ListSpecialProceduresResponse]]: ...
 
     @_abc_1.abstractmethod
     def DeemApprove(

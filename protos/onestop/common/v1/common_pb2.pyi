@@ -331,6 +331,7 @@ class Task(_message.Message):
     DECIDED_AT_FIELD_NUMBER: _builtins.int
     KEY_PROJECT_FIELD_NUMBER: _builtins.int
     EXTENSION_DAYS_FIELD_NUMBER: _builtins.int
+    SPECIAL_PROCEDURE_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     case_id: _builtins.str
     case_number: _builtins.str
@@ -345,6 +346,8 @@ class Task(_message.Message):
     opinion: _builtins.str
     key_project: _builtins.bool
     extension_days: _builtins.int
+    special_procedure: _builtins.str
+    """the special procedure running now (hearing, ...); empty: none"""
     @_builtins.property
     def prerequisites(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -382,10 +385,11 @@ class Task(_message.Message):
         decided_at: _timestamp_pb2.Timestamp | None = ...,
         key_project: _builtins.bool = ...,
         extension_days: _builtins.int = ...,
+        special_procedure: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["claimed_by", b"claimed_by", "created_at", b"created_at", "decided_at", b"decided_at", "decided_by", b"decided_by", "due_at", b"due_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "case_number", b"case_number", "claimed_by", b"claimed_by", "created_at", b"created_at", "decided_at", b"decided_at", "decided_by", b"decided_by", "department", b"department", "due_at", b"due_at", "extension_days", b"extension_days", "group", b"group", "key_project", b"key_project", "lead", b"lead", "matter_code", b"matter_code", "opinion", b"opinion", "prerequisites", b"prerequisites", "priority", b"priority", "reasons", b"reasons", "status", b"status", "task_id", b"task_id", "window", b"window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "case_number", b"case_number", "claimed_by", b"claimed_by", "created_at", b"created_at", "decided_at", b"decided_at", "decided_by", b"decided_by", "department", b"department", "due_at", b"due_at", "extension_days", b"extension_days", "group", b"group", "key_project", b"key_project", "lead", b"lead", "matter_code", b"matter_code", "opinion", b"opinion", "prerequisites", b"prerequisites", "priority", b"priority", "reasons", b"reasons", "special_procedure", b"special_procedure", "status", b"status", "task_id", b"task_id", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -396,6 +396,7 @@ class CaseRouted(_message.Message):
     ACCEPTED_BY_FIELD_NUMBER: _builtins.int
     ACCEPTED_AT_FIELD_NUMBER: _builtins.int
     PRELIMINARY_REVIEW_FIELD_NUMBER: _builtins.int
+    SPECIAL_PROCEDURES_FIELD_NUMBER: _builtins.int
     matter_code: _builtins.str
     promised_limit_days: _builtins.int
     statutory_limit_days: _builtins.int
@@ -414,6 +415,10 @@ class CaseRouted(_message.Message):
     def accepted_by(self) -> _common_pb2.Actor: ...
     @_builtins.property
     def accepted_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def special_procedures(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The special procedures (行政许可法 Art. 45) the matter allows: hearing, expert_review, ..."""
+
     def __init__(
         self,
         *,
@@ -428,10 +433,11 @@ class CaseRouted(_message.Message):
         accepted_by: _common_pb2.Actor | None = ...,
         accepted_at: _timestamp_pb2.Timestamp | None = ...,
         preliminary_review: _builtins.bool = ...,
+        special_procedures: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "accepted_by", b"accepted_by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "accepted_by", b"accepted_by", "deemed_approval_allowed", b"deemed_approval_allowed", "key_project", b"key_project", "matter_code", b"matter_code", "on_the_spot", b"on_the_spot", "preliminary_review", b"preliminary_review", "promised_limit_days", b"promised_limit_days", "statutory_limit_days", b"statutory_limit_days", "tasks", b"tasks", "warning_threshold_days", b"warning_threshold_days"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "accepted_by", b"accepted_by", "deemed_approval_allowed", b"deemed_approval_allowed", "key_project", b"key_project", "matter_code", b"matter_code", "on_the_spot", b"on_the_spot", "preliminary_review", b"preliminary_review", "promised_limit_days", b"promised_limit_days", "special_procedures", b"special_procedures", "statutory_limit_days", b"statutory_limit_days", "tasks", b"tasks", "warning_threshold_days", b"warning_threshold_days"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -966,9 +972,16 @@ class SpecialProcedureStarted(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     EXPECTED_END_FIELD_NUMBER: _builtins.int
     BY_FIELD_NUMBER: _builtins.int
+    PROCEDURE_ID_FIELD_NUMBER: _builtins.int
+    EXPECTED_DAYS_FIELD_NUMBER: _builtins.int
+    DEPARTMENT_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     procedure: _builtins.str
     reason: _builtins.str
+    procedure_id: _builtins.str
+    expected_days: _builtins.int
+    """working days, as the applicant is told in writing"""
+    department: _builtins.str
     @_builtins.property
     def expected_end(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -981,10 +994,13 @@ class SpecialProcedureStarted(_message.Message):
         reason: _builtins.str = ...,
         expected_end: _timestamp_pb2.Timestamp | None = ...,
         by: _common_pb2.Actor | None = ...,
+        procedure_id: _builtins.str = ...,
+        expected_days: _builtins.int = ...,
+        department: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "expected_end", b"expected_end"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "expected_end", b"expected_end", "procedure", b"procedure", "reason", b"reason", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "department", b"department", "expected_days", b"expected_days", "expected_end", b"expected_end", "procedure", b"procedure", "procedure_id", b"procedure_id", "reason", b"reason", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -996,7 +1012,15 @@ class SpecialProcedureEnded(_message.Message):
 
     TASK_ID_FIELD_NUMBER: _builtins.int
     BY_FIELD_NUMBER: _builtins.int
+    PROCEDURE_ID_FIELD_NUMBER: _builtins.int
+    PROCEDURE_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    DEPARTMENT_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
+    procedure_id: _builtins.str
+    procedure: _builtins.str
+    result: _builtins.str
+    department: _builtins.str
     @_builtins.property
     def by(self) -> _common_pb2.Actor: ...
     def __init__(
@@ -1004,10 +1028,14 @@ class SpecialProcedureEnded(_message.Message):
         *,
         task_id: _builtins.str = ...,
         by: _common_pb2.Actor | None = ...,
+        procedure_id: _builtins.str = ...,
+        procedure: _builtins.str = ...,
+        result: _builtins.str = ...,
+        department: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["by", b"by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "department", b"department", "procedure", b"procedure", "procedure_id", b"procedure_id", "result", b"result", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
