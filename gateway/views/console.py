@@ -367,13 +367,20 @@ async def task_action(request: web.Request) -> web.Response:
 def _supplement_items(data: Any, department: str) -> list[common_pb2.SupplementItem]:
     """Checked materials with the reason written beside each (one-time notice: everything at once)."""
     codes = [v for v in data.getall("material", []) if isinstance(v, str)][:30]
-    items = []
+    items, unexplained = [], []
     for code in codes:
         reason = text(data, f"reason_{code}", max_len=500) or text(data, "reason", max_len=500)
         if reason:
             items.append(
                 common_pb2.SupplementItem(material_code=code[:64], reason=reason, department=department)
             )
+        else:
+            unexplained.append(code[:64])
+    if unexplained:
+        # A one-time notice cannot ask again later: a ticked material without its reason is not dropped.
+        raise web.HTTPBadRequest(
+            reason=f"请为每项勾选的材料写明原因 / Say what is wrong with every ticked material: {', '.join(unexplained)}"
+        )
     return items
 
 

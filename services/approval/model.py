@@ -43,8 +43,9 @@ class TaskView(NamedTuple):
     claimed_by: str = ""
 
 
-def check_window_actor(task: TaskView, who: Who, *, action: str) -> None:
-    """Only staff of the task's department act on it (R15); another window's claim is theirs."""
+def check_window_actor(task: TaskView, who: Who, *, action: str, overrides_claim: bool = False) -> None:
+    """Only staff of the task's department act on it (R15); another member's claim is theirs, except that
+    the department's deciding role may decide (``overrides_claim``) a task its clerk has claimed."""
     if not who.username:
         raise InvalidArgument("the acting staff member (by.username) is required", field="by.username")
     if who.role not in WINDOW_ROLES:
@@ -54,7 +55,10 @@ def check_window_actor(task: TaskView, who: Who, *, action: str) -> None:
             f"task {task.task_id} belongs to department {task.department}, not {who.department or '(none)'}"
         )
     if task.status == CLAIMED and task.claimed_by and task.claimed_by != who.username:
-        raise PermissionDenied(f"task {task.task_id} is claimed by {task.claimed_by}")
+        # The clerk who claimed it prepares the case; the chief representative (or the head) of the same
+        # window decides it without waiting for a release (R15). Anyone else waits for the release.
+        if not (overrides_claim and who.role in DECIDING_ROLES):
+            raise PermissionDenied(f"task {task.task_id} is claimed by {task.claimed_by}")
 
 
 def check_open(task: TaskView, *, action: str) -> None:

@@ -350,7 +350,9 @@ def test_a_retried_submission_with_the_same_request_id_returns_the_same_case(c) 
     assert len(c.wait_tasks(first.case.case_number)) == 1
 
 
-def test_a_clerk_cannot_decide_and_another_department_cannot_touch_the_task(c) -> None:
+def test_a_clerk_cannot_decide_another_department_cannot_touch_the_task_and_the_chief_decides_a_claimed_one(
+    c,
+) -> None:
     number = c.submit("PL-001").case.case_number
     (task,) = c.wait_tasks(number)
     with pytest.raises(grpc.RpcError) as err:
@@ -365,10 +367,14 @@ def test_a_clerk_cannot_decide_and_another_department_cannot_touch_the_task(c) -
         approval_pb2.ClaimTaskRequest(task_id=task.task_id, by=actor("clerk.plan", "window_clerk", "PLAN"))
     )
     assert claimed.status == CS.TASK_STATUS_CLAIMED
-    with pytest.raises(grpc.RpcError) as err:  # claimed by the clerk: the chief must wait for a release
-        c.decide(task)
+    with pytest.raises(grpc.RpcError) as err:  # another clerk of the window waits for the release
+        c.decide(
+            task,
+            approval_pb2.VERDICT_REQUEST_SUPPLEMENT,
+            items=[CS.SupplementItem(material_code="SITE-PLAN", reason="比例尺错误")],
+            by=actor("clerk2.plan", "window_clerk", "PLAN"),
+        )
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    c.approval.ReleaseTask(
-        approval_pb2.ClaimTaskRequest(task_id=task.task_id, by=actor("clerk.plan", "window_clerk", "PLAN"))
-    )
+    assert "claimed by clerk.plan" in (err.value.details() or "")
+    # The clerk prepared it; the window's chief representative decides without waiting for a release.
     assert c.decide(task).status == CS.TASK_STATUS_APPROVED

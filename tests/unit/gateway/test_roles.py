@@ -79,6 +79,27 @@ async def test_a_supplement_request_sends_every_ticked_material_at_once(gw: Gate
     assert [n for n, _ in gw.fakes.approval.acted] == [f"decide:{approval_pb2.VERDICT_REQUEST_SUPPLEMENT}"]
 
 
+async def test_a_ticked_material_without_its_reason_refuses_the_whole_notice_instead_of_dropping_it(
+    gw: Gateway,
+) -> None:
+    assert await gw.sign_in("clerk.plan") == 303
+    token = await gw.csrf("/staff")
+    resp = await gw.client.post(
+        "/staff/tasks/t-plan/supplement",
+        data=[
+            ("_csrf", token),
+            ("material", "SITE-PLAN"),
+            ("reason_SITE-PLAN", "比例尺不清"),
+            ("material", "DRAWINGS"),
+            ("reason_DRAWINGS", ""),
+        ],
+        allow_redirects=False,
+    )
+    assert resp.status == 400
+    assert "DRAWINGS" in await resp.text()
+    assert gw.fakes.approval.acted == []  # nothing half-sent: the notice goes whole or not at all
+
+
 async def test_pages_of_other_roles_are_forbidden(gw: Gateway) -> None:
     assert await gw.sign_in("clerk.plan") == 303
     for path in (
