@@ -790,7 +790,7 @@ class Route(_message.Message):
     """this center, or the parent's code"""
     forwarded: _builtins.bool
     forward_state: _builtins.str
-    """waiting | uploaded | result_received"""
+    """preliminary_review | forwarded; empty when decided here"""
     @_builtins.property
     def routed_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
