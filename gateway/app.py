@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp_jinja2
 import grpc
@@ -56,6 +59,8 @@ from gateway.security import (
     set_cookie,
 )
 from gateway.store import Store
+from onestop.supervision.v1 import supervision_pb2
+from services.common.calendar import YearData, default_calendar
 from services.common.logging import get_logger
 from services.common.settings import Settings
 
@@ -246,6 +251,7 @@ def base_context(request: web.Request) -> dict[str, object]:
         "who": who,
         "csrf_token": csrf_token(request, request.app[SIGNER]),
         "center": request.app[SETTINGS].center,
+        "calendar_missing": request.app[CACHES].calendar_missing if who else (),
         **labels.GLOBALS,
     }
 
@@ -260,6 +266,36 @@ class AccessLogger(AbstractAccessLogger):
         log.info(
             "http", method=request.method, path=request.path, status=response.status, ms=round(time * 1000, 1)
         )
+
+
+CALENDAR_WATCH_S = 30.0
+
+
+async def calendar_watch(app: web.Application, *, interval: float = CALENDAR_WATCH_S) -> None:
+    """Follow supervision's calendar: the years an administrator loaded there (so this gateway's working-day
+    figures use them, after a restart too) and the years clocks need but nobody loaded (shown to staff)."""
+    while True:
+        clients = app[CLIENTS]
+        if clients.has("supervision"):
+            try:
+                status = await clients.stubs["supervision"].GetCalendarStatus(
+                    supervision_pb2.GetCalendarStatusRequest(), timeout=5
+                )
+                app[CACHES].calendar_missing = tuple(status.missing_years)
+                add_loaded_years(status.loaded_years)
+            except Exception as exc:  # noqa: BLE001 - supervision down or older: keep what we knew
+                log.debug("calendar status unavailable", error=str(exc))
+        await asyncio.sleep(interval)
+
+
+def add_loaded_years(years: Any) -> None:
+    """Add the years supervision keeps to this process's calendar where they differ from what it has."""
+    cal = default_calendar()
+    for y in years:
+        data = YearData.build(y.year, holidays=dict(y.holidays), workdays=list(y.workdays), source=y.source)
+        known = cal.year_data(y.year) if y.year in cal.years() else None
+        if known is None or (dict(known.holidays), known.workdays) != (dict(data.holidays), data.workdays):
+            cal.add_year(data)
 
 
 def create_app(
@@ -308,7 +344,11 @@ def create_app(
                 app[STORE], app[PASSWORDS], Path(config.demo_accounts_file), app[NOW]()
             )
         await app[STORE].purge_sessions(now=app[NOW]())
+        watch = asyncio.create_task(calendar_watch(app))
         yield
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
         await app[CLIENTS].close()
         await app[STORE].close()
 

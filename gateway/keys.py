@@ -37,6 +37,8 @@ class Caches:
     centers: dict[str, tuple[str, str]] = field(default_factory=dict)  # names by code
     subtrees: dict[str, frozenset[str]] = field(default_factory=dict)  # a center and the centers below it
     matters: dict[str, tuple[float, Any]] = field(default_factory=dict)
+    # Years the open clocks need but no calendar data covers, as supervision last said (see calendar_watch).
+    calendar_missing: tuple[int, ...] = ()
 
 
 SETTINGS = web.AppKey("settings", Settings)

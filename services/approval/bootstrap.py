@@ -1,4 +1,5 @@
-"""Wires approval: the seal key, the calendar, handlers, servicer and consumer."""
+"""Wires approval: the seal key, the calendar (with the years loaded at supervision), handlers, servicer
+and consumer."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from onestop.approval.v1 import approval_pb2
 from onestop.events.v1 import events_pb2
-from services.approval import consumers, handlers, orm
+from services.approval import calendar_years, consumers, handlers, orm
 from services.approval.grpc_api import ApprovalApi
 from services.common.calendar import default_calendar
 from services.common.outbox import UnitOfWork
@@ -27,6 +28,8 @@ async def build(runtime: Runtime) -> ServiceParts:
         key=load_or_create_key(key_file),
         calendar=default_calendar(),
     )
+    async with runtime.engine.connect() as conn:
+        await calendar_years.load_stored_years(conn, ctx)
     return ServiceParts(
         servicers=[
             (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from onestop.events.v1 import events_pb2
-from services.approval import model, repository
+from services.approval import calendar_years, model, repository
 from services.approval.handlers import ApprovalContext, _advance, _conclude_task, _due, _emit_opened, _open
 from services.common.clock import from_timestamp
 from services.common.events import kind
@@ -122,6 +122,7 @@ EVENT_HANDLERS = {
     "case_supplemented": on_case_supplemented,
     "case_withdrawn": on_case_withdrawn,
     "key_project_designated": on_key_project,
+    "calendar_year_loaded": calendar_years.on_calendar_year_loaded,
 }
 
 

@@ -115,6 +115,17 @@ special_procedures = Table(
     Column("result", Text, nullable=False, default=""),
 )
 
+# Calendar years an administrator loaded at supervision (CalendarYearLoaded), beside the packaged ones.
+calendar_years = Table(
+    "approval_calendar_years",
+    metadata,
+    Column("year", Integer, primary_key=True, autoincrement=False),
+    Column("holidays", JSON, nullable=False),  # {ISO date: name}
+    Column("workdays", JSON, nullable=False),  # [ISO date]
+    Column("source", String(255), nullable=False),
+    Column("loaded_at", Instant, nullable=False),
+)
+
 decisions = Table(
     "approval_decisions",
     metadata,

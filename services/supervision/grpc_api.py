@@ -129,6 +129,20 @@ class SupervisionApi:
             raise InvalidArgument(str(exc), field="holidays") from None
         return supervision_pb2.LoadCalendarYearResponse(moved_clocks=moved)
 
+    async def GetCalendarStatus(
+        self, req: supervision_pb2.GetCalendarStatusRequest, _: Any
+    ) -> supervision_pb2.CalendarStatus:
+        missing, loaded = await recompute.status(self.ctx, self.rt.uow)
+        return supervision_pb2.CalendarStatus(
+            missing_years=missing,
+            loaded_years=[
+                supervision_pb2.CalendarYear(
+                    year=r["year"], holidays=r["holidays"], workdays=r["workdays"], source=r["source"]
+                )
+                for r in loaded
+            ],
+        )
+
     async def RecordRectification(
         self, req: supervision_pb2.RecordRectificationRequest, _: Any
     ) -> supervision_pb2.Evaluation:

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Table, select, update
 
+from onestop.events.v1 import events_pb2
 from services.common.calendar import WorkingCalendar, YearData
 from services.common.db import insert_ignore
 from services.common.logging import get_logger
@@ -143,7 +144,36 @@ async def load_year(
                 "loaded_at": ctx.clock.now(),
             },
         )
+        # With the year, in its transaction: approval (and any other service that computes due dates)
+        # takes the year from this fact.
+        work.emit(
+            ctx.event(
+                events_pb2.CalendarYearLoaded(
+                    year=year,
+                    holidays={d.isoformat(): name for d, name in data.holidays.items()},
+                    workdays=sorted(d.isoformat() for d in data.workdays),
+                    source=source,
+                )
+            )
+        )
         await work.commit()
     ctx.calendar.add_year(data)
     log.info("calendar year loaded", year=year, source=source)
     return await sync_calendar(ctx, uow) or 0
+
+
+async def status(
+    ctx: SupervisionContext, uow: Callable[[], UnitOfWork]
+) -> tuple[list[int], list[dict[str, Any]]]:
+    """The years open clocks need but no data covers (open alarms), and the years loaded here."""
+    async with uow() as work:
+        missing = (
+            await work.conn.execute(
+                select(orm.alarms.c.key).where(
+                    orm.alarms.c.kind == "calendar_missing", orm.alarms.c.cleared_at.is_(None)
+                )
+            )
+        ).scalars()
+        years = sorted(int(k) for k in missing if str(k).isdigit() and int(k) not in ctx.calendar.years())
+        loaded = [dict(r) for r in (await work.conn.execute(select(orm.calendar_years))).mappings()]
+    return years, sorted(loaded, key=lambda r: r["year"])

@@ -74,6 +74,16 @@ def start_case(c: NodeClients, sup, matter: str, silent: str) -> tuple[str, list
     for task in tasks:
         if task.department != silent:
             c.decide(task)
+
+    def decided_ones_stopped() -> bool:
+        clocks = sup.GetClocks(supervision_pb2.GetClocksRequest(case_number=number)).clocks
+        decided = [k for k in clocks if k.task_id and k.department != silent]
+        return len(decided) == len(tasks) - 1 and all(k.state == CS.CLOCK_STATE_STOPPED for k in decided)
+
+    # Supervision has applied the decisions before the test ticks: a tick skips the clocks a consumer
+    # transaction holds locked (FOR UPDATE SKIP LOCKED, so replicas never take the same clock) and leaves
+    # them to the next tick, which a test that ticks by hand would not give.
+    wait_for(decided_ones_stopped, what="supervision to stop the decided tasks' clocks")
     return number, tasks
 
 
@@ -213,6 +223,10 @@ def test_a_year_without_calendar_data_raises_the_alarm_and_loading_it_recomputes
     )
     assert all(not clock.HasField("due_at") for clock in clocks)  # never a weekend-only guess
     wait_for(lambda: "calendar_missing" in _stream_kinds(node), what="the calendar-missing alarm")
+    # Visible to whoever asks (the console shows it on every staff page), and the window's queue has no
+    # due instant to sort by rather than a guessed one.
+    assert list(sup.GetCalendarStatus(supervision_pb2.GetCalendarStatusRequest()).missing_years) == [2027]
+    assert not any(t.HasField("due_at") for t in c.tasks(number))
     with pytest.raises(grpc.RpcError) as err:
         sup.LoadCalendarYear(
             supervision_pb2.LoadCalendarYearRequest(year=2027, by=actor("clerk.plan", "window_clerk"))
@@ -232,6 +246,22 @@ def test_a_year_without_calendar_data_raises_the_alarm_and_loading_it_recomputes
     due = clock.due_at.ToDatetime().replace(tzinfo=ZoneInfo("UTC")).astimezone(SH)
     # Working days after Mon 12-28: 29, 30, 31, (01-01 holiday), 01-04, 05, 06, 07 -> the 7th is 2027-01-07.
     assert due.date().isoformat() == "2027-01-07"
+    status = sup.GetCalendarStatus(supervision_pb2.GetCalendarStatusRequest())
+    assert list(status.missing_years) == [] and [y.year for y in status.loaded_years] == [2027]
+    # Approval takes the year from supervision's fact: the task's due instant is the clock's.
+    drc = wait_for(
+        lambda: (t := next(t for t in c.tasks(number) if t.department == "DRC")).HasField("due_at") and t,
+        what="approval's due instant of the DRC task",
+    )
+    assert drc.due_at.ToDatetime() == clock.due_at.ToDatetime()
+    # It keeps the year: after a restart a new case into 2027 gets its due instant at once.
+    c.close()
+    node.restart("approval")
+    c = NodeClients.of(node)
+    later = c.submit("KP-001").case.case_number
+    tasks = c.wait_tasks(later, count=1)
+    assert all(t.HasField("due_at") for t in tasks)
+    assert tasks[0].due_at.ToDatetime() == drc.due_at.ToDatetime()  # accepted the same day
     c.close()
 
 

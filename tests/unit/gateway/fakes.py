@@ -397,6 +397,13 @@ class FakeSupervision:
 
     def __init__(self) -> None:
         self.evaluations: list[supervision_pb2.SubmitEvaluationRequest] = []
+        self.missing_years: list[int] = []
+        self.loaded_years: list[supervision_pb2.CalendarYear] = []
+
+    async def GetCalendarStatus(self, req: Any, timeout: float = 0) -> Any:
+        return supervision_pb2.CalendarStatus(
+            missing_years=self.missing_years, loaded_years=self.loaded_years
+        )
 
     async def ListWarnings(self, req: Any, timeout: float = 0) -> Any:
         clock = common_pb2.Clock(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
+from onestop.supervision.v1 import supervision_pb2
+from services.common.calendar import default_calendar
 from tests.unit.gateway.fake_convenience import NOTICE_ID, notice_case
 from tests.unit.gateway.fakes import NUMBER, FakeNotification, Fakes, FakeSupervision
 
@@ -147,3 +150,24 @@ async def test_a_case_supervision_has_not_seen_yet_still_shows_to_staff_and_appl
     applicant = await gw.client.get(f"/track/{NUMBER}")
     assert applicant.status == 200, (await applicant.text())[-400:]
     assert NUMBER in await applicant.text()
+
+
+async def test_staff_see_on_every_page_which_calendar_year_is_missing_and_the_public_does_not(
+    make_gateway: Any,
+) -> None:
+    sup = FakeSupervision()
+    sup.missing_years = [2027]
+    sup.loaded_years = [
+        supervision_pb2.CalendarYear(year=2087, holidays={"2087-01-01": "元旦"}, source="test")
+    ]
+    gw = await make_gateway(Fakes(supervision=sup))
+    for _ in range(50):  # the watch asks supervision as the gateway starts
+        if 2087 in default_calendar().years():
+            break
+        await asyncio.sleep(0.05)
+    assert 2087 in default_calendar().years()  # the year loaded at supervision counts here too
+    public = await (await gw.client.get("/")).text()
+    assert 'id="calendar-missing"' not in public
+    assert await gw.sign_in("clerk.plan") == 303
+    page = await (await gw.client.get("/staff/queue")).text()
+    assert 'id="calendar-missing"' in page and "2027" in page

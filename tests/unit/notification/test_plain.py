@@ -20,6 +20,11 @@ BODIES = [f.name for f in events_pb2.Envelope.DESCRIPTOR.oneofs_by_name["body"].
 def _fill(message: Message, seed: int, depth: int = 0) -> None:
     """Set every field of `message` (nested ones too) to a value that differs from its default."""
     for field in message.DESCRIPTOR.fields:
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            value_field = field.message_type.fields_by_name["value"]
+            for i, value in enumerate(_values(value_field, seed)):
+                getattr(message, field.name)[f"2027-01-0{i + 1}"] = value
+            continue
         if field.message_type is not None:
             if field.message_type.full_name == "google.protobuf.Timestamp":
                 stamps = [(1_700_000_000 + seed, 0), (1_700_000_001, 5_000_000), (1_700_000_002, 123_456_789)]

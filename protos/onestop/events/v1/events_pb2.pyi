@@ -62,6 +62,7 @@ class Envelope(_message.Message):
     SPECIAL_PROCEDURE_ENDED_FIELD_NUMBER: _builtins.int
     FEE_RECONCILIATION_FAILED_FIELD_NUMBER: _builtins.int
     EVALUATION_FORWARDED_FIELD_NUMBER: _builtins.int
+    CALENDAR_YEAR_LOADED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """UUID; also the Nats-Msg-Id"""
     center: _builtins.str
@@ -126,6 +127,8 @@ class Envelope(_message.Message):
     def fee_reconciliation_failed(self) -> Global___FeeReconciliationFailed: ...
     @_builtins.property
     def evaluation_forwarded(self) -> Global___EvaluationForwarded: ...
+    @_builtins.property
+    def calendar_year_loaded(self) -> Global___CalendarYearLoaded: ...
     def __init__(
         self,
         *,
@@ -163,12 +166,13 @@ class Envelope(_message.Message):
         special_procedure_ended: Global___SpecialProcedureEnded | None = ...,
         fee_reconciliation_failed: Global___FeeReconciliationFailed | None = ...,
         evaluation_forwarded: Global___EvaluationForwarded | None = ...,
+        calendar_year_loaded: Global___CalendarYearLoaded | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "calendar_missing", b"calendar_missing", "case_accepted", b"case_accepted", "case_concluded", b"case_concluded", "case_delivered", b"case_delivered", "case_forwarded", b"case_forwarded", "case_routed", b"case_routed", "case_submitted", b"case_submitted", "case_supplemented", b"case_supplemented", "case_withdrawn", b"case_withdrawn", "clock_warned", b"clock_warned", "evaluation_forwarded", b"evaluation_forwarded", "evaluation_submitted", b"evaluation_submitted", "extension_decided", b"extension_decided", "extension_requested", b"extension_requested", "fee_reconciliation_failed", b"fee_reconciliation_failed", "key_project_designated", b"key_project_designated", "occurred_at", b"occurred_at", "parent_result_received", b"parent_result_received", "special_procedure_ended", b"special_procedure_ended", "special_procedure_started", b"special_procedure_started", "supplement_requested", b"supplement_requested", "supplement_round_opened", b"supplement_round_opened", "task_claimed", b"task_claimed", "task_decided", b"task_decided", "task_deemed_approved", b"task_deemed_approved", "task_opened", b"task_opened", "task_released", b"task_released", "task_urged", b"task_urged"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "calendar_missing", b"calendar_missing", "calendar_year_loaded", b"calendar_year_loaded", "case_accepted", b"case_accepted", "case_concluded", b"case_concluded", "case_delivered", b"case_delivered", "case_forwarded", b"case_forwarded", "case_routed", b"case_routed", "case_submitted", b"case_submitted", "case_supplemented", b"case_supplemented", "case_withdrawn", b"case_withdrawn", "clock_warned", b"clock_warned", "evaluation_forwarded", b"evaluation_forwarded", "evaluation_submitted", b"evaluation_submitted", "extension_decided", b"extension_decided", "extension_requested", b"extension_requested", "fee_reconciliation_failed", b"fee_reconciliation_failed", "key_project_designated", b"key_project_designated", "occurred_at", b"occurred_at", "parent_result_received", b"parent_result_received", "special_procedure_ended", b"special_procedure_ended", "special_procedure_started", b"special_procedure_started", "supplement_requested", b"supplement_requested", "supplement_round_opened", b"supplement_round_opened", "task_claimed", b"task_claimed", "task_decided", b"task_decided", "task_deemed_approved", b"task_deemed_approved", "task_opened", b"task_opened", "task_released", b"task_released", "task_urged", b"task_urged"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "calendar_missing", b"calendar_missing", "case_accepted", b"case_accepted", "case_concluded", b"case_concluded", "case_delivered", b"case_delivered", "case_forwarded", b"case_forwarded", "case_id", b"case_id", "case_number", b"case_number", "case_routed", b"case_routed", "case_submitted", b"case_submitted", "case_supplemented", b"case_supplemented", "case_withdrawn", b"case_withdrawn", "center", b"center", "clock_warned", b"clock_warned", "evaluation_forwarded", b"evaluation_forwarded", "evaluation_submitted", b"evaluation_submitted", "event_id", b"event_id", "extension_decided", b"extension_decided", "extension_requested", b"extension_requested", "fee_reconciliation_failed", b"fee_reconciliation_failed", "key_project_designated", b"key_project_designated", "occurred_at", b"occurred_at", "parent_result_received", b"parent_result_received", "producer", b"producer", "special_procedure_ended", b"special_procedure_ended", "special_procedure_started", b"special_procedure_started", "supplement_requested", b"supplement_requested", "supplement_round_opened", b"supplement_round_opened", "task_claimed", b"task_claimed", "task_decided", b"task_decided", "task_deemed_approved", b"task_deemed_approved", "task_opened", b"task_opened", "task_released", b"task_released", "task_urged", b"task_urged", "trace", b"trace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "calendar_missing", b"calendar_missing", "calendar_year_loaded", b"calendar_year_loaded", "case_accepted", b"case_accepted", "case_concluded", b"case_concluded", "case_delivered", b"case_delivered", "case_forwarded", b"case_forwarded", "case_id", b"case_id", "case_number", b"case_number", "case_routed", b"case_routed", "case_submitted", b"case_submitted", "case_supplemented", b"case_supplemented", "case_withdrawn", b"case_withdrawn", "center", b"center", "clock_warned", b"clock_warned", "evaluation_forwarded", b"evaluation_forwarded", "evaluation_submitted", b"evaluation_submitted", "event_id", b"event_id", "extension_decided", b"extension_decided", "extension_requested", b"extension_requested", "fee_reconciliation_failed", b"fee_reconciliation_failed", "key_project_designated", b"key_project_designated", "occurred_at", b"occurred_at", "parent_result_received", b"parent_result_received", "producer", b"producer", "special_procedure_ended", b"special_procedure_ended", "special_procedure_started", b"special_procedure_started", "supplement_requested", b"supplement_requested", "supplement_round_opened", b"supplement_round_opened", "task_claimed", b"task_claimed", "task_decided", b"task_decided", "task_deemed_approved", b"task_deemed_approved", "task_opened", b"task_opened", "task_released", b"task_released", "task_urged", b"task_urged", "trace", b"trace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["case_submitted", "supplement_requested", "case_supplemented", "case_accepted", "case_routed", "case_forwarded", "task_opened", "task_claimed", "task_released", "task_decided", "supplement_round_opened", "extension_requested", "extension_decided", "case_concluded", "case_withdrawn", "case_delivered", "key_project_designated", "clock_warned", "task_urged", "task_deemed_approved", "parent_result_received", "evaluation_submitted", "calendar_missing", "special_procedure_started", "special_procedure_ended", "fee_reconciliation_failed", "evaluation_forwarded"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["case_submitted", "supplement_requested", "case_supplemented", "case_accepted", "case_routed", "case_forwarded", "task_opened", "task_claimed", "task_released", "task_decided", "supplement_round_opened", "extension_requested", "extension_decided", "case_concluded", "case_withdrawn", "case_delivered", "key_project_designated", "clock_warned", "task_urged", "task_deemed_approved", "parent_result_received", "evaluation_submitted", "calendar_missing", "special_procedure_started", "special_procedure_ended", "fee_reconciliation_failed", "evaluation_forwarded", "calendar_year_loaded"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -960,6 +964,64 @@ class CalendarMissing(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CalendarMissing: _TypeAlias = CalendarMissing  # noqa: Y015
+
+@_typing.final
+class CalendarYearLoaded(_message.Message):
+    """An administrator loaded (or corrected) a year of the working-day calendar at supervision, which keeps
+    it; the other services that compute due dates take the year from this fact. No case.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class HolidaysEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    YEAR_FIELD_NUMBER: _builtins.int
+    HOLIDAYS_FIELD_NUMBER: _builtins.int
+    WORKDAYS_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    year: _builtins.int
+    source: _builtins.str
+    @_builtins.property
+    def holidays(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """ISO date -> holiday name"""
+
+    @_builtins.property
+    def workdays(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """adjusted working weekends (调休), ISO dates"""
+
+    def __init__(
+        self,
+        *,
+        year: _builtins.int = ...,
+        holidays: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        workdays: _abc.Iterable[_builtins.str] | None = ...,
+        source: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["holidays", b"holidays", "source", b"source", "workdays", b"workdays", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CalendarYearLoaded: _TypeAlias = CalendarYearLoaded  # noqa: Y015
 
 @_typing.final
 class SpecialProcedureStarted(_message.Message):

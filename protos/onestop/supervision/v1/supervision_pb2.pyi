@@ -98,6 +98,101 @@ class LoadCalendarYearResponse(_message.Message):
 Global___LoadCalendarYearResponse: _TypeAlias = LoadCalendarYearResponse  # noqa: Y015
 
 @_typing.final
+class GetCalendarStatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCalendarStatusRequest: _TypeAlias = GetCalendarStatusRequest  # noqa: Y015
+
+@_typing.final
+class CalendarYear(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class HolidaysEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    YEAR_FIELD_NUMBER: _builtins.int
+    HOLIDAYS_FIELD_NUMBER: _builtins.int
+    WORKDAYS_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    year: _builtins.int
+    source: _builtins.str
+    @_builtins.property
+    def holidays(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """ISO date -> holiday name"""
+
+    @_builtins.property
+    def workdays(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        year: _builtins.int = ...,
+        holidays: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        workdays: _abc.Iterable[_builtins.str] | None = ...,
+        source: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["holidays", b"holidays", "source", b"source", "workdays", b"workdays", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CalendarYear: _TypeAlias = CalendarYear  # noqa: Y015
+
+@_typing.final
+class CalendarStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MISSING_YEARS_FIELD_NUMBER: _builtins.int
+    LOADED_YEARS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def missing_years(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """open calendar_missing alarms, ascending"""
+
+    @_builtins.property
+    def loaded_years(self) -> _containers.RepeatedCompositeFieldContainer[Global___CalendarYear]:
+        """loaded by an administrator (beside the packaged years)"""
+
+    def __init__(
+        self,
+        *,
+        missing_years: _abc.Iterable[_builtins.int] | None = ...,
+        loaded_years: _abc.Iterable[Global___CalendarYear] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["loaded_years", b"loaded_years", "missing_years", b"missing_years"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CalendarStatus: _TypeAlias = CalendarStatus  # noqa: Y015
+
+@_typing.final
 class RecordRectificationRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -74,6 +74,11 @@ class SupervisionServiceStub:
                 request_serializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.LoadCalendarYearRequest.SerializeToString,
                 response_deserializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.LoadCalendarYearResponse.FromString,
                 _registered_method=True)
+        self.GetCalendarStatus = channel.unary_unary(
+                '/onestop.supervision.v1.SupervisionService/GetCalendarStatus',
+                request_serializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.GetCalendarStatusRequest.SerializeToString,
+                response_deserializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.CalendarStatus.FromString,
+                _registered_method=True)
         self.RecordRectification = channel.unary_unary(
                 '/onestop.supervision.v1.SupervisionService/RecordRectification',
                 request_serializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.RecordRectificationRequest.SerializeToString,
@@ -139,6 +144,13 @@ class SupervisionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCalendarStatus(self, request, context):
+        """The years an administrator loaded, and the years clocks need but no data covers (due dates unknown).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RecordRectification(self, request, context):
         """A bad review's rectification steps: the call back, then the rectification itself.
         """
@@ -195,6 +207,11 @@ def add_SupervisionServiceServicer_to_server(servicer, server):
                     servicer.LoadCalendarYear,
                     request_deserializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.LoadCalendarYearRequest.FromString,
                     response_serializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.LoadCalendarYearResponse.SerializeToString,
+            ),
+            'GetCalendarStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCalendarStatus,
+                    request_deserializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.GetCalendarStatusRequest.FromString,
+                    response_serializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.CalendarStatus.SerializeToString,
             ),
             'RecordRectification': grpc.unary_unary_rpc_method_handler(
                     servicer.RecordRectification,
@@ -423,6 +440,33 @@ class SupervisionService:
             '/onestop.supervision.v1.SupervisionService/LoadCalendarYear',
             onestop_dot_supervision_dot_v1_dot_supervision__pb2.LoadCalendarYearRequest.SerializeToString,
             onestop_dot_supervision_dot_v1_dot_supervision__pb2.LoadCalendarYearResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCalendarStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onestop.supervision.v1.SupervisionService/GetCalendarStatus',
+            onestop_dot_supervision_dot_v1_dot_supervision__pb2.GetCalendarStatusRequest.SerializeToString,
+            onestop_dot_supervision_dot_v1_dot_supervision__pb2.CalendarStatus.FromString,
             options,
             channel_credentials,
             insecure,

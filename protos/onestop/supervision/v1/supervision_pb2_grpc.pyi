@@ -41,6 +41,8 @@ class SupervisionServiceStub:
     """Runs one supervision tick now (operators and tests); the service also ticks on its own."""
     LoadCalendarYear: _grpc.UnaryUnaryMultiCallable[_supervision_pb2.LoadCalendarYearRequest, _supervision_pb2.LoadCalendarYearResponse]
     """Admin: load (or replace) a calendar year; open clocks are recomputed and the changes recorded."""
+    GetCalendarStatus: _grpc.UnaryUnaryMultiCallable[_supervision_pb2.GetCalendarStatusRequest, _supervision_pb2.CalendarStatus]
+    """The years an administrator loaded, and the years clocks need but no data covers (due dates unknown)."""
     RecordRectification: _grpc.UnaryUnaryMultiCallable[_supervision_pb2.RecordRectificationRequest, _supervision_pb2.Evaluation]
     """A bad review's rectification steps: the call back, then the rectification itself."""
     GetAssessment: _grpc.UnaryUnaryMultiCallable[_supervision_pb2.GetAssessmentRequest, _supervision_pb2.Assessment]
@@ -59,6 +61,8 @@ class SupervisionServiceAsyncStub(SupervisionServiceStub):
     """Runs one supervision tick now (operators and tests); the service also ticks on its own."""
     LoadCalendarYear: _aio.UnaryUnaryMultiCallable[_supervision_pb2.LoadCalendarYearRequest, _supervision_pb2.LoadCalendarYearResponse]  # type: ignore[assignment]
     """Admin: load (or replace) a calendar year; open clocks are recomputed and the changes recorded."""
+    GetCalendarStatus: _aio.UnaryUnaryMultiCallable[_supervision_pb2.GetCalendarStatusRequest, _supervision_pb2.CalendarStatus]  # type: ignore[assignment]
+    """The years an administrator loaded, and the years clocks need but no data covers (due dates unknown)."""
     RecordRectification: _aio.UnaryUnaryMultiCallable[_supervision_pb2.RecordRectificationRequest, _supervision_pb2.Evaluation]  # type: ignore[assignment]
     """A bad review's rectification steps: the call back, then the rectification itself."""
     GetAssessment: _aio.UnaryUnaryMultiCallable[_supervision_pb2.GetAssessmentRequest, _supervision_pb2.Assessment]  # type: ignore[assignment]
@@ -122,6 +126,14 @@ class SupervisionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_supervision_pb2.LoadCalendarYearResponse, _abc.Awaitable[_supervision_pb2.LoadCalendarYearResponse]]:
         """Admin: load (or replace) a calendar year; open clocks are recomputed and the changes recorded."""
+
+    @_abc_1.abstractmethod
+    def GetCalendarStatus(
+        self,
+        request: _supervision_pb2.GetCalendarStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supervision_pb2.CalendarStatus, _abc.Awaitable[_supervision_pb2.CalendarStatus]]:
+        """The years an administrator loaded, and the years clocks need but no data covers (due dates unknown)."""
 
     @_abc_1.abstractmethod
     def RecordRectification(
