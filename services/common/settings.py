@@ -49,6 +49,10 @@ class Settings:
     test_clock_file: str = ""
     session_secret: str = ""
     stream_name: str = "ONESTOP"
+    # Where intake keeps documents: "local" (under data_dir) or "s3://bucket[/prefix]"; the endpoint,
+    # region and credentials of an S3 store are botocore's own variables (AWS_ENDPOINT_URL_S3, ...).
+    document_store: str = "local"
+    s3_addressing_style: str = "auto"
 
     @property
     def production(self) -> bool:
@@ -107,6 +111,38 @@ def _required(env: Mapping[str, str], name: str) -> str:
     if not value:
         raise SettingsError(f"{name} is required")
     return value
+
+
+# S3 bucket names: 3-63 lowercase letters, digits, dots and hyphens, starting and ending alphanumeric.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+ADDRESSING_STYLES = ("auto", "path", "virtual")
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """(bucket, prefix) of `s3://bucket[/prefix]`; the prefix has no leading or trailing slash."""
+    if not url.startswith("s3://"):
+        raise SettingsError(f"ONESTOP_DOCUMENT_STORE must be 'local' or s3://bucket[/prefix], got {url!r}")
+    bucket, _, prefix = url[len("s3://") :].partition("/")
+    if not _BUCKET.match(bucket):
+        raise SettingsError(f"ONESTOP_DOCUMENT_STORE names no valid S3 bucket: {bucket!r}")
+    return bucket, prefix.strip("/")
+
+
+def _document_store(raw: str) -> str:
+    value = raw.strip()
+    if value in ("", "local"):
+        return "local"
+    bucket, prefix = parse_s3_url(value)
+    return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+
+
+def _addressing_style(raw: str) -> str:
+    style = raw.strip().lower() or "auto"
+    if style not in ADDRESSING_STYLES:
+        raise SettingsError(
+            f"ONESTOP_S3_ADDRESSING_STYLE must be one of {', '.join(ADDRESSING_STYLES)}, got {raw!r}"
+        )
+    return style
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -177,4 +213,6 @@ def load_settings(*, service: str, env: Mapping[str, str] | None = None) -> Sett
         test_clock_file=test_clock,
         session_secret=session_secret,
         stream_name=env.get("ONESTOP_STREAM_NAME", "ONESTOP"),
+        document_store=_document_store(env.get("ONESTOP_DOCUMENT_STORE", "")),
+        s3_addressing_style=_addressing_style(env.get("ONESTOP_S3_ADDRESSING_STYLE", "")),
     )

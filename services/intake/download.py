@@ -1,18 +1,17 @@
 """Reading a case's stored document back: only a digest the case refers to, verified against its digest.
 
-The file is hashed once before the first byte leaves (a damaged file is refused with DATA_LOSS while the
-caller can still show a clear page) and again while it is sent (a file changed in between ends the
-stream with DATA_LOSS instead of handing out bytes that are not the document).
+The stored copy is hashed once before the first byte leaves (a damaged copy is refused with DATA_LOSS
+while the caller can still show a clear page) and again while it is sent (a copy changed in between
+ends the stream with DATA_LOSS instead of handing out bytes that are not the document). Both passes
+read through the store's interface, so a document in an object store is checked the same way.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -21,10 +20,10 @@ from onestop.intake.v1 import intake_pb2
 from services.common.errors import DataLoss, InvalidArgument, NotFound
 from services.common.logging import get_logger
 from services.intake import repository
-from services.intake.documents import DocumentStore
+from services.intake.documents import CHUNK_BYTES, DocumentNotStored, DocumentStore
 
 log = get_logger(__name__)
-CHUNK_BYTES = 256 * 1024
+HASH_READ_BYTES = 1 << 20
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -60,11 +59,10 @@ async def find_document(engine: AsyncEngine, req: intake_pb2.DownloadDocumentReq
     }
 
 
-def _hash_file(path: Path) -> str:
+async def _hash_stored(store: DocumentStore, digest: str) -> str:
     sha = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            sha.update(block)
+    async for block in store.read(digest, chunk_bytes=HASH_READ_BYTES):
+        sha.update(block)
     return sha.hexdigest()
 
 
@@ -85,27 +83,30 @@ async def stream_document(
     store: DocumentStore, doc: dict[str, Any]
 ) -> AsyncIterator[intake_pb2.DocumentChunk]:
     """The document in chunks; the first carries its name, type, material, size and digest."""
-    path = store.path(doc["digest"])
     try:
-        actual = await asyncio.to_thread(_hash_file, path)
-    except FileNotFoundError:
+        actual = await _hash_stored(store, doc["digest"])
+    except DocumentNotStored:
         raise _damaged(doc, "missing") from None
     if actual != doc["digest"]:
         raise _damaged(doc, "altered (its content no longer matches its SHA-256)")
     sha = hashlib.sha256()
-    with open(path, "rb") as fh:
-        data = await asyncio.to_thread(fh.read, CHUNK_BYTES)
-        sha.update(data)
-        yield intake_pb2.DocumentChunk(
-            filename=doc["filename"],
-            content_type=doc["content_type"],
-            material_code=doc["material_code"],
-            size=doc["size"],
-            digest=doc["digest"],
-            data=data,
-        )
-        while data := await asyncio.to_thread(fh.read, CHUNK_BYTES):
+    first = True
+    try:
+        async for data in store.read(doc["digest"], chunk_bytes=CHUNK_BYTES):
             sha.update(data)
-            yield intake_pb2.DocumentChunk(data=data)
+            if first:
+                first = False
+                yield intake_pb2.DocumentChunk(
+                    filename=doc["filename"],
+                    content_type=doc["content_type"],
+                    material_code=doc["material_code"],
+                    size=doc["size"],
+                    digest=doc["digest"],
+                    data=data,
+                )
+            else:
+                yield intake_pb2.DocumentChunk(data=data)
+    except DocumentNotStored:
+        raise _damaged(doc, "missing") from None
     if sha.hexdigest() != doc["digest"]:
         raise _damaged(doc, "altered while it was being sent")

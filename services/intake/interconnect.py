@@ -17,7 +17,7 @@ from services.common.runtime import Runtime
 from services.common.settings import SettingsError
 from services.common.tls import TlsError, TlsFiles, server_credentials
 from services.intake import feed_pruning
-from services.intake.documents import LocalDocumentStore
+from services.intake.documents import DocumentStore
 from services.intake.feed_pruning import FeedPruner
 from services.intake.handlers import IntakeContext
 from services.intake.interconnect_api import ChildCenters, InterconnectApi
@@ -74,7 +74,7 @@ def _parent_resolver(routing_address: str, center: str) -> Callable[[], Awaitabl
     return resolve
 
 
-def build_interconnect(runtime: Runtime, ctx: IntakeContext, store: LocalDocumentStore) -> InterconnectParts:
+def build_interconnect(runtime: Runtime, ctx: IntakeContext, store: DocumentStore) -> InterconnectParts:
     """The parent-facing server (when this node has a certificate) and the child's loops (when it has a parent)."""
     settings = runtime.settings
     files = tls_files(runtime)

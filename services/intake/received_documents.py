@@ -15,18 +15,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from onestop.interconnect.v1 import interconnect_pb2
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.intake import repository
-from services.intake.documents import MAX_DOCUMENT_BYTES, LocalDocumentStore, check_type, safe_filename
+from services.intake.documents import MAX_DOCUMENT_BYTES, DocumentStore, check_type, safe_filename
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 
 class ReceivedDocuments:
-    """Partial uploads under <root>/partial/<digest>; complete ones move into the content-addressed store."""
+    """Partial uploads under <scratch>/partial/<digest>; complete ones go into the content-addressed store.
 
-    def __init__(self, *, engine: AsyncEngine, store: LocalDocumentStore) -> None:
+    The partial files are local to the process even when the store is an object store: a child's
+    resumed upload goes on where this replica's copy ends (it asks GetDocumentStatus first).
+    """
+
+    def __init__(self, *, engine: AsyncEngine, store: DocumentStore) -> None:
         self._engine = engine
         self._store = store
-        self._partial = store.root / "partial"
+        self._partial = store.scratch / "partial"
         self._partial.mkdir(parents=True, exist_ok=True)
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -107,9 +111,9 @@ class ReceivedDocuments:
         except InvalidArgument:
             path.unlink(missing_ok=True)
             raise
-        target = self._store.path(digest)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, target)
+        # Durable in the store before the row says it is held; a store that fails here leaves the
+        # complete partial file, and the child's retry (at offset total_size) completes it again.
+        await self._store.adopt(path, digest=digest)
         async with self._engine.begin() as conn:
             await repository.add_document(
                 conn,

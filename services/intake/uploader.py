@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -27,7 +26,7 @@ from services.common.outbox import UnitOfWork
 from services.common.runtime import Runtime
 from services.common.tls import TlsFiles, secure_channel
 from services.intake import federation, outbound
-from services.intake.documents import LocalDocumentStore
+from services.intake.documents import DocumentNotStored, DocumentStore
 
 log = get_logger(__name__)
 M = TypeVar("M", bound=Message)
@@ -132,7 +131,7 @@ def _documents(items: Any) -> list[common_pb2.Document]:
 class Uploader:
     """Delivers due operations of the forwarding outbox, many at a time, in order within each case."""
 
-    def __init__(self, *, runtime: Runtime, ctx: Any, link: ParentLink, store: LocalDocumentStore) -> None:
+    def __init__(self, *, runtime: Runtime, ctx: Any, link: ParentLink, store: DocumentStore) -> None:
         self.rt = runtime
         self.ctx = ctx
         self.link = link
@@ -225,10 +224,9 @@ class Uploader:
         for doc in {d.digest: d for d in docs}.values():
             if doc.digest in self._parent_has:
                 continue
-            path = self.store.path(doc.digest)
-            if not path.exists():
+            size = await self.store.size(doc.digest)
+            if size is None:
                 raise MissingDocument(f"document {doc.digest} is not stored at this center")
-            size = path.stat().st_size
             offset = 0
             if resume:  # a retry: ask what the parent already holds and go on from there
                 status = await stub.GetDocumentStatus(
@@ -239,7 +237,7 @@ class Uploader:
                     continue
                 offset = status.received
             status = await stub.UploadDocument(
-                _chunks(path, doc, offset, size), timeout=60 + size / 1_000_000
+                _chunks(self.store, doc, offset, size), timeout=60 + size / 1_000_000
             )
             if not status.complete:
                 raise RetryLater(
@@ -350,15 +348,11 @@ class Uploader:
 
 
 async def _chunks(
-    path: Path, doc: common_pb2.Document, offset: int, size: int
+    store: DocumentStore, doc: common_pb2.Document, offset: int, size: int
 ) -> AsyncIterator[interconnect_pb2.DocumentChunk]:
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        first = True
-        while True:
-            data = fh.read(CHUNK_BYTES)
-            if not data and not first:
-                return
+    first = True
+    try:
+        async for data in store.read(doc.digest, offset=offset, chunk_bytes=CHUNK_BYTES):
             chunk = interconnect_pb2.DocumentChunk(digest=doc.digest, offset=offset, data=data)
             if first:
                 chunk.total_size = size
@@ -367,5 +361,13 @@ async def _chunks(
                 first = False
             yield chunk
             offset += len(data)
-            if not data:
-                return
+    except DocumentNotStored:
+        raise MissingDocument(f"document {doc.digest} is not stored at this center") from None
+    if first:  # nothing left past `offset`: one empty chunk still names the upload and completes it
+        yield interconnect_pb2.DocumentChunk(
+            digest=doc.digest,
+            offset=offset,
+            total_size=size,
+            filename=doc.filename,
+            content_type=doc.content_type,
+        )
