@@ -22,6 +22,7 @@ routes = web.RouteTableDef()
 PING_SECONDS = 15.0
 POLL_SECONDS = 2.0
 MAX_STREAM_SECONDS = 30 * 60  # the browser reconnects on its own
+SUBSCRIBED = "subscribed"  # notification's first CaseUpdate of a WatchCase stream
 
 
 async def _send(response: web.StreamResponse, event: str, data: dict[str, Any]) -> None:
@@ -62,9 +63,12 @@ async def _watch(request: web.Request, response: web.StreamResponse, number: str
             if not sent:
                 await _send(response, "mode", {"mode": "watch"})
                 sent = True
-            await _send(
-                response, "update", {"kind": update.kind, "summary": update.summary, "at": when(update.at)}
-            )
+            if update.kind != SUBSCRIBED:  # the stream's opening handshake, not a change of the case
+                await _send(
+                    response,
+                    "update",
+                    {"kind": update.kind, "summary": update.summary, "at": when(update.at)},
+                )
             read = asyncio.ensure_future(call.read())
         return True
     finally:

@@ -34,11 +34,15 @@ async def _events(gw: Gateway, *, until: str, seen: int = 1) -> list[tuple[str, 
 
 
 async def test_updates_from_the_notification_service_are_relayed(make_gateway: Any) -> None:
+    # The stream opens with notification's "subscribed" handshake, which is no change of the case: no
+    # empty line on the applicant's timeline for it.
+    subscribed = notification_pb2.CaseUpdate(case_number=NUMBER, kind="subscribed")
     update = notification_pb2.CaseUpdate(case_number=NUMBER, kind="case_concluded", summary="已办结:准予许可")
-    fakes = Fakes(notification=WatchingNotification([update]))
+    fakes = Fakes(notification=WatchingNotification([subscribed, update]))
     gw = await make_gateway(fakes)
     events = await _events(gw, until="update")
     assert events[0] == ("mode", {"mode": "watch"})
+    assert len(events) == 2
     assert events[1][1]["kind"] == "case_concluded" and events[1][1]["summary"] == "已办结:准予许可"
     assert fakes.notification.watched == [NUMBER]
 
