@@ -434,7 +434,8 @@ class FakeSupervision:
             rows=[
                 supervision_pb2.StatisticsRow(
                     key="PLAN", accepted=4, concluded=3, on_time_rate=0.75, evaluations=2, avg_rating=4.5
-                )
+                ),
+                supervision_pb2.StatisticsRow(key="DRC", accepted=2, concluded=0),  # nothing concluded yet
             ]
         )
 

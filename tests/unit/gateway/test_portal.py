@@ -210,6 +210,16 @@ async def test_statistics_render_svg_charts_without_inline_styles(make_gateway: 
     assert 'id="stats-degraded"' in down and "<svg" in down
 
 
+async def test_a_department_with_nothing_concluded_has_no_on_time_rate_rather_than_zero(
+    make_gateway: Any,
+) -> None:
+    gw = await make_gateway(Fakes(supervision=FakeSupervision()))
+    page = await (await gw.client.get("/statistics")).text()
+    assert "75.0%" in page  # PLAN: 3 concluded
+    drc_row = page[page.index("<td>发展和改革委员会</td>") :].split("</tr>")[0]
+    assert "0.0%" not in drc_row and "—" in drc_row
+
+
 async def test_statistics_show_the_cases_sent_up_to_the_parent_apart_from_the_departments_figures(
     make_gateway: Any,
 ) -> None:
