@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import Counter, Histogram
+from yarl import URL
 
 from gateway import labels, routes
 from gateway.accounts import import_demo_accounts
@@ -107,6 +108,20 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
         response.headers.add("Set-Cookie", morsel.OutputString())
 
 
+def _back_link(request: web.Request, status: int) -> str:
+    """Where a refused form came from (this site only), for "go back and correct it"; else empty."""
+    if request.method != "POST" or not 400 <= status < 500:
+        return ""
+    referer = URL(request.headers.get("Referer", ""))
+    if (
+        referer.host != request.url.host
+        or referer.port != request.url.port
+        or not referer.path.startswith("/")
+    ):
+        return ""
+    return str(referer.relative())
+
+
 def _error_page(request: web.Request, status: int, message: str, reference: str = "") -> web.StreamResponse:
     if request.path.startswith("/api/"):
         body: dict[str, object] = {"status": status, "message": message}
@@ -124,6 +139,7 @@ def _error_page(request: web.Request, status: int, message: str, reference: str 
             "title_en": en,
             "message": message,
             "reference": reference,
+            "back": _back_link(request, status),
         },
         status=status,
     )

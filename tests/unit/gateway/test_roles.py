@@ -93,11 +93,27 @@ async def test_a_ticked_material_without_its_reason_refuses_the_whole_notice_ins
             ("material", "DRAWINGS"),
             ("reason_DRAWINGS", ""),
         ],
+        headers={"Referer": str(gw.client.make_url("/staff/cases/210200-X"))},
         allow_redirects=False,
     )
     assert resp.status == 400
-    assert "DRAWINGS" in await resp.text()
+    page = await resp.text()
+    assert "DRAWINGS" in page
     assert gw.fakes.approval.acted == []  # nothing half-sent: the notice goes whole or not at all
+    # The page leads back to the form (the browser's back keeps what was typed), not only to the start.
+    assert '<a href="/staff/cases/210200-X" id="go-back">' in page
+
+
+async def test_a_refusal_links_back_only_to_a_page_of_this_site(gw: Gateway) -> None:
+    assert await gw.sign_in("clerk.plan") == 303
+    token = await gw.csrf("/staff")
+    resp = await gw.client.post(
+        "/staff/tasks/t-plan/supplement",
+        data=[("_csrf", token)],
+        headers={"Referer": "https://evil.example/phish"},
+        allow_redirects=False,
+    )
+    assert resp.status == 400 and 'id="go-back"' not in await resp.text()
 
 
 async def test_pages_of_other_roles_are_forbidden(gw: Gateway) -> None:
