@@ -101,6 +101,18 @@ async def test_tracking_unlocks_the_case_without_leaving_the_code_in_the_address
     assert "通知服务暂不可用" in page  # notification not configured
 
 
+async def test_a_case_decided_above_says_where_its_departments_work_instead_of_an_empty_table(
+    gw: Gateway,
+) -> None:
+    gw.fakes.intake.cases[NUMBER].status = common_pb2.CASE_STATUS_FORWARDED
+    gw.fakes.approval.tasks = lambda: []  # no department of this center works on it
+    token = await gw.csrf("/track")
+    await gw.client.post("/track", data={"number": NUMBER, "code": CODE, "_csrf": token})
+    page = await (await gw.client.get(f"/track/{NUMBER}")).text()
+    assert 'id="decided-above"' in page and "上级中心的部门审批" in page
+    assert 'id="tasks"' not in page
+
+
 async def test_a_case_page_needs_the_query_code_first(gw: Gateway) -> None:
     resp = await gw.client.get(f"/track/{NUMBER}", allow_redirects=False)
     assert resp.status == 303 and resp.headers["Location"] == f"/track?number={NUMBER}"
