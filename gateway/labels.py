@@ -50,11 +50,11 @@ TASK_STATUS = {
     8: ("已取消", "cancelled"),
 }
 CLOCK_STATE = {
-    0: ("未知", "unknown", "grey"),
+    0: ("期限待定(工作日历缺失)", "no due date yet (calendar missing)", "grey"),  # only then
     1: ("正常", "on time", "green"),
     2: ("黄灯预警", "yellow warning", "yellow"),
     3: ("红灯超时", "red: overdue", "red"),
-    4: ("暂停(补正中)", "paused (supplement)", "grey"),
+    4: ("暂停(补正或特别程序中)", "paused (supplement or special procedure)", "grey"),
     5: ("已停止", "stopped", "grey"),
 }
 CHANNEL = {
