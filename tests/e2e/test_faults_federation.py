@@ -234,7 +234,10 @@ class Pair:
                     data_dir=self.base / center,
                     database=database,
                     parent=parent,
-                    env=certs_cmd.tls_env(issued),
+                    # _lose_jetstream kills routing and relies on intake's matter cache meanwhile: long
+                    # enough that a slow machine's minutes between the warm-up case and the next do not
+                    # outlast it (the default 30 s did once, under a parallel load).
+                    env=certs_cmd.tls_env(issued) | {"ONESTOP_MATTER_CACHE_S": "900"},
                 ),
                 services=SERVICES,
                 gateway=False,
@@ -466,7 +469,7 @@ def _lose_jetstream(pair: Pair, work: Workload, center: str, since: datetime, ta
         wait_for(published, timeout=90, interval=0.2, what=f"events of new cases published at {center}")
         return fresh
 
-    # One case first, so intake's matter cache (30 s) answers while routing is down below.
+    # One case first, so intake's matter cache (900 s here) answers while routing is down below.
     submitted(1, "warm")
     for name in SERVICES:
         if name != "intake":
