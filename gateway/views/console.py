@@ -182,6 +182,7 @@ async def case_detail(request: web.Request) -> web.Response:
             "timeline": list(timeline.entries),
             "departments": await departments(request),
             "tasks": [(t, remaining_days(t.due_at, instant)) for t in tasks],
+            "has_extension": any(t.extension_days for t in tasks),  # an approved one moved a due date
             "mine": [t for t in tasks if who.role in WINDOW_ROLES and t.department == who.department],
             "clocks": clocks.clocks if clocks else [],
             "clocks_missing": clocks_missing,

@@ -171,3 +171,15 @@ async def test_staff_see_on_every_page_which_calendar_year_is_missing_and_the_pu
     assert await gw.sign_in("clerk.plan") == 303
     page = await (await gw.client.get("/staff/queue")).text()
     assert 'id="calendar-missing"' in page and "2027" in page
+
+
+async def test_the_extension_notice_is_offered_only_for_a_case_with_an_approved_extension(gw: Any) -> None:
+    assert await gw.sign_in("clerk.plan") == 303
+    link = f'href="/staff/cases/{NUMBER}/notices/extension"'
+    assert link not in await (await gw.client.get(f"/staff/cases/{NUMBER}")).text()
+    plain = gw.fakes.approval.tasks()
+    for task in plain:
+        if task.task_id == "t-plan":
+            task.extension_days = 5
+    gw.fakes.approval.tasks = lambda: plain
+    assert link in await (await gw.client.get(f"/staff/cases/{NUMBER}")).text()
