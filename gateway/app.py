@@ -309,9 +309,7 @@ def add_loaded_years(years: Any) -> None:
     cal = default_calendar()
     for y in years:
         data = YearData.build(y.year, holidays=dict(y.holidays), workdays=list(y.workdays), source=y.source)
-        known = cal.year_data(y.year) if y.year in cal.years() else None
-        if known is None or (dict(known.holidays), known.workdays) != (dict(data.holidays), data.workdays):
-            cal.add_year(data)
+        cal.add_year_if_changed(data)
 
 
 def create_app(

@@ -20,7 +20,7 @@ from services.approval import model, orm, special_procedures
 from services.approval.handlers import ApprovalContext
 from services.common.calendar import CalendarError, YearData
 from services.common.clock import aware
-from services.common.db import insert_ignore
+from services.common.db import insert_ignore, update_many
 from services.common.logging import get_logger
 from services.common.outbox import UnitOfWork
 
@@ -53,7 +53,7 @@ async def load_stored_years(conn: Any, ctx: ApprovalContext) -> list[int]:
     """At start: the years loaded earlier (kept in approval's table) into this process's calendar."""
     rows = (await conn.execute(select(orm.calendar_years))).mappings().all()
     for r in rows:
-        ctx.calendar.add_year(
+        ctx.calendar.add_year_if_changed(
             YearData.build(r["year"], holidays=r["holidays"], workdays=r["workdays"], source=r["source"])
         )
     return [r["year"] for r in rows]
@@ -89,8 +89,9 @@ async def _recompute_open_tasks(uow: UnitOfWork, ctx: ApprovalContext) -> int:
             due = None
         if due != aware(task["due_at"]):
             changed[task["task_id"]] = due
-    for task_id, due in changed.items():
-        await uow.conn.execute(update(t).where(t.c.task_id == task_id).values(due_at=due))
+    await update_many(
+        uow.conn, t, "task_id", ("due_at",), [{"task_id": k, "due_at": v} for k, v in changed.items()]
+    )
     # Rows this transaction already read (a case event earlier in the batch) carry the new instant too,
     # or their write at commit would put the old one back.
     for key, case in uow.memo.items():

@@ -242,6 +242,18 @@ class WorkingCalendar:
             self._years[data.year] = data
             self._rebuild()
 
+    def add_year_if_changed(self, data: YearData) -> bool:
+        """Load one year unless the same holidays and adjusted workdays are loaded already (no rebuild
+        then); True when it was added or replaced."""
+        known = self._years.get(data.year)
+        if known is not None and (dict(known.holidays), known.workdays) == (
+            dict(data.holidays),
+            data.workdays,
+        ):
+            return False
+        self.add_year(data)
+        return True
+
     def load_file(self, path: str | os.PathLike[str]) -> list[int]:
         """Load the year object(s) in a JSON file; return the years loaded."""
         loaded = load_year_file(path)

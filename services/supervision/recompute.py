@@ -85,9 +85,7 @@ async def load_stored_years(ctx: SupervisionContext, uow: Callable[[], UnitOfWor
     added = []
     for r in rows:
         data = YearData.build(r["year"], holidays=r["holidays"], workdays=r["workdays"], source=r["source"])
-        known = ctx.calendar.year_data(r["year"]) if r["year"] in ctx.calendar.years() else None
-        if known is None or (dict(known.holidays), known.workdays) != (dict(data.holidays), data.workdays):
-            ctx.calendar.add_year(data)
+        if ctx.calendar.add_year_if_changed(data):
             added.append(data.year)
     return added
 
