@@ -35,6 +35,33 @@ APPROVING = {CS.OUTCOME_APPROVED, CS.OUTCOME_DEEMED_APPROVED}
 _ENTRY_NS = uuid.UUID("0d7c1b6e-3f7a-4a8e-9a44-5b1f2b7e9c10")
 
 
+# Updates about a case decided above that the applicant must be told in writing; the parent leaves that
+# to the child that uploaded the case (its notification skips applicants it did not take in).
+NOTICE_KINDS = (
+    "extension_approved",
+    "special_procedure_started",
+    "special_procedure_ended",
+    "task_deemed_approved",
+)
+
+
+def notice_details(upd: interconnect_pb2.ResultUpdate) -> interconnect_pb2.ResultUpdate:
+    """The notice fields of `upd` alone (to relay them further down, unchanged)."""
+    out = interconnect_pb2.ResultUpdate(
+        extension_days=upd.extension_days,
+        reason=upd.reason,
+        decided_by=upd.decided_by,
+        procedure=upd.procedure,
+        expected_days=upd.expected_days,
+        procedure_result=upd.procedure_result,
+    )
+    if upd.HasField("expected_end"):
+        out.expected_end.CopyFrom(upd.expected_end)
+    if upd.HasField("urged_at"):
+        out.urged_at.CopyFrom(upd.urged_at)
+    return out
+
+
 _UPLOADED = "intake.has_upload"  # uow.memo: case id -> whether it has an upload operation
 
 
@@ -97,26 +124,33 @@ async def feed_update(
     supplement_round: int = 0,
     department: str = "",
     raised_at: str = "",
+    details: interconnect_pb2.ResultUpdate | None = None,
 ) -> None:
     """Tell the child that uploaded `row` what happened to it (nothing for a case of our own).
 
     `raised_at`: the center where it happened when that is not this one (an update relayed from above).
+    `details`: the notice fields (see `notice_details`) of an update of the NOTICE_KINDS.
     """
     if not row["origin_center"]:
         return
-    msg = interconnect_pb2.ResultUpdate(
-        child_case_id=row["origin_case_id"],
-        parent_case_number=row["case_number"] or "",
-        parent_case_id=row["case_id"],
-        kind=what,
-        outcome=cast(Any, outcome),
-        reasons=list(reasons),
-        supplement_round=supplement_round,
-        department=department,
-        parent_center=ctx.center,
-        raised_at_center=raised_at or ctx.center,
-        summary_zh=zh,
-        summary_en=en,
+    msg = interconnect_pb2.ResultUpdate()
+    if details is not None:
+        msg.CopyFrom(details)
+    msg.MergeFrom(
+        interconnect_pb2.ResultUpdate(
+            child_case_id=row["origin_case_id"],
+            parent_case_number=row["case_number"] or "",
+            parent_case_id=row["case_id"],
+            kind=what,
+            outcome=cast(Any, outcome),
+            reasons=list(reasons),
+            supplement_round=supplement_round,
+            department=department,
+            parent_center=ctx.center,
+            raised_at_center=raised_at or ctx.center,
+            summary_zh=zh,
+            summary_en=en,
+        )
     )
     msg.at.CopyFrom(timestamp(ctx.clock.now()))
     if sealed is not None and sealed.ByteSize():
@@ -223,7 +257,43 @@ async def feed_event(uow: UnitOfWork, ctx: Any, env: events_pb2.Envelope, row: d
             sealed=concluded.sealed,
         )
     elif what == "task_deemed_approved":
-        await feed_update(uow, ctx, row, what="task_deemed_approved", zh=zh, en=en, department=department)
+        details = interconnect_pb2.ResultUpdate()
+        if env.task_deemed_approved.HasField("urged_at"):
+            details.urged_at.CopyFrom(env.task_deemed_approved.urged_at)
+        await feed_update(
+            uow, ctx, row, what="task_deemed_approved", zh=zh, en=en, department=department, details=details
+        )
+    elif what == "extension_decided" and env.extension_decided.approved and row["status"] in OPEN:
+        ext = env.extension_decided
+        details = interconnect_pb2.ResultUpdate(
+            extension_days=ext.days, reason=ext.reason, decided_by=ext.by.display_name or ext.by.username
+        )
+        await feed_update(
+            uow,
+            ctx,
+            row,
+            what="extension_approved",
+            zh=zh,
+            en=en,
+            department=ext.by.department,
+            details=details,
+        )
+    elif what == "special_procedure_started" and row["status"] in OPEN:
+        started = env.special_procedure_started
+        details = interconnect_pb2.ResultUpdate(
+            procedure=started.procedure, reason=started.reason, expected_days=started.expected_days
+        )
+        if started.HasField("expected_end"):
+            details.expected_end.CopyFrom(started.expected_end)
+        await feed_update(
+            uow, ctx, row, what=what, zh=zh, en=en, department=started.department, details=details
+        )
+    elif what == "special_procedure_ended" and row["status"] in OPEN:
+        ended = env.special_procedure_ended
+        details = interconnect_pb2.ResultUpdate(procedure=ended.procedure, procedure_result=ended.result)
+        await feed_update(
+            uow, ctx, row, what=what, zh=zh, en=en, department=ended.department, details=details
+        )
     elif what == "case_forwarded":
         await feed_update(uow, ctx, row, what="forwarded", zh=zh, en=en)
 

@@ -32,7 +32,7 @@ CS = common_pb2
 ACK_INTERVAL_S = 0.5
 APPLY_BATCH = 256  # results applied in one transaction at most
 MAX_BACKOFF_S = 3.0
-RELAYED = {"supplement_requested", "concluded", "task_deemed_approved"}
+RELAYED = {"supplement_requested", "concluded", *federation.NOTICE_KINDS}
 
 
 async def applied_cursor(conn: AsyncConnection, parent_center: str) -> int:
@@ -178,6 +178,8 @@ async def _apply(
             en=f"result from {parent_center}: {upd.summary_en}",
         )
     else:
+        if upd.kind in federation.NOTICE_KINDS:  # the applicant is ours to tell, in writing
+            uow.emit(ctx.event(_notice_received(parent_center, raised_at, upd), row))
         await federation.note(
             uow,
             ctx,
@@ -203,7 +205,30 @@ async def _apply(
             supplement_round=upd.supplement_round,
             department=upd.department,
             raised_at=raised_at,
+            details=federation.notice_details(upd),
         )
+
+
+def _notice_received(
+    parent_center: str, raised_at: str, upd: interconnect_pb2.ResultUpdate
+) -> events_pb2.ParentNoticeReceived:
+    body = events_pb2.ParentNoticeReceived(
+        parent_center=parent_center,
+        raised_at_center=raised_at,
+        kind=upd.kind,
+        department=upd.department,
+        days=upd.extension_days,
+        reason=upd.reason,
+        decided_by=upd.decided_by,
+        procedure=upd.procedure,
+        expected_days=upd.expected_days,
+        result=upd.procedure_result,
+    )
+    if upd.HasField("expected_end"):
+        body.expected_end.CopyFrom(upd.expected_end)
+    if upd.HasField("urged_at"):
+        body.urged_at.CopyFrom(upd.urged_at)
+    return body
 
 
 class ResultWatcher:

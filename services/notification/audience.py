@@ -79,6 +79,7 @@ def _base_context(s: Situation, language: str) -> dict[str, Any]:
         "title": r.title if r else "",
         "matter_code": r.matter_code if r else "",
         "at": s.fact.at.isoformat(),
+        "parent_center": "",  # set when it happened at a center above this one
     }
 
 
@@ -187,6 +188,37 @@ def _special_procedure_started(s: Situation) -> list[Outgoing]:
         "department": _department(s, get(data, "department")),
     }
     return to_applicant(s, "special_procedure_started", extra, notice_kind="special_procedure")
+
+
+def _parent_notice(s: Situation) -> list[Outgoing]:
+    """A case decided above: its parent center approved an extension, started a special procedure or deemed a
+    task approved, and left the written notice to this center, which took the case in (see to_applicant).
+    The notice is the one this center would write itself, naming the center where it happened."""
+    data = s.fact.data
+    what = get(data, "kind")
+    above = {"parent_center": get(data, "raised_at_center") or get(data, "parent_center")}
+    department = get(data, "department")
+    if what == "extension_approved":
+        extra = {
+            "days": int(get(data, "days", default=0) or 0),
+            "reason": get(data, "reason"),
+            "department": department,
+            "decided_by": get(data, "decided_by"),
+        }
+        return to_applicant(s, "extension_approved", above | extra, notice_kind="extension")
+    if what == "special_procedure_started":
+        extra = {
+            "procedure": get(data, "procedure"),
+            "reason": get(data, "reason"),
+            "expected_days": int(get(data, "expected_days", default=0) or 0),
+            "expected_end": get(data, "expected_end"),
+            "department": department,
+        }
+        return to_applicant(s, "special_procedure_started", above | extra, notice_kind="special_procedure")
+    if what == "task_deemed_approved":
+        extra = {"department": department, "urged_at": get(data, "urged_at"), "task_id": ""}
+        return to_applicant(s, "task_deemed_approved", above | extra, notice_kind="deemed_approval")
+    return []  # special_procedure_ended: the case page shows it; the applicant was told how long it takes
 
 
 def _concluded(s: Situation) -> list[Outgoing]:
@@ -357,6 +389,7 @@ PLANNERS: dict[str, Callable[[Situation], list[Outgoing]]] = {
     # the applicant to the center that uploaded it (see to_applicant), so this center must.
     "parent_result_received": _concluded,
     "task_deemed_approved": _task_deemed,
+    "parent_notice_received": _parent_notice,
     "case_delivered": _delivered,
     "task_opened": _task_opened,
     "clock_warned": _clock_warned,

@@ -7,7 +7,9 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from services.common import special_procedures
 from services.common.outbox import UnitOfWork
 from services.notification.audience import get
 from services.notification.model import DEFAULT_LANGUAGE, Fact
@@ -66,6 +68,13 @@ def _texts(fact: Fact) -> tuple[str, str] | None:
             return None
         days = get(d, "days", default=0)
         return f"办理期限延长 {days} 个工作日", f"time limit extended by {days} working day(s)"
+    if k == "special_procedure_started":
+        zh, en = special_procedures.NAMES.get(get(d, "procedure"), ("特别程序", "special procedure"))
+        days = get(d, "expected_days", default=0)
+        return (
+            f"启动特别程序:{zh},预计 {days} 个工作日,不计入办理期限",
+            f"special procedure: {en}, expected {days} working day(s), not counted in the time limit",
+        )
     if k == "task_deemed_approved":
         dept = get(d, "department")
         return f"{dept} 超时默许,视为同意", f"{dept}: deemed approved (no decision in time)"
@@ -78,9 +87,30 @@ def _texts(fact: Fact) -> tuple[str, str] | None:
         return "申请已撤回", "application withdrawn"
     if k == "case_delivered":
         return "办理结果已送达", "result delivered"
+    if k == "parent_notice_received":
+        return _parent_notice_texts(d)
     if k == "parent_result_received":
         zh, en = _OUTCOME.get(get(d, "outcome"), ("已办结", "concluded"))
         return f"上级中心审批结果:{zh}", f"result from the upper-level center: {en}"
+    return None
+
+
+def _parent_notice_texts(d: Any) -> tuple[str, str] | None:
+    what = get(d, "kind")
+    dept = get(d, "department")
+    if what == "extension_approved":
+        days = get(d, "days", default=0)
+        return (
+            f"上级中心批准办理期限延长 {days} 个工作日",
+            f"the upper-level center extended the time limit by {days} working day(s)",
+        )
+    if what in ("special_procedure_started", "special_procedure_ended"):
+        zh, en = special_procedures.NAMES.get(get(d, "procedure"), ("特别程序", "special procedure"))
+        if what == "special_procedure_started":
+            return f"上级中心启动特别程序:{zh}", f"the upper-level center started a special procedure: {en}"
+        return f"上级中心特别程序结束:{zh}", f"the upper-level center ended the special procedure: {en}"
+    if what == "task_deemed_approved":
+        return f"上级中心 {dept} 超时默许,视为同意", f"upper-level center, {dept}: deemed approved"
     return None
 
 

@@ -44,7 +44,7 @@ from services.cli.node import free_port
 from services.common.events import timestamp
 from tests.e2e.test_authorization_matrix import Web
 from tests.e2e.test_federation import CITY, DISTRICT, PROVINCE, Tree, decide_all, parent_case
-from tests.harness import pg_reachable, wait_for
+from tests.harness import actor, pg_reachable, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 CS = common_pb2
@@ -426,6 +426,88 @@ def test_a_supplement_raised_at_the_city_reaches_the_district_applicant_naming_t
         what="the city's outcome at the district's supervision after the supplement",
     )
     assert (done.outcome, len(done.clocks)) == (CS.OUTCOME_APPROVED, 0)
+
+
+def test_an_extension_and_an_expert_review_at_the_city_reach_the_district_applicant_in_writing(
+    fed: Federation,
+) -> None:
+    """The city leaves telling the applicant to the district that took the case in: an extension the
+    city's head approved and an expert review the city's window started each reach the district's
+    applicant once, as an SMS and a printable notice naming the city, and read on the district's page."""
+    district, city = fed.tree.clients[DISTRICT], fed.tree.clients[CITY]
+    mobile = phone()
+    child = district.submit("PL-001", phone=mobile)
+    number = child.case.case_number
+    up = parent_case(city, child.case.case_id)
+    (task,) = city.wait_tasks(up.case_number, timeout=30)
+    clerk = actor("clerk.plan", "window_clerk", "PLAN", center=CITY)
+    ask = city.approval.RequestExtension(
+        approval_pb2.RequestExtensionRequest(
+            task_id=task.task_id, days=5, reason="需现场踏勘 / a site survey is needed", by=clerk
+        ),
+        timeout=5,
+    )
+    city.approval.DecideExtension(
+        approval_pb2.DecideExtensionRequest(
+            extension_id=ask.extension_id,
+            approve=True,
+            by=actor("head.plan", "department_head", "PLAN", center=CITY),
+        ),
+        timeout=5,
+    )
+    review = city.approval.StartSpecialProcedure(
+        approval_pb2.StartSpecialProcedureRequest(
+            task_id=task.task_id,
+            procedure="expert_review",
+            reason="需组织专家论证结构安全",
+            expected_days=10,
+            by=clerk,
+        ),
+        timeout=5,
+    )
+    texts = wait_for(
+        lambda: (
+            (t := fed.sms(mobile)) and any("专家评审" in x for x in t) and any("延长" in x for x in t) and t
+        ),
+        what="the extension and the expert review by SMS at the district",
+    )
+    extended = [t for t in texts if "延长5个工作日" in t]
+    assert len(extended) == 1 and f"上级中心({CITY})" in extended[0] and number in extended[0], texts
+    reviewed = [t for t in texts if "专家评审" in t]
+    assert len(reviewed) == 1 and f"上级中心({CITY})" in reviewed[0] and "10个工作日" in reviewed[0], texts
+    assert not [t for t in texts if up.case_number in t]  # the city does not text the district's applicant
+    assert CITY in fed.notice(DISTRICT, number, "extension").html
+    letter = fed.notice(DISTRICT, number, "special_procedure").html
+    assert CITY in letter and "第四十五条" in letter and "需组织专家论证结构安全" in letter
+    city.approval.EndSpecialProcedure(
+        approval_pb2.EndSpecialProcedureRequest(
+            procedure_id=review.procedure_id, result="结构安全", by=clerk
+        ),
+        timeout=5,
+    )
+    by_number = intake_pb2.GetCaseRequest(case_number=number)
+    kinds = wait_for(
+        lambda: (
+            (k := [e.kind for e in district.intake.GetTimeline(by_number, timeout=5).entries])
+            and "parent_special_procedure_ended" in k
+            and k
+        ),
+        what="the end of the expert review on the district's timeline",
+    )
+    assert {"parent_extension_approved", "parent_special_procedure_started"} <= set(kinds), kinds
+    (again,) = city.wait_tasks(up.case_number, timeout=30)
+    city.decide(again)
+    district.wait_case(number, CS.CASE_STATUS_CONCLUDED, timeout=30)
+    letters = wait_for(
+        lambda: (t := fed.sms(mobile)) and any("评价" in x for x in t) and t,
+        what="the decision letter after the expert review",
+    )
+    assert len([t for t in letters if "专家评审" in t]) == 1, letters  # the end is not texted
+    assert len([t for t in letters if "准予许可" in t]) == 1, letters
+    applicant = Web(fed.tree.nodes[DISTRICT].gateway_url)
+    assert applicant.form("/track", {"number": number, "code": child.query_code}).status == 303
+    page = applicant.get(f"/track/{number}")
+    assert page.status == 200 and "专家评审" in page.text, page.text[:2000]
 
 
 def test_a_province_matter_runs_the_preliminary_review_clocks_at_the_city_and_is_sent_up(

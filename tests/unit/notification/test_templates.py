@@ -126,6 +126,45 @@ def test_deemed_approval_notice_names_the_silent_department_and_the_urging_date(
     assert "超时默许告知书" in html and "2026年11月19日" in html
 
 
+def test_a_notice_left_to_this_center_by_its_parent_names_the_center_where_it_happened() -> None:
+    """A case decided above: the city (or the province above it) extends the time limit, holds an expert
+    review or deems a task approved, and the district that took the case in writes the notice."""
+    above = {"parent_center": "210200", "raised_at_center": "210000"}
+    extension = above | {
+        "kind": "extension_approved",
+        "days": 10,
+        "reason": "需组织专家评审",
+        "department": "PLAN",
+        "decided_by": "规划局局长",
+    }
+    text, html = _sms_and_notice("parent_notice_received", extension, "zh-CN")
+    assert "经上级中心(210000)规划局负责人批准,办理期限延长10个工作日" in text, text
+    assert "延期办理告知书" in html and "上级中心(210000)" in html and "需组织专家评审" in html
+    text, html = _sms_and_notice("parent_notice_received", extension, "en")
+    assert "head of Planning Bureau at the upper-level center (210000)" in text, text
+    review = above | {
+        "kind": "special_procedure_started",
+        "procedure": "expert_review",
+        "reason": "需组织专家论证结构安全",
+        "expected_days": 15,
+        "expected_end": "2026-11-30T15:59:59Z",
+        "department": "PLAN",
+    }
+    text, html = _sms_and_notice("parent_notice_received", review, "zh-CN")
+    assert "需由上级中心(210000)规划局组织专家评审,预计需要15个工作日(至2026年11月30日)" in text, text
+    assert "特别程序告知书" in html and "第四十五条" in html
+    deemed = above | {
+        "kind": "task_deemed_approved",
+        "department": "FIRE",
+        "urged_at": "2026-11-19T01:00:00Z",
+    }
+    text, html = _sms_and_notice("parent_notice_received", deemed, "zh-CN")
+    assert "上级中心(210000)公安消防局未在承诺时限内作出决定" in text, text
+    assert "上级中心(210000)管理办公室已于2026年11月19日催办" in html, html
+    ended = above | {"kind": "special_procedure_ended", "procedure": "expert_review", "result": "结构安全"}
+    assert plan(fact("parent_notice_received", ended), recipient=applicant(), task=None, channels=BOTH) == []
+
+
 def test_staff_message_has_no_sms_and_falls_back_to_chinese() -> None:
     context = {
         "case_number": "C-1",

@@ -63,6 +63,7 @@ class Envelope(_message.Message):
     FEE_RECONCILIATION_FAILED_FIELD_NUMBER: _builtins.int
     EVALUATION_FORWARDED_FIELD_NUMBER: _builtins.int
     CALENDAR_YEAR_LOADED_FIELD_NUMBER: _builtins.int
+    PARENT_NOTICE_RECEIVED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """UUID; also the Nats-Msg-Id"""
     center: _builtins.str
@@ -129,6 +130,8 @@ class Envelope(_message.Message):
     def evaluation_forwarded(self) -> Global___EvaluationForwarded: ...
     @_builtins.property
     def calendar_year_loaded(self) -> Global___CalendarYearLoaded: ...
+    @_builtins.property
+    def parent_notice_received(self) -> Global___ParentNoticeReceived: ...
     def __init__(
         self,
         *,
@@ -167,12 +170,13 @@ class Envelope(_message.Message):
         fee_reconciliation_failed: Global___FeeReconciliationFailed | None = ...,
         evaluation_forwarded: Global___EvaluationForwarded | None = ...,
         calendar_year_loaded: Global___CalendarYearLoaded | None = ...,
+        parent_notice_received: Global___ParentNoticeReceived | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "calendar_missing", b"calendar_missing", "calendar_year_loaded", b"calendar_year_loaded", "case_accepted", b"case_accepted", "case_concluded", b"case_concluded", "case_delivered", b"case_delivered", "case_forwarded", b"case_forwarded", "case_routed", b"case_routed", "case_submitted", b"case_submitted", "case_supplemented", b"case_supplemented", "case_withdrawn", b"case_withdrawn", "clock_warned", b"clock_warned", "evaluation_forwarded", b"evaluation_forwarded", "evaluation_submitted", b"evaluation_submitted", "extension_decided", b"extension_decided", "extension_requested", b"extension_requested", "fee_reconciliation_failed", b"fee_reconciliation_failed", "key_project_designated", b"key_project_designated", "occurred_at", b"occurred_at", "parent_result_received", b"parent_result_received", "special_procedure_ended", b"special_procedure_ended", "special_procedure_started", b"special_procedure_started", "supplement_requested", b"supplement_requested", "supplement_round_opened", b"supplement_round_opened", "task_claimed", b"task_claimed", "task_decided", b"task_decided", "task_deemed_approved", b"task_deemed_approved", "task_opened", b"task_opened", "task_released", b"task_released", "task_urged", b"task_urged"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "calendar_missing", b"calendar_missing", "calendar_year_loaded", b"calendar_year_loaded", "case_accepted", b"case_accepted", "case_concluded", b"case_concluded", "case_delivered", b"case_delivered", "case_forwarded", b"case_forwarded", "case_routed", b"case_routed", "case_submitted", b"case_submitted", "case_supplemented", b"case_supplemented", "case_withdrawn", b"case_withdrawn", "clock_warned", b"clock_warned", "evaluation_forwarded", b"evaluation_forwarded", "evaluation_submitted", b"evaluation_submitted", "extension_decided", b"extension_decided", "extension_requested", b"extension_requested", "fee_reconciliation_failed", b"fee_reconciliation_failed", "key_project_designated", b"key_project_designated", "occurred_at", b"occurred_at", "parent_notice_received", b"parent_notice_received", "parent_result_received", b"parent_result_received", "special_procedure_ended", b"special_procedure_ended", "special_procedure_started", b"special_procedure_started", "supplement_requested", b"supplement_requested", "supplement_round_opened", b"supplement_round_opened", "task_claimed", b"task_claimed", "task_decided", b"task_decided", "task_deemed_approved", b"task_deemed_approved", "task_opened", b"task_opened", "task_released", b"task_released", "task_urged", b"task_urged"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "calendar_missing", b"calendar_missing", "calendar_year_loaded", b"calendar_year_loaded", "case_accepted", b"case_accepted", "case_concluded", b"case_concluded", "case_delivered", b"case_delivered", "case_forwarded", b"case_forwarded", "case_id", b"case_id", "case_number", b"case_number", "case_routed", b"case_routed", "case_submitted", b"case_submitted", "case_supplemented", b"case_supplemented", "case_withdrawn", b"case_withdrawn", "center", b"center", "clock_warned", b"clock_warned", "evaluation_forwarded", b"evaluation_forwarded", "evaluation_submitted", b"evaluation_submitted", "event_id", b"event_id", "extension_decided", b"extension_decided", "extension_requested", b"extension_requested", "fee_reconciliation_failed", b"fee_reconciliation_failed", "key_project_designated", b"key_project_designated", "occurred_at", b"occurred_at", "parent_result_received", b"parent_result_received", "producer", b"producer", "special_procedure_ended", b"special_procedure_ended", "special_procedure_started", b"special_procedure_started", "supplement_requested", b"supplement_requested", "supplement_round_opened", b"supplement_round_opened", "task_claimed", b"task_claimed", "task_decided", b"task_decided", "task_deemed_approved", b"task_deemed_approved", "task_opened", b"task_opened", "task_released", b"task_released", "task_urged", b"task_urged", "trace", b"trace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "calendar_missing", b"calendar_missing", "calendar_year_loaded", b"calendar_year_loaded", "case_accepted", b"case_accepted", "case_concluded", b"case_concluded", "case_delivered", b"case_delivered", "case_forwarded", b"case_forwarded", "case_id", b"case_id", "case_number", b"case_number", "case_routed", b"case_routed", "case_submitted", b"case_submitted", "case_supplemented", b"case_supplemented", "case_withdrawn", b"case_withdrawn", "center", b"center", "clock_warned", b"clock_warned", "evaluation_forwarded", b"evaluation_forwarded", "evaluation_submitted", b"evaluation_submitted", "event_id", b"event_id", "extension_decided", b"extension_decided", "extension_requested", b"extension_requested", "fee_reconciliation_failed", b"fee_reconciliation_failed", "key_project_designated", b"key_project_designated", "occurred_at", b"occurred_at", "parent_notice_received", b"parent_notice_received", "parent_result_received", b"parent_result_received", "producer", b"producer", "special_procedure_ended", b"special_procedure_ended", "special_procedure_started", b"special_procedure_started", "supplement_requested", b"supplement_requested", "supplement_round_opened", b"supplement_round_opened", "task_claimed", b"task_claimed", "task_decided", b"task_decided", "task_deemed_approved", b"task_deemed_approved", "task_opened", b"task_opened", "task_released", b"task_released", "task_urged", b"task_urged", "trace", b"trace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["case_submitted", "supplement_requested", "case_supplemented", "case_accepted", "case_routed", "case_forwarded", "task_opened", "task_claimed", "task_released", "task_decided", "supplement_round_opened", "extension_requested", "extension_decided", "case_concluded", "case_withdrawn", "case_delivered", "key_project_designated", "clock_warned", "task_urged", "task_deemed_approved", "parent_result_received", "evaluation_submitted", "calendar_missing", "special_procedure_started", "special_procedure_ended", "fee_reconciliation_failed", "evaluation_forwarded", "calendar_year_loaded"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["case_submitted", "supplement_requested", "case_supplemented", "case_accepted", "case_routed", "case_forwarded", "task_opened", "task_claimed", "task_released", "task_decided", "supplement_round_opened", "extension_requested", "extension_decided", "case_concluded", "case_withdrawn", "case_delivered", "key_project_designated", "clock_warned", "task_urged", "task_deemed_approved", "parent_result_received", "evaluation_submitted", "calendar_missing", "special_procedure_started", "special_procedure_ended", "fee_reconciliation_failed", "evaluation_forwarded", "calendar_year_loaded", "parent_notice_received"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -1022,6 +1026,72 @@ class CalendarYearLoaded(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CalendarYearLoaded: _TypeAlias = CalendarYearLoaded  # noqa: Y015
+
+@_typing.final
+class ParentNoticeReceived(_message.Message):
+    """A child center heard from its parent something the applicant must be told in writing about a case
+    decided above (an extension approved, a special procedure started or ended, a task deemed approved
+    there): the parent leaves telling the applicant to the center that uploaded the case. Produced by
+    intake when it applies the parent's update; `kind` and the fields are those of the update
+    (interconnect.v1.ResultUpdate).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_CENTER_FIELD_NUMBER: _builtins.int
+    RAISED_AT_CENTER_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DEPARTMENT_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    DECIDED_BY_FIELD_NUMBER: _builtins.int
+    PROCEDURE_FIELD_NUMBER: _builtins.int
+    EXPECTED_DAYS_FIELD_NUMBER: _builtins.int
+    EXPECTED_END_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    URGED_AT_FIELD_NUMBER: _builtins.int
+    parent_center: _builtins.str
+    """the parent that sent it"""
+    raised_at_center: _builtins.str
+    """where it happened (the parent, or a center above it)"""
+    kind: _builtins.str
+    """extension_approved | special_procedure_started | special_procedure_ended | task_deemed_approved"""
+    department: _builtins.str
+    days: _builtins.int
+    """extension_approved: working days added"""
+    reason: _builtins.str
+    decided_by: _builtins.str
+    procedure: _builtins.str
+    expected_days: _builtins.int
+    result: _builtins.str
+    """special_procedure_ended: what it found"""
+    @_builtins.property
+    def expected_end(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def urged_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        parent_center: _builtins.str = ...,
+        raised_at_center: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        department: _builtins.str = ...,
+        days: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        decided_by: _builtins.str = ...,
+        procedure: _builtins.str = ...,
+        expected_days: _builtins.int = ...,
+        expected_end: _timestamp_pb2.Timestamp | None = ...,
+        result: _builtins.str = ...,
+        urged_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expected_end", b"expected_end", "urged_at", b"urged_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days", b"days", "decided_by", b"decided_by", "department", b"department", "expected_days", b"expected_days", "expected_end", b"expected_end", "kind", b"kind", "parent_center", b"parent_center", "procedure", b"procedure", "raised_at_center", b"raised_at_center", "reason", b"reason", "result", b"result", "urged_at", b"urged_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ParentNoticeReceived: _TypeAlias = ParentNoticeReceived  # noqa: Y015
 
 @_typing.final
 class SpecialProcedureStarted(_message.Message):

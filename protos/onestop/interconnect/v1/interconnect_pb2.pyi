@@ -344,6 +344,14 @@ class ResultUpdate(_message.Message):
     SUMMARY_ZH_FIELD_NUMBER: _builtins.int
     SUMMARY_EN_FIELD_NUMBER: _builtins.int
     RAISED_AT_CENTER_FIELD_NUMBER: _builtins.int
+    EXTENSION_DAYS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    DECIDED_BY_FIELD_NUMBER: _builtins.int
+    PROCEDURE_FIELD_NUMBER: _builtins.int
+    EXPECTED_DAYS_FIELD_NUMBER: _builtins.int
+    EXPECTED_END_FIELD_NUMBER: _builtins.int
+    PROCEDURE_RESULT_FIELD_NUMBER: _builtins.int
+    URGED_AT_FIELD_NUMBER: _builtins.int
     cursor: _builtins.int
     child_case_id: _builtins.str
     parent_case_number: _builtins.str
@@ -363,6 +371,24 @@ class ResultUpdate(_message.Message):
     """Where it happened: the sender itself, or a center further up whose update the sender passes down
     (a supplement raised at the province reaches a district through the city). Empty from older parents.
     """
+    extension_days: _builtins.int
+    """What the applicant must be told in writing about a case decided above, which the parent leaves to
+    the child that uploaded it. Set for the kinds
+      extension_approved         extension_days, reason, decided_by, department
+      special_procedure_started  procedure, reason, expected_days, expected_end, department
+      special_procedure_ended    procedure, procedure_result, department
+      task_deemed_approved       urged_at, department
+    `procedure` is one of hearing | expert_review | testing | inspection | appraisal | quarantine |
+    tendering | auction (行政许可法 Art. 45). Empty from older parents.
+    working days added to the time limit
+    """
+    reason: _builtins.str
+    decided_by: _builtins.str
+    """the name of whoever approved the extension"""
+    procedure: _builtins.str
+    expected_days: _builtins.int
+    """working days, not counted in the time limit"""
+    procedure_result: _builtins.str
     @_builtins.property
     def supplement(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.SupplementItem]: ...
     @_builtins.property
@@ -371,6 +397,12 @@ class ResultUpdate(_message.Message):
     def sealed(self) -> _common_pb2.SealedDecision: ...
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def expected_end(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def urged_at(self) -> _timestamp_pb2.Timestamp:
+        """when the parent's management office urged the task"""
+
     def __init__(
         self,
         *,
@@ -390,10 +422,18 @@ class ResultUpdate(_message.Message):
         summary_zh: _builtins.str = ...,
         summary_en: _builtins.str = ...,
         raised_at_center: _builtins.str = ...,
+        extension_days: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        decided_by: _builtins.str = ...,
+        procedure: _builtins.str = ...,
+        expected_days: _builtins.int = ...,
+        expected_end: _timestamp_pb2.Timestamp | None = ...,
+        procedure_result: _builtins.str = ...,
+        urged_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "sealed", b"sealed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "expected_end", b"expected_end", "sealed", b"sealed", "urged_at", b"urged_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "child_case_id", b"child_case_id", "cursor", b"cursor", "department", b"department", "kind", b"kind", "outcome", b"outcome", "parent_case_id", b"parent_case_id", "parent_case_number", b"parent_case_number", "parent_center", b"parent_center", "raised_at_center", b"raised_at_center", "reasons", b"reasons", "sealed", b"sealed", "summary_en", b"summary_en", "summary_zh", b"summary_zh", "supplement", b"supplement", "supplement_round", b"supplement_round"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "child_case_id", b"child_case_id", "cursor", b"cursor", "decided_by", b"decided_by", "department", b"department", "expected_days", b"expected_days", "expected_end", b"expected_end", "extension_days", b"extension_days", "kind", b"kind", "outcome", b"outcome", "parent_case_id", b"parent_case_id", "parent_case_number", b"parent_case_number", "parent_center", b"parent_center", "procedure", b"procedure", "procedure_result", b"procedure_result", "raised_at_center", b"raised_at_center", "reason", b"reason", "reasons", b"reasons", "sealed", b"sealed", "summary_en", b"summary_en", "summary_zh", b"summary_zh", "supplement", b"supplement", "supplement_round", b"supplement_round", "urged_at", b"urged_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
