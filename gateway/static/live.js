@@ -6,7 +6,8 @@
   var list = document.getElementById("timeline");
   var state = box.querySelector("[data-live-state]");
   var RELOAD = ["case_concluded", "supplement_requested", "supplement_round_opened", "case_supplemented",
-                "case_accepted", "extension_decided", "case_withdrawn", "case_delivered", "task_deemed_approved"];
+                "case_accepted", "extension_decided", "case_withdrawn", "case_delivered", "task_deemed_approved",
+                "special_procedure_started", "parent_result_received", "parent_notice_received"];
   var source = new EventSource(box.getAttribute("data-events"));
   var reloadTimer = null;
 

@@ -236,6 +236,7 @@ async def case_page(request: web.Request) -> web.Response:
         (clocks, clocks_missing),
         (inbox, inbox_missing),
         (sealed, _),
+        (evaluation, _),
     ) = await asyncio.gather(
         optional(
             call_or_none(
@@ -266,6 +267,20 @@ async def case_page(request: web.Request) -> web.Response:
             "",
             absent_ok=True,  # decided at the parent node: the decision is not sealed here
         ),
+        optional(
+            call_or_none(
+                c,
+                "supervision",
+                "GetEvaluation",
+                supervision_pb2.GetEvaluationRequest(
+                    case_number=number, query_code_digest=sha256_hex(code.upper())
+                ),
+            )
+            if concluded
+            else None,
+            "",
+            absent_ok=True,  # not rated yet: the form is offered
+        ),
     )
     instant = now(request)
     local_clocks = [(t, remaining_days(t.due_at, instant)) for t in (tasks.tasks if tasks else [])]
@@ -287,6 +302,7 @@ async def case_page(request: web.Request) -> web.Response:
             "inbox": inbox.messages if inbox else [],
             "inbox_missing": inbox_missing,
             "sealed": sealed,
+            "evaluation": evaluation,
             "sealed_link": encode_sealed(sealed) if sealed else "",
             "departments": await departments(request),
             "done": request.query.get("done", ""),

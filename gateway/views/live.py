@@ -15,6 +15,7 @@ from gateway.i18n import language_of, translator
 from gateway.keys import CLOSING, clients
 from gateway.labels import when
 from gateway.views.citizen import tracked
+from gateway.views.common import departments
 from onestop.intake.v1 import intake_pb2
 from onestop.notification.v1 import notification_pb2
 
@@ -64,10 +65,9 @@ async def _watch(request: web.Request, response: web.StreamResponse, number: str
                 await _send(response, "mode", {"mode": "watch"})
                 sent = True
             if update.kind != SUBSCRIBED:  # the stream's opening handshake, not a change of the case
+                summary = await _with_department(request, update.department, update.summary)
                 await _send(
-                    response,
-                    "update",
-                    {"kind": update.kind, "summary": update.summary, "at": when(update.at)},
+                    response, "update", {"kind": update.kind, "summary": summary, "at": when(update.at)}
                 )
             read = asyncio.ensure_future(call.read())
         return True
@@ -75,6 +75,18 @@ async def _watch(request: web.Request, response: web.StreamResponse, number: str
         stop.cancel()
         read.cancel()
         call.cancel()
+
+
+async def _with_department(request: web.Request, code: str, summary: str) -> str:
+    """A line as the case page shows it: the department's name first, when it is about one."""
+    if not code:
+        return summary
+    try:
+        names = await departments(request)
+    except (grpc.aio.AioRpcError, ServiceMissing):  # routing down: the code still says which one
+        names = {}
+    zh, en = names.get(code, (code, code))
+    return f"{translator(language_of(request))(zh, en)} · {summary}"
 
 
 async def _poll(
@@ -92,11 +104,8 @@ async def _poll(
         )
         entries = list(reply.timeline.entries)
         for entry in entries[seen:]:
-            await _send(
-                response,
-                "update",
-                {"kind": entry.kind, "summary": t(entry.summary_zh, entry.summary_en), "at": when(entry.at)},
-            )
+            summary = await _with_department(request, entry.department, t(entry.summary_zh, entry.summary_en))
+            await _send(response, "update", {"kind": entry.kind, "summary": summary, "at": when(entry.at)})
         seen = max(seen, len(entries))
         if time.monotonic() - last_ping > PING_SECONDS:
             await response.write(b": ping\n\n")

@@ -40,15 +40,16 @@ def describe(env: events_pb2.Envelope) -> tuple[str, str, str, str]:
             "",
         )
     if what == "case_routed":
-        depts = "、".join(t.department for t in body.tasks)
+        # The departments are named by their own entries (task_opened), which pages show with names.
+        n = len(body.tasks)
         if body.preliminary_review:
             return (
-                f"本中心初审(报上级中心决定),分送部门窗口:{depts}",
-                f"preliminary review here by {len(body.tasks)} department window(s); decided above",
+                f"本中心初审(报上级中心决定),分送 {n} 个部门窗口",
+                f"preliminary review here by {n} department window(s); decided above",
                 "",
                 "",
             )
-        return f"分送部门窗口并联审批:{depts}", f"routed to {len(body.tasks)} department window(s)", "", ""
+        return f"分送部门窗口并联审批({n} 个部门窗口)", f"routed to {n} department window(s)", "", ""
     if what == "case_forwarded":
         return f"上报上级中心 {body.parent_center}", f"forwarded to {body.parent_center}", "", ""
     if what == "task_opened":

@@ -113,7 +113,7 @@ def notice_message(row: dict[str, Any]) -> notification_pb2.Notice:
 def case_update(update: LiveUpdate) -> notification_pb2.CaseUpdate:
     """A live update as the stream carries it."""
     msg = notification_pb2.CaseUpdate(
-        case_number=update.case_number, kind=update.kind, summary=update.summary
+        case_number=update.case_number, kind=update.kind, summary=update.summary, department=update.department
     )
     msg.at.CopyFrom(timestamp(update.at))
     return msg

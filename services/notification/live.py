@@ -39,6 +39,7 @@ class LiveUpdate:
     kind: str
     summary: str
     at: datetime
+    department: str = ""  # the department it is about (a code): the page names it
 
 
 def _texts(fact: Fact) -> tuple[str, str] | None:
@@ -57,12 +58,10 @@ def _texts(fact: Fact) -> tuple[str, str] | None:
     if k == "case_forwarded":
         return "已上报上级中心审批", "forwarded to the upper-level center"
     if k == "task_opened":
-        dept = get(d, "task", "department")
-        return f"{dept} 窗口已接件", f"{dept} window received the case"
+        return "部门窗口已接件", "the department window received the case"
     if k == "task_decided":
         zh, en = _TASK.get(get(d, "status"), ("已处理", "handled"))
-        dept = get(d, "department")
-        return f"{dept} 审批意见:{zh}", f"{dept}: {en}"
+        return f"部门审批意见:{zh}", f"department decision: {en}"
     if k == "extension_decided":
         if not get(d, "approved", default=False):
             return None
@@ -76,8 +75,7 @@ def _texts(fact: Fact) -> tuple[str, str] | None:
             f"special procedure: {en}, expected {days} working day(s), not counted in the time limit",
         )
     if k == "task_deemed_approved":
-        dept = get(d, "department")
-        return f"{dept} 超时默许,视为同意", f"{dept}: deemed approved (no decision in time)"
+        return "超时默许,视为同意", "deemed approved (no decision in time)"
     if k == "case_concluded":
         zh, en = _OUTCOME.get(get(d, "outcome"), ("已办结", "concluded"))
         if get(d, "preliminary_review", default=False):
@@ -97,7 +95,6 @@ def _texts(fact: Fact) -> tuple[str, str] | None:
 
 def _parent_notice_texts(d: Any) -> tuple[str, str] | None:
     what = get(d, "kind")
-    dept = get(d, "department")
     if what == "extension_approved":
         days = get(d, "days", default=0)
         return (
@@ -110,7 +107,7 @@ def _parent_notice_texts(d: Any) -> tuple[str, str] | None:
             return f"上级中心启动特别程序:{zh}", f"the upper-level center started a special procedure: {en}"
         return f"上级中心特别程序结束:{zh}", f"the upper-level center ended the special procedure: {en}"
     if what == "task_deemed_approved":
-        return f"上级中心 {dept} 超时默许,视为同意", f"upper-level center, {dept}: deemed approved"
+        return "上级中心超时默许,视为同意", "deemed approved at the upper-level center"
     return None
 
 
@@ -131,7 +128,10 @@ def live_update(fact: Fact, *, language: str = DEFAULT_LANGUAGE) -> LiveUpdate |
     texts = _texts(fact)
     if texts is None:
         return None
-    return LiveUpdate(fact.case_number, fact.kind, texts[1] if language == "en" else texts[0], fact.at)
+    d = fact.data
+    department = get(d, "department") or get(d, "task", "department")
+    summary = texts[1] if language == "en" else texts[0]
+    return LiveUpdate(fact.case_number, fact.kind, summary, fact.at, str(department or ""))
 
 
 class CaseHub:

@@ -72,8 +72,11 @@ def evaluation_message(row: dict[str, Any]) -> supervision_pb2.Evaluation:
         case_number=row["case_number"],
         rating=rating,
         rectification_opened=row["rectification"],
+        first_rating=row["rating"],
+        follow_up_rating=row["follow_up_rating"] or 0,
+        follow_up_allowed=bool(row["rectification"]) and row["follow_up_rating"] is None,
     )
-    for name in ("callback_due", "rectify_due"):
+    for name in ("callback_due", "rectify_due", "submitted_at", "called_back_at", "rectified_at"):
         if row[name] is not None:
             getattr(msg, name).CopyFrom(timestamp(row[name]))
     return msg

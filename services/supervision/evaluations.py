@@ -87,6 +87,24 @@ async def submit(
     )
 
 
+async def get(uow: UnitOfWork, *, case_number: str, query_code_digest: str) -> dict[str, Any]:
+    """The applicant's evaluation of a case (NotFound while there is none; the query code vouches)."""
+    if not case_number:
+        raise InvalidArgument("case_number is required", field="case_number")
+    case = await repository.get_case(uow.conn, case_number=case_number)
+    if case is None:
+        raise NotFound(f"no case {case_number} is known here")
+    stored = case["query_code_digest"]
+    if not stored:  # set by case_accepted, or by the first evaluation (see the module's docstring)
+        raise NotFound(f"case {case_number} has not been evaluated")
+    if not hmac.compare_digest(stored, query_code_digest.strip().lower()):
+        raise PermissionDenied("the query code does not match this case")
+    row = await _evaluation_of(uow, case["case_id"])
+    if row is None:
+        raise NotFound(f"case {case_number} has not been evaluated")
+    return row
+
+
 async def record_forwarded(
     uow: UnitOfWork, ctx: SupervisionContext, case: dict[str, Any], body: events_pb2.EvaluationForwarded
 ) -> dict[str, Any]:

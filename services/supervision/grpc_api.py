@@ -95,6 +95,15 @@ class SupervisionApi:
             await uow.commit()
         return convert.evaluation_message(row)
 
+    async def GetEvaluation(
+        self, req: supervision_pb2.GetEvaluationRequest, _: Any
+    ) -> supervision_pb2.Evaluation:
+        async with self.rt.uow() as uow:
+            row = await evaluations.get(
+                uow, case_number=req.case_number.strip(), query_code_digest=req.query_code_digest
+            )
+        return convert.evaluation_message(row)
+
     async def GetStatistics(
         self, req: supervision_pb2.GetStatisticsRequest, _: Any
     ) -> supervision_pb2.Statistics:

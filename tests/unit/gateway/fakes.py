@@ -149,6 +149,7 @@ class FakeIntake:
     withdrawn: list[intake_pb2.WithdrawCaseRequest] = field(default_factory=list)
     designated: list[intake_pb2.DesignateKeyProjectRequest] = field(default_factory=list)
     stored: dict[str, bytes] = field(default_factory=dict)  # digest -> bytes (edit one to damage it)
+    timeline: list[intake_pb2.TimelineEntry] = field(default_factory=list)  # after the acceptance
 
     def __post_init__(self) -> None:
         case = common_pb2.Case(
@@ -177,7 +178,8 @@ class FakeIntake:
             raise rpc_error(grpc.StatusCode.NOT_FOUND, "no case with this number and query code")
         entry = intake_pb2.TimelineEntry(kind="case_accepted", summary_zh="已受理", summary_en="accepted")
         entry.at.CopyFrom(case.accepted_at)
-        return intake_pb2.TrackCaseResponse(case=case, timeline=intake_pb2.Timeline(entries=[entry]))
+        entries = [entry, *self.timeline]
+        return intake_pb2.TrackCaseResponse(case=case, timeline=intake_pb2.Timeline(entries=entries))
 
     async def GetCase(self, req: intake_pb2.GetCaseRequest, timeout: float = 0) -> Any:
         for case in self.cases.values():
@@ -464,6 +466,24 @@ class FakeSupervision:
     async def SubmitEvaluation(self, req: supervision_pb2.SubmitEvaluationRequest, timeout: float = 0) -> Any:
         self.evaluations.append(req)
         return supervision_pb2.Evaluation(case_number=req.case_number, rating=req.rating)
+
+    async def GetEvaluation(self, req: supervision_pb2.GetEvaluationRequest, timeout: float = 0) -> Any:
+        """As supervision answers: a bad first rating opens a rectification and allows one follow-up."""
+        given = [e for e in self.evaluations if e.case_number == req.case_number]
+        if not given:
+            raise rpc_error(grpc.StatusCode.NOT_FOUND, f"case {req.case_number} has not been evaluated")
+        first, follow = given[0].rating, (given[1].rating if len(given) > 1 else 0)
+        reply = supervision_pb2.Evaluation(
+            case_number=req.case_number,
+            rating=follow or first,
+            first_rating=first,
+            follow_up_rating=follow,
+            rectification_opened=first <= 2,
+            follow_up_allowed=first <= 2 and not follow,
+        )
+        reply.callback_due.FromSeconds(1_760_000_000)
+        reply.rectify_due.FromSeconds(1_761_000_000)
+        return reply
 
 
 class FakeInterconnect:

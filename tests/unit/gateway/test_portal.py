@@ -176,6 +176,25 @@ async def test_a_concluded_case_can_be_evaluated_once_the_code_is_known(make_gat
     assert await gw.post(f"/track/{NUMBER}/evaluation", {"rating": "9"}, page=f"/track/{NUMBER}") == 400
 
 
+async def test_after_rating_the_page_shows_the_rating_and_offers_the_form_again_only_for_a_follow_up(
+    make_gateway: Any,
+) -> None:
+    fakes = Fakes(supervision=FakeSupervision())
+    fakes.intake.cases[NUMBER].status = common_pb2.CASE_STATUS_CONCLUDED
+    fakes.intake.cases[NUMBER].outcome = common_pb2.OUTCOME_APPROVED
+    gw = await make_gateway(fakes)
+    await gw.post("/track", {"number": NUMBER, "code": CODE}, page="/track")
+    page = await (await gw.client.get(f"/track/{NUMBER}")).text()
+    assert 'id="evaluation-form"' in page and 'id="evaluation-given"' not in page
+    await gw.post(f"/track/{NUMBER}/evaluation", {"rating": "2"}, page=f"/track/{NUMBER}")
+    page = await (await gw.client.get(f"/track/{NUMBER}")).text()
+    assert 'id="evaluation-given"' in page and "您的评价: 2" in page
+    assert 'id="rectification"' in page and "回访评价" in page and 'id="evaluation-form"' in page
+    await gw.post(f"/track/{NUMBER}/evaluation", {"rating": "4"}, page=f"/track/{NUMBER}")
+    page = await (await gw.client.get(f"/track/{NUMBER}")).text()
+    assert "整改后的回访评价: 4" in page and 'id="evaluation-form"' not in page
+
+
 async def test_the_seal_page_says_valid_or_invalid_and_shows_the_public_key(gw: Gateway) -> None:
     good = common_pb2.SealedDecision(
         decision=common_pb2.Decision(case_number=NUMBER, outcome=1),

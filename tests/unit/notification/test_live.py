@@ -58,3 +58,16 @@ def test_case_page_lines_follow_the_applicants_language_and_skip_non_events() ->
     assert live_update(fact("case_routed", {"tasks": [{}, {}]}), language="en").summary == (  # type: ignore[union-attr]
         "sent to 2 department window(s) for parallel approval"
     )
+
+
+def test_a_line_about_a_department_carries_its_code_for_the_page_to_name() -> None:
+    opened = live_update(fact("task_opened", {"task": {"department": "FIRE"}}))
+    decided = live_update(fact("task_decided", {"status": "TASK_STATUS_APPROVED", "department": "PLAN"}))
+    assert opened is not None and (opened.summary, opened.department) == ("部门窗口已接件", "FIRE")
+    assert decided is not None and (decided.summary, decided.department) == ("部门审批意见:同意", "PLAN")
+    concluded = live_update(fact("case_concluded", {"outcome": "OUTCOME_APPROVED"}))
+    assert concluded is not None and concluded.department == ""
+    review = live_update(
+        fact("parent_notice_received", {"kind": "special_procedure_started", "procedure": "expert_review"})
+    )
+    assert review is not None and review.summary == "上级中心启动特别程序:专家评审"

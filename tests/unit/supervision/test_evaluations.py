@@ -160,3 +160,32 @@ async def test_a_rating_given_at_the_child_counts_here_and_its_follow_up_after_t
         (2, False),
         (4, True),
     ]
+
+
+async def test_the_applicant_reads_back_the_rating_and_whether_a_follow_up_is_open(sup: Supervision) -> None:
+    api = sup.api()
+    code = code_digest("K7Q2M9XA")
+    await concluded(sup, "EV-9", query_code_digest=code)
+
+    def asked(digest: str = code) -> supervision_pb2.GetEvaluationRequest:
+        return supervision_pb2.GetEvaluationRequest(case_number="EV-9", query_code_digest=digest)
+
+    with pytest.raises(NotFound):  # not rated yet: the page offers the form
+        await api.GetEvaluation(asked(), None)
+    sup.clock.set(at(2025, 9, 30, 10))
+    await api.SubmitEvaluation(rating("EV-9", 1, digest=code), None)
+    with pytest.raises(PermissionDenied):
+        await api.GetEvaluation(asked(DIGEST), None)
+    bad = await api.GetEvaluation(asked(), None)
+    assert (bad.first_rating, bad.follow_up_rating, bad.follow_up_allowed) == (1, 0, True)
+    assert bad.submitted_at.seconds == int(at(2025, 9, 30, 10).timestamp())
+    assert not bad.HasField("rectified_at")
+    async with sup.uow() as uow:
+        await evaluations.record_progress(uow, sup.ctx, evaluation_id=bad.evaluation_id, step="rectified")
+        await uow.commit()
+    await api.SubmitEvaluation(rating("EV-9", 4, digest=code), None)
+    done = await api.GetEvaluation(asked(), None)
+    assert (done.rating, done.first_rating, done.follow_up_rating, done.follow_up_allowed) == (4, 1, 4, False)
+    assert done.HasField("rectified_at")
+    with pytest.raises(NotFound):
+        await api.GetEvaluation(supervision_pb2.GetEvaluationRequest(case_number="NOPE"), None)

@@ -307,9 +307,12 @@ class CaseUpdate(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     SUMMARY_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
+    DEPARTMENT_FIELD_NUMBER: _builtins.int
     case_number: _builtins.str
     kind: _builtins.str
     summary: _builtins.str
+    department: _builtins.str
+    """the department it is about (a code), if any"""
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -319,10 +322,11 @@ class CaseUpdate(_message.Message):
         kind: _builtins.str = ...,
         summary: _builtins.str = ...,
         at: _timestamp_pb2.Timestamp | None = ...,
+        department: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "case_number", b"case_number", "kind", b"kind", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "case_number", b"case_number", "department", b"department", "kind", b"kind", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

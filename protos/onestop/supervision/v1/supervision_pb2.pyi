@@ -564,6 +564,29 @@ class SubmitEvaluationRequest(_message.Message):
 Global___SubmitEvaluationRequest: _TypeAlias = SubmitEvaluationRequest  # noqa: Y015
 
 @_typing.final
+class GetEvaluationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_NUMBER_FIELD_NUMBER: _builtins.int
+    QUERY_CODE_DIGEST_FIELD_NUMBER: _builtins.int
+    case_number: _builtins.str
+    query_code_digest: _builtins.str
+    """lowercase hex SHA-256 of the case's query code"""
+    def __init__(
+        self,
+        *,
+        case_number: _builtins.str = ...,
+        query_code_digest: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_number", b"case_number", "query_code_digest", b"query_code_digest"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEvaluationRequest: _TypeAlias = GetEvaluationRequest  # noqa: Y015
+
+@_typing.final
 class Evaluation(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -573,14 +596,32 @@ class Evaluation(_message.Message):
     RECTIFICATION_OPENED_FIELD_NUMBER: _builtins.int
     CALLBACK_DUE_FIELD_NUMBER: _builtins.int
     RECTIFY_DUE_FIELD_NUMBER: _builtins.int
+    FIRST_RATING_FIELD_NUMBER: _builtins.int
+    FOLLOW_UP_RATING_FIELD_NUMBER: _builtins.int
+    FOLLOW_UP_ALLOWED_FIELD_NUMBER: _builtins.int
+    SUBMITTED_AT_FIELD_NUMBER: _builtins.int
+    CALLED_BACK_AT_FIELD_NUMBER: _builtins.int
+    RECTIFIED_AT_FIELD_NUMBER: _builtins.int
     evaluation_id: _builtins.str
     case_number: _builtins.str
     rating: _builtins.int
+    """the follow-up rating once given, else the first"""
     rectification_opened: _builtins.bool
+    first_rating: _builtins.int
+    follow_up_rating: _builtins.int
+    """0: none yet"""
+    follow_up_allowed: _builtins.bool
+    """a bad review without its follow-up rating yet"""
     @_builtins.property
     def callback_due(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def rectify_due(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def submitted_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def called_back_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def rectified_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -590,10 +631,16 @@ class Evaluation(_message.Message):
         rectification_opened: _builtins.bool = ...,
         callback_due: _timestamp_pb2.Timestamp | None = ...,
         rectify_due: _timestamp_pb2.Timestamp | None = ...,
+        first_rating: _builtins.int = ...,
+        follow_up_rating: _builtins.int = ...,
+        follow_up_allowed: _builtins.bool = ...,
+        submitted_at: _timestamp_pb2.Timestamp | None = ...,
+        called_back_at: _timestamp_pb2.Timestamp | None = ...,
+        rectified_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["callback_due", b"callback_due", "rectify_due", b"rectify_due"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["callback_due", b"callback_due", "called_back_at", b"called_back_at", "rectified_at", b"rectified_at", "rectify_due", b"rectify_due", "submitted_at", b"submitted_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["callback_due", b"callback_due", "case_number", b"case_number", "evaluation_id", b"evaluation_id", "rating", b"rating", "rectification_opened", b"rectification_opened", "rectify_due", b"rectify_due"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["callback_due", b"callback_due", "called_back_at", b"called_back_at", "case_number", b"case_number", "evaluation_id", b"evaluation_id", "first_rating", b"first_rating", "follow_up_allowed", b"follow_up_allowed", "follow_up_rating", b"follow_up_rating", "rating", b"rating", "rectification_opened", b"rectification_opened", "rectified_at", b"rectified_at", "rectify_due", b"rectify_due", "submitted_at", b"submitted_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -59,6 +59,11 @@ class SupervisionServiceStub:
                 request_serializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.SubmitEvaluationRequest.SerializeToString,
                 response_deserializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.Evaluation.FromString,
                 _registered_method=True)
+        self.GetEvaluation = channel.unary_unary(
+                '/onestop.supervision.v1.SupervisionService/GetEvaluation',
+                request_serializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.GetEvaluationRequest.SerializeToString,
+                response_deserializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.Evaluation.FromString,
+                _registered_method=True)
         self.GetStatistics = channel.unary_unary(
                 '/onestop.supervision.v1.SupervisionService/GetStatistics',
                 request_serializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.GetStatisticsRequest.SerializeToString,
@@ -120,6 +125,13 @@ class SupervisionServiceServicer:
 
     def SubmitEvaluation(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEvaluation(self, request, context):
+        """The applicant's evaluation of a case (the query code vouches): NOT_FOUND while there is none.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -191,6 +203,11 @@ def add_SupervisionServiceServicer_to_server(servicer, server):
             'SubmitEvaluation': grpc.unary_unary_rpc_method_handler(
                     servicer.SubmitEvaluation,
                     request_deserializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.SubmitEvaluationRequest.FromString,
+                    response_serializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.Evaluation.SerializeToString,
+            ),
+            'GetEvaluation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEvaluation,
+                    request_deserializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.GetEvaluationRequest.FromString,
                     response_serializer=onestop_dot_supervision_dot_v1_dot_supervision__pb2.Evaluation.SerializeToString,
             ),
             'GetStatistics': grpc.unary_unary_rpc_method_handler(
@@ -358,6 +375,33 @@ class SupervisionService:
             target,
             '/onestop.supervision.v1.SupervisionService/SubmitEvaluation',
             onestop_dot_supervision_dot_v1_dot_supervision__pb2.SubmitEvaluationRequest.SerializeToString,
+            onestop_dot_supervision_dot_v1_dot_supervision__pb2.Evaluation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEvaluation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onestop.supervision.v1.SupervisionService/GetEvaluation',
+            onestop_dot_supervision_dot_v1_dot_supervision__pb2.GetEvaluationRequest.SerializeToString,
             onestop_dot_supervision_dot_v1_dot_supervision__pb2.Evaluation.FromString,
             options,
             channel_credentials,

@@ -36,6 +36,8 @@ class SupervisionServiceStub:
     ListKeyProjects: _grpc.UnaryUnaryMultiCallable[_supervision_pb2.ListKeyProjectsRequest, _supervision_pb2.GetClocksResponse]
     ListAccountability: _grpc.UnaryUnaryMultiCallable[_supervision_pb2.ListAccountabilityRequest, _supervision_pb2.ListAccountabilityResponse]
     SubmitEvaluation: _grpc.UnaryUnaryMultiCallable[_supervision_pb2.SubmitEvaluationRequest, _supervision_pb2.Evaluation]
+    GetEvaluation: _grpc.UnaryUnaryMultiCallable[_supervision_pb2.GetEvaluationRequest, _supervision_pb2.Evaluation]
+    """The applicant's evaluation of a case (the query code vouches): NOT_FOUND while there is none."""
     GetStatistics: _grpc.UnaryUnaryMultiCallable[_supervision_pb2.GetStatisticsRequest, _supervision_pb2.Statistics]
     Tick: _grpc.UnaryUnaryMultiCallable[_supervision_pb2.TickRequest, _supervision_pb2.TickResponse]
     """Runs one supervision tick now (operators and tests); the service also ticks on its own."""
@@ -56,6 +58,8 @@ class SupervisionServiceAsyncStub(SupervisionServiceStub):
     ListKeyProjects: _aio.UnaryUnaryMultiCallable[_supervision_pb2.ListKeyProjectsRequest, _supervision_pb2.GetClocksResponse]  # type: ignore[assignment]
     ListAccountability: _aio.UnaryUnaryMultiCallable[_supervision_pb2.ListAccountabilityRequest, _supervision_pb2.ListAccountabilityResponse]  # type: ignore[assignment]
     SubmitEvaluation: _aio.UnaryUnaryMultiCallable[_supervision_pb2.SubmitEvaluationRequest, _supervision_pb2.Evaluation]  # type: ignore[assignment]
+    GetEvaluation: _aio.UnaryUnaryMultiCallable[_supervision_pb2.GetEvaluationRequest, _supervision_pb2.Evaluation]  # type: ignore[assignment]
+    """The applicant's evaluation of a case (the query code vouches): NOT_FOUND while there is none."""
     GetStatistics: _aio.UnaryUnaryMultiCallable[_supervision_pb2.GetStatisticsRequest, _supervision_pb2.Statistics]  # type: ignore[assignment]
     Tick: _aio.UnaryUnaryMultiCallable[_supervision_pb2.TickRequest, _supervision_pb2.TickResponse]  # type: ignore[assignment]
     """Runs one supervision tick now (operators and tests); the service also ticks on its own."""
@@ -103,6 +107,14 @@ class SupervisionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _supervision_pb2.SubmitEvaluationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_supervision_pb2.Evaluation, _abc.Awaitable[_supervision_pb2.Evaluation]]: ...
+
+    @_abc_1.abstractmethod
+    def GetEvaluation(
+        self,
+        request: _supervision_pb2.GetEvaluationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supervision_pb2.Evaluation, _abc.Awaitable[_supervision_pb2.Evaluation]]:
+        """The applicant's evaluation of a case (the query code vouches): NOT_FOUND while there is none."""
 
     @_abc_1.abstractmethod
     def GetStatistics(
