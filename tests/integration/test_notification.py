@@ -510,10 +510,10 @@ async def test_an_open_case_page_receives_live_updates(node: Node) -> None:
     await node.publish(event(case, events_pb2.CaseConcluded(outcome=common_pb2.OUTCOME_APPROVED)))
     updates = [await asyncio.wait_for(stream.read(), 10) for _ in range(3)]
     stream.cancel()
-    assert [(u.kind, u.summary) for u in updates] == [
-        ("case_accepted", f"已正式受理,报件编号 {case}"),
-        ("task_decided", "PLAN 审批意见:同意"),
-        ("case_concluded", "已办结:准予许可"),
+    assert [(u.kind, u.summary, u.department) for u in updates] == [
+        ("case_accepted", f"已正式受理,报件编号 {case}", ""),
+        ("task_decided", "部门审批意见:同意", "PLAN"),  # the page names the department
+        ("case_concluded", "已办结:准予许可", ""),
     ]
 
 
