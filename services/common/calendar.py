@@ -41,7 +41,7 @@ import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -66,6 +66,10 @@ __all__ = [
 
 CENTER_TZ = ZoneInfo("Asia/Shanghai")
 END_OF_DAY = time(23, 59, 59)
+# Asia/Shanghai has kept +08:00 without daylight saving since 1991, so a UTC instant's wall time there
+# is a fixed shift; older instants take the zone database's road.
+_SHANGHAI_OFFSET = timedelta(hours=8)
+_FIXED_OFFSET_SINCE = 1992
 DATA_DIR = Path(__file__).with_name("calendar_data")
 ENV_DIR = "ONESTOP_CALENDAR_DIR"
 # The platform went live in 2024; older package years would only widen the
@@ -171,9 +175,26 @@ def _local(instant: datetime) -> datetime:
     return instant.astimezone(CENTER_TZ)
 
 
+def _wall(instant: datetime) -> datetime:
+    """A datetime whose fields are ``instant``'s wall time in Asia/Shanghai (for its date only).
+
+    The result is not the same instant when ``instant`` is in UTC: use it for year, date and
+    ordinal, never to compare or to return. It saves the zone conversion on the hot path.
+    """
+    tz = instant.tzinfo
+    if tz is CENTER_TZ and type(instant) is datetime:
+        return instant
+    if type(instant) is datetime and instant.year >= _FIXED_OFFSET_SINCE:
+        if tz is UTC:
+            return instant + _SHANGHAI_OFFSET
+        if type(tz) is timezone:  # a fixed offset, as fromisoformat gives
+            return instant + (_SHANGHAI_OFFSET - tz.utcoffset(None))
+    return _local(instant)
+
+
 def _local_date(value: date | datetime) -> date:
     if isinstance(value, datetime):
-        return _local(value).date()
+        return _wall(value).date()
     return value
 
 
@@ -364,8 +385,8 @@ class WorkingCalendar:
         """Due instant of a ``days``-working-day period accepted at ``start``."""
         if days < 0:
             raise ValueError(f"working days must be >= 0, got {days}")
-        local = _local(start)
-        seg = self._segments(center).get(local.year)
+        local = _wall(start)
+        seg = (self._index if center is None else self._segments(center)).get(local.year)
         if seg is None:
             raise CalendarMissing(local.year)
         if days == 0:
@@ -455,8 +476,8 @@ def _apply_pauses(
     """Shift the target rank by the working days the pauses cover before it."""
     spans: list[tuple[int, int]] = []
     for stopped, resumed in pauses:
-        stop_local, resume_local = _local(stopped), _local(resumed)
-        if resume_local < stop_local:
+        stop_local, resume_local = _wall(stopped), _wall(resumed)
+        if resumed < stopped:
             raise ValueError(f"pause ends before it starts: {stopped} > {resumed}")
         spans.append((stop_local.toordinal(), resume_local.toordinal()))
     spans.sort()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import chinese_calendar
@@ -407,3 +407,23 @@ def test_pause_is_never_counted(d: date, n: int, gap: int, length: int) -> None:
     paused = cal.working_days_between(stop, min(resume, due)) if stop.date() < due.date() else 0
     assert cal.working_days_between(start, due) - paused == n
     assert cal.is_working_day(due)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    instant=st.datetimes(
+        min_value=datetime(2024, 1, 1), max_value=datetime(2026, 10, 31), timezones=st.just(UTC)
+    ),
+    offset_hours=st.integers(min_value=-12, max_value=14),
+    n=st.integers(min_value=0, max_value=30),
+)
+def test_the_same_instant_in_any_zone_has_the_same_due_instant(
+    instant: datetime, offset_hours: int, n: int
+) -> None:
+    """A case accepted at 23:30 UTC is accepted the next day in Shanghai, however the instant is written."""
+    cal = default_calendar()
+    expected = cal.due_instant(instant.astimezone(CENTER_TZ), n)
+    assert expected.tzinfo is CENTER_TZ
+    for written in (instant, instant.astimezone(timezone(timedelta(hours=offset_hours)))):
+        assert cal.due_instant(written, n) == expected
+        assert cal.due_instant(written, n).date() == cal.add_working_days(written, n)
