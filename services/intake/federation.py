@@ -12,6 +12,8 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
+from google.protobuf.message import Message
+
 from onestop.common.v1 import common_pb2
 from onestop.events.v1 import events_pb2
 from onestop.interconnect.v1 import interconnect_pb2
@@ -45,20 +47,34 @@ NOTICE_KINDS = (
 )
 
 
+# The notice a parent's update carries: (ResultUpdate field, ParentNoticeReceived field).
+NOTICE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("extension_days", "days"),
+    ("reason", "reason"),
+    ("decided_by", "decided_by"),
+    ("procedure", "procedure"),
+    ("expected_days", "expected_days"),
+    ("procedure_result", "result"),
+    ("expected_end", "expected_end"),
+    ("urged_at", "urged_at"),
+)
+
+
+def copy_notice(upd: Message, into: Message, *, same_names: bool = False) -> None:
+    """Copy the notice fields of `upd` (a ResultUpdate) into `into` (another one when `same_names`, else
+    the ParentNoticeReceived event)."""
+    for source, target in NOTICE_FIELDS:
+        name = source if same_names else target
+        if upd.DESCRIPTOR.fields_by_name[source].message_type is None:
+            setattr(into, name, getattr(upd, source))
+        elif upd.HasField(source):
+            getattr(into, name).CopyFrom(getattr(upd, source))
+
+
 def notice_details(upd: interconnect_pb2.ResultUpdate) -> interconnect_pb2.ResultUpdate:
     """The notice fields of `upd` alone (to relay them further down, unchanged)."""
-    out = interconnect_pb2.ResultUpdate(
-        extension_days=upd.extension_days,
-        reason=upd.reason,
-        decided_by=upd.decided_by,
-        procedure=upd.procedure,
-        expected_days=upd.expected_days,
-        procedure_result=upd.procedure_result,
-    )
-    if upd.HasField("expected_end"):
-        out.expected_end.CopyFrom(upd.expected_end)
-    if upd.HasField("urged_at"):
-        out.urged_at.CopyFrom(upd.urged_at)
+    out = interconnect_pb2.ResultUpdate()
+    copy_notice(upd, out, same_names=True)
     return out
 
 

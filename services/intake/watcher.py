@@ -213,21 +213,9 @@ def _notice_received(
     parent_center: str, raised_at: str, upd: interconnect_pb2.ResultUpdate
 ) -> events_pb2.ParentNoticeReceived:
     body = events_pb2.ParentNoticeReceived(
-        parent_center=parent_center,
-        raised_at_center=raised_at,
-        kind=upd.kind,
-        department=upd.department,
-        days=upd.extension_days,
-        reason=upd.reason,
-        decided_by=upd.decided_by,
-        procedure=upd.procedure,
-        expected_days=upd.expected_days,
-        result=upd.procedure_result,
+        parent_center=parent_center, raised_at_center=raised_at, kind=upd.kind, department=upd.department
     )
-    if upd.HasField("expected_end"):
-        body.expected_end.CopyFrom(upd.expected_end)
-    if upd.HasField("urged_at"):
-        body.urged_at.CopyFrom(upd.urged_at)
+    federation.copy_notice(upd, body)
     return body
 
 

@@ -9,7 +9,7 @@ from onestop.common.v1 import common_pb2
 from onestop.supervision.v1 import supervision_pb2
 from services.common.calendar import CalendarMissing, WorkingCalendar
 from services.common.events import timestamp
-from services.supervision import model, repository, stats
+from services.supervision import evaluations, model, repository, stats
 
 
 def clock_message(
@@ -74,7 +74,7 @@ def evaluation_message(row: dict[str, Any]) -> supervision_pb2.Evaluation:
         rectification_opened=row["rectification"],
         first_rating=row["rating"],
         follow_up_rating=row["follow_up_rating"] or 0,
-        follow_up_allowed=bool(row["rectification"]) and row["follow_up_rating"] is None,
+        follow_up_allowed=evaluations.follow_up_allowed(row),
     )
     for name in ("callback_due", "rectify_due", "submitted_at", "called_back_at", "rectified_at"):
         if row[name] is not None:

@@ -197,11 +197,16 @@ async def _first(
     return row
 
 
+def follow_up_allowed(row: dict[str, Any]) -> bool:
+    """A bad review was rectified and the applicant has not yet given the one follow-up rating."""
+    return bool(row["rectification"]) and row["follow_up_rating"] is None
+
+
 async def _follow_up(uow: UnitOfWork, row: dict[str, Any], *, rating: int, now: datetime) -> dict[str, Any]:
-    if not row["rectification"]:
+    if not follow_up_allowed(row):
+        if row["rectification"]:
+            raise AlreadyExists(f"case {row['case_number']} already has its follow-up rating")
         raise AlreadyExists(f"case {row['case_number']} has already been evaluated")
-    if row["follow_up_rating"] is not None:
-        raise AlreadyExists(f"case {row['case_number']} already has its follow-up rating")
     await uow.conn.execute(
         update(orm.evaluations)
         .where(orm.evaluations.c.evaluation_id == row["evaluation_id"])
