@@ -27,7 +27,7 @@ from gateway.audit import trail
 from gateway.auth import PRINCIPAL, Passwords, load_principal, principal_of, session_token
 from gateway.clients import SERVICE_NAMES, Clients, ServiceMissing, http_status
 from gateway.config import GatewayConfig, load_config
-from gateway.i18n import language_of, translator
+from gateway.i18n import language_of, reason_zh, translator
 from gateway.keys import (
     CACHES,
     CLIENTS,
@@ -122,7 +122,11 @@ def _back_link(request: web.Request, status: int) -> str:
     return str(referer.relative())
 
 
-def _error_page(request: web.Request, status: int, message: str, reference: str = "") -> web.StreamResponse:
+def _error_page(
+    request: web.Request, status: int, message: str, reference: str = "", *, message_zh: str = ""
+) -> web.StreamResponse:
+    """The error page (JSON under /api/): on zh-CN pages a refusal with a Chinese text shows it first,
+    its English original beneath."""
     if request.path.startswith("/api/"):
         body: dict[str, object] = {"status": status, "message": message}
         if reference:
@@ -138,6 +142,7 @@ def _error_page(request: web.Request, status: int, message: str, reference: str 
             "title_zh": zh,
             "title_en": en,
             "message": message,
+            "message_zh": message_zh if language_of(request) != "en" else "",
             "reference": reference,
             "back": _back_link(request, status),
         },
@@ -175,7 +180,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":
-            response = _error_page(request, exc.status, exc.reason)
+            response = _error_page(request, exc.status, exc.reason, message_zh=reason_zh(exc))
             for name in ("Retry-After", "WWW-Authenticate", "Allow"):
                 if name in exc.headers:
                     response.headers[name] = exc.headers[name]

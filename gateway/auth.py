@@ -16,6 +16,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from gateway.config import GatewayConfig
+from gateway.i18n import refusal
 from gateway.labels import ROLE_NAMES as ROLE_NAMES
 from gateway.security import SESSION_COOKIE, sha256_hex
 from gateway.store import Store
@@ -89,11 +90,11 @@ def require(*roles: str, here: bool = False) -> Callable[[Handler], Handler]:
             who = principal_of(request)
             if who is None:
                 if request.path.startswith("/api/"):
-                    raise web.HTTPUnauthorized(reason="Sign in first")
+                    raise refusal(web.HTTPUnauthorized, "请先登录", "Sign in first")
                 request[REFUSED] = "not signed in"
                 raise web.HTTPSeeOther(f"/staff/login?next={quote(request.path_qs, safe='/')}")
             if roles and who.role not in roles:
-                raise web.HTTPForbidden(reason="Your role may not open this page")
+                raise refusal(web.HTTPForbidden, "您的角色无权打开此页面", "Your role may not open this page")
             if here:
                 forbid_outside(who)
             return await handler(request)
@@ -110,10 +111,15 @@ def local_path(value: str, default: str = "/") -> str:
     return default if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value) else value
 
 
-def forbid_unless(allowed: bool, reason: str = "Not within your department or center") -> None:
-    """403 unless the scope check passed."""
+def forbid_unless(
+    allowed: bool,
+    reason: str = "Not within your department or center",
+    *,
+    zh: str = "不在您的部门或中心的办理范围内",
+) -> None:
+    """403 unless the scope check passed (``reason`` in English, ``zh`` in Chinese)."""
     if not allowed:
-        raise web.HTTPForbidden(reason=reason)
+        raise refusal(web.HTTPForbidden, zh, reason)
 
 
 def forbid_outside(who: Principal) -> None:
@@ -121,6 +127,7 @@ def forbid_outside(who: Principal) -> None:
     forbid_unless(
         who.here,
         f"Your role is held at center {who.center or '(none)'}; this console serves center {who.node}",
+        zh=f"您的角色属于中心 {who.center or '(无)'},本工作台服务于中心 {who.node}",
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -22,3 +23,68 @@ def translator(lang: str) -> Callable[[str, str], str]:
         return en if lang == "en" else zh
 
     return t
+
+
+_ZH = "onestop_reason_zh"
+_E = TypeVar("_E", bound=web.HTTPException)
+
+# How the form fields are called on the pages (the refusal names the field the visitor sees).
+FIELD_LABELS: dict[str, str] = {
+    "agent": "代办员",
+    "answer": "答复",
+    "applicant_kind": "申请人类型",
+    "case_id": "办件编号",
+    "case_number": "办件编号",
+    "code": "查询码",
+    "collector": "收费员",
+    "comment": "评价意见",
+    "contact": "联系方式",
+    "day": "日期",
+    "days": "天数",
+    "email": "电子邮箱",
+    "expected_days": "预计工作日",
+    "fee_code": "收费项目",
+    "id_number": "证件号码",
+    "matter_code": "事项编码",
+    "method": "方式",
+    "name": "姓名或名称",
+    "next": "下一步",
+    "note": "备注",
+    "number": "办件编号",
+    "opinion": "审批意见",
+    "payer": "缴费人",
+    "phone": "联系电话",
+    "procedure": "特别程序",
+    "procedure_id": "特别程序",
+    "promised_date": "承诺办结日期",
+    "query_code": "查询码",
+    "question": "问题",
+    "rating": "评价",
+    "reason": "理由",
+    "reasons": "理由",
+    "receipt_number": "票据号",
+    "receiver_name": "签收人",
+    "request_id": "申请标识",
+    "result": "结果",
+    "text": "内容",
+    "title": "申请标题",
+    "tracker": "跟踪人",
+}
+
+
+def refusal(kind: type[_E], zh: str, en: str, **kwargs: Any) -> _E:
+    """An HTTP error whose message the page shows in the visitor's language (the reason phrase, and
+    the JSON API's message, stay English)."""
+    exc = kind(reason=en, **kwargs)
+    setattr(exc, _ZH, zh)
+    return exc
+
+
+def field_refusal(name: str, zh: str, en: str) -> web.HTTPBadRequest:
+    """A 400 about one form field: ``zh`` and ``en`` take ``{field}`` (its label, or its name)."""
+    return refusal(web.HTTPBadRequest, zh.format(field=FIELD_LABELS.get(name, name)), en.format(field=name))
+
+
+def reason_zh(exc: web.HTTPException) -> str:
+    """The Chinese message of a refusal built by `refusal`, or empty."""
+    return str(getattr(exc, _ZH, ""))

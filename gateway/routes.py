@@ -7,6 +7,7 @@ import asyncio
 from aiohttp import web
 
 from gateway.auth import local_path
+from gateway.i18n import refusal
 from gateway.keys import CLIENTS, CLOSING
 from gateway.views import (
     admin,
@@ -41,7 +42,7 @@ async def set_language(request: web.Request) -> web.Response:
     """Switch language and go back."""
     lang = request.match_info["lang"]
     if lang not in ("zh-CN", "en"):
-        raise web.HTTPBadRequest(reason="unknown language")
+        raise refusal(web.HTTPBadRequest, "未知的语言", "unknown language")
     response = web.HTTPSeeOther(local_path(request.query.get("next", "/")))
     response.set_cookie(
         "lang", lang, max_age=365 * 86400, path="/", secure=True, httponly=True, samesite="Lax"

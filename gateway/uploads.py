@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway.clients import Clients
 from gateway.config import MAX_UPLOAD_BYTES
+from gateway.i18n import refusal
 from onestop.common.v1 import common_pb2
 from onestop.intake.v1 import intake_pb2
 from onestop.routing.v1 import routing_pb2
@@ -45,13 +46,25 @@ def check_ofd(fh: IO[bytes], limit: int) -> None:
         with zipfile.ZipFile(fh) as archive:
             entries = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-        raise web.HTTPUnsupportedMediaType(reason="The file is not a readable OFD document") from None
+        raise refusal(
+            web.HTTPUnsupportedMediaType,
+            "该文件不是可读取的 OFD 文档",
+            "The file is not a readable OFD document",
+        ) from None
     finally:
         fh.seek(0)
     if len(entries) > MAX_OFD_ENTRIES or sum(e.file_size for e in entries) > OFD_EXPANSION * limit:
-        raise web.HTTPUnsupportedMediaType(reason="The OFD document unpacks to far more than its size allows")
+        raise refusal(
+            web.HTTPUnsupportedMediaType,
+            "该 OFD 文档解压后远超允许的大小",
+            "The OFD document unpacks to far more than its size allows",
+        )
     if not any(e.filename == "OFD.xml" for e in entries):
-        raise web.HTTPUnsupportedMediaType(reason="The file is not an OFD document (no OFD.xml)")
+        raise refusal(
+            web.HTTPUnsupportedMediaType,
+            "该文件不是 OFD 文档(缺少 OFD.xml)",
+            "The file is not an OFD document (no OFD.xml)",
+        )
 
 
 def sniff(head: bytes, declared: str, filename: str) -> str:
@@ -76,7 +89,11 @@ def limits_of(
     for m in matter.materials:
         if m.code == material_code:
             return m, min(m.max_bytes or ceiling, ceiling)
-    raise web.HTTPBadRequest(reason=f"matter {matter.code} has no material {material_code}")
+    raise refusal(
+        web.HTTPBadRequest,
+        f"事项 {matter.code} 没有材料 {material_code}",
+        f"matter {matter.code} has no material {material_code}",
+    )
 
 
 async def spool(chunks: AsyncIterator[bytes], limit: int) -> tuple[IO[bytes], int]:
@@ -117,13 +134,17 @@ def check_file(
         head = fh.read(16)
         fh.seek(0)
         if not head:
-            raise web.HTTPBadRequest(reason="The file is empty")
+            raise refusal(web.HTTPBadRequest, "文件是空的", "The file is empty")
         declared = declared.split(";")[0].strip().lower()
         content_type = sniff(head, declared, name)
         allowed = set(material.accepted_types) or set(TYPE_NAMES)
         if not content_type or content_type not in allowed:
             names = ", ".join(TYPE_NAMES.get(t, t) for t in sorted(allowed))
-            raise web.HTTPUnsupportedMediaType(reason=f"This material accepts {names} files only")
+            raise refusal(
+                web.HTTPUnsupportedMediaType,
+                f"该材料只接受 {names} 文件",
+                f"This material accepts {names} files only",
+            )
         if declared in TYPE_NAMES and declared != content_type:
             raise web.HTTPUnsupportedMediaType(
                 reason=f"The file was sent as {TYPE_NAMES[declared]} but its content is "
@@ -196,7 +217,11 @@ async def documents_from_form(
             digest = form.get(f"doc_{code}", "")
             if isinstance(digest, str) and digest:
                 if not DIGEST.match(digest):
-                    raise web.HTTPBadRequest(reason=f"document reference for {code} is malformed")
+                    raise refusal(
+                        web.HTTPBadRequest,
+                        f"材料 {code} 的文件引用格式不正确",
+                        f"document reference for {code} is malformed",
+                    )
                 docs.append(common_pb2.Document(material_code=code, digest=digest))
                 continue
             file = form.get(f"file_{code}")

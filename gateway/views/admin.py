@@ -11,6 +11,7 @@ from aiohttp import web
 from gateway.accounts import MIN_PASSWORD_LENGTH, new_password
 from gateway.audit import note
 from gateway.auth import ADMIN_ROLES, Principal, principal_of, require
+from gateway.i18n import refusal
 from gateway.keys import CACHES, PASSWORDS, clients, now, store
 from gateway.views.common import centers_below, form_data, own_centers, render, text
 from onestop.routing.v1 import routing_pb2
@@ -73,14 +74,22 @@ async def reset_password(request: web.Request) -> web.Response:
     username = request.match_info["username"]
     staff = await _staff_here(request)
     if username not in {s.username for s in staff}:
-        raise web.HTTPNotFound(reason="no staff member of this center has that username")
+        raise refusal(
+            web.HTTPNotFound,
+            "本中心没有使用该用户名的工作人员",
+            "no staff member of this center has that username",
+        )
     if username not in {s.username for s in await _managed(request, staff)}:
         raise web.HTTPForbidden(
             reason=f"{username} holds a role outside center {who.center}: not yours to manage"
         )
     chosen = text(await form_data(request), "password", max_len=256)
     if chosen and len(chosen) < MIN_PASSWORD_LENGTH:
-        raise web.HTTPBadRequest(reason=f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+        raise refusal(
+            web.HTTPBadRequest,
+            f"密码至少需要 {MIN_PASSWORD_LENGTH} 个字符",
+            f"a password needs at least {MIN_PASSWORD_LENGTH} characters",
+        )
     password = chosen or new_password()
     note(request, generated=not chosen)
     await store(request).set_password(
@@ -109,17 +118,21 @@ def _uploaded(data: Mapping[str, Any], *, limit: int, suffixes: tuple[str, ...])
     """(file name, UTF-8 text) of the form's `file`; 400 with the reason when it is missing or unfit."""
     field = data.get("file")
     if not isinstance(field, web.FileField):
-        raise web.HTTPBadRequest(reason="choose a file to upload")
+        raise refusal(web.HTTPBadRequest, "请选择要上传的文件", "choose a file to upload")
     name = Path(field.filename or "").name[:100]
     if not name.lower().endswith(suffixes):
-        raise web.HTTPBadRequest(reason=f"the file must end with {' or '.join(suffixes)}")
+        raise refusal(
+            web.HTTPBadRequest,
+            f"文件名须以 {' 或 '.join(suffixes)} 结尾",
+            f"the file must end with {' or '.join(suffixes)}",
+        )
     raw = field.file.read(limit + 1)
     if len(raw) > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(raw))
     try:
         return name, raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise web.HTTPBadRequest(reason=f"{name} is not UTF-8 text") from None
+        raise refusal(web.HTTPBadRequest, f"{name} 不是 UTF-8 文本", f"{name} is not UTF-8 text") from None
 
 
 @routes.get("/staff/admin/catalogue", name="admin_catalogue")

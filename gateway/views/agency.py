@@ -18,6 +18,7 @@ from aiohttp import web
 from gateway.audit import note
 from gateway.auth import CARRIER_ROLES, Principal, forbid_unless, principal_of, require
 from gateway.clients import optional
+from gateway.i18n import field_refusal, refusal
 from gateway.keys import CONFIG, clients, now, store
 from gateway.views.common import (
     asked_materials,
@@ -156,7 +157,7 @@ async def assign(request: web.Request) -> web.Response:
     note(request, case_number=number, agent=username)
     chosen = next((s for s in await agents_of(request, who.center) if s.username == username), None)
     if chosen is None:
-        raise web.HTTPBadRequest(reason="choose an agent of this center")
+        raise refusal(web.HTTPBadRequest, "请选择本中心的代办员", "choose an agent of this center")
     agent = common_pb2.Actor(
         username=chosen.username, display_name=chosen.display_name, role=AGENT, center=who.center
     )
@@ -175,10 +176,16 @@ async def deliver(request: web.Request) -> web.Response:
     number = text(data, "case_number", max_len=40, required=True)
     method = text(data, "method", max_len=32, required=True)
     if method not in DELIVERY_METHODS:
-        raise web.HTTPBadRequest(reason=f"method must be one of {', '.join(DELIVERY_METHODS)}")
+        raise field_refusal(
+            "method",
+            f"{{field}}只能是 {'、'.join(DELIVERY_METHODS)}",
+            f"{{field}} must be one of {', '.join(DELIVERY_METHODS)}",
+        )
     note(request, case_number=number, method=method)
     if who.role == AGENT:
-        forbid_unless(await carries(request, who, number), "You do not carry this case")
+        forbid_unless(
+            await carries(request, who, number), "You do not carry this case", zh="您不是该办件的代办员"
+        )
     req = pb.RecordDeliveryRequest(
         case_number=number,
         method=method,
@@ -195,10 +202,11 @@ async def _carried_case(request: web.Request, who: Principal) -> common_pb2.Case
     """The case of the path, or 403 unless this person carries it (404 for an id that cannot be one)."""
     case_id = request.match_info["case_id"]
     if not CASE_ID.match(case_id):
-        raise web.HTTPNotFound(reason="No such case")
+        raise refusal(web.HTTPNotFound, "没有这个办件", "No such case")
     forbid_unless(
         await carries_case(request, who, case_id),
         "You do not carry this case: only its agent and the liaison officers of its center answer its notices",
+        zh="您不是该办件的代办员:只有其代办员和本中心联络员可以答复它的通知",
     )
     return await clients(request).intake.GetCase(intake_pb2.GetCaseRequest(case_id=case_id), timeout=5)
 
@@ -234,7 +242,11 @@ async def answer_supplement(request: web.Request) -> web.Response:
     note(request, case_number=case.case_number)
     asked = asked_materials(case)
     if case.status != common_pb2.CASE_STATUS_SUPPLEMENT_REQUESTED or not asked:
-        raise web.HTTPConflict(reason="This case has no open supplement notice (it may be answered already)")
+        raise refusal(
+            web.HTTPConflict,
+            "该办件没有待补正的通知(可能已补正)",
+            "This case has no open supplement notice (it may be answered already)",
+        )
     docs = await supplement_documents(request, matter_code=case.matter_code, asked=asked)
     numbered = bool(case.case_number)
     reply = await clients(request).intake.SupplementCase(

@@ -18,6 +18,7 @@ from gateway.auth import (
     principal_of,
     require,
 )
+from gateway.i18n import field_refusal, refusal
 from gateway.keys import CONFIG, LIMITS, OPENAPI, clients
 from gateway.security import BODY_ERRORS, check_rate
 from gateway.uploads import limits_of, send_to_intake, spool
@@ -47,13 +48,17 @@ async def small_field(part: BodyPartReader, limit: int = 256) -> str:
     while chunk := await part.read_chunk(limit + 1):
         data += chunk
         if len(data) > limit:
-            raise web.HTTPBadRequest(reason=f"field {part.name} is too long")
+            raise field_refusal(part.name or "", "{field}过长", "field {field} is too long")
     try:
         value = data.decode("utf-8").strip()
     except UnicodeDecodeError:
-        raise web.HTTPBadRequest(reason=f"field {part.name} is not UTF-8 text") from None
+        raise field_refusal(
+            part.name or "", "{field}不是 UTF-8 文本", "field {field} is not UTF-8 text"
+        ) from None
     if CONTROL.search(value):
-        raise web.HTTPBadRequest(reason=f"field {part.name} contains control characters")
+        raise field_refusal(
+            part.name or "", "{field}含有不允许的控制字符", "field {field} contains control characters"
+        )
     return value[:64]
 
 
@@ -86,7 +91,9 @@ async def api_upload(request: web.Request) -> web.Response:
     """Upload one document (multipart: matter_code, material_code, then file); returns its digest."""
     check_rate(request, request.app[LIMITS].upload)
     if request.content_type != "multipart/form-data":
-        raise web.HTTPUnsupportedMediaType(reason="send multipart/form-data")
+        raise refusal(
+            web.HTTPUnsupportedMediaType, "请以 multipart/form-data 方式提交", "send multipart/form-data"
+        )
     ceiling = request.app[CONFIG].max_upload_bytes
     if request.content_length and request.content_length > ceiling + 64 * 1024:
         raise web.HTTPRequestEntityTooLarge(
@@ -100,14 +107,18 @@ async def api_upload(request: web.Request) -> web.Response:
         while True:
             part = await reader.next()
             if part is None:
-                raise web.HTTPBadRequest(reason="no file in the upload")
+                raise refusal(web.HTTPBadRequest, "上传内容中没有文件", "no file in the upload")
             if not isinstance(part, BodyPartReader):
-                raise web.HTTPBadRequest(reason="nested multipart is not accepted")
+                raise refusal(
+                    web.HTTPBadRequest, "不接受嵌套的 multipart 内容", "nested multipart is not accepted"
+                )
             if part.name in ("matter_code", "material_code", "_csrf"):
                 fields[part.name] = await small_field(part)
                 continue
             if part.name != "file":
-                raise web.HTTPBadRequest(reason=f"unexpected field {clean(part.name or '', 64)}")
+                raise field_refusal(
+                    clean(part.name or "", 64), "不应提交的字段:{field}", "unexpected field {field}"
+                )
             break
         m = await matter(request, fields.get("matter_code", ""))
         material, limit = limits_of(m, fields.get("material_code", ""), ceiling)
@@ -120,7 +131,9 @@ async def api_upload(request: web.Request) -> web.Response:
         filename = part.filename or "document"
         declared = part.headers.get("Content-Type", "")
     except BODY_ERRORS:  # a missing boundary, a broken part header ...
-        raise web.HTTPBadRequest(reason="The upload could not be read; send it again") from None
+        raise refusal(
+            web.HTTPBadRequest, "上传内容无法读取,请重新上传", "The upload could not be read; send it again"
+        ) from None
     doc = await send_to_intake(
         clients(request),
         fh,
@@ -140,11 +153,19 @@ async def api_lookup(request: web.Request) -> web.Response:
     try:
         body = await request.json()
     except ValueError:
-        raise web.HTTPBadRequest(reason="send a JSON object with number and code") from None
+        raise refusal(
+            web.HTTPBadRequest,
+            "请提交含 number 和 code 的 JSON 对象",
+            "send a JSON object with number and code",
+        ) from None
     number = str(body.get("number", "")) if isinstance(body, dict) else ""
     code = str(body.get("code", "")) if isinstance(body, dict) else ""
     if not NUMBER.match(number) or not CODE.match(code):
-        raise web.HTTPNotFound(reason="No case with this number and query code")
+        raise refusal(
+            web.HTTPNotFound,
+            "办件编号与查询码不匹配,或没有这个办件",
+            "No case with this number and query code",
+        )
     reply = await clients(request).intake.TrackCase(
         intake_pb2.TrackCaseRequest(case_number=number, query_code=code), timeout=5
     )
@@ -159,12 +180,24 @@ async def api_statistics(request: web.Request) -> web.Response:
     """Statistics rows grouped by center, department, window, staff or matter (from supervision)."""
     group = request.query.get("group_by", "department")
     if group not in ("center", "department", "window", "staff", "matter"):
-        raise web.HTTPBadRequest(reason="group_by must be center, department, window, staff or matter")
+        raise refusal(
+            web.HTTPBadRequest,
+            "group_by 只能是 center、department、window、staff 或 matter",
+            "group_by must be center, department, window, staff or matter",
+        )
     if group == "staff":  # figures on named people are for the center's supervisors
         who = principal_of(request)
         if who is None:
-            raise web.HTTPUnauthorized(reason="statistics by staff member are for signed-in staff")
-        forbid_unless(who.role in SUPERVISING_ROLES, "statistics by staff member are for supervisors")
+            raise refusal(
+                web.HTTPUnauthorized,
+                "按工作人员统计仅对已登录的工作人员开放",
+                "statistics by staff member are for signed-in staff",
+            )
+        forbid_unless(
+            who.role in SUPERVISING_ROLES,
+            "statistics by staff member are for supervisors",
+            zh="按工作人员统计仅对督查人员开放",
+        )
         forbid_outside(who)
     return as_json(
         await clients(request).supervision.GetStatistics(

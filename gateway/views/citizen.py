@@ -7,11 +7,12 @@ import re
 import uuid
 from typing import Any, NoReturn
 
+import grpc
 from aiohttp import web
 
 from gateway.auth import CARRIER_ROLES, principal_of
 from gateway.clients import call_or_none, optional
-from gateway.i18n import language_of
+from gateway.i18n import language_of, refusal
 from gateway.keys import CONFIG, LIMITS, SIGNER, clients, now, store
 from gateway.security import TRACK_COOKIE, check_rate, set_cookie, sha256_hex
 from gateway.uploads import documents_from_form
@@ -63,10 +64,10 @@ def _applicant(data: Any, lang: str) -> common_pb2.Applicant:
     kind = text(data, "applicant_kind", max_len=1) or "1"
     phone = text(data, "phone", max_len=20)
     if phone and not PHONE.match(phone):
-        raise web.HTTPBadRequest(reason="the phone number is not valid")
+        raise refusal(web.HTTPBadRequest, "联系电话格式不正确", "the phone number is not valid")
     email = text(data, "email", max_len=128)
     if email and "@" not in email:
-        raise web.HTTPBadRequest(reason="the e-mail address is not valid")
+        raise refusal(web.HTTPBadRequest, "电子邮箱格式不正确", "the e-mail address is not valid")
     return common_pb2.Applicant(
         kind=common_pb2.APPLICANT_KIND_COMPANY if kind == "2" else common_pb2.APPLICANT_KIND_PERSON,
         name=text(data, "name", max_len=100, required=True),
@@ -171,7 +172,9 @@ async def presupplement(request: web.Request) -> web.Response:
         ceiling=request.app[CONFIG].max_upload_bytes,
     )
     if not docs:
-        raise web.HTTPBadRequest(reason="upload at least one of the missing documents")
+        raise refusal(
+            web.HTTPBadRequest, "请至少上传一份所缺材料", "upload at least one of the missing documents"
+        )
     reply = await clients(request).intake.SupplementCase(
         intake_pb2.SupplementCaseRequest(
             case_id=case_id, documents=docs, by=online_actor(request), query_code=code
@@ -183,11 +186,19 @@ async def presupplement(request: web.Request) -> web.Response:
 
 async def _unlock(request: web.Request, number: str, code: str) -> NoReturn:
     check_rate(request, request.app[LIMITS].lookup)
-    if not NUMBER.match(number) or not CODE.match(code):
-        raise web.HTTPNotFound(reason="No case with this number and query code")
-    await clients(request).intake.TrackCase(
-        intake_pb2.TrackCaseRequest(case_number=number, query_code=code), timeout=5
+    unknown = refusal(
+        web.HTTPNotFound, "办件编号与查询码不匹配,或没有这个办件", "No case with this number and query code"
     )
+    if not NUMBER.match(number) or not CODE.match(code):
+        raise unknown
+    try:
+        await clients(request).intake.TrackCase(
+            intake_pb2.TrackCaseRequest(case_number=number, query_code=code), timeout=5
+        )
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:  # a wrong code and no such case read the same
+            raise unknown from None
+        raise
     response = web.HTTPSeeOther(f"/track/{number}")
     remember(request, response, number, code)
     raise response
@@ -215,7 +226,11 @@ def code_for(request: web.Request, number: str) -> str:
     code = tracked(request).get(number)
     if not code:
         if request.method != "GET":
-            raise web.HTTPForbidden(reason="Look the case up with its number and query code first")
+            raise refusal(
+                web.HTTPForbidden,
+                "请先用办件编号和查询码查询该办件",
+                "Look the case up with its number and query code first",
+            )
         raise redirect(f"/track?number={number}") if NUMBER.match(number) else web.HTTPNotFound()
     return code
 
@@ -324,7 +339,7 @@ async def supplement(request: web.Request) -> web.Response:
     )
     asked = asked_materials(reply.case)
     if not asked:
-        raise web.HTTPConflict(reason="This case has no open supplement notice")
+        raise refusal(web.HTTPConflict, "该办件没有待补正的通知", "This case has no open supplement notice")
     docs = await supplement_documents(request, matter_code=reply.case.matter_code, asked=asked)
     await clients(request).intake.SupplementCase(
         intake_pb2.SupplementCaseRequest(
@@ -343,20 +358,24 @@ async def evaluate(request: web.Request) -> web.Response:
     """好差评: rate a concluded case from 1 to 5 (the query code vouches; staff may not rate)."""
     number = request.match_info["number"]
     if principal_of(request) is not None:
-        raise web.HTTPForbidden(reason="Staff may not evaluate a case: the rating is the applicant's own")
+        raise refusal(
+            web.HTTPForbidden,
+            "工作人员不能评价办件:评价只能由申请人本人作出",
+            "Staff may not evaluate a case: the rating is the applicant's own",
+        )
     code = code_for(request, number)
     data = await form_data(request)
     try:
         rating = int(text(data, "rating", max_len=1, required=True))
     except ValueError:
-        raise web.HTTPBadRequest(reason="choose a rating from 1 to 5") from None
+        raise refusal(web.HTTPBadRequest, "请选择 1 至 5 的评价", "choose a rating from 1 to 5") from None
     if not 1 <= rating <= 5:
-        raise web.HTTPBadRequest(reason="choose a rating from 1 to 5")
+        raise refusal(web.HTTPBadRequest, "请选择 1 至 5 的评价", "choose a rating from 1 to 5")
     reply = await clients(request).intake.TrackCase(
         intake_pb2.TrackCaseRequest(case_number=number, query_code=code), timeout=5
     )
     if reply.case.status not in CONCLUDED:
-        raise web.HTTPConflict(reason="Only a concluded case can be evaluated")
+        raise refusal(web.HTTPConflict, "办结后才能评价", "Only a concluded case can be evaluated")
     tags = [v for v in data.getall("tags", []) if isinstance(v, str)][:5] if hasattr(data, "getall") else []
     await clients(request).supervision.SubmitEvaluation(
         supervision_pb2.SubmitEvaluationRequest(

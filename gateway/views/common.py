@@ -13,7 +13,7 @@ from aiohttp import web
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.clients import call_or_none, optional
-from gateway.i18n import language_of, translator
+from gateway.i18n import field_refusal, language_of, refusal, translator
 from gateway.keys import CACHES, CONFIG, clients, settings
 from gateway.security import read_form
 from gateway.uploads import documents_from_form
@@ -48,11 +48,15 @@ def text(data: Mapping[str, Any], name: str, *, max_len: int = 200, required: bo
     value = data.get(name, "")
     value = value.strip() if isinstance(value, str) else ""
     if len(value) > max_len:
-        raise web.HTTPBadRequest(reason=f"field {name} is longer than {max_len} characters")
+        raise field_refusal(
+            name,
+            f"{{field}}不能超过 {max_len} 个字符",
+            f"field {{field}} is longer than {max_len} characters",
+        )
     if CONTROL.search(value):
-        raise web.HTTPBadRequest(reason=f"field {name} contains control characters")
+        raise field_refusal(name, "{field}含有不允许的控制字符", "field {field} contains control characters")
     if required and not value:
-        raise web.HTTPBadRequest(reason=f"field {name} is required")
+        raise field_refusal(name, "请填写{field}", "field {field} is required")
     return value
 
 
@@ -96,7 +100,9 @@ async def supplement_documents(
         ceiling=request.app[CONFIG].max_upload_bytes,
     )
     if not docs:
-        raise web.HTTPBadRequest(reason="Upload the documents the notice asks for")
+        raise refusal(
+            web.HTTPBadRequest, "请上传补正通知所要求的材料", "Upload the documents the notice asks for"
+        )
     return docs
 
 

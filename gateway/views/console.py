@@ -23,6 +23,7 @@ from gateway.auth import (
     require,
 )
 from gateway.clients import call_or_none, optional
+from gateway.i18n import refusal
 from gateway.keys import clients, now, store
 from gateway.labels import SHANGHAI
 from gateway.views.agency import carries
@@ -75,6 +76,7 @@ def own_department(request: web.Request, who: Principal) -> None:
     forbid_unless(
         not asked or asked == who.department,
         f"You may open only your own department's queue ({who.department or 'none'})",
+        zh=f"您只能打开本部门的待办队列({who.department or '无'})",
     )
 
 
@@ -120,7 +122,9 @@ async def case_in_scope(request: web.Request, who: Principal, number: str) -> li
     )
     tasks = list(reply.tasks)
     forbid_unless(
-        await _may_see_case(request, who, number, tasks), "This case has no task of your department"
+        await _may_see_case(request, who, number, tasks),
+        "This case has no task of your department",
+        zh="该办件没有本部门的任务",
     )
     return tasks
 
@@ -224,7 +228,9 @@ async def designate(request: web.Request) -> web.Response:
     """Designate a key project with a publicly promised completion date and its tracker (R1, R5)."""
     who = _me(request)
     forbid_unless(
-        _may_designate(who), "Only an authorized department or the director designates key projects"
+        _may_designate(who),
+        "Only an authorized department or the director designates key projects",
+        zh="只有授权部门或中心主任可以认定重点项目",
     )
     number = request.match_info["number"]
     data = await form_data(request)
@@ -232,13 +238,19 @@ async def designate(request: web.Request) -> web.Response:
     try:
         day = date.fromisoformat(text(data, "promised_date", max_len=10, required=True))
     except ValueError:
-        raise web.HTTPBadRequest(reason="the promised date must look like 2025-03-31") from None
+        raise refusal(
+            web.HTTPBadRequest,
+            "承诺办结日期格式应为 2025-03-31",
+            "the promised date must look like 2025-03-31",
+        ) from None
     deadline = datetime.combine(day, time(23, 59, 59), tzinfo=SHANGHAI)
     if deadline <= now(request):
-        raise web.HTTPBadRequest(reason="the promised date must lie in the future")
+        raise refusal(
+            web.HTTPBadRequest, "承诺办结日期必须晚于今天", "the promised date must lie in the future"
+        )
     tracker = text(data, "tracker", max_len=64)
     if tracker and tracker not in {u for u, _ in await _trackers(request)}:
-        raise web.HTTPBadRequest(reason="choose a tracker of this center")
+        raise refusal(web.HTTPBadRequest, "请选择本中心的跟踪人", "choose a tracker of this center")
     case = await clients(request).intake.GetCase(intake_pb2.GetCaseRequest(case_number=number), timeout=5)
     note(request, promised_date=day.isoformat(), tracker=tracker)
     req = intake_pb2.DesignateKeyProjectRequest(
@@ -256,6 +268,7 @@ async def _task_in_scope(request: web.Request, who: Principal, task_id: str) -> 
     forbid_unless(
         who.role in WINDOW_ROLES and task.department == who.department,
         "This task belongs to another department's window",
+        zh="该任务属于其他部门的窗口",
     )
     return task
 
@@ -268,14 +281,16 @@ async def task_action(request: web.Request) -> web.Response:
     who = _me(request)
     action = request.match_info["action"]
     if action not in ACTIONS:
-        raise web.HTTPNotFound(reason="unknown action")
+        raise refusal(web.HTTPNotFound, "未知的操作", "unknown action")
     task = await _task_in_scope(request, who, request.match_info["task_id"])
     data = await form_data(request)
     approval = clients(request).approval
     by = who.actor()
     if action in ("approve", "reject"):
         forbid_unless(
-            who.role in DECIDING_ROLES, "Only the chief representative or the department head decides"
+            who.role in DECIDING_ROLES,
+            "Only the chief representative or the department head decides",
+            zh="只有首席代表或部门负责人可以作出决定",
         )
     if action == "claim":
         await approval.ClaimTask(approval_pb2.ClaimTaskRequest(task_id=task.task_id, by=by), timeout=5)
@@ -306,7 +321,11 @@ async def task_action(request: web.Request) -> web.Response:
     elif action == "supplement":
         items = _supplement_items(data, task.department)
         if not items:
-            raise web.HTTPBadRequest(reason="Choose at least one material and say what is missing")
+            raise refusal(
+                web.HTTPBadRequest,
+                "请至少选择一项材料并说明缺少什么",
+                "Choose at least one material and say what is missing",
+            )
         await approval.DecideTask(
             approval_pb2.DecideTaskRequest(
                 task_id=task.task_id,
@@ -328,7 +347,7 @@ async def task_action(request: web.Request) -> web.Response:
         try:
             days = int(text(data, "days", max_len=3, required=True))
         except ValueError:
-            raise web.HTTPBadRequest(reason="days must be a number") from None
+            raise refusal(web.HTTPBadRequest, "天数必须是数字", "days must be a number") from None
         await approval.RequestExtension(
             approval_pb2.RequestExtensionRequest(
                 task_id=task.task_id,
@@ -342,7 +361,9 @@ async def task_action(request: web.Request) -> web.Response:
         try:
             days = int(text(data, "expected_days", max_len=3, required=True))
         except ValueError:
-            raise web.HTTPBadRequest(reason="the expected working days must be a number") from None
+            raise refusal(
+                web.HTTPBadRequest, "预计工作日必须是数字", "the expected working days must be a number"
+            ) from None
         await approval.StartSpecialProcedure(
             approval_pb2.StartSpecialProcedureRequest(
                 task_id=task.task_id,
@@ -392,7 +413,7 @@ async def notice(request: web.Request) -> web.Response:
     who = _me(request)
     number, kind = request.match_info["number"], request.match_info["kind"]
     if kind not in NOTICES:
-        raise web.HTTPNotFound(reason="unknown notice")
+        raise refusal(web.HTTPNotFound, "未知的通知", "unknown notice")
     c = clients(request)
     tasks = await case_in_scope(request, who, number)
     case = await c.intake.GetCase(intake_pb2.GetCaseRequest(case_number=number), timeout=5)
@@ -454,8 +475,12 @@ async def answer(request: web.Request) -> web.Response:
     question_id = request.match_info["question_id"]
     q = await store(request).question(question_id) if QUESTION_ID.match(question_id) else None
     if q is None:
-        raise web.HTTPNotFound(reason="no such question")
-    forbid_unless(q["department"] == who.department, "This question was asked of another department")
+        raise refusal(web.HTTPNotFound, "没有这个问题", "no such question")
+    forbid_unless(
+        q["department"] == who.department,
+        "This question was asked of another department",
+        zh="该问题是向其他部门提出的",
+    )
     data = await form_data(request)
     await store(request).answer_question(
         q["question_id"],

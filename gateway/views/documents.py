@@ -16,6 +16,7 @@ from aiohttp import web
 
 from gateway.audit import note, record
 from gateway.auth import Principal, principal_of, require
+from gateway.i18n import refusal
 from gateway.keys import clients
 from gateway.uploads import DIGEST, TYPE_NAMES
 from gateway.views.citizen import NUMBER, code_for
@@ -39,7 +40,7 @@ def disposition(filename: str) -> str:
 
 def _checked(number: str, digest: str) -> None:
     if not NUMBER.match(number) or not DIGEST.match(digest):
-        raise web.HTTPNotFound(reason="No such document in this case")
+        raise refusal(web.HTTPNotFound, "该办件中没有这份材料", "No such document in this case")
 
 
 async def _send(
@@ -56,7 +57,7 @@ async def _send(
             raise
         return await _damaged(request, req, who, exc.details() or "")
     if first is None:
-        raise web.HTTPBadGateway(reason="The document service sent nothing")
+        raise refusal(web.HTTPBadGateway, "材料服务没有返回内容", "The document service sent nothing")
     if who is not None:  # reading a case's document is an access worth recording, not only refusals
         await record(
             request, "view_document", outcome="ok", status=200, digest=req.digest, case_number=req.case_number

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from gateway.audit import note
 from gateway.auth import Principal, forbid_unless, principal_of, require
+from gateway.i18n import field_refusal, refusal
 from gateway.keys import clients, now
 from gateway.labels import SHANGHAI
 from gateway.views.common import form_data, redirect, render, text
@@ -51,28 +52,38 @@ def _day(value: str, request: web.Request) -> str:
             return date.fromisoformat(value).isoformat()
     except ValueError:
         pass
-    raise web.HTTPBadRequest(reason="the day must look like 2025-11-20")
+    raise refusal(web.HTTPBadRequest, "日期格式应为 2025-11-20", "the day must look like 2025-11-20")
 
 
 def _amount(data: Any, name: str) -> str:
     """A positive amount in yuan with at most two decimals, as typed; 400 with the reason otherwise."""
     value = text(data, name, max_len=16, required=True).replace(",", "")
     if not AMOUNT.match(value):
-        raise web.HTTPBadRequest(reason=f"{name} must be an amount in yuan such as 80 or 80.50")
+        raise field_refusal(
+            name,
+            "{field}应为以元计的金额,例如 80 或 80.50",
+            "{field} must be an amount in yuan such as 80 or 80.50",
+        )
     return value
 
 
 def _receipt(data: Any) -> str:
     value = text(data, "receipt_number", max_len=40, required=True)
     if not RECEIPT.match(value):
-        raise web.HTTPBadRequest(reason="receipt_number must look like 210211101-2025-000012")
+        raise refusal(
+            web.HTTPBadRequest,
+            "票据号格式应为 210211101-2025-000012",
+            "receipt_number must look like 210211101-2025-000012",
+        )
     return value
 
 
 def _choice(data: Any, name: str, allowed: tuple[str, ...]) -> str:
     value = text(data, name, max_len=32, required=True)
     if value not in allowed:
-        raise web.HTTPBadRequest(reason=f"{name} must be one of {', '.join(allowed)}")
+        raise field_refusal(
+            name, f"{{field}}只能是 {'、'.join(allowed)}", f"{{field}} must be one of {', '.join(allowed)}"
+        )
     return value
 
 
@@ -148,7 +159,11 @@ async def collect(request: web.Request) -> web.Response:
     case_number = text(data, "case_number", max_len=40)
     matter_code = text(data, "matter_code", max_len=32)
     if not case_number and not matter_code:
-        raise web.HTTPBadRequest(reason="a fee is for a case (case number) or a matter (matter code)")
+        raise refusal(
+            web.HTTPBadRequest,
+            "收费须对应一个办件(办件编号)或一个事项(事项编码)",
+            "a fee is for a case (case number) or a matter (matter code)",
+        )
     req = pb.CollectFeeRequest(
         case_number=case_number,
         matter_code="" if case_number else matter_code,
@@ -204,11 +219,16 @@ async def reconcile(request: web.Request) -> web.Response:
         forbid_unless(
             text(data, "collector", max_len=64) in ("", who.username),
             "A fee collector reconciles only their own takings",
+            zh="收费员只能对账本人的收费",
         )
     else:
         collector = text(data, "collector", max_len=64)
         if collector and collector not in await _collectors(request, who.center):
-            raise web.HTTPBadRequest(reason="choose a fee collector of this center, or none for the center")
+            raise refusal(
+                web.HTTPBadRequest,
+                "请选择本中心的收费员,或不选(按全中心统计)",
+                "choose a fee collector of this center, or none for the center",
+            )
     declared = _amount(data, "declared")
     note(request, day=day, collector=collector, declared=declared)
     c = clients(request).convenience
@@ -246,15 +266,25 @@ async def report(request: web.Request) -> web.Response:
     day = _day(request.query.get("day", ""), request)
     wanted = request.query.get("id", "")
     if wanted and not RECONCILIATION_ID.match(wanted):
-        raise web.HTTPBadRequest(reason="id must be the number of a reconciliation, such as 12")
+        raise refusal(
+            web.HTTPBadRequest,
+            "对账编号应为数字,例如 12",
+            "id must be the number of a reconciliation, such as 12",
+        )
     collector = request.query.get("collector", "")
     if who.role == FEE_COLLECTOR:
         forbid_unless(
-            collector in ("", who.username), "A fee collector prints only their own reconciliation reports"
+            collector in ("", who.username),
+            "A fee collector prints only their own reconciliation reports",
+            zh="收费员只能打印本人的对账单",
         )
         collector = who.username
     elif collector and collector not in await _collectors(request, who.center):
-        raise web.HTTPBadRequest(reason="choose a fee collector of this center, or none for the center")
+        raise refusal(
+            web.HTTPBadRequest,
+            "请选择本中心的收费员,或不选(按全中心统计)",
+            "choose a fee collector of this center, or none for the center",
+        )
     note(request, day=day, collector=collector, reconciliation=wanted)
     reply = await clients(request).convenience.ListReconciliations(
         pb.ListReconciliationsRequest(
@@ -267,12 +297,18 @@ async def report(request: web.Request) -> web.Response:
         forbid_unless(
             all(r.collector == who.username for r in found),
             "A fee collector prints only their own reconciliation reports",
+            zh="收费员只能打印本人的对账单",
         )
     elif not wanted:
         found = [r for r in found if r.collector == collector]  # the director's default: the whole center
     if not found:
         scope = f"reconciliation {wanted}" if wanted else f"reconciliation of {collector or 'the center'}"
-        raise web.HTTPNotFound(reason=f"No {scope} is recorded for {day}: reconcile the day first")
+        scope_zh = f"对账单 {wanted}" if wanted else f"{collector or '全中心'}的对账单"
+        raise refusal(
+            web.HTTPNotFound,
+            f"{day} 没有{scope_zh}:请先对账",
+            f"No {scope} is recorded for {day}: reconcile the day first",
+        )
     chosen = found[-1]
     note(request, reconciliation=chosen.id, balanced=chosen.balanced)
     return web.Response(

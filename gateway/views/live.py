@@ -11,7 +11,7 @@ import grpc
 from aiohttp import web
 
 from gateway.clients import DEGRADED_CODES, ServiceMissing
-from gateway.i18n import language_of, translator
+from gateway.i18n import language_of, refusal, translator
 from gateway.keys import CLOSING, clients
 from gateway.labels import when
 from gateway.views.citizen import tracked
@@ -122,7 +122,9 @@ async def case_events(request: web.Request) -> web.StreamResponse:
     number = request.match_info["number"]
     code = tracked(request).get(number)
     if not code:
-        raise web.HTTPForbidden(reason="Look the case up with its query code first")
+        raise refusal(
+            web.HTTPForbidden, "请先用查询码查询该办件", "Look the case up with its query code first"
+        )
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",

@@ -11,6 +11,7 @@ from google.protobuf.message import DecodeError
 
 from gateway import charts
 from gateway.clients import call_or_none, optional
+from gateway.i18n import refusal
 from gateway.keys import CONFIG, LIMITS, clients, now, store
 from gateway.labels import CATEGORIES
 from gateway.security import check_rate
@@ -41,7 +42,7 @@ async def index(request: web.Request) -> web.Response:
     query = request.query.get("q", "").strip()[:100]
     category = request.query.get("category", "")
     if category and category not in CATEGORIES:
-        raise web.HTTPBadRequest(reason="unknown category")
+        raise refusal(web.HTTPBadRequest, "未知的分类", "unknown category")
     reply = await clients(request).routing.ListMatters(
         routing_pb2.ListMattersRequest(query=query, category=category), timeout=5
     )
@@ -71,7 +72,7 @@ async def form_template(request: web.Request) -> web.StreamResponse:
     m = await matter(request, request.match_info["code"])
     material = next((x for x in m.materials if x.code == request.match_info["material"]), None)
     if material is None or not material.form_template:
-        raise web.HTTPNotFound(reason="this material has no form template")
+        raise refusal(web.HTTPNotFound, "该材料没有表格模板", "this material has no form template")
     root = request.app[CONFIG].forms_dir
     if root is not None:
         candidate = (root / material.form_template).resolve()

@@ -21,6 +21,7 @@ from gateway.auth import (
     principal_of,
     require,
 )
+from gateway.i18n import refusal
 from gateway.keys import CONFIG, LIMITS, PASSWORDS, clients, now, store
 from gateway.security import SESSION_COOKIE, check_rate, clear_cookie, set_cookie
 from gateway.views.common import form_data, own_centers, redirect, render, text, tr
@@ -149,9 +150,9 @@ async def switch_role(request: web.Request) -> web.StreamResponse:
     try:
         index = int(text(await form_data(request), "grant", max_len=3, required=True))
     except ValueError:
-        raise web.HTTPBadRequest(reason="unknown role grant") from None
+        raise refusal(web.HTTPBadRequest, "未知的角色授权", "unknown role grant") from None
     if not 0 <= index < len(who.grants):
-        raise web.HTTPBadRequest(reason="unknown role grant")
+        raise refusal(web.HTTPBadRequest, "未知的角色授权", "unknown role grant")
     await store(request).touch_session(who.token_hash, now=now(request), active=index)
     raise redirect("/staff")
 

@@ -15,6 +15,7 @@ from gateway.auth import (
     require,
 )
 from gateway.clients import call_or_none, optional
+from gateway.i18n import refusal
 from gateway.keys import clients
 from gateway.views.common import departments, form_data, redirect, render, text, tr
 from gateway.views.public import statistics_data
@@ -69,7 +70,9 @@ async def decide_extension(request: web.Request) -> web.Response:
         )
         ext = next((e for e in pending.extensions if e.extension_id == ext_id), None)
         if ext is None:
-            raise web.HTTPForbidden(reason="This extension belongs to another department")
+            raise refusal(
+                web.HTTPForbidden, "该延期申请属于其他部门", "This extension belongs to another department"
+            )
         note(request, case_number=ext.case_number, days=ext.days)
     await clients(request).approval.DecideExtension(
         approval_pb2.DecideExtensionRequest(

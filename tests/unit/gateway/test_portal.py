@@ -311,3 +311,37 @@ async def test_a_case_decided_at_the_parent_node_opens_for_the_applicant_and_for
     assert await gw.sign_in("director") == 303
     resp = await gw.client.get(f"/staff/cases/{NUMBER}")
     assert resp.status == 200 and NUMBER in await resp.text()
+
+
+async def test_a_refused_form_says_why_in_chinese_first_with_the_english_beneath(gw: Gateway) -> None:
+    token = await gw.csrf("/apply/PL-001")
+    form = {"_csrf": token, "request_id": "r2", "applicant_kind": "1", "name": "", "phone": "13800002222"}
+    resp = await gw.client.post("/apply/PL-001", data=form)
+    page = await resp.text()
+    assert resp.status == 400
+    assert '<p class="error" role="alert">请填写姓名或名称</p>' in page
+    assert '<p class="error-original" lang="en">field name is required</p>' in page
+    bad_phone = await gw.client.post("/apply/PL-001", data={**form, "name": "李四", "phone": "12x"})
+    assert bad_phone.status == 400 and "联系电话格式不正确" in await bad_phone.text()
+    assert "210200-20250106-0002" not in gw.fakes.intake.cases  # nothing reached intake
+
+    await gw.client.get("/lang/en")
+    token = await gw.csrf("/apply/PL-001")
+    english = await (await gw.client.post("/apply/PL-001", data={**form, "_csrf": token})).text()
+    assert '<p class="error" role="alert">field name is required</p>' in english
+    assert "请填写" not in english
+
+
+async def test_a_wrong_query_code_is_refused_in_the_visitors_language_and_in_english_on_the_api(
+    gw: Gateway,
+) -> None:
+    token = await gw.csrf("/track")
+    page = await (
+        await gw.client.post("/track", data={"number": NUMBER, "code": "WRONG1", "_csrf": token})
+    ).text()
+    assert "办件编号与查询码不匹配" in page
+    api = await gw.client.post(
+        "/api/v1/cases/lookup", json={"number": NUMBER, "code": "?"}, headers={"X-CSRF-Token": token}
+    )
+    body = await api.json()
+    assert api.status == 404 and body["error"]["message"] == "No case with this number and query code"
