@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -48,6 +48,35 @@ def set_instant(ts: Timestamp, instant: datetime) -> None:
     ts.seconds, ts.nanos = seconds, micros * 1000
 
 
+def new_ids(n: int) -> list[str]:
+    """``n`` random (version 4) UUIDs as strings, exactly as ``str(uuid.uuid4())`` writes them.
+
+    One ``os.urandom`` call and one hex conversion for all of them: ``str(uuid.uuid4())`` costs about
+    4 µs, and a supervision tick names two thousand events at once.
+    """
+    raw = bytearray(os.urandom(16 * n))
+    raw[6::16] = bytes((b & 0x0F) | 0x40 for b in raw[6::16])  # version 4
+    raw[8::16] = bytes((b & 0x3F) | 0x80 for b in raw[8::16])  # RFC 4122 variant
+    h = raw.hex()
+    return [
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
+        for i in range(0, 32 * n, 32)
+    ]
+
+
+_ID_POOL: list[str] = []
+_ID_BATCH = 256
+# A forked child must not hand out the ids its parent drew already.
+os.register_at_fork(after_in_child=_ID_POOL.clear)
+
+
+def new_event_id() -> str:
+    """A fresh random event id (a version-4 UUID string), drawn from a pool refilled in batches."""
+    if not _ID_POOL:
+        _ID_POOL.extend(new_ids(_ID_BATCH))
+    return _ID_POOL.pop()
+
+
 def subject_for(kind: str) -> str:
     """The JetStream subject of an event kind, e.g. ev.case_accepted."""
     return SUBJECT_PREFIX + kind
@@ -67,7 +96,7 @@ def new_event(
     """Wrap `body` (one of the Envelope's oneof messages) into a new envelope."""
     kind = _kind_of(body)
     env = events_pb2.Envelope(
-        event_id=event_id or str(uuid.uuid4()),
+        event_id=event_id or new_event_id(),
         center=center,
         producer=producer,
         case_id=case_id,

@@ -206,11 +206,27 @@ def actions(clock: Clock, now: datetime, cal: WorkingCalendar, *, center: str | 
 
 def apply(clock: Clock, todo: Actions, now: datetime) -> Clock:
     """The clock after a tick did ``todo`` at ``now``."""
-    return replace(
-        clock,
-        warned_level=max((clock.warned_level, *todo.levels)),
-        urged_at=now if todo.urge else clock.urged_at,
-        deem_state="pending" if todo.deem else clock.deem_state,
+    if not todo:
+        return clock
+    # Built field by field rather than with dataclasses.replace, which walks the fields' metadata
+    # each call: a third of a tick's planning.
+    return Clock(
+        clock.clock_id,
+        clock.task_id,
+        clock.accepted_at,
+        clock.started_at,
+        clock.limit_days,
+        clock.statutory_days,
+        clock.key_deadline,
+        clock.extension_days,
+        clock.threshold_days,
+        clock.deemed_allowed,
+        clock.pauses,
+        clock.due_at,
+        max((clock.warned_level, *todo.levels)),
+        now if todo.urge else clock.urged_at,
+        "pending" if todo.deem else clock.deem_state,
+        clock.stopped_at,
     )
 
 

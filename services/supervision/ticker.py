@@ -9,7 +9,9 @@ and only then calls approval for the deemed approvals it claimed.
 Speed (bench/bench_supervision_tick.py): a thousand due clocks are read, planned and written back with
 set-based statements (services/supervision/bulk.py), and their events go to the outbox in one array
 insert (repository.add_events writes the same rows as Outbox.add, whose row-by-row executemany alone
-took a fifth of the budget), after which the relay is woken as a commit with events would.
+took a fifth of the budget), after which the relay is woken as a commit with events would. The events
+themselves are built in bulk (``_events``: ids drawn at once, one timestamp per instant), which halved
+their share of the tick.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from onestop.events.v1 import events_pb2
 from services.common.calendar import CalendarMissing
+from services.common.events import new_ids
 from services.common.logging import get_logger
 from services.common.outbox import UnitOfWork
 from services.supervision import bulk, deem, model, orm, repository
@@ -61,21 +63,6 @@ def _ts(instant: datetime) -> Timestamp:
     """A protobuf Timestamp (what events.timestamp builds, without its slower calendar arithmetic)."""
     delta = instant - EPOCH
     return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000)
-
-
-def _envelope(
-    ctx: SupervisionContext, occurred: Timestamp, row: dict[str, Any], **body: Any
-) -> events_pb2.Envelope:
-    """The envelope events.new_event would build, sharing one timestamp: a tick may write thousands."""
-    return events_pb2.Envelope(
-        event_id=str(uuid.uuid4()),
-        center=ctx.center,
-        producer="supervision",
-        case_id=row["case_id"],
-        case_number=row["case_number"],
-        occurred_at=occurred,
-        **body,
-    )
 
 
 def _plan(ctx: SupervisionContext, row: dict[str, Any], now: datetime, batch: _Batch) -> None:
@@ -135,39 +122,47 @@ def _events(
     warned: set[tuple[Any, ...]],
     urged: set[tuple[Any, ...]],
 ) -> list[events_pb2.Envelope]:
-    """clock_warned and task_urged for what this tick actually recorded."""
-    occurred = _ts(now)
-    out = []
+    """clock_warned and task_urged for what this tick actually recorded.
+
+    The envelopes events.new_event would build, made in bulk (a tick may write thousands): one
+    timestamp for all, the ids drawn at once, each clock's due instant converted once for both events.
+    """
+    bodies: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    due: dict[str, Timestamp] = {}
+
+    def due_of(row: dict[str, Any]) -> Timestamp:
+        ts = due.get(row["clock_id"])
+        if ts is None:
+            ts = due[row["clock_id"]] = _ts(row["due_at"])
+        return ts
+
     for w in batch.warnings:
         if (w["clock_id"], w["level"]) in warned:
             row = by_id[w["clock_id"]]
-            out.append(
-                _envelope(
-                    ctx,
-                    occurred,
-                    row,
-                    clock_warned=events_pb2.ClockWarned(
-                        task_id=row["task_id"],
-                        department=row["department"],
-                        level=w["level"],
-                        due_at=_ts(row["due_at"]),
-                    ),
-                )
+            warning = events_pb2.ClockWarned(
+                task_id=row["task_id"], department=row["department"], level=w["level"], due_at=due_of(row)
             )
+            bodies.append((row, {"clock_warned": warning}))
     for u in batch.urges:
         if (u["task_id"],) in urged:
             row = by_id[u["clock_id"]]
-            out.append(
-                _envelope(
-                    ctx,
-                    occurred,
-                    row,
-                    task_urged=events_pb2.TaskUrged(
-                        task_id=row["task_id"], department=row["department"], due_at=_ts(row["due_at"])
-                    ),
-                )
+            urge = events_pb2.TaskUrged(
+                task_id=row["task_id"], department=row["department"], due_at=due_of(row)
             )
-    return out
+            bodies.append((row, {"task_urged": urge}))
+    occurred = _ts(now)
+    return [
+        events_pb2.Envelope(
+            event_id=event_id,
+            center=ctx.center,
+            producer="supervision",
+            case_id=row["case_id"],
+            case_number=row["case_number"],
+            occurred_at=occurred,
+            **body,
+        )
+        for event_id, (row, body) in zip(new_ids(len(bodies)), bodies, strict=True)
+    ]
 
 
 async def tick(

@@ -194,3 +194,42 @@ def test_pauses_survive_their_stored_form() -> None:
     assert model.Pause.from_json(p.to_json()) == p
     q = model.Pause(model.SUPPLEMENT, at(2025, 9, 24, 15), at(2025, 9, 26, 9))
     assert model.Pause.from_json(q.to_json()) == q
+
+
+@pytest.mark.parametrize(
+    "todo",
+    [
+        model.Actions(),
+        model.Actions(levels=(YELLOW,)),
+        model.Actions(levels=(RED,), urge=True),
+        model.Actions(deem=True),
+    ],
+)
+def test_a_tick_changes_only_the_level_the_urge_and_the_deem_state(todo: model.Actions) -> None:
+    """Every other field of the clock comes through a tick's apply unchanged, whatever its order."""
+    clock = Clock(
+        clock_id="task/t1",
+        task_id="t1",
+        accepted_at=at(2025, 9, 1, 9),
+        started_at=at(2025, 9, 2, 10),
+        limit_days=5,
+        statutory_days=20,
+        key_deadline=at(2025, 12, 1),
+        extension_days=0,
+        threshold_days=2,
+        deemed_allowed=True,
+        pauses=(model.Pause(model.SUPPLEMENT, at(2025, 9, 3), at(2025, 9, 4)),),
+        due_at=eod(2025, 9, 12),
+        warned_level=0,
+        urged_at=None,
+        deem_state="",
+        stopped_at=None,
+    )
+    now = at(2025, 9, 15, 8)
+    expected = replace(
+        clock,
+        warned_level=max((0, *todo.levels)),
+        urged_at=now if todo.urge else None,
+        deem_state="pending" if todo.deem else "",
+    )
+    assert model.apply(clock, todo, now) == expected

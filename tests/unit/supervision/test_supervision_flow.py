@@ -7,6 +7,7 @@ import pytest
 from onestop.common.v1 import common_pb2
 from onestop.events.v1 import events_pb2
 from onestop.supervision.v1 import supervision_pb2
+from services.common.clock import from_timestamp
 from services.supervision import handlers, model, orm
 from tests.unit.supervision.harness import FakeApproval, Supervision, at, eod
 
@@ -259,3 +260,30 @@ async def test_tick_over_grpc_reports_what_it_did(sup: Supervision) -> None:
     reply = await sup.api().Tick(supervision_pb2.TickRequest(), None)
     assert (reply.warned, reply.urged, reply.deemed) == (2, 1, 0)
     assert reply.now.ToDatetime().isoformat().startswith("2025-09-28T17:00")
+
+
+async def test_a_ticks_red_warning_and_urge_name_the_case_the_department_and_the_due_instant(
+    sup: Supervision,
+) -> None:
+    """What notification and the timeline read of a tick's events (built in bulk by the tick)."""
+    first = await sup.case("210200-20250922-0001").accept(at(2025, 9, 22), "PLAN")
+    second = await sup.case("210200-20250922-0002").accept(at(2025, 9, 22), "PLAN", "LAND")
+    await sup.tick(at(2025, 9, 29, 0, 5))  # every clock past its due instant: red and urged at once
+    warned = await sup.emitted("clock_warned")
+    urged = await sup.emitted("task_urged")
+    tasks = {first.tasks["PLAN"]: first, second.tasks["PLAN"]: second, second.tasks["LAND"]: second}
+    assert sorted(e.task_urged.task_id for e in urged) == sorted(tasks)
+    red = [e for e in warned if e.clock_warned.level == model.RED]
+    assert sorted(e.clock_warned.task_id for e in red if e.clock_warned.task_id) == sorted(tasks)
+    for event in [*urged, *red]:
+        body = event.task_urged if event.HasField("task_urged") else event.clock_warned
+        if not body.task_id:  # the case's own clock
+            continue
+        case = tasks[body.task_id]
+        row = await sup.clock_row(case.task_clock(body.department))
+        assert (event.center, event.producer) == ("210200", "supervision")
+        assert (event.case_id, event.case_number) == (row["case_id"], case.number)
+        assert from_timestamp(body.due_at) == row["due_at"]
+        assert from_timestamp(event.occurred_at) == at(2025, 9, 29, 0, 5)
+    ids = [e.event_id for e in [*warned, *urged]]
+    assert len(set(ids)) == len(ids) and all(ids)
