@@ -27,7 +27,7 @@ from gateway.audit import trail
 from gateway.auth import PRINCIPAL, Passwords, load_principal, principal_of, session_token
 from gateway.clients import SERVICE_NAMES, Clients, ServiceMissing, http_status
 from gateway.config import GatewayConfig, load_config
-from gateway.i18n import language_of, reason_zh, translator
+from gateway.i18n import language_of, reason_zh, refusal, service_reason_zh, translator
 from gateway.keys import (
     CACHES,
     CLIENTS,
@@ -189,7 +189,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except grpc.aio.AioRpcError as exc:
         status = http_status(exc.code())
         if status < 500:  # a service's reason for refusing is meant for the person who asked
-            return _error_page(request, status, exc.details() or exc.code().name)
+            return _error_page(
+                request, status, exc.details() or exc.code().name, message_zh=service_reason_zh(exc)
+            )
         # Transport details (addresses, peers) are for the log, not for visitors.
         reference = uuid.uuid4().hex[:12]
         log.warning(
@@ -250,8 +252,10 @@ async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
             value = form.get(CSRF_FIELD, "")
             sent = value if isinstance(value, str) else ""
         if not csrf_valid(request, request.app[SIGNER], sent):
-            raise web.HTTPForbidden(
-                reason="The form has expired or was not sent from this site; reload and retry"
+            raise refusal(
+                web.HTTPForbidden,
+                "表单已过期,或不是从本站提交的;请刷新页面后重试",
+                "The form has expired or was not sent from this site; reload and retry",
             )
     return await handler(request)
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
+import grpc
 from aiohttp import web
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 LANGUAGES = ("zh-CN", "en")
 
@@ -72,10 +75,10 @@ FIELD_LABELS: dict[str, str] = {
 }
 
 
-def refusal(kind: type[_E], zh: str, en: str, **kwargs: Any) -> _E:
+def refusal(kind: type[_E], zh: str, en: str) -> _E:
     """An HTTP error whose message the page shows in the visitor's language (the reason phrase, and
     the JSON API's message, stay English)."""
-    exc = kind(reason=en, **kwargs)
+    exc = kind(reason=en)
     setattr(exc, _ZH, zh)
     return exc
 
@@ -88,3 +91,21 @@ def field_refusal(name: str, zh: str, en: str) -> web.HTTPBadRequest:
 def reason_zh(exc: web.HTTPException) -> str:
     """The Chinese message of a refusal built by `refusal`, or empty."""
     return str(getattr(exc, _ZH, ""))
+
+
+def service_reason_zh(exc: grpc.aio.AioRpcError) -> str:
+    """The Chinese text a service gave with its refusal (a zh-CN google.rpc.LocalizedMessage in the
+    status details), or empty when it gave none."""
+    try:
+        status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    except ValueError:  # details that do not match the call's code and message: none of ours
+        return ""
+    if status is None:
+        return ""
+    for detail in status.details:
+        if detail.Is(error_details_pb2.LocalizedMessage.DESCRIPTOR):
+            message = error_details_pb2.LocalizedMessage()
+            detail.Unpack(message)
+            if message.locale.lower().startswith("zh"):
+                return message.message
+    return ""

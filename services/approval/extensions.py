@@ -15,6 +15,9 @@ from services.common.clock import aware
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.outbox import UnitOfWork
 
+# An extension's decided states, as a Chinese refusal names them ("该延期申请" + this).
+_EXTENSION_STATE_ZH = {"approved": "已批准", "refused": "已不予批准"}
+
 
 async def request_extension(
     uow: UnitOfWork, ctx: ApprovalContext, req: approval_pb2.RequestExtensionRequest
@@ -74,12 +77,18 @@ async def decide_extension(
     row = repository.task_in((plan, rows), ext["task_id"])
     ext = await repository.get_extension(uow.conn, req.extension_id)  # re-read under the case lock
     if ext["state"] != "requested":
-        raise FailedPrecondition(f"extension {req.extension_id} was already {ext['state']}")
+        raise FailedPrecondition(
+            f"extension {req.extension_id} was already {ext['state']}",
+            zh=f"该延期申请{_EXTENSION_STATE_ZH.get(ext['state'], '已处理')}，不能再次决定",
+        )
     model.check_extension_decider(who=who(req.by), department=ext["department"])
     if not req.approve and not req.reason.strip():
-        raise InvalidArgument("a refusal needs a reason", field="reason")
+        raise InvalidArgument("a refusal needs a reason", field="reason", zh="不予批准延期须写明理由")
     if row["status"] in model.DONE:
-        raise FailedPrecondition(f"task {row['task_id']} is already {model.state_name(row['status'])}")
+        raise FailedPrecondition(
+            f"task {row['task_id']} is already {model.state_name(row['status'])}",
+            zh=f"该审批任务{model.state_name_zh(row['status'])}，不能再决定延期",
+        )
     now = ctx.clock.now()
     ext.update(
         state="approved" if req.approve else "refused",
@@ -132,9 +141,11 @@ async def add_opinion(
     """Add to the shared discussion record; any department of a joint review may speak."""
     row = await repository.get_task(uow.conn, req.task_id)
     if not req.text.strip():
-        raise InvalidArgument("an opinion needs text", field="text")
+        raise InvalidArgument("an opinion needs text", field="text", zh="请填写意见内容")
     if req.by.role not in model.WINDOW_ROLES:
-        raise InvalidArgument("opinions come from department windows", field="by.role")
+        raise InvalidArgument(
+            "opinions come from department windows", field="by.role", zh="只有部门窗口人员可以发表意见"
+        )
     await repository.add_opinion(
         uow.conn,
         {

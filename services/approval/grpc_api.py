@@ -147,11 +147,13 @@ class ApprovalApi:
         self, req: approval_pb2.GetCaseDecisionRequest, _: Any
     ) -> common_pb2.SealedDecision:
         if not req.case_number:
-            raise InvalidArgument("case_number is required", field="case_number")
+            raise InvalidArgument("case_number is required", field="case_number", zh="请填写报件编号")
         async with self.reads.connect() as conn:
             data = await repository.case_decision(conn, req.case_number)
         if data is None:
-            raise NotFound(f"case {req.case_number} has no decision yet")
+            raise NotFound(
+                f"case {req.case_number} has no decision yet", zh=f"报件 {req.case_number} 尚未作出审批决定"
+            )
         return common_pb2.SealedDecision.FromString(data)
 
     async def VerifySeal(

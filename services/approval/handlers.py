@@ -14,6 +14,7 @@ from onestop.common.v1 import common_pb2
 from onestop.events.v1 import events_pb2
 from services.approval import model, orm, repository
 from services.approval.convert import actor_json, task_message, view, who
+from services.common import special_procedures
 from services.common.calendar import CalendarError, WorkingCalendar
 from services.common.clock import Clock
 from services.common.errors import FailedPrecondition, InvalidArgument
@@ -24,6 +25,11 @@ from services.common.seal import seal
 
 log = get_logger(__name__)
 MANAGEMENT_OFFICE = "management_office"
+
+
+def procedure_zh(code: str) -> str:
+    """A special procedure as a Chinese refusal names it: "听证（特别程序）"."""
+    return f"{special_procedures.name(code, 'zh-CN')}（特别程序）"
 
 
 @dataclass
@@ -123,13 +129,17 @@ async def claim(
     model.check_window_actor(task, who(req.by), action="release" if release else "claim")
     if release:
         if row["status"] != model.CLAIMED:
-            raise FailedPrecondition(f"task {req.task_id} is not claimed")
+            raise FailedPrecondition(
+                f"task {req.task_id} is not claimed", zh="该审批任务尚未被认领，无需释放"
+            )
         row.update(status=model.PENDING, claimed_by=None)
         body: Any = events_pb2.TaskReleased(task_id=req.task_id, by=req.by)
     else:
         model.check_open(task, action="claim")
         if row["status"] == model.CLAIMED:
-            raise FailedPrecondition(f"task {req.task_id} is already claimed by you")
+            raise FailedPrecondition(
+                f"task {req.task_id} is already claimed by you", zh="您已认领该审批任务，无需重复认领"
+            )
         row.update(status=model.CLAIMED, claimed_by=actor_json(req.by))
         body = events_pb2.TaskClaimed(task_id=req.task_id, by=req.by)
     repository.save_task(uow, row)
@@ -151,7 +161,11 @@ async def decide(
     """Approve, reject (with reasons) or ask for a supplement (with items), then advance the case."""
     verdict = VERDICTS.get(req.verdict)
     if verdict is None:
-        raise InvalidArgument("verdict must be APPROVE, REJECT or REQUEST_SUPPLEMENT", field="verdict")
+        raise InvalidArgument(
+            "verdict must be APPROVE, REJECT or REQUEST_SUPPLEMENT",
+            field="verdict",
+            zh="审批结论须为准予许可、不予许可或要求补正之一",
+        )
     plan, rows = await repository.case_of_task(uow, req.task_id)  # one decider of a case at a time
     row = repository.task_in((plan, rows), req.task_id)
     task = view(row)
@@ -161,7 +175,9 @@ async def decide(
     model.check_open(task, action="decide")
     if row["special_procedure"]:
         raise FailedPrecondition(
-            f"task {req.task_id} is in a {row['special_procedure']}: end it with its result before deciding"
+            f"task {req.task_id} is in a {row['special_procedure']}: end it with its result before deciding",
+            zh=f"该审批任务正在进行{procedure_zh(row['special_procedure'])}，"
+            "请先结束并录入结果后再作审批决定",
         )
     model.check_decision(verdict=verdict, who=who(req.by), reasons=list(req.reasons), items=list(req.items))
     if req.opinion:
@@ -220,16 +236,21 @@ async def deem_approve(
     if row["status"] not in model.OPEN:
         raise FailedPrecondition(
             f"task {req.task_id} is {model.state_name(row['status'])}; only a silent open task "
-            "can be deemed approved"
+            "can be deemed approved",
+            zh=f"该审批任务{model.state_name_zh(row['status'])}，"
+            "只有在办且逾期未作决定的审批任务才能超时默许（视为同意）",
         )
     if row["extension_days"]:
         raise FailedPrecondition(
-            f"task {req.task_id} has an approved extension; it cannot be deemed approved"
+            f"task {req.task_id} has an approved extension; it cannot be deemed approved",
+            zh="该审批任务已批准延期，不能超时默许（视为同意）",
         )
     if row["special_procedure"]:
         raise FailedPrecondition(
             f"task {req.task_id} is in a {row['special_procedure']}, whose time is not counted; "
-            "it cannot be deemed approved"
+            "it cannot be deemed approved",
+            zh=f"该审批任务正在进行{procedure_zh(row['special_procedure'])}，"
+            "其时间不计入办理时限，不能超时默许（视为同意）",
         )
     by = common_pb2.Actor(username=req.by.username or MANAGEMENT_OFFICE, role=req.by.role or "supervisor")
     await _conclude_task(uow, ctx, row, status=model.DEEMED, by=by, reasons=[])

@@ -109,7 +109,7 @@ async def case_of_task(uow: UnitOfWork, task_id: str) -> Case:
         await load_cases(uow, task_ids=[task_id])
     case_id = uow.memo.get(("task", task_id))
     if case_id is None:
-        raise NotFound(f"no task {task_id}")
+        raise NotFound(f"no task {task_id}", zh="未找到该审批任务")
     return cast(Case, uow.memo[("case", case_id)])
 
 
@@ -135,7 +135,7 @@ async def get_task(conn: AsyncConnection, task_id: str) -> dict[str, Any]:
     """One task, or NOT_FOUND (a read outside a unit of work that changes tasks)."""
     row = (await conn.execute(_TASK, {"task_id": task_id})).mappings().first()
     if row is None:
-        raise NotFound(f"no task {task_id}")
+        raise NotFound(f"no task {task_id}", zh="未找到该审批任务")
     return dict(row)
 
 
@@ -183,7 +183,7 @@ async def get_extension(conn: AsyncConnection, extension_id: str) -> dict[str, A
         .first()
     )
     if row is None:
-        raise NotFound(f"no extension request {extension_id}")
+        raise NotFound(f"no extension request {extension_id}", zh="未找到该延期申请")
     return dict(row)
 
 

@@ -20,7 +20,8 @@ from onestop.common.v1 import common_pb2
 from onestop.events.v1 import events_pb2
 from services.approval import model, orm, repository
 from services.approval.convert import actor_json, view, who
-from services.approval.handlers import ApprovalContext, audit
+from services.approval.handlers import ApprovalContext, audit, procedure_zh
+from services.common import special_procedures as names
 from services.common.calendar import CalendarError
 from services.common.clock import aware
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
@@ -29,6 +30,11 @@ from services.common.outbox import UnitOfWork
 
 MAX_EXPECTED_DAYS = 250  # about a year of working days: a longer one is a mistake in the form
 RUNNING, ENDED = "running", "ended"
+
+
+def _zh(code: str) -> str:
+    """A procedure's Chinese name in a refusal ("听证"; the code itself when unknown)."""
+    return names.name(code, "zh-CN")
 
 
 async def start(
@@ -42,27 +48,40 @@ async def start(
     procedure = req.procedure.strip()
     allowed = list(plan.get("special_procedures") or [])
     if not allowed:
-        raise FailedPrecondition(f"matter {plan['matter_code']} allows no special procedure")
+        raise FailedPrecondition(
+            f"matter {plan['matter_code']} allows no special procedure",
+            zh=f"事项 {plan['matter_code']} 不适用特别程序",
+        )
     if procedure not in allowed:
         raise InvalidArgument(
             f"matter {plan['matter_code']} allows only {', '.join(allowed)}, not {procedure or '(none)'}",
             field="procedure",
+            zh=f"事项 {plan['matter_code']} 只适用{'、'.join(_zh(p) for p in allowed)}，"
+            f"不适用{_zh(procedure) if procedure else '未选择的特别程序'}",
         )
     if not req.reason.strip():
-        raise InvalidArgument("a special procedure needs a reason", field="reason")
+        raise InvalidArgument(
+            "a special procedure needs a reason", field="reason", zh="启动特别程序须写明理由"
+        )
     if not 1 <= req.expected_days <= MAX_EXPECTED_DAYS:
         raise InvalidArgument(
-            f"expected_days must be between 1 and {MAX_EXPECTED_DAYS} working days", field="expected_days"
+            f"expected_days must be between 1 and {MAX_EXPECTED_DAYS} working days",
+            field="expected_days",
+            zh=f"特别程序预计所需时间应在 1 至 {MAX_EXPECTED_DAYS} 个工作日之间",
         )
     if row["special_procedure"]:
         raise FailedPrecondition(
-            f"task {req.task_id} is already in a {row['special_procedure']}; end it first"
+            f"task {req.task_id} is already in a {row['special_procedure']}; end it first",
+            zh=f"该审批任务正在进行{procedure_zh(row['special_procedure'])}，请先结束后再启动新的特别程序",
         )
     now = ctx.clock.now()
     try:
         expected_end = ctx.calendar.due_instant(now, req.expected_days)
     except CalendarError as exc:
-        raise FailedPrecondition(f"cannot tell the applicant when it ends: {exc}") from exc
+        raise FailedPrecondition(
+            f"cannot tell the applicant when it ends: {exc}",
+            zh="工作日历缺少所需年份的数据，无法告知申请人特别程序何时结束，请联系系统管理员",
+        ) from exc
     proc = {
         "procedure_id": str(uuid.uuid4()),
         "task_id": req.task_id,
@@ -117,13 +136,23 @@ async def end(
     proc = await _get(uow, req.procedure_id)  # re-read under the case lock
     actor = who(req.by)
     if actor.role not in model.WINDOW_ROLES or actor.department != proc["department"]:
-        raise PermissionDenied(f"only department {proc['department']}'s window ends its special procedure")
+        raise PermissionDenied(
+            f"only department {proc['department']}'s window ends its special procedure",
+            zh=f"只有 {proc['department']} 部门窗口人员可以结束该特别程序",
+        )
     if not actor.username:
-        raise InvalidArgument("the acting staff member (by.username) is required", field="by.username")
+        raise InvalidArgument(
+            "the acting staff member (by.username) is required", field="by.username", zh="缺少经办人员"
+        )
     if proc["state"] != RUNNING:
-        raise FailedPrecondition(f"the {proc['procedure']} of task {proc['task_id']} has already ended")
+        raise FailedPrecondition(
+            f"the {proc['procedure']} of task {proc['task_id']} has already ended",
+            zh=f"该审批任务的{procedure_zh(proc['procedure'])}已经结束",
+        )
     if not req.result.strip():
-        raise InvalidArgument("say what the special procedure found", field="result")
+        raise InvalidArgument(
+            "say what the special procedure found", field="result", zh="请填写特别程序的结果"
+        )
     now = ctx.clock.now()
     proc.update(state=ENDED, ended_by=actor_json(req.by), ended_at=now, result=req.result.strip())
     await uow.conn.execute(
@@ -166,7 +195,7 @@ async def _get(uow: UnitOfWork, procedure_id: str) -> dict[str, Any]:
     stmt = select(orm.special_procedures).where(orm.special_procedures.c.procedure_id == procedure_id)
     found = (await uow.conn.execute(stmt)).mappings().first()
     if found is None:
-        raise NotFound(f"no special procedure {procedure_id}")
+        raise NotFound(f"no special procedure {procedure_id}", zh="未找到该特别程序")
     return dict(found)
 
 
@@ -188,7 +217,9 @@ async def _due_after_procedures(
 async def listed(conn: Any, *, case_number: str = "", task_id: str = "") -> list[dict[str, Any]]:
     """A case's (or a task's) special procedures, oldest first."""
     if not case_number and not task_id:
-        raise InvalidArgument("case_number or task_id is required", field="case_number")
+        raise InvalidArgument(
+            "case_number or task_id is required", field="case_number", zh="请指定报件编号或审批任务"
+        )
     t = orm.special_procedures
     stmt = select(t).where(t.c.case_number == case_number if case_number else t.c.task_id == task_id)
     return [dict(r) for r in (await conn.execute(stmt.order_by(t.c.started_at))).mappings()]

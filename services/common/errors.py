@@ -4,14 +4,20 @@ from __future__ import annotations
 
 
 class DomainError(Exception):
-    """Base of every error a handler may raise on purpose; the message is shown to the caller."""
+    """Base of every error a handler may raise on purpose; the message is shown to the caller.
+
+    ``message`` is English (the status's message, the log's, the API's). ``zh`` is the same refusal
+    in Chinese for the people a center's pages speak to first: it travels as a google.rpc
+    LocalizedMessage (locale zh-CN) in the status details, and the gateway shows it above the English.
+    """
 
     reason = "DOMAIN_ERROR"
 
-    def __init__(self, message: str, *, reason: str | None = None, field: str | None = None):
+    def __init__(self, message: str, *, reason: str | None = None, field: str | None = None, zh: str = ""):
         super().__init__(message)
         self.message = message
         self.field = field
+        self.zh = zh
         if reason:
             self.reason = reason
 

@@ -25,6 +25,7 @@ from services.common.logging import get_logger
 log = get_logger(__name__)
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+ZH_LOCALE = "zh-CN"  # the locale of a refusal's Chinese text (google.rpc.LocalizedMessage)
 CALLS = Counter("onestop_grpc_calls_total", "gRPC calls handled", ["method", "code"])
 LATENCY = Histogram("onestop_grpc_seconds", "gRPC handling time", ["method"])
 
@@ -57,7 +58,7 @@ def _deserializer(cls: type[Message]) -> Callable[[bytes], Any]:
 
 
 def status_for(exc: errors.DomainError, *, domain: str) -> grpc.Status:
-    """The rich status (ErrorInfo reason, field violation) of a domain error."""
+    """The rich status (ErrorInfo reason, the Chinese text, field violation) of a domain error."""
     code, code_value = next(
         (v for k, v in _CODES.items() if isinstance(exc, k)),
         (grpc.StatusCode.FAILED_PRECONDITION, code_pb2.FAILED_PRECONDITION),
@@ -66,6 +67,8 @@ def status_for(exc: errors.DomainError, *, domain: str) -> grpc.Status:
     detail = status_pb2.Status(code=code_value, message=exc.message)
     info = error_details_pb2.ErrorInfo(reason=exc.reason, domain=domain)
     detail.details.add().Pack(info)
+    if exc.zh:
+        detail.details.add().Pack(error_details_pb2.LocalizedMessage(locale=ZH_LOCALE, message=exc.zh))
     if exc.field:
         bad = error_details_pb2.BadRequest()
         bad.field_violations.add(field=exc.field, description=exc.message)
@@ -97,7 +100,9 @@ def validate_message(msg: Message, path: str = "") -> None:
     if msg.DESCRIPTOR.full_name == "google.protobuf.Timestamp":
         seconds, nanos = msg.seconds, msg.nanos  # type: ignore[attr-defined]
         if not (MIN_SECONDS <= seconds <= MAX_SECONDS and 0 <= nanos <= 999_999_999):
-            raise errors.InvalidArgument(f"{path or 'timestamp'} is not a valid instant", field=path)
+            raise errors.InvalidArgument(
+                f"{path or 'timestamp'} is not a valid instant", field=path, zh="日期时间不在有效范围内"
+            )
         return
     for field, value in msg.ListFields():
         where = f"{path}.{field.name}" if path else field.name
@@ -106,7 +111,9 @@ def validate_message(msg: Message, path: str = "") -> None:
             values = [f"{k}{v}" if isinstance(v, str) else k for k, v in value.items()]
         for item in values:
             if isinstance(item, str) and "\x00" in item:
-                raise errors.InvalidArgument(f"{where} contains a NUL character", field=where)
+                raise errors.InvalidArgument(
+                    f"{where} contains a NUL character", field=where, zh="填写的内容含有无法保存的控制字符"
+                )
             if isinstance(item, Message):
                 validate_message(item, where)
 
@@ -119,7 +126,9 @@ def _wrap(method: MethodDescriptor, fn: Callable[..., Any], domain: str) -> Call
 
     def check(request: Any) -> None:
         if isinstance(request, _Malformed):
-            raise errors.InvalidArgument(f"malformed {method.input_type.full_name}: {request.error}")
+            raise errors.InvalidArgument(
+                f"malformed {method.input_type.full_name}: {request.error}", zh="请求格式不正确，无法读取"
+            )
         validate_message(request)
 
     if method.server_streaming:

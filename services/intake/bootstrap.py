@@ -63,10 +63,18 @@ class RoutingMatters:
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound(f"unknown matter code {code!r}", field="matter_code") from None
+                raise NotFound(
+                    f"unknown matter code {code!r}",
+                    field="matter_code",
+                    zh=f"事项目录中没有编码为 {code} 的事项，请核对事项编码",
+                ) from None
             if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                raise InvalidArgument(exc.details() or "bad matter code", field="matter_code") from None
-            raise Unavailable(f"the catalogue is not reachable: {exc.details()}") from None
+                raise InvalidArgument(
+                    exc.details() or "bad matter code", field="matter_code", zh="事项编码缺失或格式不正确"
+                ) from None
+            raise Unavailable(
+                f"the catalogue is not reachable: {exc.details()}", zh="暂时无法连接事项目录，请稍后重试"
+            ) from None
         view = handlers.MatterView(
             code=matter.code,
             version=matter.version,

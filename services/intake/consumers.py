@@ -35,7 +35,9 @@ async def on_event(uow: UnitOfWork, env: events_pb2.Envelope, *, ctx: IntakeCont
     # The row as this transaction knows it: an earlier event of the batch may have changed it.
     row = await repository.load_case(uow, env.case_id)
     if row is None:
-        raise NotFound(f"event {env.event_id} names unknown case {env.case_id}")
+        raise NotFound(
+            f"event {env.event_id} names unknown case {env.case_id}", zh="该事件所涉及的报件在本中心不存在"
+        )
     now = from_timestamp(env.occurred_at)
     if what == "case_forwarded" and await federation.on_forwarded(uow, ctx, env, row):
         return

@@ -48,11 +48,11 @@ class ConvenienceContext:
 async def take_matter(uow: UnitOfWork, ctx: ConvenienceContext, req: Any) -> dict[str, Any]:
     """Record a matter an agent took from a resident at a village/community service point."""
     if not req.service_point:
-        raise InvalidArgument("service_point is required", field="service_point")
+        raise InvalidArgument("service_point is required", field="service_point", zh="请填写便民服务点")
     if not req.matter_code:
-        raise InvalidArgument("matter_code is required", field="matter_code")
+        raise InvalidArgument("matter_code is required", field="matter_code", zh="请填写事项编码")
     if not req.resident.name.strip():
-        raise InvalidArgument("resident.name is required", field="resident.name")
+        raise InvalidArgument("resident.name is required", field="resident.name", zh="请填写申请人姓名")
     await require(ctx.staff, req.agent, center=ctx.center, role=AGENT, service_point=req.service_point)
     await ctx.intake.matters.get(req.matter_code)  # an unknown matter is refused now, not at hand-over
     agency_id = str(uuid.uuid4())
@@ -89,14 +89,20 @@ async def hand_over(
 ) -> tuple[dict[str, Any], dict[str, Any], list[model.Shortfall]]:
     """The township center receives the taken matter and submits it through intake (channel AGENT)."""
     if not req.agency_id:
-        raise InvalidArgument("agency_id is required", field="agency_id")
+        raise InvalidArgument("agency_id is required", field="agency_id", zh="请指明要接收的代办")
     if req.received_by.role not in RECEIVING_ROLES or not req.received_by.username:
-        raise PermissionDenied("a named window clerk, liaison officer or director of the center receives it")
+        raise PermissionDenied(
+            "a named window clerk, liaison officer or director of the center receives it",
+            zh="须由本中心具名的窗口工作人员、联络员或中心主任接收",
+        )
     if req.received_by.center and req.received_by.center != ctx.center:
-        raise PermissionDenied(f"{req.received_by.username} is not staff of center {ctx.center}")
+        raise PermissionDenied(
+            f"{req.received_by.username} is not staff of center {ctx.center}",
+            zh=f"{req.received_by.username} 不是本中心（{ctx.center}）的工作人员",
+        )
     agency = await repo.get_agency(uow.conn, req.agency_id, lock=True)
     if agency is None:
-        raise NotFound(f"no agency record {req.agency_id}")
+        raise NotFound(f"no agency record {req.agency_id}", zh="未找到该代办记录")
     if agency["state"] != "taken":  # a retried hand-over answers with the same case
         case = await repository.get_case(uow.conn, case_id=agency["case_id"])
         assert case is not None
@@ -124,10 +130,14 @@ async def assign_agent(
     case = await load_case(uow, req.case_id, req.case_number)
     if case["status"] not in ACCEPTED_OR_LATER or not case["case_number"]:
         raise FailedPrecondition(
-            f"case {case['case_id']} is not accepted yet; only an accepted case gets an agent"
+            f"case {case['case_id']} is not accepted yet; only an accepted case gets an agent",
+            zh="该报件尚未受理，受理后才能指派代办员",
         )
     if case["status"] == CS.CASE_STATUS_CONCLUDED and case["outcome"] == CS.OUTCOME_WITHDRAWN:
-        raise FailedPrecondition(f"case {case['case_number']} was withdrawn")
+        raise FailedPrecondition(
+            f"case {case['case_number']} was withdrawn",
+            zh=f"报件 {case['case_number']} 已撤回，不能再指派代办员",
+        )
     row = {
         "case_id": case["case_id"],
         "agent": to_json(req.agent),
@@ -142,8 +152,11 @@ async def assign_agent(
 async def load_case(uow: UnitOfWork, case_id: str, case_number: str) -> dict[str, Any]:
     """A case of this center by id or number, or NotFound."""
     if not case_id and not case_number:
-        raise InvalidArgument("case_id or case_number is required", field="case_id")
+        raise InvalidArgument("case_id or case_number is required", field="case_id", zh="请填写报件编号")
     case = await repository.get_case(uow.conn, case_id=case_id, case_number=case_number)
     if case is None:
-        raise NotFound(f"no case {case_id or case_number}")
+        raise NotFound(
+            f"no case {case_id or case_number}",
+            zh=f"未找到报件 {case_number}" if case_number else "未找到该报件",
+        )
     return case

@@ -18,6 +18,18 @@ LIAISON, FEE_COLLECTOR, AGENT = "liaison_officer", "fee_collector", "agent"
 CONVENIENCE_LEVELS = ("township", "street")  # R19: townships and streets run convenience centers
 R20_MINIMUM = 2
 TTL_S = 30.0
+# Role names in a Chinese refusal (as gateway/labels.py ROLE_NAMES has them).
+ROLE_ZH = {
+    "window_clerk": "窗口工作人员",
+    "chief_representative": "首席代表",
+    "department_head": "部门负责人",
+    "center_director": "中心主任",
+    "supervisor": "管理办（督查）人员",
+    AGENT: "代办员",
+    LIAISON: "联络员",
+    FEE_COLLECTOR: "收费员",
+}
+UNREACHABLE_ZH = "暂时无法连接组织机构信息，请稍后重试"
 
 
 @dataclass(frozen=True)
@@ -67,7 +79,9 @@ class RoutingStaff:
                 routing_pb2.ListStaffRequest(center=center, role=role), timeout=5
             )
         except grpc.aio.AioRpcError as exc:
-            raise Unavailable(f"the organisation is not reachable: {exc.details()}") from None
+            raise Unavailable(
+                f"the organisation is not reachable: {exc.details()}", zh=UNREACHABLE_ZH
+            ) from None
         out = [
             Grant(s.username, s.display_name, g.role, g.center, g.service_point)
             for s in reply.staff
@@ -82,7 +96,9 @@ class RoutingStaff:
         try:
             reply = await self._stub.ListCenters(routing_pb2.ListCentersRequest(), timeout=5)
         except grpc.aio.AioRpcError as exc:
-            raise Unavailable(f"the organisation is not reachable: {exc.details()}") from None
+            raise Unavailable(
+                f"the organisation is not reachable: {exc.details()}", zh=UNREACHABLE_ZH
+            ) from None
         return [(c.code, c.level) for c in reply.centers]
 
 
@@ -91,12 +107,21 @@ async def require(
 ) -> Grant:
     """The named person's grant of `role` at `center` (and service point), or PermissionDenied (R22)."""
     if not actor.username:
-        raise PermissionDenied(f"a named {role} is required (R22)")
+        raise PermissionDenied(f"a named {role} is required (R22)", zh=f"须由具名的{role_zh(role)}办理")
     for grant in await staff.grants(center, role):
         if grant.username == actor.username and (not service_point or grant.service_point == service_point):
             return grant
     where = f"service point {service_point}" if service_point else f"center {center}"
-    raise PermissionDenied(f"{actor.username} is not a {role} of {where}")
+    where_zh = f"便民服务点 {service_point} " if service_point else f"中心 {center} "
+    raise PermissionDenied(
+        f"{actor.username} is not a {role} of {where}",
+        zh=f"{actor.username} 不是{where_zh}的{role_zh(role)}",
+    )
+
+
+def role_zh(role: str) -> str:
+    """A role as a Chinese refusal names it."""
+    return ROLE_ZH.get(role, role)
 
 
 def below_minimum(

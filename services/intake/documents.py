@@ -84,13 +84,17 @@ async def spool(
         async for data in chunks:
             size += len(data)
             if size > max_bytes:
-                raise InvalidArgument(f"document exceeds {max_bytes} bytes", field="data")
+                raise InvalidArgument(
+                    f"document exceeds {max_bytes} bytes",
+                    field="data",
+                    zh=f"材料文件超过大小上限（{size_zh(max_bytes)}）",
+                )
             if len(head) < 16:
                 head += data[: 16 - len(head)]
             sha.update(data)
             fh.write(data)
         if size == 0:
-            raise InvalidArgument("empty document", field="data")
+            raise InvalidArgument("empty document", field="data", zh="材料文件为空")
         check_type(content_type, head)
         fh.flush()
         if fsync:
@@ -108,10 +112,24 @@ def safe_filename(name: str) -> str:
 def check_type(content_type: str, head: bytes) -> None:
     """Refuse types we do not keep, and content that does not match its declared type."""
     if content_type not in ALLOWED_TYPES:
-        raise InvalidArgument(f"file type {content_type!r} is not accepted", field="content_type")
+        raise InvalidArgument(
+            f"file type {content_type!r} is not accepted",
+            field="content_type",
+            zh=f"不接受此类文件（{content_type or '未注明文件类型'}）",
+        )
     magic = _MAGIC.get(content_type)
     if magic and not any(head.startswith(m) for m in magic):
-        raise InvalidArgument(f"content does not look like {content_type}", field="data")
+        raise InvalidArgument(
+            f"content does not look like {content_type}",
+            field="data",
+            zh=f"文件内容与所注明的类型（{content_type}）不符",
+        )
+
+
+def size_zh(size: int) -> str:
+    """A byte limit as a Chinese refusal states it: in MB when it is a whole number of them."""
+    mb = 1024 * 1024
+    return f"{size // mb} MB" if size >= mb and size % mb == 0 else f"{size} 字节"
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -25,6 +25,14 @@ from services.intake.documents import CHUNK_BYTES, DocumentNotStored, DocumentSt
 log = get_logger(__name__)
 HASH_READ_BYTES = 1 << 20
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
+MISSING = "missing"
+ALTERED = "altered (its content no longer matches its SHA-256)"
+ALTERED_IN_FLIGHT = "altered while it was being sent"
+_PROBLEM_ZH = {  # what `_damaged` says of the stored copy, in Chinese
+    MISSING: "已丢失",
+    ALTERED: "已被改动（内容与其 SHA-256 摘要不符）",
+    ALTERED_IN_FLIGHT: "在发送过程中被改动",
+}
 
 
 async def find_document(engine: AsyncEngine, req: intake_pb2.DownloadDocumentRequest) -> dict[str, Any]:
@@ -34,9 +42,15 @@ async def find_document(engine: AsyncEngine, req: intake_pb2.DownloadDocumentReq
     documents exist by guessing.
     """
     if not req.case_id and not req.case_number:
-        raise InvalidArgument("case_id or case_number is required", field="case_id")
+        raise InvalidArgument(
+            "case_id or case_number is required", field="case_id", zh="请提供报件编号（或报件标识）"
+        )
     if not _DIGEST.match(req.digest):
-        raise InvalidArgument("digest must be a lowercase SHA-256 hex", field="digest")
+        raise InvalidArgument(
+            "digest must be a lowercase SHA-256 hex",
+            field="digest",
+            zh="材料摘要 (digest) 须为小写的 SHA-256 十六进制值",
+        )
     async with engine.connect() as conn:
         row = await repository.get_case(conn, case_id=req.case_id, case_number=req.case_number)
         if row is not None and req.query_code:
@@ -44,10 +58,10 @@ async def find_document(engine: AsyncEngine, req: intake_pb2.DownloadDocumentReq
                 row = None
         listed = next((d for d in (row or {}).get("documents") or [] if d.get("digest") == req.digest), None)
         if row is None or listed is None:
-            raise NotFound("no such document in this case")
+            raise NotFound("no such document in this case", zh="该报件中没有这份材料")
         stored = (await repository.known_documents(conn, [req.digest])).get(req.digest)
     if stored is None:
-        raise NotFound("this document of the case was never received")
+        raise NotFound("this document of the case was never received", zh="未收到该报件的这份材料")
     return {
         "case_id": row["case_id"],
         "case_number": row["case_number"] or "",
@@ -75,7 +89,9 @@ def _damaged(doc: dict[str, Any], problem: str) -> DataLoss:
     )
     return DataLoss(
         f"the stored copy of document {doc['digest'][:12]}… is {problem}; "
-        "it cannot be served until it is restored from the applicant or a backup"
+        "it cannot be served until it is restored from the applicant or a backup",
+        zh=f"材料“{doc['filename']}”的存储副本{_PROBLEM_ZH.get(problem, '已损坏')}，"
+        "须请申请人重新提交或从备份恢复后才能调阅",
     )
 
 
@@ -86,9 +102,9 @@ async def stream_document(
     try:
         actual = await _hash_stored(store, doc["digest"])
     except DocumentNotStored:
-        raise _damaged(doc, "missing") from None
+        raise _damaged(doc, MISSING) from None
     if actual != doc["digest"]:
-        raise _damaged(doc, "altered (its content no longer matches its SHA-256)")
+        raise _damaged(doc, ALTERED)
     sha = hashlib.sha256()
     first = True
     try:
@@ -107,6 +123,6 @@ async def stream_document(
             else:
                 yield intake_pb2.DocumentChunk(data=data)
     except DocumentNotStored:
-        raise _damaged(doc, "missing") from None
+        raise _damaged(doc, MISSING) from None
     if sha.hexdigest() != doc["digest"]:
-        raise _damaged(doc, "altered while it was being sent")
+        raise _damaged(doc, ALTERED_IN_FLIGHT)

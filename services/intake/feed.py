@@ -172,7 +172,11 @@ async def ack(engine: AsyncEngine, *, child_center: str, cursor: int) -> int:
         )
         last = int(head["last_seq"]) if head else 0
         if cursor > last:
-            raise InvalidArgument(f"cursor {cursor} is beyond the last update {last}", field="cursor")
+            raise InvalidArgument(
+                f"cursor {cursor} is beyond the last update {last}",
+                field="cursor",
+                zh=f"确认位置 (cursor) {cursor} 超出了最新一条结果更新（第 {last} 条）",
+            )
         acked = max(int(head["acked_seq"]) if head else 0, cursor)
         if head:
             await conn.execute(

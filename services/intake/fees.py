@@ -19,27 +19,54 @@ CHARGE, REFUND, VOID = "charge", "refund", "void"
 MAX_AMOUNT = Decimal("9999999999.99")  # Numeric(12, 2)
 _AMOUNT = re.compile(r"^\d+(\.\d{1,2})?$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# How a Chinese refusal names the fields and the values of a fee.
+FIELD_ZH = {"amount": "金额", "declared": "实收金额", "fee_kind": "费种", "method": "缴费方式", "day": "日期"}
+CHOICE_ZH = {
+    "administrative": "行政事业性收费",
+    "other": "其他收费",
+    "fine": "罚没款",
+    "cash": "现金",
+    "card": "刷卡",
+    "transfer": "转账",
+}
+ENTRY_KIND_ZH = {CHARGE: "收费", REFUND: "退费", VOID: "作废"}
+
+
+def _got(raw: str) -> str:
+    """What was sent, as a Chinese refusal quotes it (nothing when nothing was sent)."""
+    return f"（填写的是 {raw[:40]}）" if raw else ""
 
 
 def parse_amount(text: str, *, field: str = "amount") -> Decimal:
     """A positive amount in yuan with at most two decimals; anything else is refused."""
     raw = text.strip()
+    name = FIELD_ZH.get(field, field)
     if not raw:
-        raise InvalidArgument(f"{field} is required", field=field)
+        raise InvalidArgument(f"{field} is required", field=field, zh=f"请填写{name}")
     if raw.startswith("-"):
-        raise InvalidArgument(f"{field} must be positive, got {raw[:40]!r}", field=field)
+        raise InvalidArgument(
+            f"{field} must be positive, got {raw[:40]!r}", field=field, zh=f"{name}不能为负数{_got(raw)}"
+        )
     if not _AMOUNT.match(raw):
         if re.match(r"^\d+\.\d{3,}$", raw):
-            raise InvalidArgument(f"{field} has more than two decimals: {raw[:40]!r}", field=field)
-        raise InvalidArgument(f"{field} is not a decimal amount like 80.00: {raw[:40]!r}", field=field)
+            raise InvalidArgument(
+                f"{field} has more than two decimals: {raw[:40]!r}",
+                field=field,
+                zh=f"{name}最多保留两位小数{_got(raw)}",
+            )
+        raise InvalidArgument(
+            f"{field} is not a decimal amount like 80.00: {raw[:40]!r}",
+            field=field,
+            zh=f"{name}应填写数字金额，如 80.00{_got(raw)}",
+        )
     try:
         value = Decimal(raw)
     except InvalidOperation:  # pragma: no cover - the pattern admits only valid decimals
-        raise InvalidArgument(f"{field} is malformed", field=field) from None
+        raise InvalidArgument(f"{field} is malformed", field=field, zh=f"{name}格式不正确") from None
     if value <= 0:
-        raise InvalidArgument(f"{field} must be more than zero", field=field)
+        raise InvalidArgument(f"{field} must be more than zero", field=field, zh=f"{name}须大于零")
     if value > MAX_AMOUNT:
-        raise InvalidArgument(f"{field} is too large", field=field)
+        raise InvalidArgument(f"{field} is too large", field=field, zh=f"{name}超出可记录的最大金额")
     return value.quantize(Decimal("0.01"))
 
 
@@ -69,18 +96,23 @@ def local_day(at: datetime) -> tuple[int, str]:
 def check_day(day: str) -> str:
     """A YYYY-MM-DD day, or InvalidArgument."""
     if not _DAY.match(day):
-        raise InvalidArgument("day must be YYYY-MM-DD", field="day")
+        raise InvalidArgument("day must be YYYY-MM-DD", field="day", zh="日期应按 YYYY-MM-DD 格式填写")
     try:
         datetime.strptime(day, "%Y-%m-%d")
     except ValueError:
-        raise InvalidArgument(f"{day!r} is not a date", field="day") from None
+        raise InvalidArgument(f"{day!r} is not a date", field="day", zh=f"{day} 不是有效的日期") from None
     return day
 
 
 def check_choice(value: str, allowed: Sequence[str], field: str) -> str:
     """`value` if it is one of `allowed`."""
     if value not in allowed:
-        raise InvalidArgument(f"{field} must be one of {', '.join(allowed)}; got {value[:40]!r}", field=field)
+        choices = "、".join(CHOICE_ZH.get(a, a) for a in allowed)
+        raise InvalidArgument(
+            f"{field} must be one of {', '.join(allowed)}; got {value[:40]!r}",
+            field=field,
+            zh=f"{FIELD_ZH.get(field, field)}应为以下之一：{choices}{_got(value)}",
+        )
     return value
 
 

@@ -56,7 +56,7 @@ async def collect(uow: UnitOfWork, ctx: ConvenienceContext, req: Any) -> dict[st
     fee_kind = fees.check_choice(req.fee_kind, fees.FEE_KINDS, "fee_kind")
     method = fees.check_choice(req.method, fees.METHODS, "method")
     if not req.payer.strip():
-        raise InvalidArgument("payer is required", field="payer")
+        raise InvalidArgument("payer is required", field="payer", zh="请填写缴款人")
     await require(ctx.staff, req.collector, center=ctx.center, role=FEE_COLLECTOR)
     case_id, case_number, matter_code = None, "", req.matter_code
     if req.case_id or req.case_number:
@@ -64,7 +64,9 @@ async def collect(uow: UnitOfWork, ctx: ConvenienceContext, req: Any) -> dict[st
         case_id, case_number, matter_code = case["case_id"], case["case_number"] or "", case["matter_code"]
     elif not req.matter_code:
         raise InvalidArgument(
-            "a fee is for a case (case_id/case_number) or a matter (matter_code)", field="matter_code"
+            "a fee is for a case (case_id/case_number) or a matter (matter_code)",
+            field="matter_code",
+            zh="收费须对应一件报件（报件编号）或一个事项（事项编码）",
         )
     else:
         await ctx.intake.matters.get(req.matter_code)
@@ -87,16 +89,21 @@ async def collect(uow: UnitOfWork, ctx: ConvenienceContext, req: Any) -> dict[st
 
 async def _original(uow: UnitOfWork, ctx: ConvenienceContext, receipt: str, by: Any) -> dict[str, Any]:
     if not receipt:
-        raise InvalidArgument("receipt_number is required", field="receipt_number")
+        raise InvalidArgument("receipt_number is required", field="receipt_number", zh="请填写票据号")
     if by.role not in REFUNDERS:
-        raise PermissionDenied("only a fee collector or the center director refunds or voids")
+        raise PermissionDenied(
+            "only a fee collector or the center director refunds or voids",
+            zh="只有收费员或中心主任可以办理退费或作废",
+        )
     await require(ctx.staff, by, center=ctx.center, role=by.role)
     original = await repo.fee_by_receipt(uow.conn, receipt, lock=True)
     if original is None or original["center"] != ctx.center:
-        raise NotFound(f"no receipt {receipt}")
+        raise NotFound(f"no receipt {receipt}", zh=f"本中心没有票据号为 {receipt} 的票据")
     if original["entry_kind"] != fees.CHARGE:
         raise FailedPrecondition(
-            f"receipt {receipt} is a {original['entry_kind']}; only a charge is refunded"
+            f"receipt {receipt} is a {original['entry_kind']}; only a charge is refunded",
+            zh=f"票据 {receipt} 是{fees.ENTRY_KIND_ZH.get(original['entry_kind'], original['entry_kind'])}票据，"
+            "只有收费票据可以退费或作废",
         )
     return original
 
@@ -110,7 +117,7 @@ async def refund(uow: UnitOfWork, ctx: ConvenienceContext, req: Any) -> dict[str
     """Refund part or all of a charge: a new entry; more than what remains refundable is refused."""
     amount = fees.parse_amount(req.amount)
     if not req.reason.strip():
-        raise InvalidArgument("a refund needs a reason", field="reason")
+        raise InvalidArgument("a refund needs a reason", field="reason", zh="退费须写明理由")
     original = await _original(uow, ctx, req.receipt_number, req.by)
     left = await _remaining(uow, original)
     if amount > left:
@@ -118,6 +125,8 @@ async def refund(uow: UnitOfWork, ctx: ConvenienceContext, req: Any) -> dict[str
             f"refund of {fees.money(amount)} exceeds what remains refundable of receipt "
             f"{original['receipt_number']}: {fees.money(left)}",
             field="amount",
+            zh=f"退费金额 {fees.money(amount)} 元超过票据 {original['receipt_number']} "
+            f"尚可退还的 {fees.money(left)} 元",
         )
     return await _follow_up(uow, ctx, original, fees.REFUND, amount, req.reason.strip(), req.by)
 
@@ -125,13 +134,15 @@ async def refund(uow: UnitOfWork, ctx: ConvenienceContext, req: Any) -> dict[str
 async def void(uow: UnitOfWork, ctx: ConvenienceContext, req: Any) -> dict[str, Any]:
     """Void a charge issued in error (nothing refunded yet): a new entry cancelling its whole amount."""
     if not req.reason.strip():
-        raise InvalidArgument("a void needs a reason", field="reason")
+        raise InvalidArgument("a void needs a reason", field="reason", zh="作废须写明理由")
     original = await _original(uow, ctx, req.receipt_number, req.by)
     later = await repo.later_entries(uow.conn, original["entry_id"])
     if later:
         kinds = ", ".join(sorted({x["entry_kind"] for x in later}))
+        kinds_zh = "、".join(fees.ENTRY_KIND_ZH.get(k, k) for k in sorted({x["entry_kind"] for x in later}))
         raise FailedPrecondition(
-            f"receipt {original['receipt_number']} already has a {kinds}; it cannot be voided"
+            f"receipt {original['receipt_number']} already has a {kinds}; it cannot be voided",
+            zh=f"票据 {original['receipt_number']} 已有{kinds_zh}记录，不能作废",
         )
     return await _follow_up(uow, ctx, original, fees.VOID, original["amount"], req.reason.strip(), req.by)
 
@@ -176,7 +187,9 @@ async def reconcile(uow: UnitOfWork, ctx: ConvenienceContext, req: Any) -> dict[
     day = fees.check_day(req.day)
     declared = fees.parse_declared(req.declared)
     if req.by.role not in RECONCILERS:
-        raise PermissionDenied("a fee collector or the center director reconciles")
+        raise PermissionDenied(
+            "a fee collector or the center director reconciles", zh="只有收费员或中心主任可以办理收费日对账"
+        )
     await require(ctx.staff, req.by, center=ctx.center, role=req.by.role)
     rows = await repo.fees(uow.conn, center=ctx.center, day=day, collector=req.collector)
     lines = [

@@ -69,11 +69,16 @@ class IntakeApi:
 
     async def _get(self, req: intake_pb2.GetCaseRequest) -> dict[str, Any]:
         if not req.case_id and not req.case_number:
-            raise InvalidArgument("case_id or case_number is required", field="case_id")
+            raise InvalidArgument(
+                "case_id or case_number is required", field="case_id", zh="请提供报件编号（或报件标识）"
+            )
         async with self.rt.engine.connect() as conn:
             row = await repository.get_case(conn, case_id=req.case_id, case_number=req.case_number)
         if row is None:
-            raise NotFound(f"no case {req.case_id or req.case_number}")
+            raise NotFound(
+                f"no case {req.case_id or req.case_number}",
+                zh="未找到该报件" if req.case_id else f"未找到报件 {req.case_number}",
+            )
         return row
 
     async def TrackCase(self, req: intake_pb2.TrackCaseRequest, _: Any) -> intake_pb2.TrackCaseResponse:
@@ -106,7 +111,9 @@ class IntakeApi:
         try:
             offset = int(req.page.page_token or 0)
         except ValueError:
-            raise InvalidArgument("page_token is not valid", field="page.page_token") from None
+            raise InvalidArgument(
+                "page_token is not valid", field="page.page_token", zh="分页标记 (page_token) 无效"
+            ) from None
         async with self.rt.engine.connect() as conn:
             rows = await repository.list_cases(
                 conn, status=req.status, matter_code=req.matter_code, limit=size, offset=offset
@@ -131,7 +138,9 @@ class IntakeApi:
         it = chunks()
         head = await anext(it, None)
         if first is None or head is None:
-            raise InvalidArgument("an upload needs at least one chunk", field="data")
+            raise InvalidArgument(
+                "an upload needs at least one chunk", field="data", zh="上传的内容为空（至少需要一个数据块）"
+            )
         meta: intake_pb2.DocumentChunk = first
 
         async def rest() -> AsyncIterator[bytes]:

@@ -126,19 +126,27 @@ def _doc_rows(docs: Any, known: dict[str, dict[str, Any]]) -> list[dict[str, Any
 
 def _validate_submission(req: intake_pb2.SubmitCaseRequest) -> None:
     if not req.matter_code:
-        raise InvalidArgument("matter_code is required", field="matter_code")
+        raise InvalidArgument("matter_code is required", field="matter_code", zh="请选择要申请的事项")
     if not req.applicant.name.strip():
-        raise InvalidArgument("applicant.name is required", field="applicant.name")
+        raise InvalidArgument("applicant.name is required", field="applicant.name", zh="请填写申请人姓名")
     if req.channel == CS.CHANNEL_UNSPECIFIED:
-        raise InvalidArgument("channel is required", field="channel")
+        raise InvalidArgument("channel is required", field="channel", zh="请注明申请渠道")
     if len(req.client_request_id) > 128:
-        raise InvalidArgument("client_request_id is longer than 128 characters", field="client_request_id")
+        raise InvalidArgument(
+            "client_request_id is longer than 128 characters",
+            field="client_request_id",
+            zh="请求标识 (client_request_id) 不能超过 128 个字符",
+        )
     if len(req.title) > 256:
-        raise InvalidArgument("title is longer than 256 characters", field="title")
+        raise InvalidArgument(
+            "title is longer than 256 characters", field="title", zh="报件标题不能超过 256 个字符"
+        )
     for d in req.documents:
         if len(d.digest) != 64 or any(c not in "0123456789abcdef" for c in d.digest):
             raise InvalidArgument(
-                f"document digest {d.digest[:80]!r} is not a SHA-256 hex", field="documents.digest"
+                f"document digest {d.digest[:80]!r} is not a SHA-256 hex",
+                field="documents.digest",
+                zh="材料摘要 (digest) 不是有效的 SHA-256 十六进制值",
             )
 
 
@@ -166,7 +174,9 @@ async def submit_case(
         if existing:
             if existing["matter_code"] != req.matter_code:
                 raise FailedPrecondition(
-                    "client_request_id was already used for another matter", field="client_request_id"
+                    "client_request_id was already used for another matter",
+                    field="client_request_id",
+                    zh="该请求标识 (client_request_id) 已用于另一事项的申请",
                 )
             return existing, [model.Shortfall(**i) for i in existing["open_supplement"]]
     matter = await ctx.matters.get(req.matter_code)
@@ -320,13 +330,22 @@ async def supplement_case(
     row = await _load(uow, req.case_id)
     _check_code(row, req.query_code)
     if row["status"] != CS.CASE_STATUS_SUPPLEMENT_REQUESTED:
-        raise FailedPrecondition(f"case {row['case_number'] or row['case_id']} has no open supplement notice")
+        raise FailedPrecondition(
+            f"case {row['case_number'] or row['case_id']} has no open supplement notice",
+            zh=f"{_case_zh(row)}当前没有待补正的一次性告知",
+        )
     if not req.documents:
-        raise InvalidArgument("a supplement needs at least one document", field="documents")
+        raise InvalidArgument(
+            "a supplement needs at least one document", field="documents", zh="补正须提交至少一份材料"
+        )
     known = await repository.known_documents(uow.conn, [d.digest for d in req.documents])
     missing = [d.digest for d in req.documents if d.digest not in known]
     if missing:
-        raise FailedPrecondition(f"document {missing[0]} was not uploaded", field="documents.digest")
+        raise FailedPrecondition(
+            f"document {missing[0]} was not uploaded",
+            field="documents.digest",
+            zh=f"有材料尚未上传成功（材料摘要 {missing[0][:12]}…）",
+        )
     docs = model.merge_documents(row["documents"], _doc_rows(req.documents, known))
     repository.update_case_later(uow, row, documents=docs, updated_at=ctx.clock.now())
     body = events_pb2.CaseSupplemented(round=row["supplement_round"], by=req.by)
@@ -367,7 +386,10 @@ async def withdraw_case(
     row = await _load(uow, req.case_id)
     _check_code(row, req.query_code)
     if row["status"] not in OPEN_STATUSES:
-        raise FailedPrecondition(f"case {row['case_number']} is already concluded and cannot be withdrawn")
+        raise FailedPrecondition(
+            f"case {row['case_number']} is already concluded and cannot be withdrawn",
+            zh=f"{_case_zh(row)}已办结，不能撤回",
+        )
     now = ctx.clock.now()
     repository.update_case_later(
         uow,
@@ -389,11 +411,18 @@ async def designate_key_project(
     """An authorized department designates a case a key project with a promised deadline (R1)."""
     row = await _load(uow, req.case_id)
     if row["status"] not in OPEN_STATUSES:
-        raise FailedPrecondition("only an open case can become a key project")
+        raise FailedPrecondition(
+            "only an open case can become a key project", zh="只有尚未办结的报件才能列为重点项目"
+        )
     if req.designated_by.role not in ("department_head", "chief_representative", "center_director"):
-        raise PermissionDenied("only an authorized department's head or chief representative may designate")
+        raise PermissionDenied(
+            "only an authorized department's head or chief representative may designate",
+            zh="只有经授权部门的部门负责人或首席代表可以将报件列为重点项目",
+        )
     if not req.HasField("promised_deadline"):
-        raise InvalidArgument("promised_deadline is required", field="promised_deadline")
+        raise InvalidArgument(
+            "promised_deadline is required", field="promised_deadline", zh="请填写重点项目的承诺时限"
+        )
     deadline = from_timestamp(req.promised_deadline)
     repository.update_case_later(uow, row, key_project=True, promised_deadline=deadline)
     body = events_pb2.KeyProjectDesignated(designated_by=req.designated_by, tracker=req.tracker)
@@ -404,21 +433,26 @@ async def designate_key_project(
 
 async def _load(uow: UnitOfWork, case_id: str) -> dict[str, Any]:
     if not case_id:
-        raise InvalidArgument("case_id is required", field="case_id")
+        raise InvalidArgument("case_id is required", field="case_id", zh="缺少报件标识 (case_id)")
     row = await repository.load_case(uow, case_id)
     if row is None:
-        raise NotFound(f"no case {case_id}")
+        raise NotFound(f"no case {case_id}", zh="未找到该报件")
     return row
+
+
+def _case_zh(row: dict[str, Any]) -> str:
+    """The case as a Chinese refusal names it: by its number once it has one (its id is internal)."""
+    return f"报件 {row['case_number']} " if row["case_number"] else "该报件"
 
 
 def _check_code(row: dict[str, Any], code: str) -> None:
     if code and not hmac.compare_digest(code.upper(), row["query_code"]):
-        raise PermissionDenied("the query code does not match this case")
+        raise PermissionDenied("the query code does not match this case", zh="查询码与该报件不符")
 
 
 async def track_case(conn: AsyncConnection, case_number: str, query_code: str) -> dict[str, Any]:
     """The applicant's lookup: number plus query code, or the same NOT_FOUND either way."""
     row = await repository.get_case(conn, case_number=case_number) if case_number else None
     if row is None or not hmac.compare_digest(query_code.strip().upper(), row["query_code"]):
-        raise NotFound("no case with this number and query code")
+        raise NotFound("no case with this number and query code", zh="未找到报件编号与查询码相符的报件")
     return row

@@ -30,7 +30,13 @@ from services.common.rpc import insecure_channel
 from services.common.runtime import Runtime
 from services.common.tls import peer_center
 from services.intake import feed, handlers, orm
-from services.intake.interconnect_uploads import ForeignCase, Uploads, call_record, check_child_case_id
+from services.intake.interconnect_uploads import (
+    ForeignCase,
+    Uploads,
+    call_record,
+    check_child_case_id,
+    not_uploaded_by_zh,
+)
 from services.intake.received_documents import ReceivedDocuments
 
 log = get_logger(__name__)
@@ -45,6 +51,11 @@ IDLE_WAIT_S = 1.0
 def _error(exc: DomainError) -> str:
     """How a refused call's error reads in its audit record."""
     return f"{exc.reason}: {exc.message}"[:2000]
+
+
+def number_zh(row: dict[str, Any]) -> str:
+    """A case as a Chinese refusal names it: by its number, or as "该报件" before it has one."""
+    return f"报件 {row['case_number']} " if row["case_number"] else "该报件"
 
 
 class ChildCenters:
@@ -66,7 +77,10 @@ class ChildCenters:
         except grpc.aio.AioRpcError as exc:
             if self._cached:
                 return self._cached[1]
-            raise Unavailable(f"the organisation is not reachable: {exc.details()}") from None
+            raise Unavailable(
+                f"the organisation is not reachable: {exc.details()}",
+                zh="暂时无法连接组织机构信息，请稍后重试",
+            ) from None
         self._cached = (time.monotonic(), frozenset(c.code for c in reply.centers))
         return self._cached[1]
 
@@ -125,10 +139,16 @@ class InterconnectApi:
         center = peer_center(context)
         if not center:
             await self._audit("?", method, "", "client certificate names no center")
-            raise PermissionDenied("the client certificate names no center")
+            raise PermissionDenied(
+                "the client certificate names no center",
+                zh="客户端证书未载明中心编码，无法确认是哪个下级中心",
+            )
         if center not in await self.children.get():
             await self._audit(center, method, "", f"{center} is not a child of {self.ctx.center}")
-            raise PermissionDenied(f"center {center} is not a child of {self.ctx.center}")
+            raise PermissionDenied(
+                f"center {center} is not a child of {self.ctx.center}",
+                zh=f"中心 {center} 不是本中心（{self.ctx.center}）的下级中心",
+            )
         return center
 
     async def _own_case(self, center: str, child_case_id: str, method: str) -> dict[str, Any]:
@@ -148,9 +168,11 @@ class InterconnectApi:
             return mine[0]
         if rows:
             await self._audit(center, method, child_case_id, f"case uploaded by {rows[0]['origin_center']}")
-            raise PermissionDenied(f"case {child_case_id} was not uploaded by {center}")
+            raise PermissionDenied(
+                f"case {child_case_id} was not uploaded by {center}", zh=not_uploaded_by_zh(center)
+            )
         await self._record(center, method, child_case_id, error=f"NOT_FOUND: {center} uploaded no such case")
-        raise NotFound(f"{center} uploaded no case {child_case_id}")
+        raise NotFound(f"{center} uploaded no case {child_case_id}", zh=f"中心 {center} 没有上报过该报件")
 
     @staticmethod
     def _reply(row: dict[str, Any], *, duplicate: bool) -> interconnect_pb2.UploadCaseResponse:
@@ -281,7 +303,8 @@ class InterconnectApi:
             if row["status"] not in CLOSED:
                 raise FailedPrecondition(
                     f"case {row['case_number'] or row['case_id']} is not concluded here yet; "
-                    "it can be evaluated once its result went back"
+                    "it can be evaluated once its result went back",
+                    zh=f"{number_zh(row)}在上级中心尚未办结，办理结果回传后才能评价",
                 )
             body = events_pb2.EvaluationForwarded(
                 child_center=by.center, rating=req.rating, tags=tags, text=text, follow_up=req.follow_up
@@ -308,6 +331,8 @@ class InterconnectApi:
                         f"updates {cursor + 1} to {update.cursor - 1} for {center} were acknowledged and "
                         "pruned; resume from the cursor you acknowledged",
                         field="after_cursor",
+                        zh=f"第 {cursor + 1} 至 {update.cursor - 1} 条结果更新已确认并清理，"
+                        "请从您已确认的位置 (cursor) 继续接收",
                     )
                 yield update
                 cursor = update.cursor

@@ -41,9 +41,14 @@ def call_record(center: str, method: str, child_case_id: str, **detail: Any) -> 
 class ForeignCase(PermissionDenied):
     """The child case id names a case another child center uploaded."""
 
-    def __init__(self, message: str, *, owner: str) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, owner: str, zh: str = "") -> None:
+        super().__init__(message, zh=zh)
         self.owner = owner
+
+
+def not_uploaded_by_zh(center: str) -> str:
+    """The Chinese of "case X was not uploaded by <center>" (a child case id another child uploaded)."""
+    return f"该报件不是由中心 {center} 上报的，不能查看或办理"
 
 
 def request_id(center: str, child_case_id: str) -> str:
@@ -54,7 +59,11 @@ def request_id(center: str, child_case_id: str) -> str:
 def check_child_case_id(child_case_id: str) -> None:
     """Refuse a missing or oversized child case id."""
     if not child_case_id or len(child_case_id) > 64:
-        raise InvalidArgument("child_case_id is required (at most 64 characters)", field="child_case_id")
+        raise InvalidArgument(
+            "child_case_id is required (at most 64 characters)",
+            field="child_case_id",
+            zh="缺少下级中心的报件标识 (child_case_id)，或其超过 64 个字符",
+        )
 
 
 def submission(center: str, req: interconnect_pb2.UploadCaseRequest) -> intake_pb2.SubmitCaseRequest:
@@ -114,7 +123,9 @@ class Uploads:
                 return row, True
         if rows:
             raise ForeignCase(
-                f"case {child_case_id} was not uploaded by {center}", owner=rows[0]["origin_center"]
+                f"case {child_case_id} was not uploaded by {center}",
+                owner=rows[0]["origin_center"],
+                zh=not_uploaded_by_zh(center),
             )
         row, _ = await handlers.submit_case(uow, self.ctx, submit, origin=(center, child_case_id))
         uow.audit(

@@ -18,6 +18,14 @@ from services.intake.watcher import applied_cursor
 
 STATES = ("preliminary_review", "waiting_to_upload", "uploaded", "result_received", "failed", "cancelled")
 OPEN_STATES = ("preliminary_review", "waiting_to_upload", "uploaded", "failed")
+STATE_ZH = {
+    "preliminary_review": "本中心初审中",
+    "waiting_to_upload": "等待上报",
+    "uploaded": "已上报",
+    "result_received": "已收到办理结果",
+    "failed": "上报失败",
+    "cancelled": "已取消",
+}
 
 
 def upload_state(row: Any) -> str:
@@ -60,7 +68,11 @@ class LinkStatusApi:
         self, req: interconnect_pb2.ListForwardedRequest, _: Any
     ) -> interconnect_pb2.ListForwardedResponse:
         if req.state and req.state not in STATES:
-            raise InvalidArgument(f"state must be one of {', '.join(STATES)}", field="state")
+            raise InvalidArgument(
+                f"state must be one of {', '.join(STATES)}",
+                field="state",
+                zh=f"上报状态应为以下之一：{'、'.join(STATE_ZH[s] for s in STATES)}",
+            )
         f, c = orm.forwarding.c, orm.cases.c
         pending = (
             select(orm.forwarding.c.case_id, func.count().label("n"))

@@ -40,7 +40,11 @@ class ReceivedDocuments:
     async def status(self, digest: str) -> interconnect_pb2.DocumentStatus:
         """How many bytes of `digest` are held, and whether the document is complete."""
         if not _DIGEST.match(digest):
-            raise InvalidArgument("digest must be a lowercase SHA-256 hex", field="digest")
+            raise InvalidArgument(
+                "digest must be a lowercase SHA-256 hex",
+                field="digest",
+                zh="材料摘要 (digest) 应为小写的 SHA-256 十六进制字符串",
+            )
         async with self._engine.connect() as conn:
             known = await repository.known_documents(conn, [digest])
         if digest in known:
@@ -57,14 +61,18 @@ class ReceivedDocuments:
         """Append a stream of chunks at their offsets; complete and verify when the last byte arrives."""
         first = await anext(chunks, None)
         if first is None:
-            raise InvalidArgument("an upload needs at least one chunk", field="data")
+            raise InvalidArgument(
+                "an upload needs at least one chunk", field="data", zh="上传材料至少要包含一个数据块"
+            )
         digest = first.digest
         held = await self.status(digest)
         if held.complete:
             return held
         if not 0 < first.total_size <= MAX_DOCUMENT_BYTES:
             raise InvalidArgument(
-                f"total_size must be between 1 and {MAX_DOCUMENT_BYTES}", field="total_size"
+                f"total_size must be between 1 and {MAX_DOCUMENT_BYTES}",
+                field="total_size",
+                zh=f"材料大小 (total_size) 应在 1 至 {MAX_DOCUMENT_BYTES} 字节之间",
             )
         lock = self._locks.setdefault(digest, asyncio.Lock())
         async with lock:
@@ -74,6 +82,7 @@ class ReceivedDocuments:
                 raise FailedPrecondition(
                     f"offset {first.offset} is past the {received} bytes held; resume from there",
                     field="offset",
+                    zh=f"续传位置 (offset) {first.offset} 超过了已收到的 {received} 字节，请从 {received} 处续传",
                 )
             with open(path, "r+b" if path.exists() else "wb") as fh:
                 fh.truncate(first.offset)
@@ -83,11 +92,17 @@ class ReceivedDocuments:
                 while chunk is not None:
                     if chunk.digest and chunk.digest != digest:
                         raise InvalidArgument(
-                            "every chunk of an upload names the same digest", field="digest"
+                            "every chunk of an upload names the same digest",
+                            field="digest",
+                            zh="同一次上传的每个数据块须标明相同的材料摘要 (digest)",
                         )
                     size += len(chunk.data)
                     if size > first.total_size:
-                        raise InvalidArgument("more bytes than total_size", field="data")
+                        raise InvalidArgument(
+                            "more bytes than total_size",
+                            field="data",
+                            zh="收到的字节数超过了材料大小 (total_size)",
+                        )
                     fh.write(chunk.data)
                     chunk = await anext(chunks, None)
                 fh.flush()
@@ -104,7 +119,9 @@ class ReceivedDocuments:
         if actual != digest:
             path.unlink(missing_ok=True)
             raise InvalidArgument(
-                f"content does not match digest {digest}; send it again from offset 0", field="digest"
+                f"content does not match digest {digest}; send it again from offset 0",
+                field="digest",
+                zh="材料内容与摘要 (digest) 不符，请从位置 0 重新上传",
             )
         try:
             check_type(meta.content_type, data_head)

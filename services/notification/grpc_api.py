@@ -13,6 +13,15 @@ from services.notification import convert, handlers, repository
 from services.notification.live import CaseHub
 from services.notification.model import DEAD
 
+# The written notices by kind (templates/notices/zh-CN), for GetNotice's refusal.
+_NOTICE_ZH = {
+    "supplement": "补正材料一次性告知书",
+    "extension": "延期办理告知书",
+    "decision": "行政许可决定书",
+    "deemed_approval": "超时默许告知书",
+    "special_procedure": "特别程序告知书",
+}
+
 
 class NotificationApi:
     """Implements onestop.notification.v1.NotificationService."""
@@ -30,6 +39,7 @@ class NotificationApi:
                 "recipient (case:<number>, window:<code>, head:<department>, staff:<user>) "
                 "or case_number is required",
                 field="recipient",
+                zh="请指定收件人或报件编号",
             )
         async with self.rt.engine.connect() as conn:
             rows = await repository.inbox(conn, recipient=req.recipient, case_number=req.case_number)
@@ -59,14 +69,20 @@ class NotificationApi:
 
     async def GetNotice(self, req: notification_pb2.GetNoticeRequest, _: Any) -> notification_pb2.Notice:
         if not req.notice_id and not req.case_number:
-            raise InvalidArgument("notice_id or case_number is required", field="notice_id")
+            raise InvalidArgument(
+                "notice_id or case_number is required",
+                field="notice_id",
+                zh="请指定要查看的告知书，或填写报件编号",
+            )
         async with self.rt.engine.connect() as conn:
             row = await repository.notice(
                 conn, notice_id=req.notice_id, case_number=req.case_number, kind=req.kind
             )
         if row is None:
+            name = _NOTICE_ZH.get(req.kind, "书面告知书")
             raise NotFound(
-                f"no {req.kind or 'written'} notice {req.notice_id or 'for case ' + req.case_number}"
+                f"no {req.kind or 'written'} notice {req.notice_id or 'for case ' + req.case_number}",
+                zh=f"未找到该{name}" if req.notice_id else f"报件 {req.case_number} 暂无{name}",
             )
         return convert.notice_message(row)
 
@@ -75,7 +91,7 @@ class NotificationApi:
     ) -> AsyncIterator[notification_pb2.CaseUpdate]:
         # The gateway checks the query code before it relays a page; updates carry no personal data.
         if not req.case_number:
-            raise InvalidArgument("case_number is required", field="case_number")
+            raise InvalidArgument("case_number is required", field="case_number", zh="请填写报件编号")
         with self.hub.watch(req.case_number) as queue:
             # The first message tells the client it is subscribed, so nothing published after it is missed.
             first = notification_pb2.CaseUpdate(case_number=req.case_number, kind="subscribed")

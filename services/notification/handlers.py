@@ -18,7 +18,9 @@ from services.common.outbox import UnitOfWork
 from services.notification import audience, convert, orm, repository
 from services.notification.live import LIVE_ONLY, CaseHub, LiveUpdate, after_commit, live_update
 from services.notification.model import (
+    DEAD,
     DEFAULT_LANGUAGE,
+    FAILED,
     INBOX,
     NOTICE,
     PENDING,
@@ -37,6 +39,15 @@ log = get_logger(__name__)
 
 EVENT_KINDS: tuple[str, ...] = (*audience.PLANNERS, *LIVE_ONLY)
 _DELIVERIES = "notification deliveries"  # uow.memo key: the transaction's planned deliveries
+
+# A delivery's state, as retry_dead_letter's refusal reads it ("该投递记录" + this).
+_STATE_ZH = {
+    PENDING: "正在等待发送",
+    FAILED: "发送失败，正在等待重试",
+    SENT: "已发送",
+    SKIPPED: "已跳过",
+    DEAD: "已停止重试",
+}
 
 
 @dataclass
@@ -215,13 +226,17 @@ def _record_local(
 async def retry_dead_letter(uow: UnitOfWork, ctx: NotificationContext, delivery_id: str) -> dict[str, Any]:
     """Put a dead delivery back in the queue (after staff fixed the address, template or gateway)."""
     if not delivery_id:
-        raise InvalidArgument("delivery_id is required", field="delivery_id")
+        raise InvalidArgument(
+            "delivery_id is required", field="delivery_id", zh="缺少投递记录编号 (delivery_id)"
+        )
     row = await repository.get_delivery(uow.conn, delivery_id)
     if row is None:
-        raise NotFound(f"no delivery {delivery_id}")
+        raise NotFound(f"no delivery {delivery_id}", zh="未找到该投递记录")
     if not await repository.requeue(uow.conn, delivery_id, now=ctx.clock.now()):
         raise FailedPrecondition(
-            f"delivery {delivery_id} is {row['state']}, not dead; only dead letters are retried"
+            f"delivery {delivery_id} is {row['state']}, not dead; only dead letters are retried",
+            zh=f"该投递记录{_STATE_ZH.get(row['state'], '处于状态 ' + row['state'])}，"
+            "只有已停止重试的投递（死信）才能重新投递",
         )
     log.info("dead letter re-queued", delivery_id=delivery_id, case_number=row["case_number"])
     after_commit(uow, ctx.wake)

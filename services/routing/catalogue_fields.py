@@ -35,17 +35,20 @@ _MONEY = re.compile(r"^(?:0|[1-9][0-9]{0,11})(?:\.[0-9]{1,2})?$")
 class DataFileError(InvalidArgument):
     """A routing data file is invalid; ``problems`` holds one precise message per error."""
 
-    def __init__(self, problems: Sequence[str], *, field: str | None = None) -> None:
+    def __init__(self, problems: Sequence[str], *, field: str | None = None, zh: str = "") -> None:
         if not problems:
             raise ValueError("a DataFileError needs at least one problem")
         self.problems: tuple[str, ...] = tuple(problems)
-        super().__init__("\n".join(self.problems), field=field)
+        # The Chinese names the file and where; the precise problems stay in the English beneath it.
+        zh = zh or f"数据文件中有 {len(self.problems)} 处错误，请按下方英文说明逐项改正"
+        super().__init__("\n".join(self.problems), field=field, zh=zh)
 
     @classmethod
     def at(cls, *, source: str, entry: str | None, field: str | None, problem: str) -> DataFileError:
         """Build an error for one problem located at file, entry and field."""
         parts = [source, *(p for p in (entry, field) if p), problem]
-        return cls([": ".join(parts)], field=field)
+        where = f" 中 {field} 一项" if field else " "
+        return cls([": ".join(parts)], field=field, zh=f"数据文件 {source}{where}有误，请按下方英文说明改正")
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,7 +81,9 @@ def parse_matters(top: Fields, *, where: Where, departments: Collection[str] | N
         matters[matter.code] = matter
         first_index[matter.code] = index
     if problems:
-        raise CatalogueError(problems)
+        raise CatalogueError(
+            problems, zh=f"事项目录文件 {where.source} 中有 {len(problems)} 处错误，请按下方英文说明逐项改正"
+        )
     if not matters:
         top.fail("matters", "at least one matter is required")
     return matters

@@ -45,18 +45,22 @@ class RoutingApi:
 
     async def GetMatter(self, req: routing_pb2.GetMatterRequest, _: Any) -> routing_pb2.Matter:
         if not req.code:
-            raise InvalidArgument("code is required", field="code")
+            raise InvalidArgument("code is required", field="code", zh="请填写事项编码")
         catalogue = self.ctx.catalogue(req.version)
         try:
             return matter_message(catalogue.matter(req.code), catalogue.version)
         except KeyError:
-            raise NotFound(f"unknown matter code {req.code!r}", field="code") from None
+            raise NotFound(
+                f"unknown matter code {req.code!r}", field="code", zh=f"未找到事项编码为 {req.code} 的事项"
+            ) from None
 
     async def ListCenters(
         self, req: routing_pb2.ListCentersRequest, _: Any
     ) -> routing_pb2.ListCentersResponse:
         if req.parent and req.parent not in self.ctx.org.centers:
-            raise NotFound(f"unknown center {req.parent!r}", field="parent")
+            raise NotFound(
+                f"unknown center {req.parent!r}", field="parent", zh=f"未找到编码为 {req.parent} 的中心"
+            )
         return centers_message(self.ctx.org, req.parent)
 
     async def ListDepartments(
@@ -74,7 +78,7 @@ class RoutingApi:
     ) -> routing_pb2.ListWindowsResponse:
         center = req.center or self.ctx.center
         if center not in self.ctx.org.centers:
-            raise NotFound(f"unknown center {center!r}", field="center")
+            raise NotFound(f"unknown center {center!r}", field="center", zh=f"未找到编码为 {center} 的中心")
         return routing_pb2.ListWindowsResponse(
             windows=[
                 routing_pb2.Window(
@@ -91,11 +95,17 @@ class RoutingApi:
         self, req: routing_pb2.ImportCatalogueRequest, _: Any
     ) -> routing_pb2.CatalogueVersion:
         if len(req.content) > MAX_CATALOGUE_BYTES:
-            raise InvalidArgument(f"catalogue larger than {MAX_CATALOGUE_BYTES} bytes", field="content")
+            raise InvalidArgument(
+                f"catalogue larger than {MAX_CATALOGUE_BYTES} bytes",
+                field="content",
+                zh=f"事项目录文件不能超过 {MAX_CATALOGUE_BYTES // (1024 * 1024)} MB",
+            )
         try:
             content = req.content.decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidArgument("catalogue is not UTF-8 text", field="content") from None
+            raise InvalidArgument(
+                "catalogue is not UTF-8 text", field="content", zh="事项目录文件须为 UTF-8 编码的文本"
+            ) from None
         async with self.rt.uow() as uow:
             new, change = await handlers.import_catalogue(
                 uow, self.ctx, content=content, source=req.source or "import.yaml", changed_by=req.changed_by
@@ -137,7 +147,11 @@ class RoutingApi:
     async def GetStaff(self, req: routing_pb2.GetStaffRequest, _: Any) -> routing_pb2.Staff:
         staff = self.ctx.org.staff.get(req.username)
         if staff is None:
-            raise NotFound(f"no staff member {req.username!r}", field="username")
+            raise NotFound(
+                f"no staff member {req.username!r}",
+                field="username",
+                zh=f"未找到用户名为 {req.username} 的工作人员",
+            )
         return staff_message(staff)
 
     async def ListStaff(self, req: routing_pb2.ListStaffRequest, _: Any) -> routing_pb2.ListStaffResponse:
@@ -156,7 +170,9 @@ class RoutingApi:
         self, req: routing_pb2.ListServicePointsRequest, _: Any
     ) -> routing_pb2.ListServicePointsResponse:
         if req.center and req.center not in self.ctx.org.centers:
-            raise NotFound(f"unknown center {req.center!r}", field="center")
+            raise NotFound(
+                f"unknown center {req.center!r}", field="center", zh=f"未找到编码为 {req.center} 的中心"
+            )
         points = (
             self.ctx.org.service_points_of(req.center) if req.center else self.ctx.org.service_points.values()
         )

@@ -41,7 +41,7 @@ class RoutingContext:
     def current(self) -> Catalogue:
         """The catalogue version in force."""
         if not self.versions:
-            raise NotFound("no catalogue has been imported")
+            raise NotFound("no catalogue has been imported", zh="尚未导入事项目录")
         return self.versions[max(self.versions)]
 
     def catalogue(self, version: int) -> Catalogue:
@@ -51,7 +51,9 @@ class RoutingContext:
         try:
             return self.versions[version]
         except KeyError:
-            raise NotFound(f"no catalogue version {version}", field="version") from None
+            raise NotFound(
+                f"no catalogue version {version}", field="version", zh=f"未找到第 {version} 版事项目录"
+            ) from None
 
 
 def _parse(
@@ -89,7 +91,7 @@ async def import_catalogue(
 ) -> tuple[Catalogue, Any]:
     """Validate a catalogue file into the next version; on any error the current one stays."""
     if not changed_by.strip():
-        raise InvalidArgument("changed_by is required", field="changed_by")
+        raise InvalidArgument("changed_by is required", field="changed_by", zh="请填写事项目录的修改人")
     now = ctx.clock.now()
     if ctx.versions:
         new = apply(
@@ -131,7 +133,8 @@ def _route(ctx: RoutingContext, env: events_pb2.Envelope, now: datetime) -> tupl
         matter = ctx.catalogue(body.matter_version).matter(body.matter_code)
     except KeyError:
         raise NotFound(
-            f"case {env.case_number}: matter {body.matter_code} v{body.matter_version} unknown"
+            f"case {env.case_number}: matter {body.matter_code} v{body.matter_version} unknown",
+            zh=f"报件 {env.case_number} 的事项 {body.matter_code}（第 {body.matter_version} 版目录）不存在",
         ) from None
     placement = place(org=ctx.org, center=ctx.center, matter=matter, has_parent=ctx.has_parent)
     row = {
@@ -260,5 +263,5 @@ async def get_route(conn: AsyncConnection, case_id: str) -> dict[str, Any]:
     """Where a case is decided."""
     row = (await conn.execute(select(orm.routes).where(orm.routes.c.case_id == case_id))).mappings().first()
     if row is None:
-        raise NotFound(f"case {case_id} has not been routed")
+        raise NotFound(f"case {case_id} has not been routed", zh="该报件尚未分办")
     return dict(row)

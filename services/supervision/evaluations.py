@@ -44,17 +44,21 @@ def _row(raw: Any) -> dict[str, Any]:
 
 def _validate(*, case_number: str, rating: int, tags: list[str], text: str) -> None:
     if not case_number:
-        raise InvalidArgument("case_number is required", field="case_number")
+        raise InvalidArgument("case_number is required", field="case_number", zh="请填写报件编号")
     ratings.validate(rating=rating, tags=tags, text=text)
 
 
 async def _case(uow: UnitOfWork, case_number: str, query_code_digest: str) -> dict[str, Any]:
     case = await repository.get_case(uow.conn, case_number=case_number, lock=True)
     if case is None:
-        raise NotFound(f"no case {case_number} is known here")
+        raise NotFound(
+            f"no case {case_number} is known here", zh=f"本中心未查到报件编号为 {case_number} 的报件"
+        )
     stored = case["query_code_digest"]
     if stored and not hmac.compare_digest(stored, query_code_digest.strip().lower()):
-        raise PermissionDenied("the query code does not match this case")
+        raise PermissionDenied(
+            "the query code does not match this case", zh="查询码与该报件不符，请核对后重新输入"
+        )
     _check_closed(case)
     return case
 
@@ -62,7 +66,8 @@ async def _case(uow: UnitOfWork, case_number: str, query_code_digest: str) -> di
 def _check_closed(case: dict[str, Any]) -> None:
     if case["status"] not in ("concluded", "withdrawn"):
         raise FailedPrecondition(
-            f"case {case['case_number']} is not concluded yet; it can be evaluated afterwards"
+            f"case {case['case_number']} is not concluded yet; it can be evaluated afterwards",
+            zh=f"报件 {case['case_number']} 尚未办结，办结后方可评价",
         )
 
 
@@ -90,18 +95,22 @@ async def submit(
 async def get(uow: UnitOfWork, *, case_number: str, query_code_digest: str) -> dict[str, Any]:
     """The applicant's evaluation of a case (NotFound while there is none; the query code vouches)."""
     if not case_number:
-        raise InvalidArgument("case_number is required", field="case_number")
+        raise InvalidArgument("case_number is required", field="case_number", zh="请填写报件编号")
     case = await repository.get_case(uow.conn, case_number=case_number)
     if case is None:
-        raise NotFound(f"no case {case_number} is known here")
+        raise NotFound(
+            f"no case {case_number} is known here", zh=f"本中心未查到报件编号为 {case_number} 的报件"
+        )
     stored = case["query_code_digest"]
     if not stored:  # set by case_accepted, or by the first evaluation (see the module's docstring)
-        raise NotFound(f"case {case_number} has not been evaluated")
+        raise NotFound(f"case {case_number} has not been evaluated", zh=f"报件 {case_number} 尚未评价")
     if not hmac.compare_digest(stored, query_code_digest.strip().lower()):
-        raise PermissionDenied("the query code does not match this case")
+        raise PermissionDenied(
+            "the query code does not match this case", zh="查询码与该报件不符，请核对后重新输入"
+        )
     row = await _evaluation_of(uow, case["case_id"])
     if row is None:
-        raise NotFound(f"case {case_number} has not been evaluated")
+        raise NotFound(f"case {case_number} has not been evaluated", zh=f"报件 {case_number} 尚未评价")
     return row
 
 
@@ -205,8 +214,14 @@ def follow_up_allowed(row: dict[str, Any]) -> bool:
 async def _follow_up(uow: UnitOfWork, row: dict[str, Any], *, rating: int, now: datetime) -> dict[str, Any]:
     if not follow_up_allowed(row):
         if row["rectification"]:
-            raise AlreadyExists(f"case {row['case_number']} already has its follow-up rating")
-        raise AlreadyExists(f"case {row['case_number']} has already been evaluated")
+            raise AlreadyExists(
+                f"case {row['case_number']} already has its follow-up rating",
+                zh=f"报件 {row['case_number']} 已在整改后再次评价过，不能重复评价",
+            )
+        raise AlreadyExists(
+            f"case {row['case_number']} has already been evaluated",
+            zh=f"报件 {row['case_number']} 已评价过，不能重复评价",
+        )
     await uow.conn.execute(
         update(orm.evaluations)
         .where(orm.evaluations.c.evaluation_id == row["evaluation_id"])
@@ -222,7 +237,11 @@ async def record_progress(
     """Mark a rectification's call back ("called_back") or its completion ("rectified")."""
     column = {"called_back": "called_back_at", "rectified": "rectified_at"}.get(step)
     if column is None:
-        raise InvalidArgument("step must be called_back or rectified", field="step")
+        raise InvalidArgument(
+            "step must be called_back or rectified",
+            field="step",
+            zh="整改进度只能登记为已回访 (called_back) 或已整改 (rectified)",
+        )
     raw = (
         (
             await uow.conn.execute(
@@ -233,10 +252,10 @@ async def record_progress(
         .first()
     )
     if raw is None:
-        raise NotFound(f"no evaluation {evaluation_id}")
+        raise NotFound(f"no evaluation {evaluation_id}", zh="未找到该评价")
     row = _row(raw)
     if not row["rectification"]:
-        raise FailedPrecondition("only a bad review has a rectification")
+        raise FailedPrecondition("only a bad review has a rectification", zh="只有差评才需要整改")
     if row[column] is None:
         now = ctx.clock.now()
         await uow.conn.execute(

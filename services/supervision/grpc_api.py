@@ -16,6 +16,9 @@ from services.supervision.clocks import SupervisionContext
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+# The statistics groupings (stats.GROUPS), in Chinese for GetStatistics' refusal.
+_GROUP_ZH = {"center": "中心", "department": "部门", "window": "窗口", "staff": "工作人员", "matter": "事项"}
+
 
 class SupervisionApi:
     """Implements onestop.supervision.v1.SupervisionService."""
@@ -31,12 +34,14 @@ class SupervisionApi:
         self, req: supervision_pb2.GetClocksRequest, _: Any
     ) -> supervision_pb2.GetClocksResponse:
         if not req.case_number:
-            raise InvalidArgument("case_number is required", field="case_number")
+            raise InvalidArgument("case_number is required", field="case_number", zh="请填写报件编号")
         async with self.rt.engine.connect() as conn:
             case = await repository.get_case(conn, case_number=req.case_number)
             rows = await repository.case_clocks(conn, case_id=case["case_id"]) if case else []
         if case is None or (not rows and not case["forwarded_to"]):
-            raise NotFound(f"no clocks for case {req.case_number}")
+            raise NotFound(
+                f"no clocks for case {req.case_number}", zh=f"未查到报件 {req.case_number} 的时限计时信息"
+            )
         now = self.ctx.clock.now()
         # A case decided above has no clocks here, but its state (forwarded, the parent's outcome) shows.
         return supervision_pb2.GetClocksResponse(
@@ -109,11 +114,17 @@ class SupervisionApi:
     ) -> supervision_pb2.Statistics:
         group_by = req.group_by or "center"
         if group_by not in stats.GROUPS:
-            raise InvalidArgument(f"group_by must be one of {', '.join(stats.GROUPS)}", field="group_by")
+            raise InvalidArgument(
+                f"group_by must be one of {', '.join(stats.GROUPS)}",
+                field="group_by",
+                zh=f"统计维度应为以下之一：{'、'.join(_GROUP_ZH.get(g, g) for g in stats.GROUPS)}",
+            )
         start = from_timestamp(getattr(req, "from")) if req.HasField("from") else EPOCH
         end = from_timestamp(req.to) if req.HasField("to") else self.ctx.clock.now()
         if end <= start:
-            raise InvalidArgument("the period must end after it starts", field="to")
+            raise InvalidArgument(
+                "the period must end after it starts", field="to", zh="统计时段的结束时间应晚于开始时间"
+            )
         async with self.rt.engine.connect() as conn:
             rows = await reports.statistics(conn, group_by=group_by, start=start, end=end)
         return supervision_pb2.Statistics(rows=[convert.statistics_row(r) for r in rows])
@@ -122,9 +133,13 @@ class SupervisionApi:
         self, req: supervision_pb2.LoadCalendarYearRequest, _: Any
     ) -> supervision_pb2.LoadCalendarYearResponse:
         if req.by.role != "administrator":
-            raise PermissionDenied("only an administrator loads calendar years")
+            raise PermissionDenied(
+                "only an administrator loads calendar years", zh="只有系统管理员可以载入年度工作日历"
+            )
         if not 2000 <= req.year <= 2100:
-            raise InvalidArgument("year must be between 2000 and 2100", field="year")
+            raise InvalidArgument(
+                "year must be between 2000 and 2100", field="year", zh="年份应在 2000 至 2100 之间"
+            )
         try:
             moved = await recompute.load_year(
                 self.ctx,
@@ -135,7 +150,11 @@ class SupervisionApi:
                 source=req.source or req.by.username,
             )
         except (CalendarError, ValueError) as exc:
-            raise InvalidArgument(str(exc), field="holidays") from None
+            raise InvalidArgument(
+                str(exc),
+                field="holidays",
+                zh=f"{req.year} 年的工作日历数据有误，未能载入，请按下方英文说明改正",
+            ) from None
         return supervision_pb2.LoadCalendarYearResponse(moved_clocks=moved)
 
     async def GetCalendarStatus(
@@ -167,9 +186,13 @@ class SupervisionApi:
     ) -> supervision_pb2.Assessment:
         year = req.year or self.ctx.clock.now().year
         if not 2000 <= year <= 2100:
-            raise InvalidArgument("year must be between 2000 and 2100", field="year")
+            raise InvalidArgument(
+                "year must be between 2000 and 2100", field="year", zh="年份应在 2000 至 2100 之间"
+            )
         if req.quarter not in (0, 1, 2, 3, 4):
-            raise InvalidArgument("quarter must be 0 (the year) or 1-4", field="quarter")
+            raise InvalidArgument(
+                "quarter must be 0 (the year) or 1-4", field="quarter", zh="季度应为 0（全年）或 1 至 4"
+            )
         start, end = ranking.quarter(year, req.quarter) if req.quarter else ranking.year(year)
         async with self.rt.engine.connect() as conn:
             rows = await reports.assess_windows(conn, start=start, end=end)

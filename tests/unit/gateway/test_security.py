@@ -12,8 +12,10 @@ async def test_a_form_post_without_the_csrf_token_is_refused(gw: Gateway) -> Non
     resp = await gw.client.post(
         "/staff/login", data={"username": "clerk.plan", "password": PASSWORD}, allow_redirects=False
     )
+    page = await resp.text()
     assert resp.status == 403
-    assert "expired" in await resp.text()
+    assert '<p class="error" role="alert">表单已过期,或不是从本站提交的;请刷新页面后重试</p>' in page
+    assert "expired" in page  # the English original beneath
     assert SESSION_COOKIE not in resp.cookies
 
 
