@@ -55,6 +55,7 @@ def _unavailable(exc: BaseException, doing: str) -> Unavailable:
     return Unavailable(
         f"the document store is not available ({doing}: {exc}); nothing was stored, send it again",
         reason=REASON,
+        zh="材料存储暂时不可用，本次材料没有保存，请重新上传",
     )
 
 
