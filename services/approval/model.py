@@ -171,29 +171,24 @@ _ACTION_ZH = {
 }
 
 
+# A task state as messages name it: (English, Chinese as in "该审批任务" + this).
+_STATE_NAMES = {
+    WAITING: ("waiting for its prerequisites", "正在等待前置事项办结"),
+    PENDING: ("pending", "尚未认领"),
+    CLAIMED: ("claimed", "已被认领"),
+    SUPPLEMENT: ("waiting for a supplement", "正在等待补正材料"),
+    APPROVED: ("approved", "已准予许可"),
+    REJECTED: ("rejected", "已不予许可"),
+    DEEMED: ("deemed approved", "已视为同意"),
+    CANCELLED: ("cancelled", "已取消"),
+}
+
+
 def state_name_zh(status: int) -> str:
     """What a task state reads as in a Chinese refusal ("该审批任务" + this)."""
-    return {
-        WAITING: "正在等待前置事项办结",
-        PENDING: "尚未认领",
-        CLAIMED: "已被认领",
-        SUPPLEMENT: "正在等待补正材料",
-        APPROVED: "已准予许可",
-        REJECTED: "已不予许可",
-        DEEMED: "已视为同意",
-        CANCELLED: "已取消",
-    }.get(status, f"处于状态 {status}")
+    return _STATE_NAMES[status][1] if status in _STATE_NAMES else f"处于状态 {status}"
 
 
 def state_name(status: int) -> str:
     """A readable name of a task state for messages."""
-    return {
-        WAITING: "waiting for its prerequisites",
-        PENDING: "pending",
-        CLAIMED: "claimed",
-        SUPPLEMENT: "waiting for a supplement",
-        APPROVED: "approved",
-        REJECTED: "rejected",
-        DEEMED: "deemed approved",
-        CANCELLED: "cancelled",
-    }.get(status, str(status))
+    return _STATE_NAMES[status][0] if status in _STATE_NAMES else str(status)
